@@ -1,0 +1,148 @@
+"""``@subscribe``: nameko's event handler with validation, retries and a DLQ.
+
+nameko acks a message whose handler raised, and the message is lost. Here a
+failed attempt is republished (with confirms) to a delay queue and comes back
+after a backoff; after ``EVENT_MAX_ATTEMPTS`` it goes to ``<queue>.dlq``. The
+original is acked only once its copy is confirmed, so nothing is lost, and a
+poison message never blocks the queue. Input that can never succeed (an
+invalid envelope, a body that is not JSON, a handler raising BadInput) goes to
+the DLQ at once.
+
+Handlers must be idempotent: a message can be delivered again after a crash or
+a relay. The kernel's way is a deterministic ``_id`` (or unique key) on the
+effect, so a second insert fails with DuplicateKeyError and is skipped.
+"""
+from datetime import datetime, timezone
+from functools import partial
+
+from nameko.amqp.publish import get_producer
+from nameko.containers import ContainerBeingKilled
+from nameko.events import EventHandler
+from nameko.messaging import Consumer, decode_from_headers
+
+from lamplight import logs, settings, topology
+from lamplight.envelope import validate_envelope
+from lamplight.errors import LamplightError
+from lamplight.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
+
+ERROR_HEADER = "x-lamplight-error"
+QUEUE_HEADER = "x-lamplight-queue"
+FAILED_AT_HEADER = "x-lamplight-failed-at"
+
+
+def attempts_of(message):
+    try:
+        return int((message.headers or {}).get(topology.ATTEMPTS_HEADER, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+class Subscribe(EventHandler):
+    """Handle ``event_type`` events published by ``source_service``.
+
+    The queue is ``<this service>--<event type>``, declared with the rest of
+    the platform topology (``lamplight.topology``).
+    """
+
+    def setup(self):
+        self.subscription = topology.Subscription(
+            self.container.service_name, self.source_service, self.event_type)
+        queue_type = settings.get("QUEUE_TYPE")
+        self.queue = topology.subscription_queue(self.subscription, queue_type)
+        self.dlq = topology.dead_letter_queue(self.subscription, queue_type)
+        self.max_attempts = settings.get_int("EVENT_MAX_ATTEMPTS")
+        self.delays = settings.get_list_of_int("EVENT_RETRY_DELAYS_MS")
+        self.consumer_options["on_decode_error"] = self._on_decode_error
+        self.log = logs.get_logger(component="subscriber", queue=self.queue.name)
+        # skip EventHandler.setup: it would build nameko's own queue name
+        Consumer.setup(self)
+
+    # delivery -----------------------------------------------------------------
+    def handle_message(self, body, message):
+        try:
+            envelope = validate_envelope(body)
+        except LamplightError as exc:
+            self._park(message, "invalid envelope: {}".format(exc.fields), "unknown")
+            return
+        context_data = decode_from_headers(message.headers or {})
+        context_data["traceparent"] = envelope["traceparent"]
+        handle_result = partial(self.handle_result, message, envelope)
+
+        def spawn_worker():
+            try:
+                self.container.spawn_worker(self, (envelope,), {}, context_data=context_data,
+                                            handle_result=handle_result)
+            except ContainerBeingKilled:
+                self.consumer.requeue_message(message)
+
+        self.container.spawn_managed_thread(
+            spawn_worker, identifier="subscribe.wait_for_worker[{}]".format(self.queue.name))
+
+    def handle_result(self, message, envelope, worker_ctx, result=None, exc_info=None):
+        service = self.container.service_name
+        if exc_info is None:
+            EVENTS_CONSUMED.labels(service, envelope["type"], envelope["parkid"]).inc()
+            self.consumer.ack_message(message)
+            return result, exc_info
+        EVENTS_FAILED.labels(service, envelope["type"]).inc()
+        exc = exc_info[1]
+        attempts = attempts_of(message) + 1
+        reason = "{}: {}".format(type(exc).__name__, exc)[:1000]
+        if isinstance(exc, LamplightError) or attempts >= self.max_attempts:
+            self._park(message, reason, envelope["type"], attempts)
+        else:
+            self._retry(message, reason, envelope, attempts)
+        return result, exc_info
+
+    def _on_decode_error(self, message, exc):
+        self._park(message, "undecodable body: {}".format(exc), "unknown")
+
+    # retry and dead-letter ----------------------------------------------------
+    def _republish(self, message, exchange, routing_key, headers):
+        props = message.properties or {}
+        with get_producer(self.amqp_uri, True, None, None, {"confirm_publish": True}) as producer:
+            producer.publish(
+                message.body, exchange=exchange, routing_key=routing_key, headers=headers,
+                content_type=message.content_type or "application/octet-stream",
+                content_encoding=message.content_encoding or "binary",
+                message_id=props.get("message_id"), delivery_mode=2, mandatory=True,
+                retry=True, retry_policy={"max_retries": 3},
+            )
+
+    def _retry(self, message, reason, envelope, attempts):
+        delay = self.delays[min(attempts - 1, len(self.delays) - 1)]
+        headers = dict(message.headers or {})
+        headers.update({topology.ATTEMPTS_HEADER: attempts, topology.DELAY_HEADER: str(delay),
+                        ERROR_HEADER: reason})
+        try:
+            self._republish(message, topology.DELAY_EXCHANGE.name, self.queue.name, headers)
+        except Exception as exc:
+            self.log.error("event.retry_publish_failed", error=str(exc), event_id=envelope["id"])
+            self.consumer.requeue_message(message)  # nothing is lost: try again from the queue
+            return
+        self.log.warning("event.retrying", event_id=envelope["id"], attempt=attempts,
+                         delay_ms=delay, error=reason)
+        self.consumer.ack_message(message)
+
+    def _park(self, message, reason, event_type, attempts=None):
+        headers = dict(message.headers or {})
+        headers.update({
+            topology.ATTEMPTS_HEADER: attempts if attempts is not None else attempts_of(message),
+            ERROR_HEADER: reason,
+            QUEUE_HEADER: self.queue.name,
+            FAILED_AT_HEADER: datetime.now(timezone.utc).isoformat(),
+        })
+        headers.pop(topology.DELAY_HEADER, None)
+        try:
+            self._republish(message, "", self.dlq.name, headers)
+        except Exception as exc:
+            self.log.error("event.dead_letter_failed", error=str(exc))
+            self.consumer.requeue_message(message)
+            return
+        EVENTS_DEAD_LETTERED.labels(self.container.service_name, event_type).inc()
+        self.log.error("event.dead_lettered", dlq=self.dlq.name, error=reason,
+                       event_id=(message.properties or {}).get("message_id"))
+        self.consumer.ack_message(message)
+
+
+subscribe = Subscribe.decorator

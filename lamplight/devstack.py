@@ -1,0 +1,190 @@
+"""Run every Lamplight service as its own ``nameko run`` process.
+
+Used by ``./dev up`` and by the end-to-end and fault tests, which start the
+same processes the same way, on their own ports, vhost and databases.
+
+    python -m lamplight.devstack up|down|status [--run-dir DIR] [--port-base N]
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name -> (nameko service path, offset of its probe port from the base)
+SERVICES = {
+    "needs": ("services.needs.service:NeedsService", 1),
+    "volunteers": ("services.volunteers.service:VolunteersService", 2),
+    "points": ("services.points.service:PointsService", 3),
+    "notify": ("services.notify.service:NotifyService", 4),
+    "gateway": ("gateway.service:Gateway", 0),
+}
+# Subscribers first, so the platform topology exists before anything publishes
+# (every process also declares it at start).
+START_ORDER = ("notify", "volunteers", "points", "needs", "gateway")
+DEFAULT_PORT_BASE = 9100  # probes on 9100-9104
+DEFAULT_WEB_PORT = 8000
+
+
+class Stack:
+    def __init__(self, run_dir, port_base=DEFAULT_PORT_BASE, web_port=DEFAULT_WEB_PORT, env=None):
+        self.run_dir = Path(run_dir)
+        self.log_dir = self.run_dir / "logs"
+        self.port_base = port_base
+        self.web_port = web_port
+        self.env = dict(env or {})
+        self.procs = {}
+
+    def probe_port(self, name):
+        return self.port_base + SERVICES[name][1]
+
+    def probe_url(self, name, path):
+        return "http://127.0.0.1:{}{}".format(self.probe_port(name), path)
+
+    @property
+    def gateway_url(self):
+        return "http://127.0.0.1:{}".format(self.web_port)
+
+    def _pidfile(self, name):
+        return self.run_dir / "{}.pid".format(name)
+
+    def pid(self, name):
+        try:
+            pid = int(self._pidfile(name).read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def start(self, name, extra_env=None):
+        """Start one service (no-op if it runs); returns its pid."""
+        pid = self.pid(name)
+        if pid:
+            return pid
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(self.env)
+        env.update({
+            "OBSERVABILITY_ADDRESS": "127.0.0.1:{}".format(self.probe_port(name)),
+            "WEB_SERVER_ADDRESS": "127.0.0.1:{}".format(self.web_port),
+            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(extra_env or {})
+        log = open(self.log_dir / "{}.log".format(name), "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "config.yaml"), SERVICES[name][0]],
+            cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.procs[name] = proc
+        self._pidfile(name).write_text(str(proc.pid))
+        return proc.pid
+
+    def ready(self, name):
+        try:
+            with urllib.request.urlopen(self.probe_url(name, "/readyz"), timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, name, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready(name):
+                return True
+            if not self.pid(name):
+                raise RuntimeError("{} exited; see {}".format(name, self.log_dir / (name + ".log")))
+            time.sleep(0.2)
+        raise TimeoutError("{} not ready after {}s; see {}".format(name, timeout, self.log_dir))
+
+    def signal(self, name, sig):
+        pid = self.pid(name)
+        if pid:
+            os.kill(pid, sig)
+        return pid
+
+    def stop(self, name, timeout=20):
+        """SIGTERM (nameko drains in-flight workers), SIGKILL after timeout."""
+        pid = self.signal(name, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid and time.monotonic() < deadline:
+            if self._reap(name, pid):
+                break
+            time.sleep(0.1)
+        else:
+            if pid:
+                self.signal(name, signal.SIGKILL)
+                self._wait_gone(name, pid)
+        self._pidfile(name).unlink(missing_ok=True)
+
+    def kill(self, name):
+        pid = self.signal(name, signal.SIGKILL)
+        if pid:
+            self._wait_gone(name, pid)
+        self._pidfile(name).unlink(missing_ok=True)
+        return pid
+
+    def _reap(self, name, pid):
+        proc = self.procs.get(name)
+        if proc is not None:
+            return proc.poll() is not None
+        try:
+            os.kill(pid, 0)
+            return False
+        except OSError:
+            return True
+
+    def _wait_gone(self, name, pid, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._reap(name, pid):
+            time.sleep(0.05)
+
+    def up(self, names=START_ORDER, timeout=60):
+        for name in names:
+            self.start(name)
+            self.wait_ready(name, timeout)
+
+    def down(self, names=START_ORDER):
+        for name in reversed(names):
+            self.stop(name)
+
+    def status(self):
+        return {name: {"pid": self.pid(name), "ready": bool(self.pid(name)) and self.ready(name),
+                       "probes": self.probe_url(name, "")} for name in START_ORDER}
+
+    def rss_mb(self):
+        out = {}
+        for name in START_ORDER:
+            pid = self.pid(name)
+            if not pid:
+                continue
+            for line in Path("/proc/{}/status".format(pid)).read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out[name] = int(line.split()[1]) / 1024.0
+        return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lamplight.devstack")
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--run-dir", default=str(ROOT / ".stack" / "run"))
+    parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)
+    parser.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT)
+    args = parser.parse_args(argv)
+    stack = Stack(args.run_dir, args.port_base, args.web_port)
+    if args.command == "up":
+        stack.up()
+    elif args.command == "down":
+        stack.down()
+    print(json.dumps(stack.status(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

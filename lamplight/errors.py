@@ -1,0 +1,54 @@
+"""Errors that cross service boundaries.
+
+Each is registered with nameko's ``deserialize_to_instance`` so an RPC caller
+gets the same class back (not a generic ``RemoteError``) and the gateway can
+map it to an HTTP status in one place.
+"""
+from nameko.exceptions import deserialize_to_instance
+
+
+class LamplightError(Exception):
+    """Base class: ``code`` is the stable machine-readable error code."""
+
+    code = "error"
+
+    def __init__(self, message, fields=None):
+        super().__init__(message, fields or {})
+        self.message = message
+        self.fields = fields or {}
+
+    def __str__(self):
+        return self.message
+
+    def to_dict(self):
+        return {"code": self.code, "message": self.message, "fields": self.fields}
+
+
+@deserialize_to_instance
+class BadInput(LamplightError):
+    """A command failed validation; ``fields`` maps each field to its problems."""
+
+    code = "bad_input"
+
+
+@deserialize_to_instance
+class NotFound(LamplightError):
+    code = "not_found"
+
+
+@deserialize_to_instance
+class Conflict(LamplightError):
+    """The same idempotency key was reused with a different body, or a state
+    change raced another one."""
+
+    code = "conflict"
+
+
+class UnscopedQuery(LamplightError):
+    """Store code tried to reach park data without naming the park.
+
+    Never sent over RPC on purpose: it is a programming error and must surface
+    as one in the service that made it.
+    """
+
+    code = "unscoped_query"

@@ -1,0 +1,28 @@
+"""Named failpoints for fault tests, in the manner of etcd's gofail.
+
+``LAMPLIGHT_FAILPOINTS="outbox.after_write=kill"`` makes the process SIGKILL
+itself the first time it reaches that point. Unset (always, in production) a
+failpoint costs one dict lookup.
+"""
+import os
+import signal
+
+_ACTIONS = {}
+
+
+def _load():
+    spec = os.environ.get("LAMPLIGHT_FAILPOINTS", "")
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, action = item.partition("=")
+        _ACTIONS[name] = action or "kill"
+
+
+_load()
+
+
+def hit(name):
+    action = _ACTIONS.get(name)
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "raise":
+        raise RuntimeError("failpoint {} reached".format(name))

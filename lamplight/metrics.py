@@ -1,0 +1,84 @@
+"""Every Prometheus metric the kernel exports, defined once.
+
+Label values are bounded: service, entrypoint, event type, park, channel and
+outcome. Never an id.
+"""
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+# RED per entrypoint
+ENTRYPOINT_CALLS = Counter(
+    "lamplight_entrypoint_calls_total",
+    "Entrypoint calls by outcome (ok, rejected for bad input or conflict, error).",
+    ["service", "entrypoint", "outcome"],
+)
+ENTRYPOINT_DURATION = Histogram(
+    "lamplight_entrypoint_duration_seconds",
+    "Time spent in an entrypoint's worker.",
+    ["service", "entrypoint"],
+    buckets=_LATENCY_BUCKETS,
+)
+
+# events
+EVENTS_PUBLISHED = Counter(
+    "lamplight_events_published_total",
+    "Events confirmed by the broker.",
+    ["service", "type", "park"],
+)
+EVENTS_UNROUTED = Counter(
+    "lamplight_events_unrouted_total",
+    "Events no queue was bound for, parked in lamplight.unrouted.",
+    ["service", "type"],
+)
+EVENTS_PUBLISH_FAILED = Counter(
+    "lamplight_events_publish_failed_total",
+    "Publish attempts that failed (left in the outbox for the relay).",
+    ["service", "type"],
+)
+EVENTS_RELAYED = Counter(
+    "lamplight_events_relayed_total",
+    "Events the relay found unpublished and published.",
+    ["service", "type"],
+)
+EVENTS_CONSUMED = Counter(
+    "lamplight_events_consumed_total",
+    "Events handled successfully.",
+    ["service", "type", "park"],
+)
+EVENTS_FAILED = Counter(
+    "lamplight_events_failed_total",
+    "Handler attempts that raised (each is retried or dead-lettered).",
+    ["service", "type"],
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "lamplight_events_dead_lettered_total",
+    "Events parked in a dead-letter queue after their last attempt.",
+    ["service", "type"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "lamplight_outbox_backlog",
+    "Events written to an outbox and not yet confirmed by the broker.",
+    ["service"],
+)
+OUTBOX_RELAY_FOUND = Gauge(
+    "lamplight_outbox_relay_found",
+    "Unpublished events the last relay pass found older than the grace period.",
+    ["service"],
+)
+
+# business
+NEEDS_SUBMITTED = Counter(
+    "lamplight_needs_submitted_total", "Needs accepted.", ["park", "category", "channel"]
+)
+TASKS_OFFERED = Counter(
+    "lamplight_tasks_offered_total", "Task offers made to responders.", ["park"]
+)
+NEEDS_UNMATCHED = Counter(
+    "lamplight_needs_unmatched_total",
+    "Needs dispatch found no responder for.",
+    ["park", "category"],
+)
+NOTICES = Counter(
+    "lamplight_notices_total", "Notices by channel and outcome.", ["park", "channel", "outcome"]
+)

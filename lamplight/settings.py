@@ -1,0 +1,54 @@
+"""Typed access to the nameko config (config.yaml with ``${VAR:default}``).
+
+Every knob the kernel reads is listed here with its default, so operators have
+one place to look.
+"""
+from nameko import config
+
+DEFAULTS = {
+    "AMQP_URI": "amqp://guest:guest@127.0.0.1:5672/",
+    "MONGO_URI": "mongodb://127.0.0.1:27018/",
+    # database of service S is <prefix><S>; tests use a prefix per run
+    "MONGO_DB_PREFIX": "lamplight_",
+    # host:port of the /metrics, /healthz and /readyz server; empty disables it
+    "OBSERVABILITY_ADDRESS": "127.0.0.1:0",
+    # a message whose handler fails this many times goes to the DLQ
+    "EVENT_MAX_ATTEMPTS": 5,
+    # delay before attempt 2, 3, …; the last value repeats
+    "EVENT_RETRY_DELAYS_MS": [1000, 5000, 30000, 120000],
+    # classic for a single node, quorum for a RabbitMQ cluster
+    "QUEUE_TYPE": "classic",
+    # how often the relay looks for events a crash left unpublished, and how old
+    # an unpublished event must be before the relay takes it over
+    "OUTBOX_RELAY_INTERVAL_S": 5.0,
+    "OUTBOX_RELAY_GRACE_S": 10.0,
+    # group commit: at most this many documents per insert_many, waiting at most
+    # this long for a batch to fill
+    "STORE_BATCH_MAX": 256,
+    "STORE_BATCH_WAIT_MS": 2.0,
+    # publisher: at most this many messages in flight before waiting for confirms
+    "PUBLISH_BATCH_MAX": 256,
+    "RPC_TIMEOUT_S": 10.0,
+}
+
+
+def get(key):
+    value = config.get(key)
+    if value is None or value == "":
+        return DEFAULTS.get(key)
+    return value
+
+
+def get_int(key):
+    return int(get(key))
+
+
+def get_float(key):
+    return float(get(key))
+
+
+def get_list_of_int(key):
+    value = get(key)
+    if isinstance(value, str):
+        value = [v for v in value.replace(" ", "").split(",") if v]
+    return [int(v) for v in value]

@@ -1,0 +1,310 @@
+"""MongoDB for nameko services: park-scoped collections, indexes, group commit.
+
+Store code never holds a raw pymongo collection. It gets either
+``store.park(park_id)["needs"]`` — every filter, document and pipeline gets
+that park_id — or ``store["needs"]``, which refuses any query that does not
+name exactly one park. Cross-park reads (the outbox relay, gauges) go through
+``store.unscoped(name, reason)``, which says so in the log.
+"""
+import re
+import time
+
+import eventlet
+from eventlet.event import Event
+from eventlet.queue import Empty, LightQueue
+from nameko.extensions import DependencyProvider
+from pymongo import IndexModel, MongoClient
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from lamplight import logs, settings
+from lamplight.errors import BadInput, UnscopedQuery
+
+PARK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+# Collections and indexes the kernel itself keeps in every service database.
+# They are platform-wide bookkeeping, not park data, so they are the one
+# exception to "every index starts with park_id".
+KERNEL_COLLECTIONS = frozenset({"_published", "_relay"})
+
+
+def check_park_id(park_id):
+    if not isinstance(park_id, str) or not PARK_ID.match(park_id):
+        raise BadInput(
+            "park_id must be 1-63 lowercase letters, digits or dashes",
+            {"park_id": ["invalid park id: {!r}".format(park_id)]},
+        )
+    return park_id
+
+
+def _names_one_park(filter_):
+    return isinstance(filter_, dict) and isinstance(filter_.get("park_id"), str)
+
+
+class GroupCommit:
+    """Batches concurrent inserts into one insert_many.
+
+    Each caller blocks until the batch holding its document is written and gets
+    its own outcome back (a DuplicateKeyError is raised for that caller only).
+    """
+
+    def __init__(self, collection, max_batch, wait_s):
+        self.collection = collection
+        self.max_batch = max_batch
+        self.wait_s = wait_s
+        self.queue = LightQueue()
+        self.thread = None
+
+    def insert(self, doc):
+        done = Event()
+        self.queue.put((doc, done))
+        return done.wait()
+
+    def run(self):
+        while True:
+            batch = [self.queue.get()]
+            deadline = time.monotonic() + self.wait_s
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    batch.append(self.queue.get(timeout=max(remaining, 0)) if remaining > 0
+                                 else self.queue.get_nowait())
+                except Empty:
+                    break
+            self._flush(batch)
+
+    def _flush(self, batch):
+        docs = [doc for doc, _ in batch]
+        try:
+            self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            failed = {err["index"]: err for err in exc.details.get("writeErrors", [])}
+            for i, (doc, done) in enumerate(batch):
+                err = failed.get(i)
+                if err is None:
+                    done.send(doc["_id"])
+                elif err.get("code") == 11000:
+                    done.send_exception(DuplicateKeyError(err.get("errmsg", "duplicate key"), 11000, err))
+                else:
+                    done.send_exception(PyMongoError(err.get("errmsg", "write failed")))
+            return
+        except Exception as exc:  # the whole batch failed: every caller hears it
+            for _, done in batch:
+                done.send_exception(exc)
+            return
+        for doc, done in batch:
+            done.send(doc["_id"])
+
+
+class ParkScopedCollection:
+    """A collection seen from inside one park."""
+
+    def __init__(self, collection, park_id, committer=None):
+        self._c = collection
+        self.park_id = park_id
+        self._committer = committer
+        self.name = collection.name
+
+    def _filter(self, filter_):
+        filter_ = dict(filter_ or {})
+        named = filter_.get("park_id", self.park_id)
+        if named != self.park_id:
+            raise UnscopedQuery(
+                "filter on {} names park {!r} inside the scope of park {!r}".format(
+                    self.name, named, self.park_id))
+        filter_["park_id"] = self.park_id
+        return filter_
+
+    def _doc(self, doc):
+        if doc.get("park_id", self.park_id) != self.park_id:
+            raise UnscopedQuery("document for park {!r} written in the scope of park {!r}".format(
+                doc.get("park_id"), self.park_id))
+        doc["park_id"] = self.park_id
+        return doc
+
+    def _update(self, update):
+        for op in ("$set", "$setOnInsert", "$unset", "$rename"):
+            if "park_id" in (update.get(op) or {}):
+                raise UnscopedQuery("an update may not change park_id ({} on {})".format(op, self.name))
+        return update
+
+    def find(self, filter_=None, *args, **kwargs):
+        return self._c.find(self._filter(filter_), *args, **kwargs)
+
+    def find_one(self, filter_=None, *args, **kwargs):
+        return self._c.find_one(self._filter(filter_), *args, **kwargs)
+
+    def count_documents(self, filter_=None, **kwargs):
+        return self._c.count_documents(self._filter(filter_), **kwargs)
+
+    def insert_one(self, doc):
+        """Insert through the group commit when there is one; raises
+        DuplicateKeyError when the document (or its unique key) exists."""
+        doc = self._doc(doc)
+        if self._committer is not None:
+            return self._committer.insert(doc)
+        return self._c.insert_one(doc).inserted_id
+
+    def insert_many(self, docs, ordered=True):
+        return self._c.insert_many([self._doc(d) for d in docs], ordered=ordered).inserted_ids
+
+    def update_one(self, filter_, update, **kwargs):
+        return self._c.update_one(self._filter(filter_), self._update(update), **kwargs)
+
+    def update_many(self, filter_, update, **kwargs):
+        return self._c.update_many(self._filter(filter_), self._update(update), **kwargs)
+
+    def find_one_and_update(self, filter_, update, **kwargs):
+        return self._c.find_one_and_update(self._filter(filter_), self._update(update), **kwargs)
+
+    def delete_one(self, filter_):
+        return self._c.delete_one(self._filter(filter_))
+
+    def aggregate(self, pipeline, **kwargs):
+        return self._c.aggregate([{"$match": {"park_id": self.park_id}}] + list(pipeline), **kwargs)
+
+
+class GuardedCollection:
+    """A collection reached without a park scope: every call must name exactly
+    one park in its filter (or document), otherwise UnscopedQuery."""
+
+    def __init__(self, collection, scoped_factory):
+        self._c = collection
+        self._scoped = scoped_factory
+        self.name = collection.name
+
+    def _scope_for(self, what, filter_):
+        if not _names_one_park(filter_):
+            raise UnscopedQuery(
+                "{} on {} does not name a park: every query must filter on one park_id "
+                "(got {!r})".format(what, self.name, None if not isinstance(filter_, dict)
+                                    else filter_.get("park_id")))
+        return self._scoped(filter_["park_id"])
+
+    def __getattr__(self, method):
+        if method not in ("find", "find_one", "count_documents", "update_one", "update_many",
+                          "find_one_and_update", "delete_one", "insert_one", "aggregate"):
+            raise AttributeError(method)
+
+        def call(first=None, *args, **kwargs):
+            if method == "aggregate":
+                stage = (first or [{}])[0].get("$match") if first else None
+                scope = self._scope_for(method, stage)
+                return scope.aggregate(first[1:], *args, **kwargs)
+            scope = self._scope_for(method, first)
+            return getattr(scope, method)(first, *args, **kwargs)
+
+        return call
+
+
+class ParkScope:
+    def __init__(self, store, park_id):
+        self._store = store
+        self.park_id = check_park_id(park_id)
+
+    def __getitem__(self, name):
+        return self._store._scoped(name, self.park_id)
+
+
+class Store:
+    """What a service worker gets from the Mongo provider."""
+
+    def __init__(self, db, committers, log):
+        self.db = db
+        self._committers = committers
+        self._log = log
+
+    def _scoped(self, name, park_id):
+        if name in KERNEL_COLLECTIONS:
+            raise UnscopedQuery("{} is kernel bookkeeping, not park data".format(name))
+        return ParkScopedCollection(self.db[name], check_park_id(park_id), self._committers.get(name))
+
+    def park(self, park_id):
+        return ParkScope(self, park_id)
+
+    def __getitem__(self, name):
+        return GuardedCollection(self.db[name], lambda park: self._scoped(name, park))
+
+    def unscoped(self, name, reason):
+        """A raw collection for a cross-park job; the reason goes to the log."""
+        self._log.debug("store.unscoped_access", collection=name, reason=reason)
+        return self.db[name]
+
+
+def check_indexes(indexes):
+    """Every index of park data leads with park_id (tenancy, DESIGN.md)."""
+    for collection, models in indexes.items():
+        for model in models:
+            keys = list(model.document["key"].keys())
+            if collection not in KERNEL_COLLECTIONS and keys[0] != "park_id":
+                raise ValueError("index {} on {} does not start with park_id".format(keys, collection))
+
+
+class Mongo(DependencyProvider):
+    """Injects a :class:`Store` on the service's own database.
+
+    ``indexes`` maps collection name to IndexModels, created at start;
+    ``group_commit`` names collections whose inserts are batched.
+    """
+
+    def __init__(self, indexes=None, group_commit=()):
+        self.indexes = dict(indexes or {})
+        self.group_commit = tuple(group_commit)
+        check_indexes(self.indexes)
+
+    def add_indexes(self, collection, models):
+        """For other kernel providers (the outbox) to add their indexes."""
+        self.indexes.setdefault(collection, []).extend(models)
+
+    def setup(self):
+        self.log = logs.get_logger(component="mongo")
+        self.database_name = "{}{}".format(settings.get("MONGO_DB_PREFIX"), self.container.service_name)
+        self.client = MongoClient(
+            settings.get("MONGO_URI"),
+            serverSelectionTimeoutMS=5000,
+            connectTimeoutMS=5000,
+            appname="lamplight-{}".format(self.container.service_name),
+            tz_aware=True,
+        )
+        self.db = self.client[self.database_name]
+        self.committers = {
+            name: GroupCommit(self.db[name], settings.get_int("STORE_BATCH_MAX"),
+                              settings.get_float("STORE_BATCH_WAIT_MS") / 1000.0)
+            for name in self.group_commit
+        }
+
+    def start(self):
+        for collection, models in self.indexes.items():
+            existing = set(self.db[collection].index_information())
+            for model in models:
+                # one command per missing index: FerretDB 1.24 drops the
+                # connection when one createIndexes re-creates several
+                if model.document["name"] not in existing:
+                    self.db[collection].create_indexes([model])
+        for committer in self.committers.values():
+            committer.thread = self.container.spawn_managed_thread(
+                committer.run, identifier="group-commit-{}".format(committer.collection.name))
+
+    def stop(self):
+        for committer in self.committers.values():
+            if committer.thread is not None:
+                committer.thread.kill()
+        self.client.close()
+
+    kill = stop
+
+    def store(self):
+        return Store(self.db, self.committers, self.log)
+
+    def get_dependency(self, worker_ctx):
+        return self.store()
+
+    def readiness(self):
+        try:
+            with eventlet.Timeout(2):
+                self.client.admin.command("ping")
+            return [("mongodb", True, "ok")]
+        except (Exception, eventlet.Timeout) as exc:
+            return [("mongodb", False, "{}: {}".format(type(exc).__name__, exc))]
+
+
+__all__ = ["Mongo", "Store", "IndexModel", "DuplicateKeyError", "check_park_id"]

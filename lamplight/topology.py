@@ -1,0 +1,147 @@
+"""The broker topology of the whole platform, declared from one place.
+
+Why one place: RabbitMQ drops an event published to an exchange no queue is
+bound to (nameko#717). Every service declares *all* of the platform's
+subscription queues when it starts, so whichever service starts first, no
+internal subscriber can miss an event. Events nobody subscribes to are caught
+by mandatory publishing and parked in ``lamplight.unrouted`` (see
+``lamplight.publishing``); an alternate exchange would do the same, but as an
+exchange argument it makes stock subscribers that redeclare ``<svc>.events``
+fail with PRECONDITION_FAILED.
+
+Retries: a failed message is published to the headers exchange
+``lamplight.delay`` with ``x-lamplight-delay: <ms>``; it waits in
+``lamplight.delay.<ms>`` (TTL = ms) and is dead-lettered to the direct
+exchange ``lamplight.redeliver`` with its original routing key, the name of
+the queue it came from; every subscription queue is bound there by its own
+name. A fixed number of delay queues serves every subscriber.
+"""
+from dataclasses import dataclass
+
+from kombu import Exchange, Queue, binding
+from nameko.constants import PERSISTENT
+
+DELAY_EXCHANGE = Exchange("lamplight.delay", type="headers", durable=True)
+REDELIVER_EXCHANGE = Exchange("lamplight.redeliver", type="direct", durable=True)
+UNROUTED_QUEUE_NAME = "lamplight.unrouted"
+DELAY_HEADER = "x-lamplight-delay"
+ATTEMPTS_HEADER = "x-lamplight-attempts"
+
+
+def events_exchange(service):
+    """Identical to nameko's own ``get_event_exchange`` so that stock nameko
+    subscribers and ours declare the same exchange."""
+    return Exchange(
+        "{}.events".format(service), type="topic", durable=True, delivery_mode=PERSISTENT
+    )
+
+
+@dataclass(frozen=True)
+class Subscription:
+    consumer: str  # the subscribing service
+    source: str  # the publishing service
+    event_type: str
+
+    @property
+    def queue_name(self):
+        return "{}--{}".format(self.consumer, self.event_type)
+
+    @property
+    def dlq_name(self):
+        return self.queue_name + ".dlq"
+
+
+# Every internal subscription. A test checks this against the @subscribe
+# entrypoints of every service, so the list cannot go stale.
+SUBSCRIPTIONS = (
+    Subscription("volunteers", "needs", "need.submitted"),
+    Subscription("notify", "volunteers", "task.offered"),
+)
+
+
+def _queue_arguments(queue_type):
+    if queue_type == "quorum":
+        return {"x-queue-type": "quorum"}
+    return {}
+
+
+def subscription_queue(sub, queue_type="classic"):
+    return Queue(
+        sub.queue_name,
+        durable=True,
+        queue_arguments=_queue_arguments(queue_type),
+        bindings=[
+            binding(events_exchange(sub.source), routing_key=sub.event_type),
+            binding(REDELIVER_EXCHANGE, routing_key=sub.queue_name),
+        ],
+    )
+
+
+def dead_letter_queue(sub, queue_type="classic"):
+    return Queue(sub.dlq_name, durable=True, queue_arguments=_queue_arguments(queue_type))
+
+
+# Events published while no queue is bound for them wait here for a subscriber
+# that binds late (replay with `lamplight dlq replay lamplight.unrouted`). It is
+# a window, not an archive: bounded in age and length, oldest dropped first.
+UNROUTED_TTL_MS = 7 * 24 * 3600 * 1000
+UNROUTED_MAX_LENGTH = 100000
+
+
+def unrouted_queue(queue_type="classic"):
+    arguments = dict(_queue_arguments(queue_type), **{
+        "x-message-ttl": UNROUTED_TTL_MS, "x-max-length": UNROUTED_MAX_LENGTH, "x-overflow": "drop-head"})
+    return Queue(UNROUTED_QUEUE_NAME, durable=True, queue_arguments=arguments)
+
+
+def delay_queue(delay_ms):
+    return Queue(
+        "lamplight.delay.{}".format(delay_ms),
+        durable=True,
+        queue_arguments={
+            "x-message-ttl": int(delay_ms),
+            "x-dead-letter-exchange": REDELIVER_EXCHANGE.name,
+        },
+        bindings=[
+            binding(
+                DELAY_EXCHANGE,
+                arguments={"x-match": "all", DELAY_HEADER: str(int(delay_ms))},
+            )
+        ],
+    )
+
+
+def services():
+    names = set()
+    for sub in SUBSCRIPTIONS:
+        names.update((sub.consumer, sub.source))
+    return names
+
+
+def all_entities(delays_ms, queue_type="classic", subscriptions=SUBSCRIPTIONS):
+    """Everything to declare, exchanges first."""
+    entities = [DELAY_EXCHANGE, REDELIVER_EXCHANGE]
+    entities += [events_exchange(s) for s in sorted({"needs", "volunteers", "points", "notify"} | services())]
+    entities.append(unrouted_queue(queue_type))
+    entities += [delay_queue(d) for d in sorted(set(delays_ms))]
+    for sub in subscriptions:
+        entities.append(subscription_queue(sub, queue_type))
+        entities.append(dead_letter_queue(sub, queue_type))
+    return entities
+
+
+def declare(connection, delays_ms, queue_type="classic", subscriptions=SUBSCRIPTIONS):
+    """Declare the platform topology on an open kombu connection (idempotent)."""
+    channel = connection.channel()
+    try:
+        for entity in all_entities(delays_ms, queue_type, subscriptions):
+            entity(channel).declare()
+    finally:
+        channel.close()
+
+
+def find_subscription(queue_name, subscriptions=SUBSCRIPTIONS):
+    for sub in subscriptions:
+        if queue_name in (sub.queue_name, sub.dlq_name):
+            return sub
+    return None

@@ -1,0 +1,73 @@
+"""The volunteers service: responders and dispatch of needs to them."""
+from datetime import datetime, timezone
+
+from marshmallow import ValidationError
+from nameko.rpc import rpc
+
+from lamplight.consuming import subscribe
+from lamplight.errors import BadInput, NotFound
+from lamplight.ids import new_id
+from lamplight.metrics import NEEDS_UNMATCHED, TASKS_OFFERED
+from lamplight.observability import Observability
+from lamplight.publishing import EventOutbox
+from lamplight.storage import Mongo
+from services.volunteers import domain
+from services.volunteers.schemas import (
+    NeedSubmittedSchema, ResponderRegistrationSchema, ResponderViewSchema, TaskOfferedSchema,
+)
+from services.volunteers.store import INDEXES, VolunteersStore
+
+_registration = ResponderRegistrationSchema()
+_responder_view = ResponderViewSchema()
+_need_submitted = NeedSubmittedSchema()
+_task_offered = TaskOfferedSchema()
+EXPECTED = (BadInput, NotFound)
+
+
+class VolunteersService:
+    name = "volunteers"
+
+    log = Observability()
+    db = Mongo(indexes=INDEXES, group_commit=("tasks",))
+    events = EventOutbox(collections=("tasks",))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def register_responder(self, park_id, payload):
+        try:
+            data = _registration.load(payload if payload is not None else {})
+        except ValidationError as exc:
+            raise BadInput("the responder is not valid", exc.messages)
+        responder = dict(data, _id=new_id("rsp"), park_id=park_id,
+                         registered_at=datetime.now(timezone.utc))
+        VolunteersStore(self.db, park_id).add_responder(responder)
+        return _responder_view.dump(responder)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_responder(self, park_id, responder_id):
+        responder = VolunteersStore(self.db, park_id).get_responder(responder_id)
+        if responder is None:
+            raise NotFound("no responder {} in park {}".format(responder_id, park_id))
+        return _responder_view.dump(responder)
+
+    @subscribe("needs", "need.submitted")
+    def on_need_submitted(self, envelope):
+        park_id = envelope["parkid"]
+        try:
+            need = dict(_need_submitted.load(envelope["data"]), park_id=park_id)
+        except ValidationError as exc:
+            raise BadInput("need.submitted payload is not valid", exc.messages)
+        store = VolunteersStore(self.db, park_id)
+        responder = domain.choose(store.roster(), need["need_id"], need["category"])
+        if responder is None:
+            NEEDS_UNMATCHED.labels(park_id, need["category"]).inc()
+            self.log.warning("dispatch.no_responder", need_id=need["need_id"], category=need["category"])
+            return
+        offer = domain.new_offer(need, responder, datetime.now(timezone.utc))
+        event = self.events.new("task.offered", park_id=park_id, subject=offer["_id"], data=_task_offered.dump(
+            dict(offer, task_id=offer["_id"])))
+        offer.update(self.events.outbox_fields([event]))
+        if not store.insert_offer(offer):
+            self.log.info("dispatch.duplicate_delivery", need_id=need["need_id"])
+            return
+        self.events.publish([event])
+        TASKS_OFFERED.labels(park_id).inc()
