@@ -15,6 +15,7 @@ effect, so a second insert fails with DuplicateKeyError and is skipped.
 from datetime import datetime, timezone
 from functools import partial
 
+from kombu import Connection
 from nameko.amqp.publish import get_producer
 from nameko.containers import ContainerBeingKilled
 from nameko.events import EventHandler
@@ -54,6 +55,14 @@ class Subscribe(EventHandler):
         self.delays = settings.get_list_of_int("EVENT_RETRY_DELAYS_MS")
         self.consumer_options["on_decode_error"] = self._on_decode_error
         self.log = logs.get_logger(component="subscriber", queue=self.queue.name)
+        # the queues a failed message goes to must exist before it fails, or
+        # its mandatory republish has no route and it would loop
+        with Connection(self.amqp_uri, connect_timeout=5) as conn:
+            channel = conn.channel()
+            for entity in [topology.DELAY_EXCHANGE, topology.REDELIVER_EXCHANGE, self.dlq] + [
+                    topology.delay_queue(d) for d in self.delays]:
+                entity(channel).declare()
+            channel.close()
         # skip EventHandler.setup: it would build nameko's own queue name
         Consumer.setup(self)
 

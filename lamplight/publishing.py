@@ -214,7 +214,7 @@ class EventOutbox(DependencyProvider):
         self.exchange = topology.events_exchange(self.service).name
         self.mongo = next(d for d in self.container.dependencies if isinstance(d, Mongo))
         for name in self.collections:
-            self.mongo.add_indexes(name, [IndexModel([("_outbox_at", ASCENDING)], name="outbox_relay")])
+            self.mongo.add_kernel_indexes(name, [IndexModel([("_outbox_at", ASCENDING)], name="outbox_relay")])
         self.pipeline = ConfirmPipeline(settings.get("AMQP_URI"), self.service,
                                         settings.get_int("PUBLISH_BATCH_MAX"))
         self.relay_interval = settings.get_float("OUTBOX_RELAY_INTERVAL_S")
@@ -222,6 +222,7 @@ class EventOutbox(DependencyProvider):
         self._threads = []
         self._in_flight = 0
         self._marks = LightQueue()
+        self.relay_passes = 0
 
     def start(self):
         with Connection(settings.get("AMQP_URI"), connect_timeout=5) as conn:
@@ -298,6 +299,7 @@ class EventOutbox(DependencyProvider):
                 self.relay_once()
             except Exception as exc:
                 self.log.warning("outbox.relay_failed", error=str(exc))
+            self.relay_passes += 1
             eventlet.sleep(self.relay_interval)
 
     def relay_once(self, grace_s=None):

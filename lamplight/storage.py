@@ -247,13 +247,15 @@ class Mongo(DependencyProvider):
     """
 
     def __init__(self, indexes=None, group_commit=()):
-        self.indexes = dict(indexes or {})
+        self.indexes = {name: list(models) for name, models in (indexes or {}).items()}
         self.group_commit = tuple(group_commit)
         check_indexes(self.indexes)
+        self.kernel_indexes = {}
 
-    def add_indexes(self, collection, models):
-        """For other kernel providers (the outbox) to add their indexes."""
-        self.indexes.setdefault(collection, []).extend(models)
+    def add_kernel_indexes(self, collection, models):
+        """For other kernel providers: the outbox relay's index is platform
+        bookkeeping across parks, the one index that does not lead with park_id."""
+        self.kernel_indexes.setdefault(collection, []).extend(models)
 
     def setup(self):
         self.log = logs.get_logger(component="mongo")
@@ -273,7 +275,10 @@ class Mongo(DependencyProvider):
         }
 
     def start(self):
-        for collection, models in self.indexes.items():
+        wanted = {name: list(models) for name, models in self.indexes.items()}
+        for name, models in self.kernel_indexes.items():
+            wanted.setdefault(name, []).extend(models)
+        for collection, models in wanted.items():
             existing = set(self.db[collection].index_information())
             for model in models:
                 # one command per missing index: FerretDB 1.24 drops the

@@ -10,7 +10,7 @@ exchange argument it makes stock subscribers that redeclare ``<svc>.events``
 fail with PRECONDITION_FAILED.
 
 Retries: a failed message is published to the headers exchange
-``lamplight.delay`` with ``x-lamplight-delay: <ms>``; it waits in
+``lamplight.delay`` with header ``lamplight-delay-ms: <ms>``; it waits in
 ``lamplight.delay.<ms>`` (TTL = ms) and is dead-lettered to the direct
 exchange ``lamplight.redeliver`` with its original routing key, the name of
 the queue it came from; every subscription queue is bound there by its own
@@ -24,7 +24,8 @@ from nameko.constants import PERSISTENT
 DELAY_EXCHANGE = Exchange("lamplight.delay", type="headers", durable=True)
 REDELIVER_EXCHANGE = Exchange("lamplight.redeliver", type="direct", durable=True)
 UNROUTED_QUEUE_NAME = "lamplight.unrouted"
-DELAY_HEADER = "x-lamplight-delay"
+# not "x-…": a headers exchange ignores x- arguments when it matches
+DELAY_HEADER = "lamplight-delay-ms"
 ATTEMPTS_HEADER = "x-lamplight-attempts"
 
 

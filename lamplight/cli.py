@@ -1,0 +1,165 @@
+"""``lamplight``: the operator's command line.
+
+    lamplight dlq list [--queue Q] [--limit N] [--json]
+    lamplight dlq replay QUEUE [--id MESSAGE_ID ...] [--limit N]
+    lamplight topology declare
+
+The broker is AMQP_URI (environment) or --amqp-uri. Dead-letter queues are
+``<subscription queue>.dlq``; ``lamplight.unrouted`` holds events that were
+published while no queue was bound for them, and replays to their original
+exchange.
+"""
+import argparse
+import json
+import os
+import sys
+
+from kombu import Connection
+
+from lamplight import settings, topology
+from lamplight.consuming import ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER
+
+DEFAULT_LIMIT = 1000
+
+
+def dead_letter_queues():
+    return [sub.dlq_name for sub in topology.SUBSCRIPTIONS] + [topology.UNROUTED_QUEUE_NAME]
+
+
+def _peek(channel, queue, limit):
+    """Up to ``limit`` messages of a queue, left in place (they are taken
+    unacked and go back when the channel closes)."""
+    messages = []
+    while len(messages) < limit:
+        msg = channel.basic_get(queue, no_ack=False)
+        if msg is None:
+            break
+        messages.append(msg)
+    return messages
+
+
+def _envelope(msg):
+    body = msg.body.decode("utf-8", "replace") if isinstance(msg.body, bytes) else msg.body
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return {}
+    return envelope if isinstance(envelope, dict) else {}
+
+
+def _message_id(msg, envelope):
+    """The AMQP message id, or the event id for publishers that set none."""
+    return msg.properties.get("message_id") or envelope.get("id")
+
+
+def _describe(queue, msg):
+    headers = msg.headers or {}
+    envelope = _envelope(msg)
+    return {
+        "queue": queue,
+        "message_id": _message_id(msg, envelope),
+        "type": envelope.get("type"),
+        "park": envelope.get("parkid"),
+        "attempts": headers.get(topology.ATTEMPTS_HEADER),
+        "error": headers.get(ERROR_HEADER),
+        "failed_at": headers.get(FAILED_AT_HEADER),
+        "origin": headers.get(QUEUE_HEADER) or headers.get("x-original-exchange"),
+    }
+
+
+def dlq_list(amqp_uri, queues=None, limit=DEFAULT_LIMIT):
+    out = []
+    with Connection(amqp_uri, connect_timeout=5) as conn:
+        for queue in queues or dead_letter_queues():
+            channel = conn.channel()
+            try:
+                channel.queue_declare(queue, passive=True)
+            except Exception:  # a queue that does not exist has nothing parked
+                continue
+            out += [_describe(queue, m) for m in _peek(channel, queue, limit)]
+            channel.close()
+    return out
+
+
+def _replay_target(queue, msg):
+    headers = msg.headers or {}
+    if queue == topology.UNROUTED_QUEUE_NAME:
+        return headers.get("x-original-exchange", ""), headers.get("x-original-routing-key", "")
+    return "", headers.get(QUEUE_HEADER) or queue[: -len(".dlq")]
+
+
+def dlq_replay(amqp_uri, queue, ids=None, limit=DEFAULT_LIMIT):
+    """Move parked messages back where they came from, with a fresh attempt
+    count. Each is acked off the DLQ only after its copy is confirmed.
+    Returns the ids replayed."""
+    if queue not in dead_letter_queues() and not queue.endswith(".dlq"):
+        raise SystemExit("{} is not a dead-letter queue (see `lamplight dlq list`)".format(queue))
+    wanted = set(ids or ())
+    replayed = []
+    with Connection(amqp_uri, connect_timeout=5, transport_options={"confirm_publish": True}) as conn:
+        channel = conn.channel()
+        producer = conn.Producer(channel=conn.channel())
+        for msg in _peek(channel, queue, limit):
+            message_id = _message_id(msg, _envelope(msg))
+            if wanted and message_id not in wanted:
+                continue
+            exchange, routing_key = _replay_target(queue, msg)
+            headers = {k: v for k, v in (msg.headers or {}).items()
+                       if k not in (ERROR_HEADER, FAILED_AT_HEADER, topology.DELAY_HEADER, "x-death")}
+            headers[topology.ATTEMPTS_HEADER] = 0
+            headers["x-lamplight-replays"] = int((msg.headers or {}).get("x-lamplight-replays", 0)) + 1
+            producer.publish(msg.body, exchange=exchange, routing_key=routing_key, headers=headers,
+                             content_type=msg.content_type, content_encoding=msg.content_encoding,
+                             message_id=message_id, delivery_mode=2, mandatory=True)
+            channel.basic_ack(msg.delivery_tag)
+            replayed.append(message_id)
+        channel.close()
+    return replayed
+
+
+def _amqp_uri(args):
+    return args.amqp_uri or os.environ.get("AMQP_URI") or settings.DEFAULTS["AMQP_URI"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="lamplight", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--amqp-uri", help="broker (default: $AMQP_URI or the local stack)")
+    sub = parser.add_subparsers(dest="group", required=True)
+
+    dlq = sub.add_parser("dlq", help="dead-lettered and unrouted events").add_subparsers(
+        dest="command", required=True)
+    ls = dlq.add_parser("list", help="list parked messages (they stay parked)")
+    ls.add_argument("--queue", action="append", help="one queue (repeatable); default all")
+    ls.add_argument("--limit", type=int, default=DEFAULT_LIMIT)
+    ls.add_argument("--json", action="store_true")
+    rp = dlq.add_parser("replay", help="send parked messages back to their queue")
+    rp.add_argument("queue")
+    rp.add_argument("--id", action="append", dest="ids", help="only this message id (repeatable)")
+    rp.add_argument("--limit", type=int, default=DEFAULT_LIMIT)
+
+    topo = sub.add_parser("topology", help="broker topology").add_subparsers(dest="command", required=True)
+    topo.add_parser("declare", help="declare every exchange and queue of the platform")
+
+    args = parser.parse_args(argv)
+    uri = _amqp_uri(args)
+    if args.group == "dlq" and args.command == "list":
+        rows = dlq_list(uri, args.queue, args.limit)
+        if args.json:
+            print(json.dumps(rows, indent=2, ensure_ascii=False))
+        else:
+            for r in rows:
+                print("{queue}\t{message_id}\t{type}\t{park}\tattempts={attempts}\t{error}".format(**r))
+            print("{} parked message(s)".format(len(rows)), file=sys.stderr)
+    elif args.group == "dlq" and args.command == "replay":
+        ids = dlq_replay(uri, args.queue, args.ids, args.limit)
+        print("replayed {} message(s) from {}".format(len(ids), args.queue))
+    elif args.group == "topology":
+        with Connection(uri, connect_timeout=5) as conn:
+            topology.declare(conn, settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"), settings.get("QUEUE_TYPE"))
+        print("declared {} entities".format(len(topology.all_entities(
+            settings.get_list_of_int("EVENT_RETRY_DELAYS_MS")))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

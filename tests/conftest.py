@@ -1,0 +1,104 @@
+"""Fixtures shared by every kind of test.
+
+Tests that need servers use the real RabbitMQ and MongoDB-protocol server of
+the local stack (``./dev test`` starts them): a vhost per test from nameko's
+``rabbit_config`` and a database prefix per test, dropped afterwards.
+"""
+import json
+import os
+import time
+import uuid
+
+import pymongo
+import pytest
+from kombu import Connection
+from nameko import config
+
+MONGO_URI = os.environ.get("LAMPLIGHT_TEST_MONGO_URI", "mongodb://127.0.0.1:27018/")
+
+
+def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
+    """Poll until predicate() is truthy; return its value or fail naming what."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after {}s waiting for {}".format(timeout, what))
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def mongo_client():
+    client = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=5000, tz_aware=True)
+    client.admin.command("ping")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def db_prefix(mongo_client):
+    prefix = "t{}_".format(uuid.uuid4().hex[:10])
+    yield prefix
+    for name in mongo_client.list_database_names():
+        if name.startswith(prefix):
+            mongo_client.drop_database(name)
+
+
+@pytest.fixture
+def service_config(rabbit_config, db_prefix):
+    """Kernel config for containers under test: fast retries, relay on demand."""
+    overrides = {
+        "MONGO_URI": MONGO_URI,
+        "MONGO_DB_PREFIX": db_prefix,
+        "OBSERVABILITY_ADDRESS": "127.0.0.1:0",
+        "EVENT_MAX_ATTEMPTS": 3,
+        "EVENT_RETRY_DELAYS_MS": [50, 100],
+        "OUTBOX_RELAY_INTERVAL_S": 3600,
+        "OUTBOX_RELAY_GRACE_S": 0,
+    }
+    with config.patch(overrides):
+        yield dict(config)
+
+
+@pytest.fixture
+def db(mongo_client, db_prefix):
+    """db('needs') is the needs service's database of this test."""
+    return lambda service: mongo_client["{}{}".format(db_prefix, service)]
+
+
+@pytest.fixture
+def broker(rabbit_config):
+    """A kombu connection to this test's vhost, and helpers on it."""
+    with Connection(config["AMQP_URI"]) as conn:
+        yield Broker(conn)
+
+
+class Broker:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def publish(self, exchange, routing_key, body, headers=None, mandatory=False):
+        with Connection(self.conn.as_uri(include_password=True),
+                        transport_options={"confirm_publish": True}) as conn:
+            producer = conn.Producer()
+            payload = body if isinstance(body, (bytes, str)) else json.dumps(body)
+            producer.publish(payload, exchange=exchange, routing_key=routing_key, headers=headers or {},
+                             content_type="application/json", content_encoding="utf-8",
+                             delivery_mode=2, mandatory=mandatory)
+
+    def depth(self, queue):
+        channel = self.conn.channel()
+        try:
+            return channel.queue_declare(queue, passive=True).message_count
+        finally:
+            channel.close()
+
+    def get(self, queue, ack=True):
+        channel = self.conn.channel()
+        try:
+            msg = channel.basic_get(queue, no_ack=ack)
+            return msg
+        finally:
+            channel.close()

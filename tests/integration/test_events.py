@@ -1,0 +1,205 @@
+"""Events through the real broker and database: delivery, duplicates,
+retries and the DLQ, unroutable events, the relay, stock nameko subscribers."""
+import json
+
+import pytest
+from nameko import config
+from nameko.events import event_handler
+from nameko.testing.services import entrypoint_hook
+
+from lamplight import cli, topology
+from lamplight.consuming import subscribe
+from lamplight.envelope import new_event
+from lamplight.publishing import EventOutbox
+from lamplight.storage import Mongo
+from services.needs.service import NeedsService
+from services.notify.service import NotifyService
+from services.volunteers.service import VolunteersService
+from tests.conftest import wait_for
+
+PARK = "quanlinan"
+NEED = {"kind": "micro_wish", "category": "daily_life", "channel": "wish_wall",
+        "title": "篮球场的灯坏了", "requester": {"kind": "worker", "name": "李四", "phone": "13900001111"}}
+
+
+def need_submitted(need_id="need_01test", category="daily_life"):
+    return new_event("need.submitted", source="needs", park_id=PARK, subject=need_id, data={
+        "need_id": need_id, "kind": "micro_wish", "category": category, "item": None, "grade": "routine",
+        "channel": "wish_wall", "requester_kind": "worker", "summary": "路灯",
+        "submitted_at": "2026-11-21T08:00:00+00:00", "due_at": "2026-11-28T08:00:00+00:00"})
+
+
+@pytest.fixture
+def slice_services(container_factory, service_config):
+    containers = {}
+    for cls in (NotifyService, VolunteersService, NeedsService):
+        containers[cls.name] = container_factory(cls)
+        containers[cls.name].start()
+    return containers
+
+
+def register(container, **fields):
+    with entrypoint_hook(container, "register_responder") as register_responder:
+        return register_responder(PARK, dict({"kind": "volunteer", "name": "张三", "categories": ["daily_life"]},
+                                             **fields))
+
+
+def test_a_need_becomes_a_task_offer_and_an_inbox_notice(slice_services, db):
+    responder = register(slice_services["volunteers"])
+    with entrypoint_hook(slice_services["needs"], "submit") as submit:
+        need = submit(PARK, NEED)
+    assert need["created"] is True and need["status"] == "submitted"
+    notice = wait_for(lambda: db("notify").notices.find_one({"recipient_id": responder["id"]}),
+                      what="the in-app notice")
+    assert notice["park_id"] == PARK and "篮球场的灯坏了" in notice["body"]
+    task = db("volunteers").tasks.find_one({"need_id": need["id"]})
+    assert task["responder_id"] == responder["id"] and task["status"] == "offered"
+    with entrypoint_hook(slice_services["notify"], "inbox") as inbox:
+        assert [n["id"] for n in inbox(PARK, responder["id"])] == [notice["_id"]]
+
+
+def test_the_same_event_delivered_twice_has_one_effect(slice_services, broker, db):
+    responder = register(slice_services["volunteers"])
+    event = need_submitted()
+    broker.publish("needs.events", "need.submitted", event)
+    broker.publish("needs.events", "need.submitted", event)
+    wait_for(lambda: db("notify").notices.count_documents({}) >= 1, what="a notice")
+    # both deliveries were consumed (the queue is empty), yet one task and one notice
+    wait_for(lambda: broker.depth("volunteers--need.submitted") == 0, what="both deliveries consumed")
+    offer = db("volunteers").tasks.find_one({"need_id": "need_01test"})
+    task_offered = offer["_outbox"][0]
+    broker.publish("volunteers.events", "task.offered", task_offered)  # and task.offered twice too
+    wait_for(lambda: broker.depth("notify--task.offered") == 0, what="the duplicate task.offered consumed")
+    assert db("volunteers").tasks.count_documents({"need_id": "need_01test"}) == 1
+    assert db("notify").notices.count_documents({"recipient_id": responder["id"]}) == 1
+
+
+class Flaky:
+    name = "flaky"
+    calls = []
+    failing = True
+
+    @subscribe("needs", "need.submitted")
+    def on_need(self, envelope):
+        Flaky.calls.append(envelope["id"])
+        if Flaky.failing:
+            raise RuntimeError("handler is down")
+
+
+@pytest.fixture
+def flaky(container_factory, service_config):
+    Flaky.calls, Flaky.failing = [], True
+    container = container_factory(Flaky)
+    container.start()
+    return container
+
+
+def test_a_failing_handler_retries_then_dead_letters_then_replays(flaky, broker):
+    event = need_submitted()
+    broker.publish("needs.events", "need.submitted", event)
+    dlq = "flaky--need.submitted.dlq"
+    wait_for(lambda: broker.depth(dlq) == 1, what="the message in the DLQ")
+    assert Flaky.calls == [event["id"]] * config["EVENT_MAX_ATTEMPTS"]
+
+    (parked,) = cli.dlq_list(config["AMQP_URI"], [dlq])
+    assert parked["message_id"] == event["id"] and parked["type"] == "need.submitted"
+    assert parked["attempts"] == 3 and "handler is down" in parked["error"]
+    assert broker.depth(dlq) == 1  # listing leaves it parked
+
+    Flaky.failing = False
+    assert cli.dlq_replay(config["AMQP_URI"], dlq) == [event["id"]]
+    wait_for(lambda: len(Flaky.calls) == 4, what="the replayed delivery")
+    wait_for(lambda: broker.depth("flaky--need.submitted") == 0, what="the replay acked")
+    assert broker.depth(dlq) == 0
+
+
+@pytest.mark.parametrize("body", [b"{not json", json.dumps({"specversion": "1.0"}).encode()],
+                         ids=["not-json", "not-an-envelope"])
+def test_a_poison_message_goes_to_the_dlq_at_once_and_does_not_block_the_queue(flaky, broker, body):
+    broker.publish("needs.events", "need.submitted", body)
+    good = need_submitted("need_after_poison")
+    Flaky.failing = False
+    broker.publish("needs.events", "need.submitted", good)
+    wait_for(lambda: Flaky.calls == [good["id"]], what="the good message behind the poison one")
+    wait_for(lambda: broker.depth("flaky--need.submitted.dlq") == 1, what="the poison message parked")
+
+
+class Publisher:
+    name = "needs"
+    db = Mongo()
+    events = EventOutbox(collections=("needs",))
+
+
+def test_an_event_no_queue_is_bound_for_is_parked_not_dropped(container_factory, service_config, broker):
+    """nameko#717: an event published where no queue is bound is silently lost."""
+    container = container_factory(Publisher)
+    container.start()
+    outbox = next(d for d in container.dependencies if isinstance(d, EventOutbox))
+    event = new_event("need.nobody_listens", source="needs", park_id=PARK, subject="x", data={"a": 1})
+    assert outbox.publish([event]) is True
+    wait_for(lambda: broker.depth(topology.UNROUTED_QUEUE_NAME) == 1, what="the parked event")
+
+    # a subscriber binds later and gets it by replay
+    channel = broker.conn.channel()
+    channel.queue_declare("late-subscriber", durable=True)
+    channel.queue_bind("late-subscriber", "needs.events", routing_key="need.nobody_listens")
+    assert cli.dlq_replay(config["AMQP_URI"], topology.UNROUTED_QUEUE_NAME) == [event["id"]]
+    message = wait_for(lambda: broker.get("late-subscriber"), what="the replayed event")
+    assert json.loads(message.body)["id"] == event["id"]
+
+
+def test_the_relay_publishes_what_a_crash_left_in_the_outbox(slice_services, db):
+    responder = register(slice_services["volunteers"])
+    outbox = next(d for d in slice_services["needs"].dependencies if isinstance(d, EventOutbox))
+    wait_for(lambda: outbox.relay_passes >= 1, what="the relay's pass at start")
+    event = need_submitted("need_crashed")
+    # what a crash between the write and the publish leaves: the need with its
+    # event in the outbox, and no record that it was published
+    db("needs").needs.insert_one({"_id": "need_crashed", "park_id": PARK, "status": "submitted",
+                                  "_outbox": [event], "_outbox_at": event_time(event)})
+    assert outbox.relay_once(grace_s=0) == 1
+    wait_for(lambda: db("notify").notices.find_one({"recipient_id": responder["id"]}), what="the notice")
+    wait_for(lambda: db("needs")["_published"].find_one({"_id": event["id"]}), what="the published mark")
+    db("needs")["_relay"].delete_many({})  # forget the watermark: the relay reads the need again
+    assert outbox.relay_once(grace_s=0) == 0  # marked published: not again
+
+
+def event_time(event):
+    from datetime import datetime
+    return datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+
+
+class StockSubscriber:
+    name = "stock"
+    received = []
+
+    @event_handler("needs", "need.submitted")
+    def on_need(self, payload):
+        StockSubscriber.received.append(payload)
+
+
+def test_a_stock_nameko_subscriber_receives_our_events(container_factory, service_config, slice_services):
+    StockSubscriber.received = []
+    container = container_factory(StockSubscriber)
+    container.start()
+    with entrypoint_hook(slice_services["needs"], "submit") as submit:
+        need = submit(PARK, NEED)
+    envelope = wait_for(lambda: StockSubscriber.received, what="the event at the stock subscriber")[0]
+    assert envelope["type"] == "need.submitted" and envelope["subject"] == need["id"]
+    assert "李四" not in json.dumps(envelope, ensure_ascii=False)  # no personal data in events
+
+
+def test_a_retry_comes_back_exactly_once(container_factory, service_config, broker):
+    """A retry lands in one delay queue, the one for its delay, and returns once."""
+    Flaky.calls, Flaky.failing = [], True
+    config_delays = config["EVENT_RETRY_DELAYS_MS"]
+    container = container_factory(Flaky)
+    container.start()
+    broker.publish("needs.events", "need.submitted", need_submitted())
+    wait_for(lambda: broker.depth("flaky--need.submitted.dlq") == 1, what="the message in the DLQ")
+    for delay in config_delays:
+        assert broker.depth("lamplight.delay.{}".format(delay)) == 0
+    import time
+    time.sleep(max(config_delays) * 3 / 1000.0)
+    assert len(Flaky.calls) == config["EVENT_MAX_ATTEMPTS"]
+    assert broker.depth("flaky--need.submitted.dlq") == 1

@@ -1,0 +1,109 @@
+"""The Mongo provider against the real MongoDB-protocol server."""
+import eventlet
+import pytest
+from nameko.rpc import rpc
+from pymongo import ASCENDING, IndexModel
+
+from lamplight.errors import UnscopedQuery
+from lamplight.storage import DuplicateKeyError, Mongo
+
+INDEXES = {"things": [IndexModel([("park_id", ASCENDING), ("kind", ASCENDING)], name="park_kind"),
+                      IndexModel([("park_id", ASCENDING), ("key", ASCENDING)], name="park_key", unique=True)]}
+
+
+class StorageService:
+    name = "storage"
+    db = Mongo(indexes=INDEXES, group_commit=("things",))
+
+    @rpc
+    def noop(self):
+        pass
+
+
+@pytest.fixture
+def store(container_factory, service_config):
+    container = container_factory(StorageService)
+    container.start()
+    provider = next(d for d in container.dependencies if isinstance(d, Mongo))
+    return provider.store()
+
+
+def test_indexes_are_created_at_start(store, db):
+    assert {"park_kind", "park_key"} <= set(db("storage").things.index_information())
+
+
+def test_indexes_are_not_recreated_on_restart(container_factory, service_config, db):
+    # FerretDB 1.24 drops the connection on a createIndexes that re-creates several
+    for _ in range(2):
+        container = container_factory(StorageService)
+        container.start()
+        container.stop()
+    assert {"park_kind", "park_key"} <= set(db("storage").things.index_information())
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.find({}),
+    lambda c: c.find({"kind": "wish"}),
+    lambda c: c.find_one({"park_id": {"$in": ["a", "b"]}}),
+    lambda c: c.count_documents({"park_id": {"$exists": True}}),
+    lambda c: c.update_many({"kind": "wish"}, {"$set": {"kind": "x"}}),
+    lambda c: c.delete_one({"_id": "t1"}),
+    lambda c: c.insert_one({"_id": "t9", "kind": "wish"}),
+    lambda c: c.aggregate([{"$group": {"_id": "$kind"}}]),
+], ids=["find-all", "find-by-field", "find-many-parks", "count-exists", "update-many", "delete",
+        "insert-without-park", "aggregate-without-match"])
+def test_a_query_without_park_id_is_refused(store, call, db):
+    db("storage").things.insert_one({"_id": "t1", "park_id": "a", "kind": "wish", "key": 1})
+    with pytest.raises(UnscopedQuery, match="park"):
+        call(store["things"])
+    assert db("storage").things.count_documents({}) == 1  # nothing written, nothing deleted
+
+
+def test_guarded_collection_serves_a_query_naming_one_park(store):
+    store.park("a")["things"].insert_one({"_id": "t1", "kind": "wish", "key": 1})
+    assert store["things"].find_one({"park_id": "a", "kind": "wish"})["_id"] == "t1"
+    assert store["things"].find_one({"park_id": "b", "kind": "wish"}) is None
+
+
+def test_park_scope_sees_only_its_park(store):
+    store.park("a")["things"].insert_one({"_id": "a1", "kind": "wish", "key": 1})
+    store.park("b")["things"].insert_one({"_id": "b1", "kind": "wish", "key": 1})
+    assert [d["_id"] for d in store.park("a")["things"].find({"kind": "wish"})] == ["a1"]
+    assert store.park("b")["things"].find_one({"_id": "a1"}) is None
+    assert store.park("a")["things"].find_one({"_id": "a1"})["park_id"] == "a"
+    assert [d["_id"] for d in store.park("b")["things"].aggregate([{"$match": {"kind": "wish"}}])] == ["b1"]
+
+
+def test_park_scope_refuses_to_reach_into_another_park(store):
+    things = store.park("a")["things"]
+    with pytest.raises(UnscopedQuery):
+        things.find_one({"park_id": "b"})
+    with pytest.raises(UnscopedQuery):
+        things.insert_one({"_id": "x", "park_id": "b", "key": 3})
+    with pytest.raises(UnscopedQuery):
+        things.update_one({"_id": "x"}, {"$set": {"park_id": "b"}})
+
+
+def test_kernel_collections_are_not_park_data(store):
+    with pytest.raises(UnscopedQuery):
+        store.park("a")["_published"]
+
+
+def test_group_commit_batches_concurrent_inserts_and_reports_each_outcome(store, db):
+    things = store.park("a")["things"]
+    things.insert_one({"_id": "dup-id", "kind": "x", "key": -1})
+
+    def insert(i):
+        doc = {"_id": "dup-id" if i == 7 else "g{}".format(i), "kind": "x", "key": 13 if i == 8 else i}
+        try:
+            return things.insert_one(doc)
+        except DuplicateKeyError:
+            return "duplicate"
+
+    pool = eventlet.GreenPool(200)
+    results = list(pool.imap(insert, range(200)))
+    assert results[7] == "duplicate"  # _id taken
+    # i == 8 and i == 13 both carry key 13: exactly one wins the unique (park_id, key)
+    assert sorted([results[8], results[13]]) == ["duplicate", "g13" if results[8] == "duplicate" else "g8"]
+    assert results.count("duplicate") == 2
+    assert db("storage").things.count_documents({"park_id": "a"}) == 199
