@@ -107,14 +107,23 @@ def call(proxy, service, method, *args, **kwargs):
         raise ServiceUnavailable(service)
 
 
+class DeadlineRpc(ServiceRpc):
+    """An RPC proxy whose requests expire in the broker when the gateway's
+    deadline passes: a request the gateway answered 503 for is never run."""
+
+    def setup(self):
+        self.publisher_options["expiration"] = settings.get_float("RPC_TIMEOUT_S")
+        super().setup()
+
+
 class Gateway:
     name = "gateway"
 
     log = Observability()
-    needs = ServiceRpc("needs", expiration=float(settings.DEFAULTS["RPC_TIMEOUT_S"]))
-    volunteers = ServiceRpc("volunteers", expiration=float(settings.DEFAULTS["RPC_TIMEOUT_S"]))
-    notify = ServiceRpc("notify", expiration=float(settings.DEFAULTS["RPC_TIMEOUT_S"]))
-    points = ServiceRpc("points", expiration=float(settings.DEFAULTS["RPC_TIMEOUT_S"]))
+    needs = DeadlineRpc("needs")
+    volunteers = DeadlineRpc("volunteers")
+    notify = DeadlineRpc("notify")
+    points = DeadlineRpc("points")
 
     # needs ----------------------------------------------------------------------
     @api("POST", "/api/v1/parks/<string:park>/needs")
@@ -137,7 +146,7 @@ class Gateway:
     def register_responder(self, request, park):
         responder = call(self.volunteers, "volunteers", "register_responder", check_park_id(park),
                          read_json(request))
-        return 201, responder
+        return 201 if responder.pop("created") else 200, responder
 
     @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>")
     def get_responder(self, request, park, responder_id):

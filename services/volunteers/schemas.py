@@ -17,10 +17,14 @@ class ResponderRegistrationSchema(Schema):
     skills = fields.List(fields.String(validate=validate.Length(max=64)), load_default=list)
     zone = fields.String(load_default=None, validate=validate.Length(max=64))
     active = fields.Boolean(load_default=True)
+    # the park's own number for this responder; registering it again returns
+    # the responder already registered
+    external_ref = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$"))
 
 
 class ResponderViewSchema(Schema):
     id = fields.String(attribute="_id")
+    external_ref = fields.String(attribute="ref")
     park_id = fields.String()
     kind = fields.String()
     name = fields.String()

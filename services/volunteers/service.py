@@ -37,10 +37,12 @@ class VolunteersService:
             data = _registration.load(payload if payload is not None else {})
         except ValidationError as exc:
             raise BadInput("the responder is not valid", exc.messages)
-        responder = dict(data, _id=new_id("rsp"), park_id=park_id,
+        responder_id = new_id("rsp")
+        ref = data.pop("external_ref") or responder_id
+        responder = dict(data, _id=responder_id, ref=ref, park_id=park_id,
                          registered_at=datetime.now(timezone.utc))
-        VolunteersStore(self.db, park_id).add_responder(responder)
-        return _responder_view.dump(responder)
+        existing = VolunteersStore(self.db, park_id).add_responder(responder)
+        return dict(_responder_view.dump(existing or responder), created=existing is None)
 
     @rpc(expected_exceptions=EXPECTED)
     def get_responder(self, park_id, responder_id):

@@ -8,6 +8,7 @@ from lamplight.storage import DuplicateKeyError
 INDEXES = {
     "responders": [
         IndexModel([("park_id", ASCENDING), ("active", ASCENDING)], name="park_active"),
+        IndexModel([("park_id", ASCENDING), ("ref", ASCENDING)], unique=True, name="park_ref"),
     ],
     "tasks": [
         IndexModel([("park_id", ASCENDING), ("responder_id", ASCENDING), ("status", ASCENDING)],
@@ -30,8 +31,14 @@ class VolunteersStore:
         self.tasks = store.park(park_id)["tasks"]
 
     def add_responder(self, responder):
-        self.responders.insert_one(responder)
+        """Insert; returns None, or the responder already registered under
+        the same ref."""
+        try:
+            self.responders.insert_one(responder)
+        except DuplicateKeyError:
+            return self.responders.find_one({"ref": responder["ref"]})
         _roster_cache.pop(self.park_id, None)
+        return None
 
     def get_responder(self, responder_id):
         return self.responders.find_one({"_id": responder_id})

@@ -1,0 +1,58 @@
+"""Faults against the real processes: a crash between the database write and
+the publish, and the needs service down while the gateway takes a need."""
+import signal
+import time
+
+from tests.conftest import wait_for
+from tests.stackfixtures import NEED, VOLUNTEER, api, stack  # noqa: F401 (fixtures)
+
+
+def test_a_kill_between_write_and_publish_delivers_the_event_once(stack, api, db):
+    volunteer_id = api.post("/responders", VOLUNTEER).json()["id"]
+    stack.stop("needs")
+    stack.start("needs", {"LAMPLIGHT_FAILPOINTS": "outbox.after_write=kill"})
+    stack.wait_ready("needs")
+
+    answer = api.post("/needs", NEED, headers={"Idempotency-Key": "crash-1"})
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert stack.procs["needs"].wait(timeout=10) == -signal.SIGKILL
+
+    # the need was written with its event in the outbox, and nothing was published
+    need = db("needs").needs.find_one({"idempotency_key": "crash-1"})
+    assert need is not None and [e["type"] for e in need["_outbox"]] == ["need.submitted"]
+    event_id = need["_outbox"][0]["id"]
+    assert db("needs")["_published"].find_one({"_id": event_id}) is None
+    assert db("volunteers").tasks.count_documents({"need_id": need["_id"]}) == 0
+
+    stack.start("needs")  # restarted without the failpoint: the relay takes over
+    stack.wait_ready("needs")
+    wait_for(lambda: db("notify").notices.find_one({"subject": "{}:offer:1".format(need["_id"])}),
+             timeout=20, what="the notice for the crashed need")
+
+    time.sleep(2)  # several relay passes later: still exactly once
+    assert db("volunteers").tasks.count_documents({"need_id": need["_id"]}) == 1
+    assert db("notify").notices.count_documents({"recipient_id": volunteer_id}) == 1
+    assert db("needs")["_published"].find_one({"_id": event_id}) is not None
+
+    retry = api.post("/needs", NEED, headers={"Idempotency-Key": "crash-1"})
+    assert retry.status_code == 200 and retry.json()["id"] == need["_id"]
+    assert db("needs").needs.count_documents({"idempotency_key": "crash-1"}) == 1
+
+
+def test_with_the_needs_service_down_the_gateway_answers_503_and_writes_nothing(stack, api, db):
+    stack.stop("needs")
+    started = time.monotonic()
+    answer = api.post("/needs", NEED, headers={"Idempotency-Key": "while-down"})
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "unavailable"
+    assert int(answer.headers["Retry-After"]) > 0
+    assert time.monotonic() - started < 10
+
+    time.sleep(1)  # past the request's TTL: the broker has dropped it
+    stack.start("needs")
+    stack.wait_ready("needs")
+    time.sleep(1)
+    assert db("needs").needs.count_documents({}) == 0
+
+    accepted = api.post("/needs", NEED, headers={"Idempotency-Key": "while-down"})
+    assert accepted.status_code == 201

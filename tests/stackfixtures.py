@@ -1,0 +1,53 @@
+"""The platform as separate ``nameko run`` processes, for e2e and fault tests:
+the same launcher as ``./dev up``, on its own ports, vhost and databases."""
+import pytest
+import requests
+
+from lamplight.devstack import Stack
+from tests.conftest import MONGO_URI
+
+TEST_PORT_BASE = 19100
+TEST_WEB_PORT = 18000
+PARK = "quanlinan"
+
+
+@pytest.fixture
+def stack(rabbit_uri, db_prefix, tmp_path):
+    stack = Stack(tmp_path / "run", TEST_PORT_BASE, TEST_WEB_PORT, env={
+        "AMQP_URI": rabbit_uri,
+        "MONGO_URI": MONGO_URI,
+        "MONGO_DB_PREFIX": db_prefix,
+        "RPC_TIMEOUT_S": "3",
+        "OUTBOX_RELAY_GRACE_S": "1",
+        "OUTBOX_RELAY_INTERVAL_S": "0.5",
+        "EVENT_RETRY_DELAYS_MS": "100,200",
+    })
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+        print("service logs in", stack.log_dir)
+
+
+class Api:
+    def __init__(self, base, park=PARK):
+        self.base = "{}/api/v1/parks/{}".format(base, park)
+        self.http = requests.Session()
+
+    def post(self, path, body=None, **kwargs):
+        return self.http.post(self.base + path, json=body, timeout=30, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.http.get(self.base + path, timeout=30, **kwargs)
+
+
+@pytest.fixture
+def api(stack):
+    return Api(stack.gateway_url)
+
+
+VOLUNTEER = {"kind": "volunteer", "name": "张三", "phone": "13812345678", "teams": ["orange"],
+             "categories": ["daily_life"]}
+NEED = {"kind": "micro_wish", "category": "daily_life", "channel": "wish_wall",
+        "title": "宿舍楼下篮球场的灯坏了", "requester": {"kind": "worker", "name": "李四", "phone": "13900001111"}}
