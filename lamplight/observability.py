@@ -5,11 +5,13 @@ outside nameko's worker pool: /healthz must answer while every worker is
 busy, and liveness must not depend on RabbitMQ or MongoDB (that is /readyz).
 """
 import json
+import logging
 import time
 
 import eventlet
 import eventlet.wsgi
 import structlog
+from nameko import config
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from nameko.web.handlers import HttpRequestHandler
@@ -42,7 +44,8 @@ class Observability(DependencyProvider):
 
     def setup(self):
         self.service = self.container.service_name
-        logs.configure(self.service)
+        level = ((config.get("LOGGING") or {}).get("root") or {}).get("level", "INFO")
+        logs.configure(self.service, level=logging.getLevelName(str(level).upper()))
         self.log = logs.get_logger()
         self._started = {}
         self._server_thread = None

@@ -1,0 +1,276 @@
+"""N needs through the whole slice, side by side with the raw broker.
+
+    ./dev bench [--needs 2000] [--rate 0] [--concurrency 64] [--responders 45]
+
+Starts its own copy of the platform (every service a ``nameko run`` process,
+its own vhost and databases, ports 28000/29100-29104), registers responders,
+then POSTs needs to the gateway — as fast as the platform takes them
+(``--rate 0``) or paced at ``--rate`` needs/s — and times each need from its
+POST to the ``notice.sent`` event for it, read from a queue the bench binds to
+``notify.events``. In the same run it measures the raw broker: persistent
+messages through one durable queue with pipelined publisher confirms and a
+consumer that acks. The ``ratio`` line divides the two rates.
+"""
+import argparse
+import base64
+import http.client
+import json
+import os
+import queue
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from amqp import Message
+from kombu import Connection, Queue
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lamplight.devstack import Stack  # noqa: E402
+from lamplight.topology import events_exchange  # noqa: E402
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+MGMT = "http://127.0.0.1:15672"
+MONGO_URI = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27018/")
+PARK = "bench"
+CATEGORIES = ["government_affairs", "public_services", "party_services", "daily_life", "culture_sports", "care"]
+
+
+def mgmt(method, path, body=None):
+    req = urllib.request.Request(MGMT + path, method=method, data=json.dumps(body).encode() if body else None)
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read()
+
+
+def fresh_vhost(name):
+    try:
+        mgmt("DELETE", "/api/vhosts/" + name)
+    except Exception:
+        pass
+    mgmt("PUT", "/api/vhosts/" + name)
+    mgmt("PUT", "/api/permissions/{}/guest".format(name), {"configure": ".*", "write": ".*", "read": ".*"})
+    return AMQP + name
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
+
+
+# --- the raw broker ---------------------------------------------------------------
+def raw_broker(uri, count, batch=256):
+    """Publish ``count`` persistent messages with pipelined confirms into a
+    durable queue while a consumer acks them; returns messages/s end to end."""
+    name = "bench.raw.{}".format(uuid.uuid4().hex[:8])
+    body = json.dumps({"specversion": "1.0", "type": "need.submitted", "data": {"x": "y" * 300}}).encode()
+    done = threading.Event()
+
+    def consume():
+        with Connection(uri) as conn:
+            received = [0]
+
+            def on_message(message):
+                message.ack()
+                received[0] += 1
+                if received[0] >= count:
+                    done.set()
+
+            with conn.Consumer(Queue(name, durable=True), callbacks=[on_message], prefetch_count=batch, accept=None,
+                               on_message=on_message):
+                while not done.is_set():
+                    try:
+                        conn.drain_events(timeout=1)
+                    except Exception:
+                        pass
+
+    with Connection(uri) as conn:
+        Queue(name, durable=True)(conn.channel()).declare()
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    time.sleep(0.5)
+    with Connection(uri) as conn:
+        conn.connect()
+        ch = conn.channel()
+        ch.confirm_select()
+        acked = [0]
+
+        def on_ack(tag, multiple):
+            acked[0] = max(acked[0], tag)
+
+        ch.events["basic_ack"].add(on_ack)
+        started = time.perf_counter()
+        sent = 0
+        while sent < count:
+            n = min(batch, count - sent)
+            for _ in range(n):
+                ch.basic_publish(Message(body, delivery_mode=2, content_type="application/json"),
+                                 exchange="", routing_key=name)
+            sent += n
+            while acked[0] < sent:
+                conn.drain_events(timeout=10)
+        done.wait(120)
+        elapsed = time.perf_counter() - started
+        ch.queue_delete(name)
+    return count / elapsed
+
+
+# --- the pipeline -----------------------------------------------------------------
+class NoticeWatcher(threading.Thread):
+    """Records when each need's notice.sent event arrives."""
+
+    def __init__(self, uri):
+        super().__init__(daemon=True)
+        self.uri = uri
+        self.arrived = {}
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self):
+        with Connection(self.uri) as conn:
+            q = Queue("bench.notices", exchange=events_exchange("notify"), routing_key="notice.sent",
+                      durable=True)
+
+            def on_message(message):
+                now = time.perf_counter()
+                envelope = json.loads(message.body)
+                need_id = envelope["data"]["subject"].split(":offer:")[0]
+                self.arrived.setdefault(need_id, now)
+                message.ack()
+
+            with conn.Consumer(q, on_message=on_message, prefetch_count=500, no_ack=False):
+                self.ready.set()
+                while not self.stop.is_set():
+                    try:
+                        conn.drain_events(timeout=0.5)
+                    except Exception:
+                        pass
+
+
+def submit_all(port, count, rate, concurrency):
+    """POST ``count`` needs; returns {need_id: send time} and the wall time."""
+    sent = {}
+    errors = []
+    jobs = queue.Queue()
+    for i in range(count):
+        jobs.put(i)
+    start = time.perf_counter() + 0.2
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            try:
+                i = jobs.get_nowait()
+            except queue.Empty:
+                return
+            if rate:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            body = json.dumps({
+                "kind": "micro_wish", "category": CATEGORIES[i % len(CATEGORIES)], "channel": "wish_wall",
+                "title": "路灯坏了 #{}".format(i), "requester": {"kind": "worker", "name": "工友{}".format(i)}})
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/api/v1/parks/{}/needs".format(PARK), body,
+                             {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                payload = resp.read()
+                if resp.status != 201:
+                    errors.append((resp.status, payload[:200]))
+                    continue
+                sent[json.loads(payload)["id"]] = t0
+            except Exception as exc:
+                errors.append(("exception", repr(exc)))
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sent, errors
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--needs", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=0, help="needs/s; 0 = saturate")
+    parser.add_argument("--concurrency", type=int, default=64, help="client connections")
+    parser.add_argument("--responders", type=int, default=45)
+    parser.add_argument("--raw-messages", type=int, default=20000)
+    parser.add_argument("--keep", action="store_true", help="leave the bench platform running")
+    args = parser.parse_args(argv)
+
+    run_id = uuid.uuid4().hex[:8]
+    uri = fresh_vhost("lamplight_bench")
+    run_dir = ROOT / ".stack" / "bench"
+    stack = Stack(run_dir, port_base=29100, web_port=28000, env={
+        "AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": "bench{}_".format(run_id),
+        "LOG_LEVEL": "WARNING"})
+    for name in ("gateway", "needs", "volunteers", "points", "notify"):
+        log = stack.log_dir / "{}.log".format(name)
+        if log.exists():
+            log.unlink()
+    print("starting the platform (logs in {})".format(stack.log_dir), flush=True)
+    stack.up()
+    try:
+        watcher = NoticeWatcher(uri)
+        watcher.start()
+        watcher.ready.wait(10)
+        conn = http.client.HTTPConnection("127.0.0.1", 28000, timeout=30)
+        for i in range(args.responders):
+            conn.request("POST", "/api/v1/parks/{}/responders".format(PARK), json.dumps({
+                "kind": "volunteer", "name": "志愿者{}".format(i), "categories": [CATEGORIES[i % len(CATEGORIES)]],
+                "external_ref": "B{}".format(i)}), {"Content-Type": "application/json"})
+            conn.getresponse().read()
+        submit_all(28000, 50, 0, 8)  # warm-up: connections, caches, JIT-free but lazy imports
+        time.sleep(1)
+
+        mode = "paced at {:g}/s".format(args.rate) if args.rate else "saturated"
+        print("submitting {} needs, {}, {} client connections".format(args.needs, mode, args.concurrency), flush=True)
+        t0 = time.perf_counter()
+        sent, errors = submit_all(28000, args.needs, args.rate, args.concurrency)
+        accepted_s = time.perf_counter() - t0
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline and not all(n in watcher.arrived for n in sent):
+            time.sleep(0.05)
+        done = [n for n in sent if n in watcher.arrived]
+        last = max(watcher.arrived[n] for n in done) if done else t0
+        latencies = [(watcher.arrived[n] - sent[n]) * 1000 for n in done]
+        rss = stack.rss_mb()
+        watcher.stop.set()
+    finally:
+        if not args.keep:
+            stack.down()
+
+    print("measuring the raw broker ({} messages)".format(args.raw_messages), flush=True)
+    raw = raw_broker(uri, args.raw_messages)
+    if not args.keep:
+        mgmt("DELETE", "/api/vhosts/lamplight_bench")
+
+    through = len(done) / (last - t0) if done else 0.0
+    print()
+    print("pipeline: {} needs submitted ({}), {} accepted, {} errors, {} notices".format(
+        args.needs, mode, len(sent), len(errors), len(done)))
+    if errors:
+        print("  first errors: {}".format(errors[:3]))
+    print("pipeline: {:.0f} needs/s through the slice (POST to notice), {:.0f} needs/s accepted by the gateway".format(
+        through, len(sent) / accepted_s))
+    if latencies:
+        print("latency submit->notice: p50 {:.1f} ms, p90 {:.1f} ms, p99 {:.1f} ms, max {:.1f} ms".format(
+            percentile(latencies, 50), percentile(latencies, 90), percentile(latencies, 99), max(latencies)))
+    print("raw broker: {:.0f} msgs/s (persistent, durable queue, pipelined confirms, consume+ack)".format(raw))
+    print("rss MB: " + ", ".join("{} {:.0f}".format(k, v) for k, v in sorted(rss.items())))
+    print("ratio pipeline/raw-broker: {:.3f}".format(through / raw if raw else 0))
+    return 0 if len(done) == args.needs and not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
