@@ -59,6 +59,28 @@ def fresh_vhost(name):
     return AMQP + name
 
 
+def cpu_seconds(pid):
+    fields = Path("/proc/{}/stat".format(pid)).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_table(stack):
+    """pid of every process that does the pipeline's work."""
+    pids = {name: stack.pid(name) for name in ("gateway", "needs", "volunteers", "points", "notify")}
+    ferret = ROOT / ".stack" / "ferretdb.pid"
+    if ferret.exists():
+        pids["ferretdb"] = int(ferret.read_text())
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "beam.smp":
+                    pids["rabbitmq"] = int(entry.name)
+            except OSError:
+                pass
+    pids["bench client"] = os.getpid()
+    return {k: v for k, v in pids.items() if v}
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
@@ -235,6 +257,8 @@ def main(argv=None):
 
         mode = "paced at {:g}/s".format(args.rate) if args.rate else "saturated"
         print("submitting {} needs, {}, {} client connections".format(args.needs, mode, args.concurrency), flush=True)
+        pids = process_table(stack)
+        cpu_before = {k: cpu_seconds(p) for k, p in pids.items()}
         t0 = time.perf_counter()
         sent, errors = submit_all(28000, args.needs, args.rate, args.concurrency)
         accepted_s = time.perf_counter() - t0
@@ -244,6 +268,7 @@ def main(argv=None):
         done = [n for n in sent if n in watcher.arrived]
         last = max(watcher.arrived[n] for n in done) if done else t0
         latencies = [(watcher.arrived[n] - sent[n]) * 1000 for n in done]
+        cpu = {k: cpu_seconds(p) - cpu_before[k] for k, p in pids.items()}
         rss = stack.rss_mb()
         watcher.stop.set()
     finally:
@@ -267,6 +292,8 @@ def main(argv=None):
         print("latency submit->notice: p50 {:.1f} ms, p90 {:.1f} ms, p99 {:.1f} ms, max {:.1f} ms".format(
             percentile(latencies, 50), percentile(latencies, 90), percentile(latencies, 99), max(latencies)))
     print("raw broker: {:.0f} msgs/s (persistent, durable queue, pipelined confirms, consume+ack)".format(raw))
+    print("cpu s during the run ({:.1f} s wall, 2 cores): ".format(last - t0) + ", ".join(
+        "{} {:.1f}".format(k, v) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
     print("rss MB: " + ", ".join("{} {:.0f}".format(k, v) for k, v in sorted(rss.items())))
     print("ratio pipeline/raw-broker: {:.3f}".format(through / raw if raw else 0))
     return 0 if len(done) == args.needs and not errors else 1

@@ -14,6 +14,7 @@ with the same Idempotency-Key can never create a need twice.
 import json
 
 import eventlet
+from nameko.constants import NON_PERSISTENT
 from nameko.exceptions import UnknownService
 from nameko.rpc import ServiceRpc
 from nameko.web.handlers import HttpRequestHandler
@@ -109,11 +110,19 @@ def call(proxy, service, method, *args, **kwargs):
 
 class DeadlineRpc(ServiceRpc):
     """An RPC proxy whose requests expire in the broker when the gateway's
-    deadline passes: a request the gateway answered 503 for is never run."""
+    deadline passes: a request the gateway answered 503 for is never run.
+
+    Requests are transient: one that lives at most the deadline gains nothing
+    from the broker's disk, and a request lost with the broker is a 503 the
+    client retries with its Idempotency-Key. The reply queue is declared by
+    nameko's reply listener (again on every reconnect), not on every publish.
+    """
 
     def setup(self):
         self.publisher_options["expiration"] = settings.get_float("RPC_TIMEOUT_S")
+        self.publisher_options["delivery_mode"] = NON_PERSISTENT
         super().setup()
+        self.publisher.declare = []
 
 
 class Gateway:

@@ -58,12 +58,17 @@ EVENTS_DEAD_LETTERED = Counter(
 )
 OUTBOX_BACKLOG = Gauge(
     "lamplight_outbox_backlog",
-    "Events written to an outbox and not yet confirmed by the broker.",
+    "Events staged in an outbox by this process and not yet confirmed by the broker.",
+    ["service"],
+)
+OUTBOX_OLDEST_UNCONFIRMED = Gauge(
+    "lamplight_outbox_oldest_unconfirmed_seconds",
+    "Age of this process's oldest event not yet confirmed by the broker (0 when none).",
     ["service"],
 )
 OUTBOX_RELAY_FOUND = Gauge(
     "lamplight_outbox_relay_found",
-    "Unpublished events the last relay pass found older than the grace period.",
+    "Events the last relay pass found in the outboxes of dead writers.",
     ["service"],
 )
 

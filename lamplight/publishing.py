@@ -1,12 +1,19 @@
 """Event publication: the outbox, pipelined publisher confirms, the relay.
 
 A state change and the events it causes are written in one single-document
-update (``_outbox`` inside the document). After the write, the events are
-published mandatory with publisher confirms; a confirmed event id is recorded
-in ``_published``. The relay looks at documents whose outbox is older than a
-grace period and republishes any event without a ``_published`` record — what
-a crash between the write and the confirm left behind. Consumers are
-idempotent, so a republished duplicate has no second effect.
+update: ``_outbox`` inside the document, stamped with ``_outbox_at`` and the
+id of the process that wrote it (``_outbox_by``, its *writer* id). After the
+write the events are published mandatory with publisher confirms.
+
+Each writer knows which of its events are not confirmed yet: it retries them
+itself while it lives, and once a second records in ``_writers`` a
+checkpoint (every event it wrote before that time is confirmed) and a
+heartbeat. When a writer's heartbeat stops — a crash, SIGKILL, a lost pod —
+the relay of any live process of the service claims it and republishes the
+outboxes that writer wrote since its checkpoint. Normal operation thus writes
+nothing per event beyond the state change itself, and the relay reads
+documents only after a crash. Consumers are idempotent, so a republished
+duplicate has no second effect.
 
 Publishing is pipelined: one confirm-mode channel per process, all messages
 of a batch published back to back, one wait for their confirms. Under load,
@@ -14,7 +21,11 @@ concurrent workers share batches (nameko's own publisher waits for each
 message's confirm in turn).
 """
 import json
+import os
+from contextlib import contextmanager
+import socket
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import eventlet
@@ -29,7 +40,7 @@ from lamplight import failpoints, logs, settings, topology
 from lamplight.envelope import new_event
 from lamplight.metrics import (
     EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, EVENTS_RELAYED, EVENTS_UNROUTED,
-    OUTBOX_BACKLOG, OUTBOX_RELAY_FOUND,
+    OUTBOX_BACKLOG, OUTBOX_OLDEST_UNCONFIRMED, OUTBOX_RELAY_FOUND,
 )
 from lamplight.storage import Mongo
 
@@ -165,9 +176,15 @@ def _utcnow():
     return datetime.now(timezone.utc)
 
 
+# An event staged this long ago and still neither confirmed nor failed was
+# never written (its write raised): it no longer holds the checkpoint back.
+# pymongo's socket timeout (Mongo provider) bounds a real write well below it.
+STAGED_MAX_AGE = timedelta(minutes=5)
+
+
 class Events:
-    """What a worker gets: build envelopes, write them with the state change,
-    publish after the write."""
+    """What a worker gets: build envelopes, stage them into the state change's
+    write, publish after the write."""
 
     def __init__(self, provider, worker_ctx):
         self._provider = provider
@@ -178,29 +195,45 @@ class Events:
                          subject=subject, data=data, version=version,
                          traceparent=self._ctx.context_data.get("traceparent"))
 
-    @staticmethod
-    def outbox_fields(envelopes):
+    def outbox_fields(self, envelopes):
         """Fields for a document being inserted together with its events."""
-        return {"_outbox": list(envelopes), "_outbox_at": _utcnow()}
+        at = self._provider.stage(envelopes)
+        return {"_outbox": list(envelopes), "_outbox_at": at, "_outbox_by": self._provider.writer_id}
 
-    @staticmethod
-    def outbox_update(envelopes):
+    def outbox_update(self, envelopes):
         """Update operators that append events to a document's outbox in the
         same single-document update as the state change."""
+        at = self._provider.stage(envelopes)
         return {
             "$push": {"_outbox": {"$each": list(envelopes), "$slice": -OUTBOX_KEEP}},
-            "$set": {"_outbox_at": _utcnow()},
+            "$set": {"_outbox_at": at, "_outbox_by": self._provider.writer_id},
         }
 
     def publish(self, envelopes):
-        """Publish events already committed in an outbox. Never raises: an
-        event that cannot be published now stays in the outbox for the relay."""
+        """Publish events whose write has committed. Never raises: an event
+        the broker does not confirm now is retried by this process, and by
+        the relay of another if this one dies."""
         failpoints.hit("outbox.after_write")
         return self._provider.publish(envelopes)
 
+    def discard(self, envelopes):
+        """The write carrying these events did not happen (say, a duplicate)."""
+        self._provider.unstage(envelopes)
+
+    @contextmanager
+    def staged(self, envelopes):
+        """``with events.staged([e]) as fields:`` merge ``fields`` into the
+        document and write it; if the write raises, the events are discarded."""
+        fields = self.outbox_fields(envelopes)
+        try:
+            yield fields
+        except BaseException:
+            self.discard(envelopes)
+            raise
+
 
 class EventOutbox(DependencyProvider):
-    """Outbox, publisher and relay of one service.
+    """Outbox, publisher, writer checkpoint and relay of one service.
 
     ``collections`` are the collections whose documents carry an outbox.
     """
@@ -210,28 +243,33 @@ class EventOutbox(DependencyProvider):
 
     def setup(self):
         self.service = self.container.service_name
-        self.log = logs.get_logger(component="outbox")
+        self.writer_id = "{}-{}-{}-{}".format(self.service, socket.gethostname(), os.getpid(),
+                                              uuid.uuid4().hex[:8])
+        self.log = logs.get_logger(component="outbox", writer=self.writer_id)
         self.exchange = topology.events_exchange(self.service).name
         self.mongo = next(d for d in self.container.dependencies if isinstance(d, Mongo))
         for name in self.collections:
-            self.mongo.add_kernel_indexes(name, [IndexModel([("_outbox_at", ASCENDING)], name="outbox_relay")])
+            self.mongo.add_kernel_indexes(name, [IndexModel(
+                [("_outbox_by", ASCENDING), ("_outbox_at", ASCENDING)], name="outbox_writer")])
         self.pipeline = ConfirmPipeline(settings.get("AMQP_URI"), self.service,
                                         settings.get_int("PUBLISH_BATCH_MAX"))
         self.relay_interval = settings.get_float("OUTBOX_RELAY_INTERVAL_S")
         self.relay_grace = settings.get_float("OUTBOX_RELAY_GRACE_S")
         self._threads = []
-        self._in_flight = 0
-        self._marks = LightQueue()
+        self._staged = {}  # event id -> time its write was prepared
+        self._failed = {}  # event id -> envelope the broker did not confirm
         self.relay_passes = 0
 
     def start(self):
         with Connection(settings.get("AMQP_URI"), connect_timeout=5) as conn:
             topology.declare(conn, settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"),
                              settings.get("QUEUE_TYPE"))
+        self.writers = self.mongo.store().unscoped("_writers", reason="outbox writer checkpoints")
+        self.checkpoint()
         spawn = self.container.spawn_managed_thread
         self._threads = [
             spawn(self.pipeline.run, identifier="event-publisher"),
-            spawn(self._published_writer, identifier="published-marks"),
+            spawn(self._checkpoint_loop, identifier="outbox-checkpoint"),
             spawn(self._relay_loop, identifier="outbox-relay"),
         ]
 
@@ -239,8 +277,17 @@ class EventOutbox(DependencyProvider):
         for thread in self._threads:
             thread.kill()
         self.pipeline.close()
+        if not self._staged and not self._failed:
+            # a clean exit with nothing unconfirmed leaves nothing to relay
+            try:
+                self.writers.delete_one({"_id": self.writer_id})
+            except Exception as exc:
+                self.log.warning("outbox.writer_cleanup_failed", error=str(exc))
 
-    kill = stop
+    def kill(self):
+        for thread in self._threads:
+            thread.kill()
+        self.pipeline.close()
 
     def get_dependency(self, worker_ctx):
         return Events(self, worker_ctx)
@@ -254,45 +301,66 @@ class EventOutbox(DependencyProvider):
         except (Exception, eventlet.Timeout) as exc:
             return [("rabbitmq", False, "{}: {}".format(type(exc).__name__, exc))]
 
-    # publishing ---------------------------------------------------------------
+    # staging and publishing -----------------------------------------------------
+    def stage(self, envelopes):
+        at = _utcnow()
+        for e in envelopes:
+            self._staged[e["id"]] = at
+        self._report_backlog()
+        return at
+
+    def unstage(self, envelopes):
+        for e in envelopes:
+            self._staged.pop(e["id"], None)
+        self._report_backlog()
+
     def publish(self, envelopes):
         envelopes = list(envelopes)
-        self._in_flight += len(envelopes)
-        OUTBOX_BACKLOG.labels(self.service).set(self._in_flight)
         try:
             self.pipeline.publish([(self.exchange, e["type"], e) for e in envelopes])
         except PublishFailed as exc:
             for e in envelopes:
                 EVENTS_PUBLISH_FAILED.labels(self.service, e["type"]).inc()
-            self.log.warning("outbox.left_for_relay", events=[e["id"] for e in envelopes],
-                             error=str(exc))
+                self._failed[e["id"]] = e
+            self.log.warning("outbox.publish_deferred", events=[e["id"] for e in envelopes], error=str(exc))
+            self._report_backlog()
             return False
-        finally:
-            self._in_flight -= len(envelopes)
-            OUTBOX_BACKLOG.labels(self.service).set(self._in_flight)
-        now = _utcnow()
         for e in envelopes:
-            self._marks.put({"_id": e["id"], "at": now})
+            self._staged.pop(e["id"], None)
+            self._failed.pop(e["id"], None)
+        self._report_backlog()
         return True
 
-    def _published_writer(self):
-        """Record confirmed ids in batches, off the request path. Losing a
-        mark (a crash) only makes the relay publish a duplicate."""
-        marks = self.mongo.db["_published"]
-        while True:
-            batch = [self._marks.get()]
-            while len(batch) < 512:
-                try:
-                    batch.append(self._marks.get_nowait())
-                except Empty:
-                    break
-            try:
-                marks.insert_many(batch, ordered=False)
-            except Exception as exc:  # duplicates from relayed events are expected
-                if "E11000" not in str(exc) and "duplicate" not in str(exc).lower():
-                    self.log.warning("outbox.mark_failed", error=str(exc))
+    def _report_backlog(self):
+        OUTBOX_BACKLOG.labels(self.service).set(len(self._staged))
 
-    # the relay ----------------------------------------------------------------
+    # the checkpoint ---------------------------------------------------------------
+    def oldest_unconfirmed(self, now=None):
+        now = now or _utcnow()
+        live = [at for at in self._staged.values() if now - at < STAGED_MAX_AGE]
+        return min(live) if live else None
+
+    def checkpoint(self):
+        """Record that every event this writer staged before the checkpoint is
+        confirmed, and that the writer is alive."""
+        now = _utcnow()
+        oldest = self.oldest_unconfirmed(now)
+        OUTBOX_OLDEST_UNCONFIRMED.labels(self.service).set((now - oldest).total_seconds() if oldest else 0)
+        self.writers.update_one({"_id": self.writer_id}, {
+            "$set": {"service": self.service, "checkpoint": oldest or now, "heartbeat": now},
+            "$setOnInsert": {"started": now}}, upsert=True)
+
+    def _checkpoint_loop(self):
+        while True:
+            eventlet.sleep(min(1.0, self.relay_grace / 3.0 or 1.0))
+            if self._failed:
+                self.publish(list(self._failed.values()))
+            try:
+                self.checkpoint()
+            except Exception as exc:
+                self.log.warning("outbox.checkpoint_failed", error=str(exc))
+
+    # the relay ----------------------------------------------------------------------
     def _relay_loop(self):
         while True:
             try:
@@ -302,33 +370,34 @@ class EventOutbox(DependencyProvider):
             self.relay_passes += 1
             eventlet.sleep(self.relay_interval)
 
-    def relay_once(self, grace_s=None):
-        """One pass over every outbox collection; returns how many events it
-        published."""
-        store = self.mongo.store()
-        relay_state = store.unscoped("_relay", reason="outbox relay watermark")
-        marks = store.unscoped("_published", reason="outbox relay")
-        cutoff = _utcnow() - timedelta(seconds=self.relay_grace if grace_s is None else grace_s)
+    def relay_once(self):
+        """Take over every writer of this service whose heartbeat stopped more
+        than the grace period ago; returns how many events it republished."""
+        now = _utcnow()
+        dead_before = now - timedelta(seconds=self.relay_grace)
         relayed = found = 0
-        for name in self.collections:
-            state = relay_state.find_one({"_id": name}) or {}
-            watermark = state.get("watermark", datetime(1970, 1, 1, tzinfo=timezone.utc))
-            docs = store.unscoped(name, reason="outbox relay").find(
-                {"_outbox_at": {"$gte": watermark, "$lt": cutoff}}, {"_outbox": 1})
-            envelopes = [e for d in docs for e in d.get("_outbox", [])]
-            missing = []
-            for i in range(0, len(envelopes), 500):
-                chunk = envelopes[i:i + 500]
-                seen = {m["_id"] for m in marks.find({"_id": {"$in": [e["id"] for e in chunk]}}, {"_id": 1})}
-                missing += [e for e in chunk if e["id"] not in seen]
-            found += len(missing)
-            if missing:
-                self.log.info("outbox.relaying", collection=name, events=len(missing))
-                if not self.publish(missing):
-                    continue  # keep the watermark: the next pass tries again
-                for e in missing:
+        while True:
+            writer = self.writers.find_one_and_update(
+                {"service": self.service, "heartbeat": {"$lt": dead_before},
+                 "$or": [{"claimed_at": None}, {"claimed_at": {"$lt": dead_before}}]},
+                {"$set": {"claimed_by": self.writer_id, "claimed_at": now}})
+            if writer is None or writer["_id"] == self.writer_id:
+                break
+            envelopes = []
+            store = self.mongo.store()
+            for name in self.collections:
+                docs = store.unscoped(name, reason="outbox relay of a dead writer").find(
+                    {"_outbox_by": writer["_id"], "_outbox_at": {"$gte": writer["checkpoint"]}},
+                    {"_outbox": 1})
+                envelopes += [e for d in docs for e in d.get("_outbox", [])]
+            found += len(envelopes)
+            if envelopes:
+                self.log.info("outbox.relaying", dead_writer=writer["_id"], events=len(envelopes))
+                if not self.publish(envelopes):
+                    break  # the claim expires; this or another relay tries again
+                for e in envelopes:
                     EVENTS_RELAYED.labels(self.service, e["type"]).inc()
-                relayed += len(missing)
-            relay_state.update_one({"_id": name}, {"$set": {"watermark": cutoff}}, upsert=True)
+                relayed += len(envelopes)
+            self.writers.delete_one({"_id": writer["_id"], "claimed_by": self.writer_id})
         OUTBOX_RELAY_FOUND.labels(self.service).set(found)
         return relayed

@@ -24,7 +24,7 @@ PARK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # Collections and indexes the kernel itself keeps in every service database.
 # They are platform-wide bookkeeping, not park data, so they are the one
 # exception to "every index starts with park_id".
-KERNEL_COLLECTIONS = frozenset({"_published", "_relay"})
+KERNEL_COLLECTIONS = frozenset({"_writers"})
 
 
 def check_park_id(park_id):
@@ -264,6 +264,7 @@ class Mongo(DependencyProvider):
             settings.get("MONGO_URI"),
             serverSelectionTimeoutMS=5000,
             connectTimeoutMS=5000,
+            socketTimeoutMS=60000,  # bounds a write, so a staged event is settled within minutes
             appname="lamplight-{}".format(self.container.service_name),
             tz_aware=True,
         )

@@ -56,7 +56,7 @@ def service_config(rabbit_config, db_prefix):
         "EVENT_MAX_ATTEMPTS": 3,
         "EVENT_RETRY_DELAYS_MS": [50, 100],
         "OUTBOX_RELAY_INTERVAL_S": 3600,
-        "OUTBOX_RELAY_GRACE_S": 0,
+        "OUTBOX_RELAY_GRACE_S": 3,
     }
     with config.patch(overrides):
         yield dict(config)

@@ -47,9 +47,11 @@ class NeedsService:
             "requester_kind": need["requester"]["kind"], "summary": domain.public_summary(need["title"]),
             "submitted_at": need["submitted_at"], "due_at": need["due_at"],
         }))
-        need.update(self.events.outbox_fields([event]))
-        existing = NeedsStore(self.db, park_id).insert(need)
+        with self.events.staged([event]) as outbox:
+            need.update(outbox)
+            existing = NeedsStore(self.db, park_id).insert(need)
         if existing is not None:
+            self.events.discard([event])
             if existing["fingerprint"] != need["fingerprint"]:
                 raise Conflict("idempotency key {!r} was already used for another need".format(
                     need["idempotency_key"]), {"idempotency_key": ["reused with a different body"]})

@@ -37,8 +37,11 @@ class NotifyService:
                                    datetime.now(timezone.utc))
         event = self.events.new("notice.sent", park_id=envelope["parkid"], subject=notice["_id"],
                                 data=_notice_sent.dump(dict(notice, notice_id=notice["_id"])))
-        notice.update(self.events.outbox_fields([event]))
-        if not NotifyStore(self.db, envelope["parkid"]).insert_notice(notice):
+        with self.events.staged([event]) as outbox:
+            notice.update(outbox)
+            inserted = NotifyStore(self.db, envelope["parkid"]).insert_notice(notice)
+        if not inserted:
+            self.events.discard([event])
             self.log.info("notice.duplicate_delivery", notice_id=notice["_id"])
             return
         self.events.publish([event])

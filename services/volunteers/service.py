@@ -67,8 +67,11 @@ class VolunteersService:
         offer = domain.new_offer(need, responder, datetime.now(timezone.utc))
         event = self.events.new("task.offered", park_id=park_id, subject=offer["_id"], data=_task_offered.dump(
             dict(offer, task_id=offer["_id"])))
-        offer.update(self.events.outbox_fields([event]))
-        if not store.insert_offer(offer):
+        with self.events.staged([event]) as outbox:
+            offer.update(outbox)
+            inserted = store.insert_offer(offer)
+        if not inserted:
+            self.events.discard([event])
             self.log.info("dispatch.duplicate_delivery", need_id=need["need_id"])
             return
         self.events.publish([event])

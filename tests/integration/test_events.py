@@ -1,6 +1,7 @@
 """Events through the real broker and database: delivery, duplicates,
 retries and the DLQ, unroutable events, the relay, stock nameko subscribers."""
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from nameko import config
@@ -10,7 +11,7 @@ from nameko.testing.services import entrypoint_hook
 from lamplight import cli, topology
 from lamplight.consuming import subscribe
 from lamplight.envelope import new_event
-from lamplight.publishing import EventOutbox
+from lamplight.publishing import EventOutbox, PublishFailed
 from lamplight.storage import Mongo
 from services.needs.service import NeedsService
 from services.notify.service import NotifyService
@@ -148,25 +149,50 @@ def test_an_event_no_queue_is_bound_for_is_parked_not_dropped(container_factory,
     assert json.loads(message.body)["id"] == event["id"]
 
 
-def test_the_relay_publishes_what_a_crash_left_in_the_outbox(slice_services, db):
+def test_the_relay_takes_over_a_writer_whose_heartbeat_stopped(slice_services, db):
     responder = register(slice_services["volunteers"])
     outbox = next(d for d in slice_services["needs"].dependencies if isinstance(d, EventOutbox))
     wait_for(lambda: outbox.relay_passes >= 1, what="the relay's pass at start")
     event = need_submitted("need_crashed")
     # what a crash between the write and the publish leaves: the need with its
-    # event in the outbox, and no record that it was published
+    # event in the outbox, and the dead writer's last checkpoint before it
+    written_at = datetime.now(timezone.utc) - timedelta(seconds=30)
     db("needs").needs.insert_one({"_id": "need_crashed", "park_id": PARK, "status": "submitted",
-                                  "_outbox": [event], "_outbox_at": event_time(event)})
-    assert outbox.relay_once(grace_s=0) == 1
+                                  "_outbox": [event], "_outbox_at": written_at, "_outbox_by": "needs-dead-1"})
+    db("needs")["_writers"].insert_one({"_id": "needs-dead-1", "service": "needs",
+                                        "checkpoint": written_at - timedelta(seconds=1),
+                                        "heartbeat": written_at})
+    # a writer that died with everything confirmed: its checkpoint is after its writes
+    db("needs")["_writers"].insert_one({"_id": "needs-dead-2", "service": "needs",
+                                        "checkpoint": written_at + timedelta(seconds=1),
+                                        "heartbeat": written_at})
+    assert outbox.relay_once() == 1
     wait_for(lambda: db("notify").notices.find_one({"recipient_id": responder["id"]}), what="the notice")
-    wait_for(lambda: db("needs")["_published"].find_one({"_id": event["id"]}), what="the published mark")
-    db("needs")["_relay"].delete_many({})  # forget the watermark: the relay reads the need again
-    assert outbox.relay_once(grace_s=0) == 0  # marked published: not again
+    assert db("needs")["_writers"].count_documents({"_id": {"$in": ["needs-dead-1", "needs-dead-2"]}}) == 0
+    assert outbox.relay_once() == 0  # taken over once: not again
+    # the live writers' own checkpoints are untouched
+    assert db("needs")["_writers"].find_one({"_id": outbox.writer_id})["heartbeat"] > written_at
 
 
-def event_time(event):
-    from datetime import datetime
-    return datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+def test_a_live_writer_retries_what_the_broker_did_not_confirm(slice_services, db):
+    responder = register(slice_services["volunteers"])
+    outbox = next(d for d in slice_services["needs"].dependencies if isinstance(d, EventOutbox))
+    event = need_submitted("need_unconfirmed")
+    staged_at = outbox.stage([event])
+    outbox.pipeline.close()
+    failing = outbox.pipeline.publish
+    outbox.pipeline.publish = lambda messages: (_ for _ in ()).throw(PublishFailed("broker away"))
+    try:
+        assert outbox.publish([event]) is False
+        outbox.checkpoint()
+        mine = db("needs")["_writers"].find_one({"_id": outbox.writer_id})
+        assert mine["checkpoint"] <= staged_at  # the checkpoint waits for the event
+    finally:
+        outbox.pipeline.publish = failing
+    wait_for(lambda: db("notify").notices.find_one({"recipient_id": responder["id"]}),
+             what="the notice after the writer's own retry")
+    wait_for(lambda: db("needs")["_writers"].find_one({"_id": outbox.writer_id})["checkpoint"] > staged_at,
+             what="the checkpoint moving past the confirmed event")
 
 
 class StockSubscriber:

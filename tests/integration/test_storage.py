@@ -86,7 +86,7 @@ def test_park_scope_refuses_to_reach_into_another_park(store):
 
 def test_kernel_collections_are_not_park_data(store):
     with pytest.raises(UnscopedQuery):
-        store.park("a")["_published"]
+        store.park("a")["_writers"]
 
 
 def test_group_commit_batches_concurrent_inserts_and_reports_each_outcome(store, db):
