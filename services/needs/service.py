@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 
 from marshmallow import ValidationError
-from nameko.rpc import rpc
+from lamplight.rpc import rpc
 
 from lamplight.errors import BadInput, Conflict, NotFound
 from lamplight.ids import new_id

@@ -2,7 +2,7 @@
 metrics, outbox) and answers balances; the ledger comes with the points issue."""
 from datetime import datetime, timezone
 
-from nameko.rpc import rpc
+from lamplight.rpc import rpc
 
 from lamplight.errors import BadInput
 from lamplight.observability import Observability

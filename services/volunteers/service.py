@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 
 from marshmallow import ValidationError
-from nameko.rpc import rpc
+from lamplight.rpc import rpc
 
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, NotFound
