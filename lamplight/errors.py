@@ -4,6 +4,7 @@ Each is registered with nameko's ``deserialize_to_instance`` so an RPC caller
 gets the same class back (not a generic ``RemoteError``) and the gateway can
 map it to an HTTP status in one place.
 """
+from marshmallow import ValidationError
 from nameko.exceptions import deserialize_to_instance
 
 
@@ -52,3 +53,12 @@ class UnscopedQuery(LamplightError):
     """
 
     code = "unscoped_query"
+
+
+def load_or_reject(schema, payload, what):
+    """Load a command or event payload with its marshmallow schema, or raise
+    BadInput naming every wrong field (``what`` says what was invalid)."""
+    try:
+        return schema.load(payload if payload is not None else {})
+    except ValidationError as exc:
+        raise BadInput("{} is not valid".format(what), exc.messages)

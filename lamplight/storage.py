@@ -144,6 +144,15 @@ class ParkScopedCollection:
             return self._committer.insert(doc)
         return self._c.insert_one(doc).inserted_id
 
+    def insert_once(self, doc):
+        """Insert; False when the document (or its unique key) exists — the
+        way an idempotent handler skips a duplicate delivery."""
+        try:
+            self.insert_one(doc)
+            return True
+        except DuplicateKeyError:
+            return False
+
     def insert_many(self, docs, ordered=True):
         return self._c.insert_many([self._doc(d) for d in docs], ordered=ordered).inserted_ids
 

@@ -1,10 +1,9 @@
 """The needs service: intake of needs from every channel."""
 from datetime import datetime, timezone
 
-from marshmallow import ValidationError
 from lamplight.rpc import rpc
 
-from lamplight.errors import BadInput, Conflict, NotFound
+from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import NEEDS_SUBMITTED
 from lamplight.observability import Observability
@@ -20,13 +19,6 @@ _submitted = NeedSubmittedSchema()
 EXPECTED = (BadInput, Conflict, NotFound)
 
 
-def load(schema, payload):
-    try:
-        return schema.load(payload if payload is not None else {})
-    except ValidationError as exc:
-        raise BadInput("the need is not valid", exc.messages)
-
-
 class NeedsService:
     name = "needs"
 
@@ -38,7 +30,7 @@ class NeedsService:
     def submit(self, park_id, payload, idempotency_key=None):
         """Accept a need. The same idempotency key with the same body returns
         the need already accepted; with another body it is a Conflict."""
-        submission = load(_submission, payload)
+        submission = load_or_reject(_submission, payload, "the need")
         now = datetime.now(timezone.utc)
         need = domain.open_need(new_id("need"), park_id, submission, now, idempotency_key)
         event = self.events.new("need.submitted", park_id=park_id, subject=need["_id"], data=_submitted.dump({

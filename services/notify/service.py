@@ -1,11 +1,10 @@
 """The notify service: notices to people; the foundation's channel is the in-app inbox."""
 from datetime import datetime, timezone
 
-from marshmallow import ValidationError
 from lamplight.rpc import rpc
 
 from lamplight.consuming import subscribe
-from lamplight.errors import BadInput, NotFound
+from lamplight.errors import BadInput, NotFound, load_or_reject
 from lamplight.metrics import NOTICES
 from lamplight.observability import Observability
 from lamplight.publishing import EventOutbox
@@ -29,10 +28,7 @@ class NotifyService:
 
     @subscribe("volunteers", "task.offered")
     def on_task_offered(self, envelope):
-        try:
-            data = _task_offered.load(envelope["data"])
-        except ValidationError as exc:
-            raise BadInput("task.offered payload is not valid", exc.messages)
+        data = load_or_reject(_task_offered, envelope["data"], "task.offered data")
         notice = domain.new_notice(dict(envelope, data=data), data["responder_id"], domain.INAPP,
                                    datetime.now(timezone.utc))
         event = self.events.new("notice.sent", park_id=envelope["parkid"], subject=notice["_id"],

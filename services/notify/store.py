@@ -1,8 +1,6 @@
 """The notify service's only door to MongoDB."""
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from lamplight.storage import DuplicateKeyError
-
 INDEXES = {
     "notices": [
         IndexModel([("park_id", ASCENDING), ("recipient_id", ASCENDING), ("created_at", DESCENDING)],
@@ -17,11 +15,7 @@ class NotifyStore:
 
     def insert_notice(self, notice):
         """False when the notice exists already (a duplicate delivery)."""
-        try:
-            self.notices.insert_one(notice)
-            return True
-        except DuplicateKeyError:
-            return False
+        return self.notices.insert_once(notice)
 
     def inbox(self, recipient_id, unread_only=False, limit=50):
         query = {"recipient_id": recipient_id}

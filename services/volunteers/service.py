@@ -1,11 +1,10 @@
 """The volunteers service: responders and dispatch of needs to them."""
 from datetime import datetime, timezone
 
-from marshmallow import ValidationError
 from lamplight.rpc import rpc
 
 from lamplight.consuming import subscribe
-from lamplight.errors import BadInput, NotFound
+from lamplight.errors import BadInput, NotFound, load_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import NEEDS_UNMATCHED, TASKS_OFFERED
 from lamplight.observability import Observability
@@ -33,10 +32,7 @@ class VolunteersService:
 
     @rpc(expected_exceptions=EXPECTED)
     def register_responder(self, park_id, payload):
-        try:
-            data = _registration.load(payload if payload is not None else {})
-        except ValidationError as exc:
-            raise BadInput("the responder is not valid", exc.messages)
+        data = load_or_reject(_registration, payload, "the responder")
         responder_id = new_id("rsp")
         ref = data.pop("external_ref") or responder_id
         responder = dict(data, _id=responder_id, ref=ref, park_id=park_id,
@@ -54,10 +50,7 @@ class VolunteersService:
     @subscribe("needs", "need.submitted")
     def on_need_submitted(self, envelope):
         park_id = envelope["parkid"]
-        try:
-            need = dict(_need_submitted.load(envelope["data"]), park_id=park_id)
-        except ValidationError as exc:
-            raise BadInput("need.submitted payload is not valid", exc.messages)
+        need = dict(load_or_reject(_need_submitted, envelope["data"], "need.submitted data"), park_id=park_id)
         store = VolunteersStore(self.db, park_id)
         responder = domain.choose(store.roster(), need["need_id"], need["category"])
         if responder is None:

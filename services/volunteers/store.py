@@ -53,11 +53,7 @@ class VolunteersStore:
 
     def insert_offer(self, offer):
         """False when this offer exists already (a duplicate delivery)."""
-        try:
-            self.tasks.insert_one(offer)
-            return True
-        except DuplicateKeyError:
-            return False
+        return self.tasks.insert_once(offer)
 
     def tasks_of(self, responder_id):
         return list(self.tasks.find({"responder_id": responder_id}, {"_outbox": 0}))
