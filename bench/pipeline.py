@@ -81,6 +81,15 @@ def process_table(stack):
     return {k: v for k, v in pids.items() if v}
 
 
+def drop_databases(prefix):
+    import pymongo
+    client = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=5000)
+    for name in client.list_database_names():
+        if name.startswith(prefix):
+            client.drop_database(name)
+    client.close()
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
@@ -274,6 +283,7 @@ def main(argv=None):
     finally:
         if not args.keep:
             stack.down()
+            drop_databases("bench{}_".format(run_id))
 
     print("measuring the raw broker ({} messages)".format(args.raw_messages), flush=True)
     raw = raw_broker(uri, args.raw_messages)

@@ -13,29 +13,20 @@ with the same Idempotency-Key can never create a need twice.
 """
 import json
 
-import eventlet
-from nameko.constants import NON_PERSISTENT
-from nameko.exceptions import UnknownService
-from nameko.rpc import ServiceRpc
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from lamplight import logs, settings
+from lamplight import logs
 from lamplight.errors import BadInput, Conflict, LamplightError, NotFound, UnscopedQuery
 from lamplight.observability import Observability
+from lamplight.rpc import CachedSignatureCheck, DeadlineRpc, ServiceUnavailable
 from lamplight.storage import check_park_id
 
 MAX_BODY_BYTES = 64 * 1024
 RETRY_AFTER_S = 5
 _STATUS = {BadInput: 422, NotFound: 404, Conflict: 409}
 _log = logs.get_logger(component="gateway")
-
-
-class ServiceUnavailable(Exception):
-    def __init__(self, service):
-        super().__init__("the {} service is not answering; try again shortly".format(service))
-        self.service = service
 
 
 def error_body(code, message, fields=None):
@@ -48,7 +39,7 @@ def json_response(status, payload, headers=None):
                     headers=headers, mimetype="application/json")
 
 
-class Api(HttpRequestHandler):
+class Api(CachedSignatureCheck, HttpRequestHandler):
     """nameko's HTTP entrypoint with JSON in, JSON out and one error mapping."""
 
     def __init__(self, method, url, **kwargs):
@@ -98,33 +89,6 @@ def read_json(request):
     return body
 
 
-def call(proxy, service, method, *args, **kwargs):
-    """An RPC call with the gateway's deadline; 503 when nobody answers."""
-    timeout = settings.get_float("RPC_TIMEOUT_S")
-    try:
-        with eventlet.Timeout(timeout):
-            return getattr(proxy, method).call_async(*args, **kwargs).result()
-    except (eventlet.Timeout, UnknownService):
-        raise ServiceUnavailable(service)
-
-
-class DeadlineRpc(ServiceRpc):
-    """An RPC proxy whose requests expire in the broker when the gateway's
-    deadline passes: a request the gateway answered 503 for is never run.
-
-    Requests are transient: one that lives at most the deadline gains nothing
-    from the broker's disk, and a request lost with the broker is a 503 the
-    client retries with its Idempotency-Key. The reply queue is declared by
-    nameko's reply listener (again on every reconnect), not on every publish.
-    """
-
-    def setup(self):
-        self.publisher_options["expiration"] = settings.get_float("RPC_TIMEOUT_S")
-        self.publisher_options["delivery_mode"] = NON_PERSISTENT
-        super().setup()
-        self.publisher.declare = []
-
-
 class Gateway:
     name = "gateway"
 
@@ -141,25 +105,25 @@ class Gateway:
         key = request.headers.get("Idempotency-Key")
         if key is not None and not 1 <= len(key) <= 128:
             raise BadInput("Idempotency-Key must be 1-128 characters", {"Idempotency-Key": ["bad length"]})
-        need = call(self.needs, "needs", "submit", park, read_json(request), idempotency_key=key)
+        need = self.needs.call("submit", park, read_json(request), idempotency_key=key)
         created = need.pop("created")
         headers = {"Location": "/api/v1/parks/{}/needs/{}".format(park, need["id"])}
         return json_response(201 if created else 200, need, headers)
 
     @api("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>")
     def get_need(self, request, park, need_id):
-        return call(self.needs, "needs", "get", check_park_id(park), need_id)
+        return self.needs.call("get", check_park_id(park), need_id)
 
     # responders -------------------------------------------------------------------
     @api("POST", "/api/v1/parks/<string:park>/responders")
     def register_responder(self, request, park):
-        responder = call(self.volunteers, "volunteers", "register_responder", check_park_id(park),
+        responder = self.volunteers.call("register_responder", check_park_id(park),
                          read_json(request))
         return 201 if responder.pop("created") else 200, responder
 
     @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>")
     def get_responder(self, request, park, responder_id):
-        return call(self.volunteers, "volunteers", "get_responder", check_park_id(park), responder_id)
+        return self.volunteers.call("get_responder", check_park_id(park), responder_id)
 
     # notices ------------------------------------------------------------------------
     @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices")
@@ -169,13 +133,13 @@ class Gateway:
         except ValueError:
             raise BadInput("limit must be an integer", {"limit": ["not an integer"]})
         unread = request.args.get("unread", "false").lower() in ("1", "true", "yes")
-        notices = call(self.notify, "notify", "inbox", check_park_id(park), responder_id,
+        notices = self.notify.call("inbox", check_park_id(park), responder_id,
                        unread_only=unread, limit=limit)
         return {"notices": notices, "count": len(notices)}
 
     @api("POST", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices/<string:notice_id>/read")
     def mark_read(self, request, park, responder_id, notice_id):
-        return call(self.notify, "notify", "mark_read", check_park_id(park), responder_id, notice_id)
+        return self.notify.call("mark_read", check_park_id(park), responder_id, notice_id)
 
     # points -------------------------------------------------------------------------
     @api("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points")
@@ -185,4 +149,4 @@ class Gateway:
             year = int(year) if year else None
         except ValueError:
             raise BadInput("year must be an integer", {"year": ["not an integer"]})
-        return call(self.points, "points", "account", check_park_id(park), member_id, year=year)
+        return self.points.call("account", check_park_id(park), member_id, year=year)

@@ -1,16 +1,45 @@
-"""``@rpc`` for Lamplight services: nameko's, with lighter replies.
+"""RPC for Lamplight: nameko's, with lighter replies and a deadline.
 
-nameko publishes every RPC reply persistent and waits for its confirm. A
-reply goes to the caller's own auto-delete queue, so the broker's disk adds
-nothing, and a reply lost with the broker means the caller times out, answers
-503 and the client retries with its idempotency key — which a confirm would
-not change. Replies here are transient and unconfirmed; requests are acked
-only after their reply is handed to the broker, as in nameko.
+Replies. nameko publishes every reply persistent and waits for its confirm,
+and the caller acks every reply. A reply goes to the caller's own auto-delete
+queue, so the broker's disk adds nothing, and a reply lost with the broker
+means the caller times out and the client retries with its idempotency key —
+which neither a confirm nor an ack would change. Replies here are transient,
+unconfirmed and consumed without acks. Requests are still acked only after
+their reply is handed to the broker, as in nameko.
+
+Deadline. :class:`DeadlineRpc` requests carry a TTL equal to the caller's
+deadline, so a request the caller gave up on is dropped by the broker rather
+than run later, and are transient for the same reason.
+
+Signatures. nameko checks every call's arguments with ``inspect.getcallargs``,
+which rebuilds the method's signature each time; here it is built once.
 """
+import inspect
+
+import eventlet
 from nameko import config
 from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY, NON_PERSISTENT
-from nameko.rpc import Responder, Rpc as NamekoRpc, RpcConsumer, get_rpc_exchange
+from nameko.exceptions import IncorrectSignature, UnknownService
+from nameko.rpc import ReplyListener, Responder, Rpc as NamekoRpc, RpcConsumer, ServiceRpc, get_rpc_exchange
+
+from lamplight import settings
+
+
+class CachedSignatureCheck:
+    """Mixin for entrypoints: nameko's check_signature with the signature
+    computed once per entrypoint."""
+
+    _signature = None
+
+    def check_signature(self, args, kwargs):
+        if self._signature is None:
+            self._signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
+        try:
+            self._signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise IncorrectSignature(str(exc))
 
 
 class ReplyPublisher(Publisher):
@@ -32,8 +61,56 @@ class LightRpcConsumer(RpcConsumer):
         return result, exc_info
 
 
-class Rpc(NamekoRpc):
+class Rpc(CachedSignatureCheck, NamekoRpc):
     rpc_consumer = LightRpcConsumer()
 
 
 rpc = Rpc.decorator
+
+
+class NoAckReplyListener(ReplyListener):
+    def setup(self):
+        super().setup()
+        self.consumer.consumer_options["no_ack"] = True
+
+
+class ServiceUnavailable(Exception):
+    """The called service did not answer within the deadline."""
+
+    def __init__(self, service):
+        super().__init__("the {} service is not answering; try again shortly".format(service))
+        self.service = service
+
+
+class DeadlineRpc(ServiceRpc):
+    """An RPC proxy whose calls give up after ``RPC_TIMEOUT_S``."""
+
+    reply_listener = NoAckReplyListener()
+
+    def setup(self):
+        self.timeout = settings.get_float("RPC_TIMEOUT_S")
+        self.publisher_options["expiration"] = self.timeout
+        self.publisher_options["delivery_mode"] = NON_PERSISTENT
+        super().setup()
+        # nameko declares the reply queue before every request; the reply
+        # listener declares it already, and again after any reconnect
+        self.publisher.declare = []
+
+    def get_dependency(self, worker_ctx):
+        client = super().get_dependency(worker_ctx)
+        return DeadlineClient(client, self.target_service, self.timeout)
+
+
+class DeadlineClient:
+    def __init__(self, client, service, timeout):
+        self._client = client
+        self._service = service
+        self._timeout = timeout
+
+    def call(self, method, *args, **kwargs):
+        """Call ``method``; ServiceUnavailable when nobody answers in time."""
+        try:
+            with eventlet.Timeout(self._timeout):
+                return getattr(self._client, method).call_async(*args, **kwargs).result()
+        except (eventlet.Timeout, UnknownService):
+            raise ServiceUnavailable(self._service)
