@@ -265,6 +265,7 @@ class EventOutbox(DependencyProvider):
             topology.declare(conn, settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"),
                              settings.get("QUEUE_TYPE"))
         self.writers = self.mongo.store().unscoped("_writers", reason="outbox writer checkpoints")
+        self._report_backlog()  # the gauges exist from the start, for alerts on absence
         self.checkpoint()
         spawn = self.container.spawn_managed_thread
         self._threads = [
