@@ -3,6 +3,7 @@
     lamplight dlq list [--queue Q] [--limit N] [--json]
     lamplight dlq replay QUEUE [--id MESSAGE_ID ...] [--limit N]
     lamplight topology declare
+    lamplight points verify [--park P] [--mongo-uri URI] [--database lamplight_points]
 
 The broker is AMQP_URI (environment) or --amqp-uri. Dead-letter queues are
 ``<subscription queue>.dlq``; ``lamplight.unrouted`` holds events that were
@@ -117,6 +118,27 @@ def dlq_replay(amqp_uri, queue, ids=None, limit=DEFAULT_LIMIT):
     return replayed
 
 
+def points_verify(mongo_uri, database, park=None):
+    """Check every account's hash chain; returns [(entry or account id, problem)]."""
+    import pymongo
+
+    from lamplight.ledger import verify_chain
+
+    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    try:
+        db = client[database]
+        query = {"park_id": park} if park else {}
+        problems, accounts = [], {a["_id"]: a for a in db.accounts.find(query)}
+        by_account = {}
+        for entry in db.entries.find(query, {"_outbox": 0}):
+            by_account.setdefault(entry["account_id"], []).append(entry)
+        for account_id in sorted(set(accounts) | set(by_account)):
+            problems += verify_chain(by_account.get(account_id, []), accounts.get(account_id))
+        return problems, len(accounts), sum(len(v) for v in by_account.values())
+    finally:
+        client.close()
+
+
 def _amqp_uri(args):
     return args.amqp_uri or os.environ.get("AMQP_URI") or settings.DEFAULTS["AMQP_URI"]
 
@@ -140,6 +162,12 @@ def main(argv=None):
     topo = sub.add_parser("topology", help="broker topology").add_subparsers(dest="command", required=True)
     topo.add_parser("declare", help="declare every exchange and queue of the platform")
 
+    points = sub.add_parser("points", help="the points ledger").add_subparsers(dest="command", required=True)
+    verify = points.add_parser("verify", help="check every account's hash chain; exit 1 naming what is wrong")
+    verify.add_argument("--park", help="one park; default all")
+    verify.add_argument("--mongo-uri", default=os.environ.get("MONGO_URI") or settings.DEFAULTS["MONGO_URI"])
+    verify.add_argument("--database", default=settings.DEFAULTS["MONGO_DB_PREFIX"] + "points")
+
     args = parser.parse_args(argv)
     uri = _amqp_uri(args)
     if args.group == "dlq" and args.command == "list":
@@ -153,6 +181,13 @@ def main(argv=None):
     elif args.group == "dlq" and args.command == "replay":
         ids = dlq_replay(uri, args.queue, args.ids, args.limit)
         print("replayed {} message(s) from {}".format(len(ids), args.queue))
+    elif args.group == "points":
+        problems, accounts, entries = points_verify(args.mongo_uri, args.database, args.park)
+        for where, problem in problems:
+            print("{}\t{}".format(where, problem))
+        print("{} accounts, {} entries checked: {}".format(
+            accounts, entries, "{} problem(s)".format(len(problems)) if problems else "chains intact"))
+        return 1 if problems else 0
     elif args.group == "topology":
         with Connection(uri, connect_timeout=5) as conn:
             topology.declare(conn, settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"), settings.get("QUEUE_TYPE"))

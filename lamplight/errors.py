@@ -9,14 +9,18 @@ from nameko.exceptions import deserialize_to_instance
 
 
 class LamplightError(Exception):
-    """Base class: ``code`` is the stable machine-readable error code."""
+    """Base class: ``code`` is the stable machine-readable error code; a more
+    specific one can be given per instance (it travels with the error over
+    RPC, unlike a subclass the caller does not know)."""
 
     code = "error"
 
-    def __init__(self, message, fields=None):
-        super().__init__(message, fields or {})
+    def __init__(self, message, fields=None, code=None):
+        super().__init__(message, fields or {}, code)
         self.message = message
         self.fields = fields or {}
+        if code:
+            self.code = code
 
     def __str__(self):
         return self.message

@@ -87,3 +87,11 @@ NEEDS_UNMATCHED = Counter(
 NOTICES = Counter(
     "lamplight_notices_total", "Notices by channel and outcome.", ["park", "channel", "outcome"]
 )
+POINTS_ENTRIES = Counter(
+    "lamplight_points_entries_total", "Ledger entries written.", ["park", "account", "kind"]
+)
+POINTS_SKIPPED = Counter(
+    "lamplight_points_skipped_total",
+    "Events that matched a rule but posted nothing (no member, cap reached).",
+    ["park", "type", "reason"],
+)

@@ -57,6 +57,12 @@ class Subscription:
 SUBSCRIPTIONS = (
     Subscription("volunteers", "needs", "need.submitted"),
     Subscription("notify", "volunteers", "task.offered"),
+    Subscription("points", "volunteers", "task.completed"),
+    Subscription("points", "volunteers", "volunteer.service_hours"),
+    Subscription("points", "volunteers", "visit.missed"),
+    Subscription("points", "needs", "need.closed"),
+    Subscription("points", "needs", "need.evaluated"),
+    Subscription("points", "needs", "need.reopened"),
 )
 
 

@@ -1,11 +1,175 @@
-"""Marshmallow schemas of the points service."""
-from marshmallow import Schema, fields
+"""Marshmallow schemas of the points service: commands, views, event payloads."""
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from services.points import domain
+
+CODE = validate.Regexp(r"^[a-z0-9_.-]{1,64}$")
+MEMBER = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$")
+# the events a rule can post from automatically
+AUTO_EVENT_TYPES = ("task.completed", "volunteer.service_hours", "visit.missed", "need.closed", "need.evaluated")
+
+
+class CapsSchema(Schema):
+    day = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    month = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    year = fields.Integer(load_default=None, validate=validate.Range(min=1))
+
+
+class RuleSchema(Schema):
+    code = fields.String(required=True, validate=CODE)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    account = fields.String(required=True, validate=validate.OneOf(domain.ACCOUNT_KINDS))
+    points = fields.Integer(required=True, validate=validate.Range(min=-100, max=100))
+    caps = fields.Nested(CapsSchema, load_default=dict)
+    mode = fields.String(load_default="manual", validate=validate.OneOf(("manual", "auto")))
+    event_type = fields.String(load_default=None, validate=validate.OneOf(AUTO_EVENT_TYPES))
+    per_hour = fields.Boolean(load_default=False)
+    rating_at_most = fields.Integer(load_default=None, validate=validate.Range(min=1, max=5))
+    approval_required = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def auto_needs_event(self, data, **_):
+        if data["mode"] == "auto" and not data.get("event_type"):
+            raise ValidationError("an automatic rule names the event it posts from", "event_type")
+        if data["mode"] == "manual" and data.get("event_type"):
+            raise ValidationError("only automatic rules post from events", "event_type")
+
+
+class CatalogueSchema(Schema):
+    """PUT /api/v1/parks/{park}/points/rules"""
+
+    version = fields.Integer(required=True, validate=validate.Range(min=0))
+    rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1, max=200))
+    star_thresholds = fields.Dict(keys=fields.String(validate=validate.OneOf(("1", "2", "3", "4", "5"))),
+                                  values=fields.Integer(), load_default=None)
+
+
+class PostingSchema(Schema):
+    """POST /api/v1/parks/{park}/points/entries — a manual posting."""
+
+    member_id = fields.String(required=True, validate=MEMBER)
+    rule_code = fields.String(required=True, validate=CODE)
+    actor = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    approved_by = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    reason = fields.String(required=True, validate=validate.Length(min=2, max=500))
+    year = fields.Integer(load_default=None, validate=validate.Range(min=2000, max=2100))
+    metadata = fields.Dict(load_default=dict)
+
+
+class ReversalSchema(Schema):
+    actor = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    reason = fields.String(required=True, validate=validate.Length(min=2, max=500))
+
+
+class RewardSchema(Schema):
+    """PUT /api/v1/parks/{park}/points/rewards/{code}"""
+
+    code = fields.String(required=True, validate=CODE)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    cost = fields.Integer(required=True, validate=validate.Range(min=1, max=100000))
+    stock = fields.Integer(required=True, validate=validate.Range(min=0, max=1000000))
+    window_start = fields.AwareDateTime(load_default=None)
+    window_end = fields.AwareDateTime(load_default=None)
+    hold_minutes = fields.Integer(load_default=30, validate=validate.Range(min=1, max=7 * 24 * 60))
+
+
+class RedeemSchema(Schema):
+    member_id = fields.String(required=True, validate=MEMBER)
+    reward_code = fields.String(required=True, validate=CODE)
+
+
+class MoveSchema(Schema):
+    to_park = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,62}$"))
+    actor = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class EntryViewSchema(Schema):
+    id = fields.String(attribute="_id")
+    park_id = fields.String()
+    account_id = fields.String()
+    member_id = fields.String()
+    account_kind = fields.String()
+    year = fields.Integer(allow_none=True)
+    seq = fields.Integer()
+    kind = fields.String()
+    amount = fields.Integer()
+    balance_after = fields.Integer()
+    held_after = fields.Integer()
+    rule_code = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    actor = fields.String(allow_none=True)
+    metadata = fields.Dict()
+    idempotency_key = fields.String()
+    reverses = fields.String(allow_none=True)
+    at = fields.DateTime()
+    hash = fields.String()
 
 
 class AccountViewSchema(Schema):
+    id = fields.String(attribute="_id")
     park_id = fields.String()
     member_id = fields.String()
-    year = fields.Integer()
+    kind = fields.String()
+    year = fields.Integer(allow_none=True)
     balance = fields.Integer()
-    entries = fields.Integer()
+    held = fields.Integer()
+    available = fields.Integer()
+    entries = fields.Integer(attribute="seq")
     warning = fields.String(allow_none=True)
+    stars = fields.Integer(allow_none=True)
+    eligible_for_awards = fields.Boolean(allow_none=True)
+    as_of = fields.DateTime(allow_none=True)
+
+
+class RedemptionViewSchema(Schema):
+    id = fields.String(attribute="_id")
+    member_id = fields.String()
+    reward_code = fields.String()
+    cost = fields.Integer()
+    status = fields.String()
+    reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime()
+
+
+class PointsEntrySchema(Schema):
+    """Payload of points.credited, points.debited, points.reversed,
+    points.held, points.released and points.redeemed v1."""
+
+    entry_id = fields.String(required=True)
+    account_id = fields.String(required=True)
+    member_id = fields.String(required=True)
+    account_kind = fields.String(required=True)
+    year = fields.Integer(allow_none=True)
+    amount = fields.Integer(required=True)
+    balance_after = fields.Integer(required=True)
+    held_after = fields.Integer(required=True)
+    rule_code = fields.String(allow_none=True)
+    reverses = fields.String(allow_none=True)
+    source_event_id = fields.String(allow_none=True)
+
+
+class ThresholdCrossedSchema(Schema):
+    """Payload of points.threshold_crossed v1."""
+
+    member_id = fields.String(required=True)
+    year = fields.Integer(required=True)
+    threshold = fields.Integer(required=True)
+    level = fields.String(required=True)
+    balance = fields.Integer(required=True)
+    entry_id = fields.String(required=True)
+
+
+class SourceEventSchema(Schema):
+    """What the points service reads of the events it posts from (a tolerant
+    reader: any other field is ignored)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    member_id = fields.String(load_default=None, validate=MEMBER)
+    need_id = fields.String(load_default=None)
+    task_id = fields.String(load_default=None)
+    visit_id = fields.String(load_default=None)
+    hours = fields.Float(load_default=None, validate=validate.Range(min=0, max=24))
+    rating = fields.Integer(load_default=None, validate=validate.Range(min=1, max=5))

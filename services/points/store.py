@@ -1,17 +1,286 @@
-"""The points service's only door to MongoDB."""
-from pymongo import ASCENDING, IndexModel
+"""The points service's only door to MongoDB: the ledger and what hangs off it.
+
+Appending to an account without multi-document transactions:
+1. read the account document and roll it forward: if entry ``seq+1`` exists
+   (a writer crashed after inserting it), apply it and look again;
+2. build entry ``seq+1`` from that state (balance checks, caps, the chain);
+3. insert it — its ``_id`` is ``<account>:<seq+1>``, so of two concurrent
+   writers exactly one inserts it; the other gets a duplicate key and starts
+   over from 1. A duplicate on ``(park_id, idempotency_key)`` instead means
+   the posting exists: the same body returns it, another body is a Conflict;
+4. move the account document to the new head (conditional on its seq).
+The entries are the truth; the account document is a cache that step 1 heals.
+"""
+import time
+from datetime import datetime, timezone
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+
+from lamplight.errors import Conflict, NotFound
+from lamplight.storage import DuplicateKeyError
+from services.points import domain
 
 INDEXES = {
     "accounts": [
-        IndexModel([("park_id", ASCENDING), ("member_id", ASCENDING), ("year", ASCENDING)],
-                   unique=True, name="park_member_year"),
+        IndexModel([("park_id", ASCENDING), ("kind", ASCENDING), ("balance", DESCENDING)], name="park_kind_balance"),
+        IndexModel([("park_id", ASCENDING), ("member_id", ASCENDING)], name="park_member"),
+    ],
+    "entries": [
+        IndexModel([("park_id", ASCENDING), ("idempotency_key", ASCENDING)], unique=True, name="park_idempotency_key"),
+        IndexModel([("park_id", ASCENDING), ("account_id", ASCENDING), ("seq", ASCENDING)], name="park_account_seq"),
+        IndexModel([("park_id", ASCENDING), ("account_kind", ASCENDING), ("at", ASCENDING)], name="park_kind_at"),
+        IndexModel([("park_id", ASCENDING), ("metadata.need_id", ASCENDING)], name="park_need"),
+    ],
+    "redemptions": [
+        IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)], name="park_status_expiry"),
     ],
 }
+MAX_ATTEMPTS = 200
+CATALOGUE_CACHE_S = 5.0
+_catalogue_cache = {}
+
+
+def utcnow():
+    return datetime.now(timezone.utc)
 
 
 class PointsStore:
     def __init__(self, store, park_id):
-        self.accounts = store.park(park_id)["accounts"]
+        self.park_id = park_id
+        self._store = store
+        scope = store.park(park_id)
+        self.accounts = scope["accounts"]
+        self.entries = scope["entries"]
+        self.catalogues = scope["catalogues"]
+        self.rewards = scope["rewards"]
+        self.redemptions = scope["redemptions"]
+        self.awards = scope["awards"]
+        self.members = scope["members"]
 
-    def account(self, member_id, year):
-        return self.accounts.find_one({"member_id": member_id, "year": year}, {"_outbox": 0})
+    def _key(self, kind, name):
+        """A document id unique across parks (one collection serves them all)."""
+        return "{}/{}/{}".format(self.park_id, kind, name)
+
+    # accounts ---------------------------------------------------------------------
+    def account(self, member_id, kind, year=None, create=True):
+        """The account, rolled forward to its last entry; a new discipline
+        account is opened at 12 points. None if absent and not ``create``."""
+        aid = domain.account_id(self.park_id, member_id, kind, year)
+        doc = self.accounts.find_one({"_id": aid})
+        if doc is None:
+            if not create:
+                return None
+            try:
+                self.accounts.insert_one(domain.new_account(self.park_id, member_id, kind, year, utcnow()))
+            except DuplicateKeyError:
+                pass
+            doc = self.accounts.find_one({"_id": aid})
+        return self.roll_forward(doc)
+
+    def roll_forward(self, doc):
+        while True:
+            following = self.entries.find_one({"_id": domain.entry_id(doc["_id"], doc["seq"] + 1)})
+            if following is None:
+                return doc
+            moved = domain.apply(doc, following)
+            result = self.accounts.update_one({"_id": doc["_id"], "seq": doc["seq"]}, {"$set": _head(moved)})
+            doc = moved if result.matched_count else self.accounts.find_one({"_id": doc["_id"]})
+
+    # appending --------------------------------------------------------------------
+    def append(self, account_ref, build, idempotency_key, fingerprint, stage):
+        """Append the entry ``build(account)`` makes; returns (entry, created).
+
+        ``account_ref`` is (member_id, kind, year); ``stage(entry, before)``
+        returns the outbox fields for the entry's events and a function that
+        discards them if the entry is not written."""
+        for _ in range(MAX_ATTEMPTS):
+            account = self.account(*account_ref)
+            entry = build(account)
+            entry["idempotency_key"], entry["fingerprint"] = idempotency_key, fingerprint
+            outbox, discard = stage(entry, account)
+            entry.update(outbox)
+            try:
+                self.entries.insert_one(entry)
+            except DuplicateKeyError:
+                discard()
+                taken = self.entries.find_one({"_id": entry["_id"]}, {"idempotency_key": 1})
+                if taken is not None and taken["idempotency_key"] != idempotency_key:
+                    time.sleep(0)  # lost the race for this seq: start over from the new head
+                    continue
+                return self._existing(idempotency_key, fingerprint), False
+            self.accounts.update_one({"_id": account["_id"], "seq": account["seq"]},
+                                     {"$set": _head(domain.apply(account, entry))})
+            return entry, True
+        raise Conflict("account {} is too busy; try again".format(domain.account_id(self.park_id, *account_ref)),
+                       code="busy")
+
+    def _existing(self, idempotency_key, fingerprint):
+        existing = self.entries.find_one({"idempotency_key": idempotency_key}, {"_outbox": 0})
+        if existing is None:
+            raise Conflict("posting {} is being written; try again".format(idempotency_key), code="busy")
+        if existing.get("fingerprint") != fingerprint:
+            raise Conflict("idempotency key {!r} was already used for another posting".format(idempotency_key),
+                           {"idempotency_key": ["reused with a different body"]})
+        return existing
+
+    def find_by_key(self, idempotency_key):
+        return self.entries.find_one({"idempotency_key": idempotency_key}, {"_outbox": 0})
+
+    def entry(self, entry_id):
+        entry = self.entries.find_one({"_id": entry_id}, {"_outbox": 0})
+        if entry is None:
+            raise NotFound("no entry {} in park {}".format(entry_id, self.park_id))
+        return entry
+
+    def entries_for_need(self, need_id):
+        return list(self.entries.find({"metadata.need_id": need_id}, {"_outbox": 0}))
+
+    # reading ----------------------------------------------------------------------
+    def history(self, account_id, limit=50, before_seq=None):
+        query = {"account_id": account_id}
+        if before_seq:
+            query["seq"] = {"$lt": before_seq}
+        return list(self.entries.find(query, {"_outbox": 0, "counters_after": 0})
+                    .sort("seq", DESCENDING).limit(limit))
+
+    def balance_at(self, account_id, at):
+        last = list(self.entries.find({"account_id": account_id, "at": {"$lte": at}},
+                                      {"balance_after": 1, "held_after": 1, "seq": 1})
+                    .sort("seq", DESCENDING).limit(1))
+        return (last[0]["balance_after"], last[0]["held_after"], last[0]["seq"]) if last else (0, 0, 0)
+
+    def leaderboard(self, kind, year=None, limit=20):
+        query = {"kind": kind}
+        if kind == domain.DISCIPLINE:
+            query["year"] = year
+        return list(self.accounts.find(query, {"member_id": 1, "balance": 1, "held": 1})
+                    .sort([("balance", DESCENDING), ("member_id", ASCENDING)]).limit(limit))
+
+    def earned_in(self, start, end):
+        """Service points earned per member in [start, end): postings and their reversals."""
+        rows = self.entries.aggregate([
+            {"$match": {"account_kind": domain.SERVICE, "kind": {"$in": [domain.POSTING, domain.REVERSAL]},
+                        "at": {"$gte": start, "$lt": end}}},
+            {"$group": {"_id": "$member_id", "points": {"$sum": "$amount"}, "entries": {"$sum": 1}}},
+        ])
+        return {row["_id"]: (row["points"], row["entries"]) for row in rows}
+
+    def discipline_scores(self, year, members):
+        scores = {}
+        for member in members:
+            account = self.account(member, domain.DISCIPLINE, year, create=False)
+            scores[member] = account["balance"] if account else domain.YEARLY_OPENING_POINTS
+        return scores
+
+    # the rule catalogue ---------------------------------------------------------------
+    def catalogue(self):
+        cached = _catalogue_cache.get(self.park_id)
+        if cached and time.monotonic() - cached[0] < CATALOGUE_CACHE_S:
+            return cached[1]
+        doc = self.catalogues.find_one({"_id": self._key("catalogue", "rules")}) or {"version": 0, "rules": [],
+                                                                             "star_thresholds": None}
+        _catalogue_cache[self.park_id] = (time.monotonic(), doc)
+        return doc
+
+    def replace_catalogue(self, rules, star_thresholds, expected_version):
+        """Replace the catalogue if it is still at ``expected_version``."""
+        doc_id = self._key("catalogue", "rules")
+        new = {"rules": rules, "star_thresholds": star_thresholds, "updated_at": utcnow(),
+               "version": expected_version + 1}
+        if expected_version == 0:
+            try:
+                self.catalogues.insert_one(dict(new, _id=doc_id))
+            except DuplicateKeyError:
+                raise Conflict("the catalogue changed meanwhile", {"version": ["stale"]})
+        elif self.catalogues.update_one({"_id": doc_id, "version": expected_version},
+                                        {"$set": new}).matched_count != 1:
+            raise Conflict("the catalogue is not at version {}".format(expected_version), {"version": ["stale"]})
+        _catalogue_cache.pop(self.park_id, None)
+        return new
+
+    # rewards and stock ------------------------------------------------------------------
+    def put_reward(self, reward):
+        self.rewards.update_one({"_id": self._key("reward", reward["code"])},
+                                {"$set": reward, "$setOnInsert": {"reserved": []}}, upsert=True)
+        return self.reward(reward["code"])
+
+    def reward(self, code):
+        reward = self.rewards.find_one({"_id": self._key("reward", code)})
+        if reward is None:
+            raise NotFound("no reward {} in park {}".format(code, self.park_id), {"reward_code": ["unknown"]})
+        return reward
+
+    def list_rewards(self):
+        return list(self.rewards.find({}, {"reserved": 0}))
+
+    def reserve_stock(self, code, redemption_id):
+        """Take one unit for a redemption; idempotent; False when none is left."""
+        done = self.rewards.update_one(
+            {"_id": self._key("reward", code), "stock": {"$gt": 0}, "reserved": {"$ne": redemption_id}},
+            {"$inc": {"stock": -1}, "$push": {"reserved": redemption_id}})
+        if done.matched_count:
+            return True
+        return self.rewards.find_one({"_id": self._key("reward", code), "reserved": redemption_id}) is not None
+
+    def return_stock(self, code, redemption_id):
+        self.rewards.update_one({"_id": self._key("reward", code), "reserved": redemption_id},
+                                {"$inc": {"stock": 1}, "$pull": {"reserved": redemption_id}})
+
+    def consume_stock(self, code, redemption_id):
+        self.rewards.update_one({"_id": self._key("reward", code), "reserved": redemption_id},
+                                {"$pull": {"reserved": redemption_id}})
+
+    # redemptions ----------------------------------------------------------------------
+    def open_redemption(self, redemption):
+        try:
+            self.redemptions.insert_one(redemption)
+            return redemption, True
+        except DuplicateKeyError:
+            return self.redemptions.find_one({"_id": redemption["_id"]}), False
+
+    def redemption(self, redemption_id):
+        redemption = self.redemptions.find_one({"_id": redemption_id})
+        if redemption is None:
+            raise NotFound("no redemption {} in park {}".format(redemption_id, self.park_id))
+        return redemption
+
+    def set_redemption(self, redemption_id, from_status, changes):
+        return self.redemptions.find_one_and_update(
+            {"_id": redemption_id, "status": {"$in": list(from_status)}}, {"$set": changes},
+            return_document=ReturnDocument.AFTER)
+
+    def expired_redemptions(self, now, limit=100):
+        return list(self.redemptions.find({"status": {"$in": ["pending", domain.HELD]},
+                                           "expires_at": {"$lt": now}}).limit(limit))
+
+    # awards -------------------------------------------------------------------------
+    def award_id(self, period):
+        return self._key("award", period)
+
+    def award(self, period):
+        return self.awards.find_one({"_id": self._key("award", period)})
+
+    def freeze_award(self, snapshot):
+        try:
+            self.awards.insert_one(snapshot)
+            return snapshot, True
+        except DuplicateKeyError:
+            return self.award(snapshot["period"]), False
+
+    # members ------------------------------------------------------------------------
+    def member(self, member_id):
+        return self.members.find_one({"_id": self._key("member", member_id)})
+
+    def set_member(self, member_id, fields):
+        self.members.update_one({"_id": self._key("member", member_id)}, {"$set": dict(fields, member_id=member_id)},
+                                upsert=True)
+
+
+def parks_with_expired_redemptions(store, now):
+    """The parks the hold sweeper has work in (a platform job across parks)."""
+    return store.unscoped("redemptions", reason="hold timeout sweep").distinct(
+        "park_id", {"status": {"$in": ["pending", domain.HELD]}, "expires_at": {"$lt": now}})
+
+
+def _head(account):
+    return {k: account[k] for k in ("seq", "balance", "held", "head_hash", "counters", "last_at") if k in account}
