@@ -102,10 +102,7 @@ class Gateway:
     @api("POST", "/api/v1/parks/<string:park>/needs")
     def submit_need(self, request, park):
         check_park_id(park)
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not 1 <= len(key) <= 128:
-            raise BadInput("Idempotency-Key must be 1-128 characters", {"Idempotency-Key": ["bad length"]})
-        need = self.needs.call("submit", park, read_json(request), idempotency_key=key)
+        need = self.needs.call("submit", park, read_json(request), idempotency_key=idempotency_key(request))
         created = need.pop("created")
         headers = {"Location": "/api/v1/parks/{}/needs/{}".format(park, need["id"])}
         return json_response(201 if created else 200, need, headers)
@@ -128,10 +125,7 @@ class Gateway:
     # notices ------------------------------------------------------------------------
     @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices")
     def inbox(self, request, park, responder_id):
-        try:
-            limit = int(request.args.get("limit", 50))
-        except ValueError:
-            raise BadInput("limit must be an integer", {"limit": ["not an integer"]})
+        limit = int_arg(request, "limit", 50)
         unread = request.args.get("unread", "false").lower() in ("1", "true", "yes")
         notices = self.notify.call("inbox", check_park_id(park), responder_id,
                        unread_only=unread, limit=limit)
@@ -141,12 +135,101 @@ class Gateway:
     def mark_read(self, request, park, responder_id, notice_id):
         return self.notify.call("mark_read", check_park_id(park), responder_id, notice_id)
 
-    # points -------------------------------------------------------------------------
+    # points ----------------------------------------------------------------------------
+    @api("GET", "/api/v1/parks/<string:park>/points/rules")
+    def points_rules(self, request, park):
+        return self.points.call("catalogue", check_park_id(park))
+
+    @api("PUT", "/api/v1/parks/<string:park>/points/rules")
+    def set_points_rules(self, request, park):
+        return self.points.call("set_catalogue", check_park_id(park), read_json(request))
+
+    @api("POST", "/api/v1/parks/<string:park>/points/entries")
+    def post_points(self, request, park):
+        entry = self.points.call("post", check_park_id(park), read_json(request),
+                                 idempotency_key=idempotency_key(request))
+        return 201 if entry.pop("created") else 200, entry
+
+    @api("POST", "/api/v1/parks/<string:park>/points/entries/<path:entry_id>/reversal")
+    def reverse_points(self, request, park, entry_id):
+        entry = self.points.call("reverse", check_park_id(park), entry_id, read_json(request))
+        return 201 if entry.pop("created") else 200, entry
+
     @api("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points")
     def member_points(self, request, park, member_id):
-        year = request.args.get("year")
-        try:
-            year = int(year) if year else None
-        except ValueError:
-            raise BadInput("year must be an integer", {"year": ["not an integer"]})
-        return self.points.call("account", check_park_id(park), member_id, year=year)
+        return self.points.call("account", check_park_id(park), member_id,
+                                kind=request.args.get("kind", "discipline"), year=int_arg(request, "year"),
+                                at=request.args.get("at"))
+
+    @api("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points/history")
+    def member_points_history(self, request, park, member_id):
+        entries = self.points.call("history", check_park_id(park), member_id,
+                                   kind=request.args.get("kind", "discipline"), year=int_arg(request, "year"),
+                                   limit=int_arg(request, "limit", 50))
+        return {"entries": entries, "count": len(entries)}
+
+    @api("POST", "/api/v1/parks/<string:park>/members/<string:member_id>/move")
+    def move_member(self, request, park, member_id):
+        return self.points.call("move_member", check_park_id(park), member_id, read_json(request))
+
+    @api("GET", "/api/v1/parks/<string:park>/points/leaderboard")
+    def points_leaderboard(self, request, park):
+        rows = self.points.call("leaderboard", check_park_id(park), kind=request.args.get("kind", "service"),
+                                year=int_arg(request, "year"), limit=int_arg(request, "limit", 20))
+        return {"leaderboard": rows}
+
+    @api("GET", "/api/v1/parks/<string:park>/points/rewards")
+    def rewards(self, request, park):
+        return {"rewards": self.points.call("rewards", check_park_id(park))}
+
+    @api("PUT", "/api/v1/parks/<string:park>/points/rewards/<string:code>")
+    def put_reward(self, request, park, code):
+        body = read_json(request)
+        if body.setdefault("code", code) != code:
+            raise BadInput("the body names another reward than the path", {"code": ["must be {}".format(code)]})
+        return self.points.call("put_reward", check_park_id(park), body)
+
+    @api("POST", "/api/v1/parks/<string:park>/points/redemptions")
+    def redeem(self, request, park):
+        redemption = self.points.call("redeem", check_park_id(park), read_json(request),
+                                      idempotency_key=idempotency_key(request))
+        return 201 if redemption.pop("created") else 200, redemption
+
+    @api("POST", "/api/v1/parks/<string:park>/points/redemptions/<string:redemption_id>/confirm")
+    def confirm_redemption(self, request, park, redemption_id):
+        return self.points.call("confirm_redemption", check_park_id(park), redemption_id,
+                                required(read_json(request), "actor"))
+
+    @api("POST", "/api/v1/parks/<string:park>/points/redemptions/<string:redemption_id>/void")
+    def void_redemption(self, request, park, redemption_id):
+        body = read_json(request)
+        return self.points.call("void_redemption", check_park_id(park), redemption_id, required(body, "actor"),
+                                body.get("reason") or "voided at the desk")
+
+    @api("POST", "/api/v1/parks/<string:park>/points/awards/<string:period>")
+    def freeze_award(self, request, park, period):
+        return self.points.call("freeze_award", check_park_id(park), period, limit=int_arg(request, "limit", 10))
+
+
+def idempotency_key(request):
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 128:
+        raise BadInput("Idempotency-Key must be 1-128 characters", {"Idempotency-Key": ["bad length"]})
+    return key
+
+
+def int_arg(request, name, default=None):
+    value = request.args.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise BadInput("{} must be an integer".format(name), {name: ["not an integer: {!r}".format(value)]})
+
+
+def required(body, name):
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput("{} is required".format(name), {name: ["Missing data for required field."]})
+    return value

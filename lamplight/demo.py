@@ -56,13 +56,82 @@ NEEDS = [
 ]
 
 
+# Demo data modelled on the Wuhan party-member points system (seed 003: 25
+# behaviours scored against 12 points a year). The seed names the system, not
+# the list; a park sets its own through PUT /points/rules.
+POINTS_RULES = [
+    # deductions from the yearly 12
+    ("absent-org-life", "无故缺席组织生活", "discipline", -2, {}),
+    ("late-dues", "未按时交纳党费", "discipline", -2, {}),
+    ("absent-party-day", "无故不参加主题党日", "discipline", -1, {}),
+    ("missed-study", "未完成学习任务", "discipline", -1, {}),
+    ("no-report", "流动党员未按期报到", "discipline", -1, {}),
+    ("work-discipline", "违反工作纪律", "discipline", -3, {"approval_required": True}),
+    ("improper-speech", "发表不当言论", "discipline", -3, {"approval_required": True}),
+    ("complaint-upheld", "群众投诉属实", "discipline", -2, {"approval_required": True}),
+    ("refused-assignment", "拒不接受组织安排", "discipline", -3, {"approval_required": True}),
+    ("safety-breach", "违反安全生产规定", "discipline", -2, {"approval_required": True}),
+    ("absent-volunteering", "志愿服务无故缺勤", "discipline", -1, {}),
+    ("visit-missed", "未完成“六必访”", "discipline", -1, {"mode": "auto", "event_type": "visit.missed"}),
+    ("poor-review", "群众评价不满意", "discipline", -1,
+     {"mode": "auto", "event_type": "need.evaluated", "rating_at_most": 2}),
+    # additions
+    ("good-deed", "好人好事", "discipline", 1, {"caps": {"month": 2}}),
+    ("model-worker", "获评劳动模范或先进", "discipline", 2, {"caps": {"year": 4}}),
+    ("innovation", "技术创新成果", "discipline", 1, {"caps": {"year": 3}}),
+    ("lead-volunteering", "带头参加志愿服务", "discipline", 1, {"caps": {"month": 1}}),
+    ("micro-lesson", "讲授微党课", "discipline", 1, {"caps": {"year": 2}}),
+    ("mentoring", "培养入党积极分子", "discipline", 1, {"caps": {"year": 2}}),
+    ("emergency-duty", "参加应急救援", "discipline", 1, {"caps": {"month": 2}}),
+    ("mediation", "调解矛盾纠纷", "discipline", 1, {"caps": {"month": 2}}),
+    ("need-resolved", "领办群众需求并办结", "discipline", 1,
+     {"mode": "auto", "event_type": "need.closed", "caps": {"month": 4}}),
+    # volunteer service points, earned and redeemed
+    ("task-done", "完成服务任务", "service", 2, {"mode": "auto", "event_type": "task.completed", "caps": {"day": 10}}),
+    ("service-hours", "志愿服务时长（每小时）", "service", 1,
+     {"mode": "auto", "event_type": "volunteer.service_hours", "per_hour": True}),
+    ("volunteer-event", "参加志愿活动", "service", 3, {"caps": {"day": 6}}),
+]
+REWARDS = [("towel", "毛巾", 20, 100), ("thermos", "保温杯", 50, 40), ("movie", "电影票", 80, 20)]
+
+
+def load_points(http, base):
+    current = http.get(base + "/points/rules", timeout=30).json()
+    if current["version"] == 0:
+        rules = [dict({"code": c, "name": n, "account": a, "points": p}, **extra) for c, n, a, p, extra in POINTS_RULES]
+        http.put(base + "/points/rules", json={"version": 0, "rules": rules}, timeout=30).raise_for_status()
+    for code, name, cost, stock in REWARDS:
+        http.put(base + "/points/rewards/" + code, json={"name": name, "cost": cost, "stock": stock},
+                 timeout=30).raise_for_status()
+    # a year at the desk for two members, safe to replay (idempotency keys)
+    for key, member, rule, actor, approver in (
+            ("qln-p-001", "QLN-M001", "absent-org-life", "desk-01", None),
+            ("qln-p-002", "QLN-M001", "late-dues", "desk-01", None),
+            ("qln-p-003", "QLN-M001", "work-discipline", "desk-01", "secretary"),
+            ("qln-p-004", "QLN-M002", "good-deed", "desk-01", None),
+            ("qln-p-005", "QLN-M002", "volunteer-event", "desk-01", None),
+            ("qln-p-006", "QLN-M003", "volunteer-event", "desk-01", None),
+            ("qln-p-007", "QLN-M003", "volunteer-event", "desk-01", None)):
+        body = {"member_id": member, "rule_code": rule, "actor": actor, "reason": "demo"}
+        if approver:
+            body["approved_by"] = approver
+        http.post(base + "/points/entries", json=body, headers={"Idempotency-Key": key}, timeout=30).raise_for_status()
+    standing = http.get(base + "/members/QLN-M001/points", timeout=30).json()
+    board = http.get(base + "/points/leaderboard", timeout=30).json()["leaderboard"]
+    print("points: {} rules; QLN-M001 has {} of 12 ({} stars, warning: {}); service leaderboard: {}".format(
+        len(POINTS_RULES), standing["balance"], standing["stars"], standing["warning"],
+        ", ".join("{} {}".format(r["member_id"], r["balance"]) for r in board[:3])))
+
+
 def volunteers():
     n = 0
     for team, (count, _label, categories) in TEAMS.items():
         for i in range(count):
             name = SURNAMES[n % len(SURNAMES)] + GIVEN[(n * 7) % len(GIVEN)]
+            party_member = team == "red" or n % 3 == 0
             yield {"kind": "volunteer", "name": name, "phone": "1380000{:04d}".format(n),
-                   "party_member": team == "red" or n % 3 == 0, "teams": [team], "categories": categories,
+                   "party_member": party_member, "member_id": "QLN-M{:03d}".format(n + 1) if party_member else None,
+                   "teams": [team], "categories": categories,
                    "zone": "片区{}".format(n % 4 + 1), "external_ref": "QLN-V{:03d}".format(n + 1)}
             n += 1
 
@@ -101,6 +170,7 @@ def main(argv=None):
         print("  {} {} [{}] -> {}".format(need_id, need["title"][:18], CATEGORIES[need["category"]], who))
         if offered:
             last = (need_id, offered["id"])
+    load_points(http, base)
     if NEEDS and offered:
         need_id, rid = last
         print("\nlook at it:\n  curl -s {}/needs/{}\n  curl -s {}/responders/{}/notices".format(base, need_id, base, rid))

@@ -4,6 +4,8 @@ Each is registered with nameko's ``deserialize_to_instance`` so an RPC caller
 gets the same class back (not a generic ``RemoteError``) and the gateway can
 map it to an HTTP status in one place.
 """
+import json
+
 from marshmallow import ValidationError
 from nameko.exceptions import deserialize_to_instance
 
@@ -16,9 +18,15 @@ class LamplightError(Exception):
     code = "error"
 
     def __init__(self, message, fields=None, code=None):
-        super().__init__(message, fields or {}, code)
+        # nameko turns every scalar in an exception's args into a string on
+        # the way over RPC, so fields travel as one JSON string and come back
+        # with their types
+        if isinstance(fields, str):
+            fields = json.loads(fields)
+        fields = fields or {}
+        super().__init__(message, json.dumps(fields, ensure_ascii=False, default=str), code or "")
         self.message = message
-        self.fields = fields or {}
+        self.fields = fields
         if code:
             self.code = code
 

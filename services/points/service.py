@@ -293,7 +293,7 @@ class PointsService:
                 raise Conflict("idempotency key was already used for another redemption",
                                {"idempotency_key": ["reused with a different body"]})
             if redemption["status"] != "pending":
-                return _redemption_view.dump(redemption)
+                return dict(_redemption_view.dump(redemption), created=False)
         if not store.reserve_stock(reward["code"], rid):
             store.set_redemption(rid, ["pending"], {"status": domain.VOIDED, "reason": "out of stock"})
             raise Conflict("reward {} is out of stock".format(reward["code"]),
@@ -309,7 +309,7 @@ class PointsService:
             store.set_redemption(rid, ["pending"], {"status": domain.VOIDED, "reason": "insufficient points"})
             raise
         held = store.set_redemption(rid, ["pending"], {"status": domain.HELD})
-        return _redemption_view.dump(held or store.redemption(rid))
+        return dict(_redemption_view.dump(held or store.redemption(rid)), created=created)
 
     @rpc(expected_exceptions=EXPECTED)
     def confirm_redemption(self, park_id, redemption_id, actor):

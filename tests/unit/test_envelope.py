@@ -45,3 +45,17 @@ def test_invalid_envelope_names_each_wrong_attribute():
 def test_envelope_that_is_not_an_object_is_refused():
     with pytest.raises(BadInput):
         validate_envelope(["not", "an", "object"])
+
+
+def test_errors_keep_their_code_and_typed_fields_over_rpc_serialization():
+    from nameko.exceptions import deserialize, serialize
+
+    from lamplight.errors import BadInput, Conflict
+
+    sent = Conflict("6 points are available", {"available": 6, "amount": ["too many"]}, code="insufficient_points")
+    received = deserialize(serialize(sent))
+    assert type(received) is Conflict
+    assert (received.code, received.fields, received.message) == (
+        "insufficient_points", {"available": 6, "amount": ["too many"]}, "6 points are available")
+    plain = deserialize(serialize(BadInput("bad", {"x": ["y"]})))
+    assert (plain.code, plain.fields) == ("bad_input", {"x": ["y"]})
