@@ -95,6 +95,9 @@ class Observability(DependencyProvider):
             return self._json(start_response, 200, {"status": "alive", "service": self.service})
         if path == "/readyz":
             checks = self._checks()
+            # the probe server starts with the other extensions; until every
+            # entrypoint is consuming, the process must not take traffic
+            checks.append(("entrypoints", bool(getattr(self.container, "started", False)), "starting"))
             down = {name: detail for name, ok, detail in checks if not ok}
             status = 503 if down else 200
             payload = {"status": "not ready" if down else "ready", "service": self.service,

@@ -1,6 +1,9 @@
 """MongoDB for nameko services: park-scoped collections, indexes, group commit.
 
-Store code never holds a raw pymongo collection. It gets either
+Store code never holds a raw pymongo collection. Document ids are either
+opaque (``need_01…``) or begin with their park (``<park>/…``); the latter are
+refused in any other park's scope, so a lookup by such an id needs no
+park_id condition. It gets either
 ``store.park(park_id)["needs"]`` — every filter, document and pipeline gets
 that park_id — or ``store["needs"]``, which refuses any query that does not
 name exactly one park. Cross-park reads (the outbox relay, gauges) go through
@@ -111,20 +114,34 @@ class ParkScopedCollection:
             raise UnscopedQuery(
                 "filter on {} names park {!r} inside the scope of park {!r}".format(
                     self.name, named, self.park_id))
-        filter_["park_id"] = self.park_id
+        if self._own_id(filter_.get("_id")):
+            # an _id that begins with this park can only be this park's
+            # document (see _doc), so the _id alone is scoped; FerretDB serves
+            # a filter that is only an _id far faster than one with more fields
+            filter_.pop("park_id", None)
+        else:
+            filter_["park_id"] = self.park_id
         return filter_
+
+    def _own_id(self, value):
+        return isinstance(value, str) and value.startswith(self.park_id + "/")
 
     def _doc(self, doc):
         if doc.get("park_id", self.park_id) != self.park_id:
             raise UnscopedQuery("document for park {!r} written in the scope of park {!r}".format(
                 doc.get("park_id"), self.park_id))
+        _id = doc.get("_id")
+        if isinstance(_id, str) and "/" in _id and not self._own_id(_id):
+            raise UnscopedQuery("document id {!r} names another park than {!r}".format(_id, self.park_id))
         doc["park_id"] = self.park_id
         return doc
 
-    def _update(self, update):
+    def _update(self, update, upsert=False):
         for op in ("$set", "$setOnInsert", "$unset", "$rename"):
             if "park_id" in (update.get(op) or {}):
                 raise UnscopedQuery("an update may not change park_id ({} on {})".format(op, self.name))
+        if upsert:  # a document an upsert creates belongs to this park
+            update = dict(update, **{"$setOnInsert": dict(update.get("$setOnInsert") or {}, park_id=self.park_id)})
         return update
 
     def find(self, filter_=None, *args, **kwargs):
@@ -157,13 +174,14 @@ class ParkScopedCollection:
         return self._c.insert_many([self._doc(d) for d in docs], ordered=ordered).inserted_ids
 
     def update_one(self, filter_, update, **kwargs):
-        return self._c.update_one(self._filter(filter_), self._update(update), **kwargs)
+        return self._c.update_one(self._filter(filter_), self._update(update, kwargs.get("upsert")), **kwargs)
 
     def update_many(self, filter_, update, **kwargs):
-        return self._c.update_many(self._filter(filter_), self._update(update), **kwargs)
+        return self._c.update_many(self._filter(filter_), self._update(update, kwargs.get("upsert")), **kwargs)
 
     def find_one_and_update(self, filter_, update, **kwargs):
-        return self._c.find_one_and_update(self._filter(filter_), self._update(update), **kwargs)
+        return self._c.find_one_and_update(self._filter(filter_), self._update(update, kwargs.get("upsert")),
+                                           **kwargs)
 
     def delete_one(self, filter_):
         return self._c.delete_one(self._filter(filter_))

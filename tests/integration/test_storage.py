@@ -107,3 +107,22 @@ def test_group_commit_batches_concurrent_inserts_and_reports_each_outcome(store,
     assert sorted([results[8], results[13]]) == ["duplicate", "g13" if results[8] == "duplicate" else "g8"]
     assert results.count("duplicate") == 2
     assert db("storage").things.count_documents({"park_id": "a"}) == 199
+
+
+def test_an_id_that_begins_with_the_park_is_scoped_by_itself(store, db):
+    things = store.park("a")["things"]
+    things.insert_one({"_id": "a/t1", "kind": "wish", "key": 1})
+    assert things.find_one({"_id": "a/t1"})["park_id"] == "a"
+    assert things._filter({"_id": "a/t1"}) == {"_id": "a/t1"}  # no park_id condition needed
+    assert things._filter({"_id": "b/t1"}) == {"_id": "b/t1", "park_id": "a"}  # still scoped
+    assert store.park("b")["things"].find_one({"_id": "a/t1"}) is None
+    with pytest.raises(UnscopedQuery, match="another park"):
+        things.insert_one({"_id": "b/t2", "kind": "wish", "key": 2})
+    with pytest.raises(UnscopedQuery, match="another park"):
+        store.park("b")["things"].insert_one({"_id": "a/t3", "kind": "wish", "key": 3})
+
+
+def test_an_upsert_by_a_park_id_creates_a_document_of_that_park(store, db):
+    store.park("a")["things"].update_one({"_id": "a/u1"}, {"$set": {"kind": "x", "key": 9}}, upsert=True)
+    assert db("storage").things.find_one({"_id": "a/u1"})["park_id"] == "a"
+    assert [d["_id"] for d in store.park("a")["things"].find({"kind": "x"})] == ["a/u1"]
