@@ -250,6 +250,7 @@ def main(argv=None):
         if log.exists():
             log.unlink()
     print("starting the platform (logs in {})".format(stack.log_dir), flush=True)
+    stack.down()  # anything a killed run left behind
     stack.up()
     try:
         watcher = NoticeWatcher(uri)

@@ -143,6 +143,7 @@ def main(argv=None):
     stack = Stack(ROOT / ".stack" / "bench-points", port_base=29300, web_port=28300,
                   env={"AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": prefix, "LOG_LEVEL": "WARNING"})
     try:
+        stack.down(names=("points",))  # anything a killed run left behind
         stack.up(names=("points",))  # creates the indexes
         with ClusterRpcClient(uri=uri) as rpc:
             for p in range(args.parks):
@@ -167,18 +168,24 @@ def main(argv=None):
         post_lat, post_err, post_s = run_threads(args.threads, args.postings, post)
         query_lat, query_err, query_s = run_threads(args.threads, args.queries, query)
 
-        plain = db["plain"]
-        sample = dict(db.entries.find_one({}, {"_id": 0}), fingerprint="x")
+        # plain pymongo on the same collection: an entry-sized insert, and a
+        # lookup by _id of a random seeded entry
+        plain = db.entries
+        sample = dict(plain.find_one({}, {"_id": 0}), park_id="plain")
 
         def plain_insert(i, state):
-            plain.insert_one(dict(sample, _id="plain-{}".format(i)))
+            plain.insert_one(dict(sample, _id="plain/{}".format(i), idempotency_key="plain-{}".format(i)))
+
+        per_account = max(1, args.entries // (args.parks * args.members))
 
         def plain_find(i, state):
-            plain.find_one({"_id": "plain-{}".format(rng.randrange(args.postings))})
+            account = domain.account_id("park-{:02d}".format(rng.randrange(args.parks)),
+                                        "m{:05d}".format(rng.randrange(args.members)), domain.SERVICE)
+            plain.find_one({"_id": domain.entry_id(account, rng.randrange(per_account) + 1)})
 
         ins_lat, ins_err, ins_s = run_threads(args.threads, args.postings, plain_insert)
         find_lat, find_err, find_s = run_threads(args.threads, args.queries, plain_find)
-        total_entries = db.entries.estimated_document_count()
+        total_entries = db.entries.count_documents({"park_id": {"$ne": "plain"}})
         rss = stack.rss_mb()
     finally:
         stack.down(names=("points",))

@@ -79,7 +79,7 @@ class PointsService:
 
     def _discipline(self, store, member_id, year):
         """The member's discipline account for ``year``, opened at 12 if new."""
-        account = store.account(member_id, domain.DISCIPLINE, year)
+        account = store.account(member_id, domain.DISCIPLINE, year, roll=False)
         if account["seq"] == 0:
             key = "open:{}".format(account["_id"])
             self._append(store, (member_id, domain.DISCIPLINE, year), lambda acc: domain.next_entry(

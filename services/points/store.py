@@ -1,8 +1,9 @@
 """The points service's only door to MongoDB: the ledger and what hangs off it.
 
 Appending to an account without multi-document transactions:
-1. read the account document and roll it forward: if entry ``seq+1`` exists
-   (a writer crashed after inserting it), apply it and look again;
+1. read the account document (after a collision, also roll it forward: if
+   entry ``seq+1`` exists — a concurrent writer, or one that crashed after
+   inserting it — apply it and look again);
 2. build entry ``seq+1`` from that state (balance checks, caps, the chain);
 3. insert it — its ``_id`` is ``<account>:<seq+1>``, so of two concurrent
    writers exactly one inserts it; the other gets a duplicate key and starts
@@ -62,9 +63,11 @@ class PointsStore:
         return "{}/{}/{}".format(self.park_id, kind, name)
 
     # accounts ---------------------------------------------------------------------
-    def account(self, member_id, kind, year=None, create=True):
-        """The account, rolled forward to its last entry; a new discipline
-        account is opened at 12 points. None if absent and not ``create``."""
+    def account(self, member_id, kind, year=None, create=True, roll=True):
+        """The account, rolled forward to its last entry (unless ``roll`` is
+        False: a writer's first attempt trusts the cached head, because a
+        stale head makes its insert collide and the retry rolls forward).
+        None if absent and not ``create``."""
         aid = domain.account_id(self.park_id, member_id, kind, year)
         doc = self.accounts.find_one({"_id": aid})
         if doc is None:
@@ -75,7 +78,7 @@ class PointsStore:
             except DuplicateKeyError:
                 pass
             doc = self.accounts.find_one({"_id": aid})
-        return self.roll_forward(doc)
+        return self.roll_forward(doc) if roll else doc
 
     def roll_forward(self, doc):
         while True:
@@ -93,8 +96,8 @@ class PointsStore:
         ``account_ref`` is (member_id, kind, year); ``stage(entry, before)``
         returns the outbox fields for the entry's events and a function that
         discards them if the entry is not written."""
-        for _ in range(MAX_ATTEMPTS):
-            account = self.account(*account_ref)
+        for attempt in range(MAX_ATTEMPTS):
+            account = self.account(*account_ref, roll=attempt > 0)
             entry = build(account)
             entry["idempotency_key"], entry["fingerprint"] = idempotency_key, fingerprint
             outbox, discard = stage(entry, account)
