@@ -12,16 +12,13 @@ messages through one durable queue with pipelined publisher confirms and a
 consumer that acks. The ``ratio`` line divides the two rates.
 """
 import argparse
-import base64
 import http.client
 import json
 import os
 import queue
-import statistics
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -31,32 +28,16 @@ from kombu import Connection, Queue
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import MONGO_URI, delete_vhost, drop_databases, fresh_vhost, percentile  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
 from lamplight.topology import events_exchange  # noqa: E402
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
-MGMT = "http://127.0.0.1:15672"
-MONGO_URI = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27018/")
 PARK = "bench"
 CATEGORIES = ["government_affairs", "public_services", "party_services", "daily_life", "culture_sports", "care"]
 
 
-def mgmt(method, path, body=None):
-    req = urllib.request.Request(MGMT + path, method=method, data=json.dumps(body).encode() if body else None)
-    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return resp.read()
 
 
-def fresh_vhost(name):
-    try:
-        mgmt("DELETE", "/api/vhosts/" + name)
-    except Exception:
-        pass
-    mgmt("PUT", "/api/vhosts/" + name)
-    mgmt("PUT", "/api/permissions/{}/guest".format(name), {"configure": ".*", "write": ".*", "read": ".*"})
-    return AMQP + name
 
 
 def cpu_seconds(pid):
@@ -81,18 +62,8 @@ def process_table(stack):
     return {k: v for k, v in pids.items() if v}
 
 
-def drop_databases(prefix):
-    import pymongo
-    client = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=5000)
-    for name in client.list_database_names():
-        if name.startswith(prefix):
-            client.drop_database(name)
-    client.close()
 
 
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
 
 
 # --- the raw broker ---------------------------------------------------------------
@@ -289,7 +260,7 @@ def main(argv=None):
     print("measuring the raw broker ({} messages)".format(args.raw_messages), flush=True)
     raw = raw_broker(uri, args.raw_messages)
     if not args.keep:
-        mgmt("DELETE", "/api/vhosts/lamplight_bench")
+        delete_vhost("lamplight_bench")
 
     through = len(done) / (last - t0) if done else 0.0
     print()

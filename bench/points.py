@@ -12,15 +12,10 @@ service as its own ``nameko run`` process, then measures in the same run:
   and ``find_one`` by _id, from the same number of threads.
 """
 import argparse
-import base64
-import json
-import os
 import random
-import statistics
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,28 +25,17 @@ import pymongo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
 from services.points import domain  # noqa: E402
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
-MGMT = "http://127.0.0.1:15672"
-MONGO_URI = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27018/")
 VHOST = "lamplight_bench_points"
 RULES = [{"code": "volunteer-event", "name": "参加志愿活动", "account": "service", "points": 3},
          {"code": "good-deed", "name": "好人好事", "account": "discipline", "points": 1}]
 
 
-def mgmt(method, path, body=None):
-    req = urllib.request.Request(MGMT + path, method=method, data=json.dumps(body).encode() if body else None)
-    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return resp.read()
 
 
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
 
 
 def seed(db, entries, parks, members_per_park):
@@ -133,13 +117,7 @@ def main(argv=None):
     prefix = "benchpts{}_".format(uuid.uuid4().hex[:6])
     client = pymongo.MongoClient(MONGO_URI, tz_aware=True)
     db = client[prefix + "points"]
-    try:
-        mgmt("DELETE", "/api/vhosts/" + VHOST)
-    except Exception:
-        pass
-    mgmt("PUT", "/api/vhosts/" + VHOST)
-    mgmt("PUT", "/api/permissions/{}/guest".format(VHOST), {"configure": ".*", "write": ".*", "read": ".*"})
-    uri = AMQP + VHOST
+    uri = fresh_vhost(VHOST)
     stack = Stack(ROOT / ".stack" / "bench-points", port_base=29300, web_port=28300,
                   env={"AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": prefix, "LOG_LEVEL": "WARNING"})
     try:
@@ -191,7 +169,7 @@ def main(argv=None):
         stack.down(names=("points",))
         client.drop_database(prefix + "points")
         client.close()
-        mgmt("DELETE", "/api/vhosts/" + VHOST)
+        delete_vhost(VHOST)
 
     print()
     if post_err or query_err or ins_err or find_err or not post_lat or not query_lat:
