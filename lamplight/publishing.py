@@ -384,12 +384,13 @@ class EventOutbox(DependencyProvider):
                 {"$set": {"claimed_by": self.writer_id, "claimed_at": now}})
             if writer is None or writer["_id"] == self.writer_id:
                 break
-            envelopes = []
+            envelopes, taken = [], {}
             store = self.mongo.store()
             for name in self.collections:
-                docs = store.unscoped(name, reason="outbox relay of a dead writer").find(
+                docs = list(store.unscoped(name, reason="outbox relay of a dead writer").find(
                     {"_outbox_by": writer["_id"], "_outbox_at": {"$gte": writer["checkpoint"]}},
-                    {"_outbox": 1})
+                    {"_outbox": 1, "park_id": 1}))
+                taken[name] = docs
                 envelopes += [e for d in docs for e in d.get("_outbox", [])]
             found += len(envelopes)
             if envelopes:
@@ -399,6 +400,12 @@ class EventOutbox(DependencyProvider):
                 for e in envelopes:
                     EVENTS_RELAYED.labels(self.service, e["type"]).inc()
                 relayed += len(envelopes)
+            self.took_over(writer, taken)
             self.writers.delete_one({"_id": writer["_id"], "claimed_by": self.writer_id})
         OUTBOX_RELAY_FOUND.labels(self.service).set(found)
         return relayed
+
+    def took_over(self, writer, docs_by_collection):
+        """Called after a dead writer's events are republished, with the
+        documents it wrote since its checkpoint ({collection: [{_id, park_id}]}),
+        for a service to finish what the writer left half done."""

@@ -43,12 +43,28 @@ def fingerprint(body):
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class LedgerOutbox(EventOutbox):
+    """The ledger's outbox: taking over a dead writer also moves the account
+    heads past the entries it wrote but did not apply, so every read of an
+    account document — the leaderboard's too — is right again within the
+    relay's grace period after a crash."""
+
+    def took_over(self, writer, docs_by_collection):
+        store = self.mongo.store()
+        heal = {(d["park_id"], d["_id"].rsplit(":", 1)[0]) for d in docs_by_collection.get("entries", [])}
+        for park_id, account_id in sorted(heal):
+            ledger = PointsStore(store, park_id)
+            account = ledger.accounts.find_one({"_id": account_id})
+            if account is not None:
+                ledger.roll_forward(account)
+
+
 class PointsService:
     name = "points"
 
     log = Observability()
     db = Mongo(indexes=INDEXES, group_commit=("entries",))
-    events = EventOutbox(collections=("entries",))
+    events = LedgerOutbox(collections=("entries",))
 
     # the ledger's one write path --------------------------------------------------------
     def _append(self, store, account_ref, build, key, body):

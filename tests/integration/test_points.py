@@ -287,3 +287,25 @@ def test_verify_names_an_entry_edited_or_deleted_behind_the_services_back(points
     rc = cli.main(["points", "verify", "--mongo-uri", config["MONGO_URI"],
                    "--database", config["MONGO_DB_PREFIX"] + "points"])
     assert rc == 1
+
+
+def test_a_dead_writers_half_done_posting_is_finished_by_the_relay(points, db):
+    """A writer that inserted an entry and died before moving the account
+    head: the relay's takeover finishes it, so the leaderboard is right too."""
+    from lamplight.publishing import EventOutbox
+
+    post(points, "m14", "volunteer-award")  # balance 10, the account head at seq 1
+    head = db("points").accounts.find_one({"member_id": "m14", "kind": "service"})
+    past = datetime.now(timezone.utc) - timedelta(minutes=5)
+    half_done = domain.next_entry(head, kind=domain.POSTING, amount=10, at=past, idempotency_key="crashed-1",
+                                  actor="desk", reason="written by a writer that died")
+    half_done.update({"_outbox": [], "_outbox_at": past, "_outbox_by": "points-dead-7"})
+    db("points").entries.insert_one(half_done)
+    db("points")["_writers"].insert_one({"_id": "points-dead-7", "service": "points",
+                                         "checkpoint": past - timedelta(seconds=1), "heartbeat": past})
+    assert call(points, "leaderboard", PARK)[0]["balance"] == 10  # the cached head is behind
+
+    outbox = next(d for d in points.dependencies if isinstance(d, EventOutbox))
+    outbox.relay_once()
+    assert call(points, "leaderboard", PARK)[0] == {"rank": 1, "member_id": "m14", "balance": 20}
+    assert cli.points_verify(config["MONGO_URI"], config["MONGO_DB_PREFIX"] + "points", PARK)[0] == []
