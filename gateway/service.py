@@ -116,7 +116,7 @@ class Gateway:
     def register_responder(self, request, park):
         responder = self.volunteers.call("register_responder", check_park_id(park),
                          read_json(request))
-        return 201 if responder.pop("created") else 200, responder
+        return created_or_replayed(responder)
 
     @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>")
     def get_responder(self, request, park, responder_id):
@@ -148,12 +148,12 @@ class Gateway:
     def post_points(self, request, park):
         entry = self.points.call("post", check_park_id(park), read_json(request),
                                  idempotency_key=idempotency_key(request))
-        return 201 if entry.pop("created") else 200, entry
+        return created_or_replayed(entry)
 
     @api("POST", "/api/v1/parks/<string:park>/points/entries/<path:entry_id>/reversal")
     def reverse_points(self, request, park, entry_id):
         entry = self.points.call("reverse", check_park_id(park), entry_id, read_json(request))
-        return 201 if entry.pop("created") else 200, entry
+        return created_or_replayed(entry)
 
     @api("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points")
     def member_points(self, request, park, member_id):
@@ -193,7 +193,7 @@ class Gateway:
     def redeem(self, request, park):
         redemption = self.points.call("redeem", check_park_id(park), read_json(request),
                                       idempotency_key=idempotency_key(request))
-        return 201 if redemption.pop("created") else 200, redemption
+        return created_or_replayed(redemption)
 
     @api("POST", "/api/v1/parks/<string:park>/points/redemptions/<string:redemption_id>/confirm")
     def confirm_redemption(self, request, park, redemption_id):
@@ -209,6 +209,11 @@ class Gateway:
     @api("POST", "/api/v1/parks/<string:park>/points/awards/<string:period>")
     def freeze_award(self, request, park, period):
         return self.points.call("freeze_award", check_park_id(park), period, limit=int_arg(request, "limit", 10))
+
+
+def created_or_replayed(result):
+    """201 for what a call created, 200 for what an idempotent replay returned."""
+    return 201 if result.pop("created") else 200, result
 
 
 def idempotency_key(request):

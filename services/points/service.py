@@ -199,23 +199,12 @@ class PointsService:
                 POINTS_SKIPPED.labels(park_id, envelope["type"], "cap_reached").inc()
 
     @subscribe("volunteers", "task.completed")
-    def on_task_completed(self, envelope):
-        self._post_from_event(envelope)
-
     @subscribe("volunteers", "volunteer.service_hours")
-    def on_service_hours(self, envelope):
-        self._post_from_event(envelope)
-
     @subscribe("volunteers", "visit.missed")
-    def on_visit_missed(self, envelope):
-        self._post_from_event(envelope)
-
     @subscribe("needs", "need.closed")
-    def on_need_closed(self, envelope):
-        self._post_from_event(envelope)
-
     @subscribe("needs", "need.evaluated")
-    def on_need_evaluated(self, envelope):
+    def on_posting_event(self, envelope):
+        """Each of these events posts what the park's automatic rules say (one queue per type)."""
         self._post_from_event(envelope)
 
     @subscribe("needs", "need.reopened")
