@@ -148,7 +148,24 @@ class Gateway:
     def post_points(self, request, park):
         entry = self.points.call("post", check_park_id(park), read_json(request),
                                  idempotency_key=idempotency_key(request))
+        if entry.pop("approval_pending", False):  # the rule needs a second person: nothing posted yet
+            entry.pop("created")
+            return 202, entry
         return created_or_replayed(entry)
+
+    @api("GET", "/api/v1/parks/<string:park>/points/approvals")
+    def points_approvals(self, request, park):
+        approvals = self.points.call("approvals", check_park_id(park), status=request.args.get("status", "pending"),
+                                     limit=int_arg(request, "limit", 100))
+        return {"approvals": approvals, "count": len(approvals)}
+
+    @api("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/approve")
+    def approve_points(self, request, park, approval_id):
+        return self.points.call("approve", check_park_id(park), approval_id, read_json(request))
+
+    @api("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/reject")
+    def reject_points(self, request, park, approval_id):
+        return self.points.call("reject", check_park_id(park), approval_id, read_json(request))
 
     @api("POST", "/api/v1/parks/<string:park>/points/entries/<path:entry_id>/reversal")
     def reverse_points(self, request, park, entry_id):

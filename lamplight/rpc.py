@@ -92,9 +92,9 @@ class DeadlineRpc(ServiceRpc):
         self.publisher_options["expiration"] = self.timeout
         self.publisher_options["delivery_mode"] = NON_PERSISTENT
         super().setup()
-        # nameko declares the reply queue before every request; the reply
-        # listener declares it already, and again after any reconnect
-        self.publisher.declare = []
+        # nameko declares the reply queue with every request; that is kept:
+        # without it a request sent while the reply consumer (re)connects
+        # finds no queue and nameko kills the container (lost replies)
 
     def get_dependency(self, worker_ctx):
         client = super().get_dependency(worker_ctx)

@@ -50,10 +50,30 @@ class PostingSchema(Schema):
     member_id = fields.String(required=True, validate=MEMBER)
     rule_code = fields.String(required=True, validate=CODE)
     actor = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    approved_by = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     reason = fields.String(required=True, validate=validate.Length(min=2, max=500))
     year = fields.Integer(load_default=None, validate=validate.Range(min=2000, max=2100))
     metadata = fields.Dict(load_default=dict)
+
+
+class DecisionSchema(Schema):
+    """POST …/points/approvals/{id}/approve or /reject"""
+
+    approver = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    reason = fields.String(load_default=None, validate=validate.Length(min=2, max=500))
+
+
+class ApprovalViewSchema(Schema):
+    id = fields.String(attribute="_id")
+    status = fields.String()
+    member_id = fields.String()
+    rule_code = fields.String()
+    actor = fields.String()
+    reason = fields.String()
+    requested_at = fields.DateTime()
+    decided_by = fields.String(allow_none=True)
+    decided_at = fields.DateTime(allow_none=True)
+    decision_reason = fields.String(allow_none=True)
+    entry_id = fields.String(allow_none=True)
 
 
 class ReversalSchema(Schema):

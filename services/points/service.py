@@ -17,7 +17,7 @@ from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
 from services.points import domain
 from services.points.schemas import (
-    AccountViewSchema, CatalogueSchema, EntryViewSchema, MoveSchema, PointsEntrySchema, PostingSchema,
+    AccountViewSchema, ApprovalViewSchema, CatalogueSchema, DecisionSchema, EntryViewSchema, MoveSchema, PointsEntrySchema, PostingSchema,
     RedeemSchema, RedemptionViewSchema, ReversalSchema, RewardSchema, SourceEventSchema, ThresholdCrossedSchema,
 )
 from services.points.store import INDEXES, PointsStore, parks_with_expired_redemptions, utcnow
@@ -27,6 +27,8 @@ SYSTEM = "system"
 _catalogue = CatalogueSchema()
 _posting = PostingSchema()
 _reversal = ReversalSchema()
+_decision = DecisionSchema()
+_approval_view = ApprovalViewSchema()
 _reward = RewardSchema()
 _redeem = RedeemSchema()
 _move = MoveSchema()
@@ -150,14 +152,66 @@ class PointsService:
         if rule["mode"] == "auto":
             raise BadInput("rule {} is posted automatically from {}".format(rule["code"], rule["event_type"]),
                            {"rule_code": ["automatic rule"]})
-        if rule.get("approval_required") and (not data["approved_by"] or data["approved_by"] == data["actor"]):
-            raise BadInput("rule {} needs an approver other than the actor".format(rule["code"]),
-                           {"approved_by": ["required, and not the actor"]})
-        metadata = dict(data["metadata"], approved_by=data["approved_by"]) if data["approved_by"] else data["metadata"]
+        key = idempotency_key or new_id("post")
+        if rule.get("approval_required"):
+            return self._request_approval(store, data, key)
         entry, created = self._post(store, member_id=data["member_id"], rule=rule, amount=rule["points"],
-                                    key=idempotency_key or new_id("post"), body=data, actor=data["actor"],
-                                    reason=data["reason"], metadata=metadata, year=data["year"])
+                                    key=key, body=data, actor=data["actor"], reason=data["reason"],
+                                    metadata=data["metadata"], year=data["year"])
         return dict(_entry_view.dump(entry), created=created)
+
+    # approval of rules that need a second person ----------------------------------------
+    def _request_approval(self, store, data, key):
+        """Nothing is posted yet: a pending request waits for an approver
+        other than the actor."""
+        approval, created = store.open_approval(dict(
+            data, _id="{}/approval/{}".format(store.park_id, hashlib.sha256(key.encode()).hexdigest()[:24]),
+            status="pending", requested_at=utcnow(), fingerprint=fingerprint(data)))
+        if not created and approval["fingerprint"] != fingerprint(data):
+            raise Conflict("idempotency key {!r} was already used for another posting".format(key),
+                           {"idempotency_key": ["reused with a different body"]})
+        return dict(_approval_view.dump(approval), approval_pending=True, created=created)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def approvals(self, park_id, status="pending", limit=100):
+        if status not in ("pending", "approved", "rejected") or not isinstance(limit, int) or not 1 <= limit <= 500:
+            raise BadInput("status is pending, approved or rejected; limit 1-500", {"status": [status]})
+        return [_approval_view.dump(a) for a in PointsStore(self.db, park_id).approvals_with(status, limit)]
+
+    @rpc(expected_exceptions=EXPECTED)
+    def approve(self, park_id, approval_id, payload):
+        """Post what was requested. Asking again returns the same entry."""
+        decision = load_or_reject(_decision, payload, "the approval")
+        store = PointsStore(self.db, park_id)
+        approval = store.approval(approval_id)
+        if approval["status"] == "rejected":
+            raise Conflict("approval {} was rejected".format(approval_id), {"status": ["rejected"]})
+        if decision["approver"] == approval["actor"]:
+            raise BadInput("the approver must be another person than {}".format(approval["actor"]),
+                           {"approver": ["must not be the actor"]})
+        rule = self._rule(store, approval["rule_code"])
+        entry, _ = self._post(store, member_id=approval["member_id"], rule=rule, amount=rule["points"],
+                              key="approval:" + approval_id, body={"approval": approval_id},
+                              actor=approval["actor"], reason=approval["reason"],
+                              metadata=dict(approval["metadata"], approved_by=decision["approver"],
+                                            approval_id=approval_id), year=approval["year"])
+        store.decide_approval(approval_id, {"status": "approved", "decided_by": decision["approver"],
+                                            "decided_at": utcnow(), "entry_id": entry["_id"]})
+        return _entry_view.dump(entry)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def reject(self, park_id, approval_id, payload):
+        decision = load_or_reject(_decision, payload, "the rejection")
+        store = PointsStore(self.db, park_id)
+        if not decision["reason"]:
+            raise BadInput("a rejection gives its reason", {"reason": ["Missing data for required field."]})
+        decided = store.decide_approval(approval_id, {"status": "rejected", "decided_by": decision["approver"],
+                                                      "decided_at": utcnow(), "decision_reason": decision["reason"]})
+        approval = decided or store.approval(approval_id)
+        if approval["status"] != "rejected":
+            raise Conflict("approval {} was already {}".format(approval_id, approval["status"]),
+                           {"status": [approval["status"]]})
+        return _approval_view.dump(approval)
 
     @rpc(expected_exceptions=EXPECTED)
     def reverse(self, park_id, entry_id, payload):

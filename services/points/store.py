@@ -32,6 +32,9 @@ INDEXES = {
         IndexModel([("park_id", ASCENDING), ("account_kind", ASCENDING), ("at", ASCENDING)], name="park_kind_at"),
         IndexModel([("park_id", ASCENDING), ("metadata.need_id", ASCENDING)], name="park_need"),
     ],
+    "approvals": [
+        IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("requested_at", ASCENDING)], name="park_status_time"),
+    ],
     "redemptions": [
         IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)], name="park_status_expiry"),
     ],
@@ -56,6 +59,7 @@ class PointsStore:
         self.rewards = scope["rewards"]
         self.redemptions = scope["redemptions"]
         self.awards = scope["awards"]
+        self.approvals = scope["approvals"]
         self.members = scope["members"]
 
     def _key(self, kind, name):
@@ -98,7 +102,14 @@ class PointsStore:
         discards them if the entry is not written."""
         for attempt in range(MAX_ATTEMPTS):
             account = self.account(*account_ref, roll=attempt > 0)
-            entry = build(account)
+            try:
+                entry = build(account)
+            except Conflict:
+                # a replay of a posting that a cap or the balance would refuse
+                # now must still get its first entry back
+                if self.find_by_key(idempotency_key) is not None:
+                    return self._existing(idempotency_key, fingerprint), False
+                raise
             entry["idempotency_key"], entry["fingerprint"] = idempotency_key, fingerprint
             outbox, discard = stage(entry, account)
             entry.update(outbox)
@@ -255,6 +266,27 @@ class PointsStore:
     def expired_redemptions(self, now, limit=100):
         return list(self.redemptions.find({"status": {"$in": ["pending", domain.HELD]},
                                            "expires_at": {"$lt": now}}).limit(limit))
+
+    # approvals ---------------------------------------------------------------------
+    def open_approval(self, approval):
+        try:
+            self.approvals.insert_one(approval)
+            return approval, True
+        except DuplicateKeyError:
+            return self.approvals.find_one({"_id": approval["_id"]}), False
+
+    def approval(self, approval_id):
+        approval = self.approvals.find_one({"_id": approval_id})
+        if approval is None:
+            raise NotFound("no approval request {} in park {}".format(approval_id, self.park_id))
+        return approval
+
+    def decide_approval(self, approval_id, changes):
+        return self.approvals.find_one_and_update({"_id": approval_id, "status": "pending"}, {"$set": changes},
+                                                  return_document=ReturnDocument.AFTER)
+
+    def approvals_with(self, status, limit=100):
+        return list(self.approvals.find({"status": status}).sort("requested_at", ASCENDING).limit(limit))
 
     # awards -------------------------------------------------------------------------
     def award_id(self, period):

@@ -4,6 +4,8 @@ from tests.stackfixtures import api, stack  # noqa: F401 (fixtures)
 RULES = {"version": 0, "rules": [
     {"code": "absent-org-life", "name": "无故缺席组织生活", "account": "discipline", "points": -2},
     {"code": "volunteer-event", "name": "参加志愿活动", "account": "service", "points": 3},
+    {"code": "work-discipline", "name": "违反工作纪律", "account": "discipline", "points": -3,
+     "approval_required": True},
 ]}
 
 
@@ -45,3 +47,10 @@ def test_points_over_http(api):
     assert api.get("/members/M-8/points", params={"kind": "service"}).json()["balance"] == 1
     board = api.get("/points/leaderboard").json()["leaderboard"]
     assert board[0] == {"rank": 1, "member_id": "M-8", "balance": 1}
+
+    pending = api.post("/points/entries", {"member_id": "M-7", "rule_code": "work-discipline", "actor": "desk",
+                                           "reason": "迟到早退"}, headers={"Idempotency-Key": "desk-0042"})
+    assert pending.status_code == 202 and pending.json()["status"] == "pending"
+    assert api.get("/points/approvals").json()["count"] == 1
+    approved = api.post("/points/approvals/{}/approve".format(pending.json()["id"]), {"approver": "secretary"})
+    assert approved.status_code == 200 and approved.json()["balance_after"] == 9

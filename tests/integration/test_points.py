@@ -85,12 +85,33 @@ def test_bad_postings_are_refused_naming_the_problem(points, db):
     assert {"actor", "reason"} <= set(err.value.fields)
     with pytest.raises(BadInput, match="automatically"):
         post(points, "m1", "task-done")
-    with pytest.raises(BadInput, match="approver"):
-        post(points, "m1", "serious-breach")
-    with pytest.raises(BadInput, match="approver"):
-        post(points, "m1", "serious-breach", approved_by="desk-01")
     assert db("points").entries.count_documents({}) == 0  # nothing partial
-    assert post(points, "m1", "serious-breach", approved_by="secretary")["amount"] == -3
+
+
+def test_a_rule_needing_approval_posts_only_when_another_person_approves(points, db):
+    request = post(points, "m1", "serious-breach", key="desk-99", reason="违纪")
+    assert request["approval_pending"] and request["status"] == "pending"
+    assert db("points").entries.count_documents({}) == 0  # nothing posted yet
+    assert post(points, "m1", "serious-breach", key="desk-99", reason="违纪")["id"] == request["id"]  # a retry
+    assert [a["id"] for a in call(points, "approvals", PARK)] == [request["id"]]
+    with pytest.raises(BadInput, match="another person"):
+        call(points, "approve", PARK, request["id"], {"approver": "desk-01"})  # the actor
+    entry = call(points, "approve", PARK, request["id"], {"approver": "secretary"})
+    assert entry["amount"] == -3 and entry["metadata"]["approved_by"] == "secretary"
+    assert call(points, "approve", PARK, request["id"], {"approver": "secretary"})["id"] == entry["id"]
+    assert call(points, "account", PARK, "m1")["balance"] == 9
+    assert call(points, "approvals", PARK) == []
+    with pytest.raises(Conflict, match="approved"):
+        call(points, "reject", PARK, request["id"], {"approver": "secretary", "reason": "改主意"})
+
+    other = post(points, "m1", "serious-breach", key="desk-100", reason="另一件")
+    with pytest.raises(BadInput, match="reason"):
+        call(points, "reject", PARK, other["id"], {"approver": "secretary"})
+    rejected = call(points, "reject", PARK, other["id"], {"approver": "secretary", "reason": "证据不足"})
+    assert rejected["status"] == "rejected" and rejected["decision_reason"] == "证据不足"
+    with pytest.raises(Conflict, match="rejected"):
+        call(points, "approve", PARK, other["id"], {"approver": "secretary"})
+    assert call(points, "account", PARK, "m1")["balance"] == 9
 
 
 def test_every_ladder_crossing_is_published_once_and_again_after_recovery(points, db):
@@ -126,6 +147,22 @@ def test_a_cap_refuses_a_manual_posting_with_what_is_left(points):
     with pytest.raises(Conflict) as err:
         post(points, "m5", "good-deed")
     assert err.value.code == "cap_reached" and err.value.fields["available"] == 0
+
+
+def test_a_replay_returns_its_entry_even_when_a_cap_or_the_balance_would_now_refuse_it(points):
+    post(points, "m15", "good-deed", key="gd-1")
+    second = post(points, "m15", "good-deed", key="gd-2")  # the month's cap of 2 is now used
+    replay = post(points, "m15", "good-deed", key="gd-2")
+    assert replay["id"] == second["id"] and replay["created"] is False
+    with pytest.raises(Conflict) as err:
+        post(points, "m15", "good-deed", key="gd-3")
+    assert err.value.code == "cap_reached"
+
+    call(points, "put_reward", PARK, {"code": "cup", "name": "杯子", "cost": 10, "stock": 5})
+    post(points, "m15", "volunteer-award")
+    held = call(points, "redeem", PARK, {"member_id": "m15", "reward_code": "cup"}, idempotency_key="cup-1")
+    assert call(points, "redeem", PARK, {"member_id": "m15", "reward_code": "cup"},
+                idempotency_key="cup-1")["id"] == held["id"]
 
 
 def test_a_reversal_corrects_and_cannot_be_doubled(points, db):
