@@ -170,6 +170,15 @@ class ParkScopedCollection:
         except DuplicateKeyError:
             return False
 
+    def insert_or_get(self, doc):
+        """Insert; when a document with that _id exists, return it instead.
+        Returns (document, created)."""
+        try:
+            self.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            return self.find_one({"_id": doc["_id"]}), False
+
     def insert_many(self, docs, ordered=True):
         return self._c.insert_many([self._doc(d) for d in docs], ordered=ordered).inserted_ids
 

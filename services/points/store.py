@@ -62,6 +62,12 @@ class PointsStore:
         self.approvals = scope["approvals"]
         self.members = scope["members"]
 
+    def _found(self, collection, doc_id, what):
+        doc = collection.find_one({"_id": doc_id})
+        if doc is None:
+            raise NotFound("no {} {} in park {}".format(what, doc_id, self.park_id))
+        return doc
+
     def _key(self, kind, name):
         """A document id unique across parks (one collection serves them all)."""
         return "{}/{}/{}".format(self.park_id, kind, name)
@@ -246,17 +252,10 @@ class PointsStore:
 
     # redemptions ----------------------------------------------------------------------
     def open_redemption(self, redemption):
-        try:
-            self.redemptions.insert_one(redemption)
-            return redemption, True
-        except DuplicateKeyError:
-            return self.redemptions.find_one({"_id": redemption["_id"]}), False
+        return self.redemptions.insert_or_get(redemption)
 
     def redemption(self, redemption_id):
-        redemption = self.redemptions.find_one({"_id": redemption_id})
-        if redemption is None:
-            raise NotFound("no redemption {} in park {}".format(redemption_id, self.park_id))
-        return redemption
+        return self._found(self.redemptions, redemption_id, "redemption")
 
     def set_redemption(self, redemption_id, from_status, changes):
         return self.redemptions.find_one_and_update(
@@ -269,17 +268,10 @@ class PointsStore:
 
     # approvals ---------------------------------------------------------------------
     def open_approval(self, approval):
-        try:
-            self.approvals.insert_one(approval)
-            return approval, True
-        except DuplicateKeyError:
-            return self.approvals.find_one({"_id": approval["_id"]}), False
+        return self.approvals.insert_or_get(approval)
 
     def approval(self, approval_id):
-        approval = self.approvals.find_one({"_id": approval_id})
-        if approval is None:
-            raise NotFound("no approval request {} in park {}".format(approval_id, self.park_id))
-        return approval
+        return self._found(self.approvals, approval_id, "approval request")
 
     def decide_approval(self, approval_id, changes):
         return self.approvals.find_one_and_update({"_id": approval_id, "status": "pending"}, {"$set": changes},
@@ -296,11 +288,7 @@ class PointsStore:
         return self.awards.find_one({"_id": self._key("award", period)})
 
     def freeze_award(self, snapshot):
-        try:
-            self.awards.insert_one(snapshot)
-            return snapshot, True
-        except DuplicateKeyError:
-            return self.award(snapshot["period"]), False
+        return self.awards.insert_or_get(snapshot)
 
     # members ------------------------------------------------------------------------
     def member(self, member_id):
