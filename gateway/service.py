@@ -99,6 +99,14 @@ class Gateway:
     points = DeadlineRpc("points")
 
     # needs ----------------------------------------------------------------------
+    @api("GET", "/api/v1/parks/<string:park>/needs/config")
+    def needs_config(self, request, park):
+        return self.needs.call("config", check_park_id(park))
+
+    @api("PUT", "/api/v1/parks/<string:park>/needs/config")
+    def set_needs_config(self, request, park):
+        return self.needs.call("set_config", check_park_id(park), read_json(request))
+
     @api("POST", "/api/v1/parks/<string:park>/needs")
     def submit_need(self, request, park):
         check_park_id(park)
@@ -107,9 +115,68 @@ class Gateway:
         headers = {"Location": "/api/v1/parks/{}/needs/{}".format(park, need["id"])}
         return json_response(201 if created else 200, need, headers)
 
+    @api("POST", "/api/v1/parks/<string:park>/needs/batch")
+    def submit_needs_batch(self, request, park):
+        batch = self.needs.call("submit_batch", check_park_id(park), read_json(request),
+                                idempotency_key(request))
+        return 201 if batch["created"] else 200, batch
+
     @api("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>")
     def get_need(self, request, park, need_id):
         return self.needs.call("get", check_park_id(park), need_id)
+
+    @api("POST", "/api/v1/parks/<string:park>/needs/<string:need_id>/<string:action>")
+    def need_action(self, request, park, need_id, action):
+        """triage, assign, start, wait, resume, escalate, release, resolve,
+        evaluate, reopen, reject, cancel, link_duplicate, review."""
+        return self.needs.call("act", check_park_id(park), need_id, action, read_json(request))
+
+    @api("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>/followers")
+    def need_followers(self, request, park, need_id):
+        followers = self.needs.call("followers", check_park_id(park), need_id)
+        return {"followers": followers, "count": len(followers)}
+
+    @api("POST", "/api/v1/parks/<string:park>/needs-sweep")
+    def sweep_needs(self, request, park):
+        return self.needs.call("sweep", check_park_id(park))
+
+    @api("GET", "/api/v1/parks/<string:park>/needs-statistics")
+    def needs_statistics(self, request, park):
+        return self.needs.call("statistics", check_park_id(park))
+
+    # the echo wall: public ------------------------------------------------------------
+    @api("GET", "/api/v1/parks/<string:park>/wall")
+    def wall(self, request, park):
+        return self.needs.call("wall", check_park_id(park), status=request.args.get("status"),
+                               category=request.args.get("category"), before=request.args.get("before"),
+                               limit=int_arg(request, "limit", 20))
+
+    @api("GET", "/api/v1/parks/<string:park>/wall/<string:need_id>")
+    def wall_entry(self, request, park, need_id):
+        return self.needs.call("wall_entry", check_park_id(park), need_id)
+
+    @api("POST", "/api/v1/parks/<string:park>/wall/<string:need_id>/followers")
+    def follow_need(self, request, park, need_id):
+        answer = self.needs.call("follow", check_park_id(park), need_id, read_json(request), following=True)
+        return 201 if answer["changed"] else 200, answer
+
+    @api("DELETE", "/api/v1/parks/<string:park>/wall/<string:need_id>/followers/<string:follower_id>")
+    def unfollow_need(self, request, park, need_id, follower_id):
+        return self.needs.call("follow", check_park_id(park), need_id, {"follower_id": follower_id},
+                               following=False)
+
+    # the three lists ----------------------------------------------------------------------
+    @api("PUT", "/api/v1/parks/<string:park>/resources/<string:code>")
+    def put_resource(self, request, park, code):
+        return self.needs.call("put_resource", check_park_id(park), code, read_json(request))
+
+    @api("PUT", "/api/v1/parks/<string:park>/projects/<string:code>")
+    def put_project(self, request, park, code):
+        return self.needs.call("put_project", check_park_id(park), code, read_json(request))
+
+    @api("GET", "/api/v1/parks/<string:park>/lists")
+    def three_lists(self, request, park):
+        return self.needs.call("lists", check_park_id(park))
 
     # responders -------------------------------------------------------------------
     @api("POST", "/api/v1/parks/<string:park>/responders")

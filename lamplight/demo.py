@@ -13,6 +13,8 @@ import time
 
 import requests
 
+from lamplight import parks
+
 PARK = "quanlinan"
 
 # category code -> name (Wuhan: 6 categories)
@@ -35,22 +37,25 @@ SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁�
 GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英", "华", "红"]
 
 NEEDS = [
-    ("qln-2026-001", {"kind": "enterprise_request", "category": "public_services", "channel": "liaison_meeting",
-                      "title": "为1800名食堂员工集中办理健康证",
+    ("qln-2026-001", {"kind": "enterprise_request", "category": "public_services", "item": "health_certificates",
+                      "channel": "liaison_meeting", "title": "为1800名食堂员工集中办理健康证",
+                      "details": {"headcount": 1800},
                       "requester": {"kind": "enterprise", "name": "园区餐饮企业", "enterprise": "某食品公司"}}),
-    ("qln-2026-002", {"kind": "enterprise_request", "category": "government_affairs", "channel": "liaison_meeting",
-                      "title": "急需招聘60名一线操作工",
+    ("qln-2026-002", {"kind": "enterprise_request", "category": "government_affairs", "item": "recruitment",
+                      "channel": "liaison_meeting", "title": "急需招聘60名一线操作工",
+                      "details": {"headcount": 60, "positions": "一线操作工"},
                       "requester": {"kind": "enterprise", "name": "人事经理", "enterprise": "某汽车零部件公司"}}),
-    ("qln-2026-003", {"kind": "micro_wish", "category": "daily_life", "channel": "wish_wall",
-                      "title": "宿舍区篮球场的灯坏了，夜班下班后想打球",
+    ("qln-2026-003", {"kind": "micro_wish", "category": "daily_life", "item": "facilities_repair", "channel": "wish_wall",
+                      "title": "宿舍区篮球场的灯坏了，夜班下班后想打球", "details": {"location": "宿舍区篮球场"},
                       "requester": {"kind": "worker", "name": "李师傅", "phone": "13900001111"}}),
-    ("qln-2026-004", {"kind": "urgent_matter", "category": "care", "channel": "hotline",
-                      "title": "三个月工资被拖欠，联系电话13900002222",
+    ("qln-2026-004", {"kind": "urgent_matter", "category": "daily_life", "item": "wage_arrears", "channel": "hotline",
+                      "title": "三个月工资被拖欠，联系电话13900002222", "entered_by": "desk-01",
+                      "details": {"employer": "某建材公司", "amount_owed": 15600, "months": 3},
                       "requester": {"kind": "worker", "name": "王师傅", "phone": "13900002222"}}),
-    ("qln-2026-005", {"kind": "micro_wish", "category": "party_services", "channel": "official_account",
-                      "title": "流动党员组织关系转接咨询",
-                      "requester": {"kind": "member", "name": "赵同志"}}),
-    ("qln-2026-006", {"kind": "micro_wish", "category": "culture_sports", "channel": "qq_group",
+    ("qln-2026-005", {"kind": "micro_wish", "category": "party_services", "item": "party_transfer",
+                      "channel": "official_account", "title": "流动党员组织关系转接咨询",
+                      "requester": {"kind": "member", "name": "赵同志", "member_id": "QLN-M101"}}),
+    ("qln-2026-006", {"kind": "micro_wish", "category": "culture_sports", "item": "sports_events", "channel": "qq_group",
                       "title": "周末组织青年职工篮球联谊赛",
                       "requester": {"kind": "talent", "name": "刘工程师"}}),
 ]
@@ -125,6 +130,18 @@ def load_points(http, base):
         ", ".join("{} {}".format(r["member_id"], r["balance"]) for r in board[:3])))
 
 
+def load_park(http, base, park):
+    """The park's needs configuration, resources and service projects from
+    parks/demo.yaml; the configuration gets a new version only when it changed."""
+    answer = http.get(base + "/needs/config", timeout=30)
+    version = answer.json()["version"] if answer.status_code == 200 else 0
+    http.put(base + "/needs/config", json=parks.needs_config(park, version + 1), timeout=30).raise_for_status()
+    for code, resource in park.get("resources", {}).items():
+        http.put(base + "/resources/" + code, json=resource, timeout=30).raise_for_status()
+    for code, project in park.get("projects", {}).items():
+        http.put(base + "/projects/" + code, json=project, timeout=30).raise_for_status()
+
+
 def volunteers():
     n = 0
     for team, (count, _label, categories) in TEAMS.items():
@@ -145,6 +162,7 @@ def main(argv=None):
     base = "{}/api/v1/parks/{}".format(args.gateway, PARK)
     http = requests.Session()
 
+    load_park(http, base, parks.load()[PARK])
     registered = {}
     for v in volunteers():
         r = http.post(base + "/responders", json=v, timeout=30)

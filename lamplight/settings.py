@@ -29,6 +29,8 @@ DEFAULTS = {
     # publisher: at most this many messages in flight before waiting for confirms
     "PUBLISH_BATCH_MAX": 256,
     "RPC_TIMEOUT_S": 10.0,
+    # needs: how often the time-limit sweep visits every park
+    "NEEDS_SWEEP_INTERVAL_S": 30.0,
 }
 
 

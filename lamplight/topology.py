@@ -55,7 +55,13 @@ class Subscription:
 # Every internal subscription. A test checks this against the @subscribe
 # entrypoints of every service, so the list cannot go stale.
 SUBSCRIPTIONS = (
-    Subscription("volunteers", "needs", "need.submitted"),
+    Subscription("volunteers", "needs", "need.triaged"),
+    Subscription("volunteers", "needs", "need.reopened"),
+    Subscription("needs", "needs", "wall.entry_changed"),
+    Subscription("needs", "volunteers", "task.claimed"),
+    Subscription("needs", "volunteers", "task.started"),
+    Subscription("needs", "volunteers", "task.completed"),
+    Subscription("needs", "volunteers", "task.released"),
     Subscription("notify", "volunteers", "task.offered"),
     Subscription("points", "volunteers", "task.completed"),
     Subscription("points", "volunteers", "volunteer.service_hours"),

@@ -5,6 +5,7 @@ import requests
 
 from lamplight.devstack import Stack
 from tests.conftest import MONGO_URI
+from tests.parks import needs_config
 
 TEST_PORT_BASE = 19100
 TEST_WEB_PORT = 18000
@@ -41,13 +42,21 @@ class Api:
     def get(self, path, **kwargs):
         return self.http.get(self.base + path, timeout=30, **kwargs)
 
+    def put(self, path, body=None, **kwargs):
+        return self.http.put(self.base + path, json=body, timeout=30, **kwargs)
+
 
 @pytest.fixture
 def api(stack):
-    return Api(stack.gateway_url)
+    """The gateway, for the demo park with its needs configuration installed."""
+    api = Api(stack.gateway_url)
+    answer = api.put("/needs/config", needs_config())
+    assert answer.status_code == 200, answer.text
+    return api
 
 
 VOLUNTEER = {"kind": "volunteer", "name": "张三", "phone": "13812345678", "teams": ["orange"],
              "categories": ["daily_life"]}
-NEED = {"kind": "micro_wish", "category": "daily_life", "channel": "wish_wall",
+NEED = {"kind": "micro_wish", "category": "daily_life", "item": "facilities_repair", "channel": "wish_wall",
+        "details": {"location": "宿舍楼下"},
         "title": "宿舍楼下篮球场的灯坏了", "requester": {"kind": "worker", "name": "李四", "phone": "13900001111"}}

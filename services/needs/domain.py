@@ -1,10 +1,19 @@
 """Needs: pure rules, no I/O.
 
-The complete lifecycle, taxonomy and time limits grow here with the needs
-issue; the foundation holds intake: what a need is when it is accepted.
+A need's life is a state machine driven by *actions*. Every action that
+changes a need is recorded in its timeline with the action's resolved
+arguments and time, and ``apply`` is a pure function of (state, action, args,
+at): so replaying a timeline from its first entry gives back the stored state
+(a property test checks exactly that against the real database). Whatever
+depends on the park's configuration (a grade's time limit, the evaluation
+window, the escalation ladder) is resolved into the arguments by the service
+before ``apply`` runs, so a later change of configuration never rewrites
+history.
 """
+import difflib
 import hashlib
 import json
+import re
 from datetime import timedelta
 
 from lamplight.logs import mask_string
@@ -18,31 +27,247 @@ CHANNELS = (
 REQUESTER_KINDS = ("enterprise", "talent", "member", "worker")
 NEED_KINDS = ("micro_wish", "urgent_matter", "enterprise_request", "complaint")
 
-# Default urgency grades and their time limits. A park's own grades replace
-# these once park configuration exists.
-DEFAULT_GRADES = {
-    "urgent": timedelta(hours=24),
-    "priority": timedelta(days=3),
-    "routine": timedelta(days=7),
-}
-DEFAULT_GRADE_BY_KIND = {
-    "urgent_matter": "urgent",
-    "complaint": "priority",
-    "enterprise_request": "priority",
-    "micro_wish": "routine",
-}
-
+# statuses
 SUBMITTED = "submitted"
+TRIAGED = "triaged"
+ASSIGNED = "assigned"
+IN_PROGRESS = "in_progress"
+WAITING = "waiting_on_requester"
+ESCALATED = "escalated"
+RESOLVED = "resolved"
+CLOSED = "closed"
+REOPENED = "reopened"
+REJECTED = "rejected"
+CANCELLED = "cancelled"
+STATUSES = (SUBMITTED, TRIAGED, ASSIGNED, IN_PROGRESS, WAITING, ESCALATED, RESOLVED, CLOSED, REOPENED,
+            REJECTED, CANCELLED)
+FINAL = (CLOSED, REJECTED, CANCELLED)
+OPEN = tuple(s for s in STATUSES if s not in FINAL)
+# the time limit runs in these; it is paused while waiting on the requester
+# and stops once the need is resolved
+CLOCK_RUNNING = (SUBMITTED, TRIAGED, ASSIGNED, IN_PROGRESS, ESCALATED, REOPENED)
+
+EVALUATION_OUTCOMES = ("fixed", "partly_fixed", "not_fixed")
+REVIEWERS = ("organisation", "committee", "park_audit")
+
+# action -> the statuses it may start from. The target status is in ``apply``.
+ALLOWED_FROM = {
+    "triage": (SUBMITTED, TRIAGED, ASSIGNED, ESCALATED, REOPENED),
+    "assign": (TRIAGED, ESCALATED, REOPENED),
+    "start": (ASSIGNED,),
+    "wait": (TRIAGED, ASSIGNED, IN_PROGRESS, ESCALATED, REOPENED),
+    "resume": (WAITING,),
+    "escalate": (SUBMITTED, TRIAGED, ASSIGNED, IN_PROGRESS, REOPENED),
+    "release": (ASSIGNED, IN_PROGRESS),
+    "resolve": (ASSIGNED, IN_PROGRESS, ESCALATED),
+    "evaluate": (RESOLVED,),
+    "close_unevaluated": (RESOLVED,),
+    "reopen": (RESOLVED, CLOSED),
+    "reject": (SUBMITTED, TRIAGED, ESCALATED, REOPENED),
+    "cancel": (SUBMITTED, TRIAGED, ASSIGNED, IN_PROGRESS, WAITING, ESCALATED, REOPENED),
+    "link_duplicate": (SUBMITTED, TRIAGED),
+    "overdue": CLOCK_RUNNING,
+    "supervise": CLOCK_RUNNING,
+    "review": (CLOSED,),
+}
+# the commands people (or the dispatch events) give; overdue and supervise
+# come from the sweep only
+COMMANDS = tuple(a for a in ALLOWED_FROM if a not in ("overdue", "supervise", "close_unevaluated"))
 
 
-def grade_for(kind, requested_grade=None):
-    return requested_grade or DEFAULT_GRADE_BY_KIND[kind]
+class IllegalTransition(Exception):
+    def __init__(self, action, status):
+        self.action, self.status = action, status
+        self.allowed = allowed_actions(status)
+        super().__init__("cannot {} a need that is {}; allowed now: {}".format(
+            action, status, ", ".join(self.allowed) or "nothing (it is final)"))
 
 
-def due_at(grade, submitted_at):
-    return submitted_at + DEFAULT_GRADES[grade]
+def allowed_actions(status):
+    return [a for a in COMMANDS if status in ALLOWED_FROM[a]]
 
 
+# the event each action publishes (evaluate adds need.closed or need.reopened)
+EVENT_FOR = {
+    "submit": "need.submitted", "triage": "need.triaged", "assign": "need.assigned", "start": "need.started",
+    "wait": "need.waiting", "resume": "need.resumed", "escalate": "need.escalated", "release": "need.released",
+    "resolve": "need.resolved", "evaluate": "need.evaluated", "close_unevaluated": "need.closed",
+    "reopen": "need.reopened", "reject": "need.rejected", "cancel": "need.cancelled",
+    "link_duplicate": "need.cancelled", "overdue": "need.overdue", "supervise": "need.supervision_raised",
+    "review": "need.reviewed",
+}
+NEED_EVENT_TYPES = tuple(sorted(set(EVENT_FOR.values()) | {"need.closed", "need.reopened", "need.followed"}))
+
+# The fields apply() owns. The replay check compares exactly these.
+STATE_FIELDS = (
+    "status", "category", "item", "grade", "team", "unit", "due_at", "paused_at", "paused_from",
+    "paused_seconds", "responder_id", "member_id", "task_id", "resolved_at", "closed_at",
+    "evaluation_due", "evaluation", "overdue_for", "overdue_count", "ladder_level", "escalated_to",
+    "rejection", "cancel_reason", "duplicate_of", "reopen_count", "reviews", "routing", "public",
+    "public_title", "public_notes",
+)
+
+
+def _iso(dt):
+    return dt.isoformat() if dt is not None else None
+
+
+def initial_state(args, at):
+    """The state of a need just submitted. ``args`` carries the resolved
+    grade and its time limit in minutes."""
+    return {
+        "status": SUBMITTED, "category": args["category"], "item": args.get("item"), "grade": args["grade"],
+        "team": None, "unit": None, "due_at": at + timedelta(minutes=args["due_minutes"]),
+        "paused_at": None, "paused_from": None, "paused_seconds": 0.0, "responder_id": None,
+        "member_id": None, "task_id": None, "resolved_at": None, "closed_at": None, "evaluation_due": None,
+        "evaluation": None, "overdue_for": None, "overdue_count": 0, "ladder_level": None,
+        "escalated_to": None, "rejection": None, "cancel_reason": None, "duplicate_of": None,
+        "reopen_count": 0, "reviews": {}, "routing": 0, "public": args.get("public", True),
+        "public_title": args["public_title"], "public_notes": [],
+    }
+
+
+def apply(state, action, args, at, submitted_at):
+    """The changes ``action`` makes to a need in ``state`` at time ``at``.
+
+    Returns a dict of changed fields (a subset of STATE_FIELDS). Raises
+    IllegalTransition when the action is not allowed from the current status.
+    """
+    status = state["status"]
+    if status not in ALLOWED_FROM[action]:
+        raise IllegalTransition(action, status)
+    changes = {}
+    if args.get("public_note"):
+        changes["public_notes"] = state["public_notes"] + [
+            {"at": at, "status": status, "note": args["public_note"]}]
+
+    if action == "triage":
+        regraded = args["grade"] != state["grade"]
+        changes.update(status=TRIAGED, category=args["category"], item=args.get("item"), grade=args["grade"],
+                       team=args.get("team"), unit=args.get("unit"), responder_id=None, member_id=None,
+                       task_id=None, routing=state["routing"] + 1)
+        if regraded:  # a new grade's limit counts from submission, minus the time paused
+            changes["due_at"] = submitted_at + timedelta(minutes=args["due_minutes"],
+                                                         seconds=state["paused_seconds"])
+        if "public" in args:
+            changes["public"] = args["public"]
+        if args.get("public_title"):
+            changes["public_title"] = args["public_title"]
+    elif action == "assign":
+        changes.update(status=ASSIGNED, responder_id=args.get("responder_id"), member_id=args.get("member_id"),
+                       task_id=args.get("task_id"), unit=args.get("unit") or state["unit"])
+    elif action == "start":
+        changes.update(status=IN_PROGRESS)
+    elif action == "wait":
+        changes.update(status=WAITING, paused_at=at, paused_from=status)
+    elif action == "resume":
+        paused = (at - state["paused_at"]).total_seconds()
+        changes.update(status=state["paused_from"], paused_at=None, paused_from=None,
+                       paused_seconds=state["paused_seconds"] + paused,
+                       due_at=state["due_at"] + timedelta(seconds=paused))
+    elif action == "escalate":
+        changes.update(status=ESCALATED, escalated_to=args["to"])
+    elif action == "release":
+        changes.update(status=TRIAGED, responder_id=None, member_id=None, task_id=None,
+                       routing=state["routing"] + 1)
+    elif action == "resolve":
+        changes.update(status=RESOLVED, resolved_at=at,
+                       evaluation_due=at + timedelta(days=args["evaluation_days"]))
+        for key in ("responder_id", "member_id", "task_id"):
+            if args.get(key):
+                changes[key] = args[key]
+    elif action == "evaluate":
+        evaluation = {"rating": args["rating"], "outcome": args["outcome"], "at": at}
+        changes["evaluation"] = evaluation
+        if args["outcome"] == "not_fixed":  # back to the same team, with a fresh time limit
+            changes.update(_reopen(state, args, at))
+        else:
+            changes.update(status=CLOSED, closed_at=at, evaluation_due=None)
+    elif action == "close_unevaluated":
+        changes.update(status=CLOSED, closed_at=at, evaluation_due=None,
+                       evaluation={"rating": None, "outcome": "no_answer", "at": at})
+    elif action == "reopen":
+        changes.update(_reopen(state, args, at))
+    elif action == "reject":
+        changes.update(status=REJECTED, closed_at=at,
+                       rejection={"reason": args["reason"], "redirect_to": args.get("redirect_to")})
+    elif action == "cancel":
+        changes.update(status=CANCELLED, closed_at=at, cancel_reason=args["reason"], paused_at=None,
+                       paused_from=None)
+    elif action == "link_duplicate":
+        changes.update(status=CANCELLED, closed_at=at, cancel_reason="duplicate", duplicate_of=args["of"])
+    elif action == "overdue":
+        if state["due_at"] > at:
+            raise ValueError("not overdue before {}".format(_iso(state["due_at"])))
+        if state["overdue_for"] == state["due_at"]:
+            raise ValueError("this crossing was already marked")
+        changes.update(overdue_for=state["due_at"], overdue_count=state["overdue_count"] + 1,
+                       ladder_level=args["level"])
+    elif action == "supervise":
+        changes.update(ladder_level=args["level"])
+    elif action == "review":
+        reviews = dict(state["reviews"])
+        reviews[args["by"]] = {"score": args["score"], "note": args.get("note", ""), "at": at}
+        changes["reviews"] = reviews
+    return changes
+
+
+def _reopen(state, args, at):
+    return {"status": REOPENED, "resolved_at": None, "closed_at": None, "evaluation_due": None,
+            "reopen_count": state["reopen_count"] + 1, "routing": state["routing"] + 1,
+            "due_at": at + timedelta(minutes=args["due_minutes"]), "overdue_for": None, "ladder_level": None}
+
+
+def events_for(action, changes):
+    """The event types one applied action publishes."""
+    types = [EVENT_FOR[action]]
+    if action == "evaluate":
+        types.append("need.reopened" if changes["status"] == REOPENED else "need.closed")
+    return types
+
+
+def replay(timeline):
+    """Fold a timeline back into a state: the check that the stored state is
+    exactly what the recorded actions produce."""
+    first = timeline[0]
+    assert first["action"] == "submit", first
+    submitted_at = first["at"]
+    state = initial_state(first["args"], submitted_at)
+    for entry in timeline[1:]:
+        state.update(apply(state, entry["action"], entry["args"], entry["at"], submitted_at))
+    return state
+
+
+# time limits and supervision ---------------------------------------------------------
+def is_overdue(need, now):
+    return need["status"] in CLOCK_RUNNING and need["due_at"] <= now
+
+
+def supervision_due(need, ladder, now):
+    """The sweep's actions for one need at ``now``: [("overdue", level)] once
+    per crossing of its due time, then ("supervise", level) for each rung of
+    the ladder whose wait has passed."""
+    if not is_overdue(need, now) or not ladder:
+        return []
+    actions = []
+    if need.get("overdue_for") != need["due_at"]:
+        actions.append(("overdue", ladder[0]["level"]))
+        current = 0
+    else:
+        levels = [rung["level"] for rung in ladder]
+        current = levels.index(need["ladder_level"]) if need.get("ladder_level") in levels else 0
+    late = now - need["due_at"]
+    for index in range(current + 1, len(ladder)):
+        if late >= timedelta(minutes=ladder[index]["after_minutes"]):
+            actions.append(("supervise", ladder[index]["level"]))
+    return actions
+
+
+def evaluation_lapsed(need, now):
+    return need["status"] == RESOLVED and need.get("evaluation_due") is not None and need["evaluation_due"] <= now
+
+
+# intake helpers --------------------------------------------------------------------
 def fingerprint(submission):
     """Stable digest of a command body, to tell a retried request (same key,
     same body) from a reused key (same key, other body)."""
@@ -50,29 +275,149 @@ def fingerprint(submission):
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def requester_key(park_id, requester):
+    """Who asked, as a digest: enough to find the same requester's needs
+    without keeping another copy of their phone number or name."""
+    who = requester.get("phone") or "{}|{}".format(requester.get("name", ""), requester.get("enterprise") or "")
+    return hashlib.sha256("{}|{}".format(park_id, who).encode()).hexdigest()[:32]
+
+
+def similar(a, b, threshold=0.6):
+    """Text similarity good enough for short Chinese titles (character-level)."""
+    return difflib.SequenceMatcher(None, a, b).ratio() >= threshold
+
+
+# people are often named by surname and a form of address: 李师傅, 王女士, 赵同志
+# whatever is left of a phone, ID or account number after masking
+_LONG_NUMBER = re.compile(r"[0-9Xx*][0-9Xx* -]{5,}[0-9Xx*]")
+_ADDRESSED = re.compile(r"[\u4e00-\u9fa5](?=(师傅|先生|女士|小姐|同志|老师|经理|工程师|阿姨|大爷|大妈|书记|主任))")
+
+
+def public_title(title, requester):
+    """The title as the echo wall shows it: phone and ID numbers masked, the
+    requester's name and enterprise removed, people named by surname and form
+    of address reduced to the form of address."""
+    text = _LONG_NUMBER.sub("***", mask_string(title))
+    for secret in (requester.get("name"), requester.get("enterprise")):
+        if secret and len(secret) >= 2:
+            text = text.replace(secret, "**")
+    return _ADDRESSED.sub("*", text)
+
+
 def public_summary(title):
-    """The title as others may see it: phone and ID numbers masked."""
+    """The title as event subscribers may see it: phone and ID numbers masked."""
     return mask_string(title)
 
 
-def open_need(need_id, park_id, submission, submitted_at, idempotency_key=None):
-    grade = grade_for(submission["kind"], submission.get("grade"))
+# the echo wall -------------------------------------------------------------------------
+STATUS_LABELS = {
+    SUBMITTED: "已受理", TRIAGED: "已分类分级", ASSIGNED: "已分派", IN_PROGRESS: "办理中",
+    WAITING: "待补充信息", ESCALATED: "已上报协调", RESOLVED: "已办结，待评价", CLOSED: "已办结",
+    REOPENED: "重新办理", REJECTED: "不属于受理范围，已转交", CANCELLED: "已撤销",
+}
+
+
+def wall_entry(need):
+    """The public line of a need: built from an allow-list of fields, so
+    nothing about the requester (name, phone, enterprise, details, internal
+    notes, who handles it) can reach the wall."""
+    evaluation = need.get("evaluation") or {}
+    notes = []
+    for entry in need["timeline"]:
+        if entry.get("public_note") or entry["status"] != entry.get("from"):
+            if entry["action"] in ("overdue", "supervise", "review"):
+                continue
+            notes.append({"at": entry["at"], "status": entry["status"],
+                          "note": entry.get("public_note") or STATUS_LABELS[entry["status"]]})
     return {
-        "_id": need_id,
-        "park_id": park_id,
-        "status": SUBMITTED,
-        "kind": submission["kind"],
-        "category": submission["category"],
-        "item": submission.get("item"),
-        "grade": grade,
-        "channel": submission["channel"],
-        "title": submission["title"],
-        "description": submission.get("description", ""),
-        "requester": submission["requester"],
-        "entered_by": submission.get("entered_by"),
-        "submitted_at": submitted_at,
-        "due_at": due_at(grade, submitted_at),
-        "idempotency_key": idempotency_key or need_id,
-        "fingerprint": fingerprint(submission),
-        "timeline": [{"at": submitted_at, "status": SUBMITTED, "note": "received via " + submission["channel"]}],
+        "need_id": need["need_id"], "version": need["version"],
+        "public": bool(need["public"]) and need["status"] != CANCELLED,
+        "title": need["public_title"], "kind": need["kind"], "category": need["category"], "item": need["item"],
+        "status": need["status"], "submitted_at": need["submitted_at"], "due_at": need["due_at"],
+        "resolved_at": need.get("resolved_at"), "closed_at": need.get("closed_at"),
+        "rating": evaluation.get("rating"), "outcome": evaluation.get("outcome"),
+        "redirect_to": (need.get("rejection") or {}).get("redirect_to"),
+        "overdue_count": need["overdue_count"], "clock_running": need["status"] in CLOCK_RUNNING,
+        "notes": notes[-20:], "updated_at": need["updated_at"],
+    }
+
+
+def wall_view(line, now, config):
+    """A wall line as a reader gets it: names of the taxonomy, days open,
+    whether it is overdue right now."""
+    categories = {c["code"]: c for c in config["categories"]}
+    items = {i["code"]: i["name"] for c in config["categories"] for i in c["items"]}
+    end = line.get("closed_at") or line.get("resolved_at") or now
+    return {
+        "need_id": line["need_id"], "title": line["title"], "kind": line["kind"],
+        "category": line["category"], "category_name": categories.get(line["category"], {}).get("name"),
+        "item": line.get("item"), "item_name": items.get(line.get("item")),
+        "status": line["status"], "status_label": STATUS_LABELS[line["status"]],
+        "submitted_at": line["submitted_at"].isoformat(), "due_at": line["due_at"].isoformat(),
+        "days_open": max(0, (end - line["submitted_at"]).days),
+        "overdue": bool(line["clock_running"] and line["due_at"] <= now),
+        "was_overdue": line["overdue_count"] > 0,
+        "rating": line.get("rating"), "outcome": line.get("outcome"), "redirect_to": line.get("redirect_to"),
+        "notes": [{"at": n["at"].isoformat(), "status": n["status"], "note": n["note"]} for n in line["notes"]],
+        "updated_at": line["updated_at"].isoformat(),
+    }
+
+
+# the three lists and statistics ----------------------------------------------------------
+def three_lists(config, counts, resources, projects):
+    """``counts`` are rows {_id: {category, item, status}, n}."""
+    by_item = {}
+    for row in counts:
+        key = (row["_id"]["category"], row["_id"].get("item"))
+        slot = by_item.setdefault(key, {"total": 0, "open": 0, "closed": 0})
+        slot["total"] += row["n"]
+        status = row["_id"]["status"]
+        slot["open" if status in OPEN else "closed"] += row["n"]
+    needs_list = []
+    for category in config["categories"]:
+        for item in category["items"]:
+            counted = by_item.pop((category["code"], item["code"]), {"total": 0, "open": 0, "closed": 0})
+            served_by = [p["code"] for p in projects if item["code"] in p["items"]]
+            needs_list.append(dict(counted, category=category["code"], category_name=category["name"],
+                                   item=item["code"], item_name=item["name"], projects=served_by))
+        unclassified = by_item.pop((category["code"], None), None)
+        if unclassified:
+            needs_list.append(dict(unclassified, category=category["code"], category_name=category["name"],
+                                   item=None, item_name=None, projects=[]))
+    return {"needs_list": needs_list, "resource_list": resources, "project_list": projects,
+            "counts": {"items": sum(len(c["items"]) for c in config["categories"]),
+                       "categories": len(config["categories"]), "resources": len(resources),
+                       "projects": len(projects)}}
+
+
+def statistics(rows, now):
+    by_status, by_category, by_grade = {}, {}, {}
+    resolve_hours, ratings, fixed, overdue, total = [], [], 0, 0, 0
+    for row in rows:
+        total += 1
+        for counter, key in ((by_status, row["status"]), (by_category, row["category"]), (by_grade, row["grade"])):
+            counter[key] = counter.get(key, 0) + 1
+        if row.get("resolved_at") is not None:
+            spent = (row["resolved_at"] - row["submitted_at"]).total_seconds() - row.get("paused_seconds", 0)
+            resolve_hours.append(spent / 3600)
+        if row.get("overdue_count"):
+            overdue += 1
+        evaluation = row.get("evaluation") or {}
+        if evaluation.get("rating"):
+            ratings.append(evaluation["rating"])
+            fixed += evaluation.get("outcome") == "fixed"
+    resolve_hours.sort()
+    median = None
+    if resolve_hours:
+        mid = len(resolve_hours) // 2
+        median = resolve_hours[mid] if len(resolve_hours) % 2 else (resolve_hours[mid - 1] + resolve_hours[mid]) / 2
+    return {
+        "total": total, "by_status": by_status, "by_category": by_category, "by_grade": by_grade,
+        "open": sum(n for s, n in by_status.items() if s in OPEN),
+        "median_hours_to_resolve": round(median, 3) if median is not None else None,
+        "overdue_rate": round(overdue / total, 4) if total else None,
+        "satisfaction": {"rated": len(ratings),
+                         "mean_rating": round(sum(ratings) / len(ratings), 3) if ratings else None,
+                         "fixed_share": round(fixed / len(ratings), 4) if ratings else None},
+        "as_of": now.isoformat(),
     }

@@ -1,22 +1,95 @@
-"""The needs service: intake of needs from every channel."""
-from datetime import datetime, timezone
+"""The needs service: the intake desk of a service centre.
 
-from lamplight.rpc import rpc
+Intake from every channel (and a liaison meeting's minutes in one batch),
+classification against the park's own taxonomy, the lifecycle state machine,
+time limits with a supervision ladder, the public echo wall, the requester's
+evaluation and the three lists.
+"""
+import time
+from datetime import datetime, timedelta, timezone
 
+from marshmallow import ValidationError
+from nameko.timer import timer
+
+from lamplight import logs, settings
+from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
 from lamplight.ids import new_id
-from lamplight.metrics import NEEDS_SUBMITTED
+from lamplight.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS, NEEDS_SUBMITTED, NEEDS_TRANSITIONS
 from lamplight.observability import Observability
 from lamplight.publishing import EventOutbox
-from lamplight.storage import Mongo
+from lamplight.rpc import rpc
+from lamplight.storage import Mongo, check_park_id
 from services.needs import domain
-from services.needs.schemas import NeedSubmissionSchema, NeedSubmittedSchema, NeedViewSchema
-from services.needs.store import INDEXES, NeedsStore
+from services.needs.schemas import (
+    COMMAND_SCHEMAS, BatchSchema, FollowSchema, NeedChangedSchema, NeedFollowedSchema, NeedsConfigSchema,
+    NeedSubmissionSchema, NeedSubmittedSchema, NeedViewSchema, ProjectSchema, ResourceSchema,
+    TaskEventSchema, WallEntryChangedSchema, WallEntrySchema, details_schema,
+)
+from services.needs.store import INDEXES, NeedsStore, parks_with_config, utcnow
 
+EXPECTED = (BadInput, Conflict, NotFound)
+SYSTEM = "system"
+SWEEP_BATCH = 500
 _submission = NeedSubmissionSchema()
+_batch = BatchSchema()
+_config = NeedsConfigSchema()
 _view = NeedViewSchema()
 _submitted = NeedSubmittedSchema()
-EXPECTED = (BadInput, Conflict, NotFound)
+_changed = NeedChangedSchema()
+_followed = NeedFollowedSchema()
+_wall_event = WallEntryChangedSchema()
+_wall = WallEntrySchema()
+_follow = FollowSchema()
+_resource = ResourceSchema()
+_project = ProjectSchema()
+_task_event = TaskEventSchema()
+_log = logs.get_logger(component="needs")
+
+
+class Taxonomy:
+    """A park's configuration, looked up: categories, items, grades."""
+
+    def __init__(self, config):
+        self.config = config
+        self.categories = {c["code"]: c for c in config["categories"]}
+        self.items = {i["code"]: (c, i) for c in config["categories"] for i in c["items"]}
+        self.grades = {g["code"]: g for g in config["grades"]}
+        self.ladder = config["escalation"]
+
+    def category(self, code):
+        if code not in self.categories:
+            raise BadInput("unknown category {}".format(code), {"category": [
+                "unknown; this park's categories are: " + ", ".join(sorted(self.categories))]})
+        return self.categories[code]
+
+    def item(self, category_code, code):
+        category = self.category(category_code)
+        if code is None:
+            return None
+        allowed = [i["code"] for i in category["items"]]
+        if code not in allowed:
+            raise BadInput("unknown item {} in category {}".format(code, category_code), {"item": [
+                "unknown in {}; its items are: {}".format(category_code, ", ".join(allowed))]})
+        return self.items[code][1]
+
+    def grade(self, code):
+        if code not in self.grades:
+            raise BadInput("unknown grade {}".format(code), {"grade": [
+                "unknown; this park's grades are: " + ", ".join(self.grades)]})
+        return self.grades[code]
+
+    def default_grade(self, kind, item):
+        code = (item or {}).get("default_grade") or self.config["kind_grades"].get(kind) or self.config["grades"][-1]["code"]
+        return self.grade(code)
+
+    def routing(self, category_code, item):
+        """(team, unit) a need of this category and item goes to by default."""
+        category = self.categories[category_code]
+        return ((item or {}).get("default_team") or category.get("default_team"), (item or {}).get("default_unit"))
+
+    def due_minutes(self, grade_code):
+        return self.grades[grade_code]["due_minutes"] if grade_code in self.grades else self.config["grades"][-1]["due_minutes"]
 
 
 class NeedsService:
@@ -24,38 +97,495 @@ class NeedsService:
 
     log = Observability()
     db = Mongo(indexes=INDEXES, group_commit=("needs",))
-    events = EventOutbox(collections=("needs",))
+    events = EventOutbox(collections=("needs", "followers"))
 
+    def __init__(self):
+        self._last_sweep = 0.0
+
+    # configuration ------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def set_config(self, park_id, payload):
+        """Install the park's taxonomy, grades and supervision rules as the
+        next version (the body's ``version`` is the current version + 1)."""
+        check_park_id(park_id)
+        config = load_or_reject(_config, payload, "the needs configuration")
+        store = NeedsStore(self.db, park_id)
+        current = store.config()
+        current_version = current["version"] if current else 0
+        if current and _same_config(current, config):  # sending the same configuration again changes nothing
+            return {"park_id": park_id, "version": current_version, "unchanged": True}
+        if config["version"] != current_version + 1:
+            raise Conflict("park {} is at configuration version {}; send version {}".format(
+                park_id, current_version, current_version + 1), {"version": ["expected {}".format(current_version + 1)]})
+        saved = store.replace_config(config, current_version)
+        if saved is None:
+            raise Conflict("another change of the configuration of {} came first".format(park_id),
+                           {"version": ["changed concurrently"]})
+        return {"park_id": park_id, "version": saved["version"], "unchanged": False,
+                "categories": len(config["categories"]),
+                "items": sum(len(c["items"]) for c in config["categories"]), "grades": len(config["grades"])}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def config(self, park_id):
+        config = self._taxonomy(NeedsStore(self.db, park_id)).config
+        return {k: v for k, v in config.items() if k not in ("_id", "park_id", "saved_at")}
+
+    def _taxonomy(self, store):
+        config = store.config()
+        if config is None:
+            raise NotFound("unknown park {}: it has no needs configuration".format(store.park_id),
+                           {"park": ["unknown"]})
+        return Taxonomy(config)
+
+    # intake -----------------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
     def submit(self, park_id, payload, idempotency_key=None):
         """Accept a need. The same idempotency key with the same body returns
         the need already accepted; with another body it is a Conflict."""
-        submission = load_or_reject(_submission, payload, "the need")
-        now = datetime.now(timezone.utc)
-        need = domain.open_need(new_id("need"), park_id, submission, now, idempotency_key)
-        event = self.events.new("need.submitted", park_id=park_id, subject=need["_id"], data=_submitted.dump({
-            "need_id": need["_id"], "kind": need["kind"], "category": need["category"],
-            "item": need["item"], "grade": need["grade"], "channel": need["channel"],
-            "requester_kind": need["requester"]["kind"], "summary": domain.public_summary(need["title"]),
-            "submitted_at": need["submitted_at"], "due_at": need["due_at"],
-        }))
-        with self.events.staged([event]) as outbox:
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+        submission = self._validate(taxonomy, store, payload, "the need")
+        need, created = self._accept(store, taxonomy, submission, idempotency_key)
+        return dict(_view.dump(need), created=created)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def submit_batch(self, park_id, payload, idempotency_key):
+        """The needs of one liaison meeting from its minutes. Every need is
+        validated before any is written; each has the key ``<key>#<n>``, so
+        sending the batch again (after a timeout, say) adds nothing twice."""
+        if not idempotency_key:
+            raise BadInput("a batch needs an Idempotency-Key", {"Idempotency-Key": ["required for a batch"]})
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+        batch = load_or_reject(_batch, payload, "the batch")
+        submissions, errors = [], {}
+        for n, raw in enumerate(batch["needs"]):
+            raw = dict({"channel": "liaison_meeting", "entered_by": batch["entered_by"]}, **raw)
+            try:
+                submissions.append(self._validate(taxonomy, store, raw, "need {}".format(n)))
+            except BadInput as exc:
+                errors[str(n)] = exc.fields
+        if errors:
+            raise BadInput("{} of {} needs in the batch are not valid; nothing was written".format(
+                len(errors), len(batch["needs"])), {"needs": errors})
+        meeting = dict(batch["meeting"], held_on=batch["meeting"]["held_on"].isoformat())
+        results = [self._accept(store, taxonomy, s, "{}#{}".format(idempotency_key, n), meeting)
+                   for n, s in enumerate(submissions)]
+        return {"meeting": meeting, "needs": [dict(_view.dump(need), created=created) for need, created in results],
+                "created": sum(1 for _, created in results if created)}
+
+    def _validate(self, taxonomy, store, payload, what):
+        submission = load_or_reject(_submission, payload, what)
+        item = taxonomy.item(submission["category"], submission["item"])
+        if submission["grade"] is not None:
+            taxonomy.grade(submission["grade"])
+        try:
+            submission["details"] = details_schema(store.park_id, taxonomy.config, item or {"code": "-"}).load(
+                submission["details"])
+        except ValidationError as exc:
+            raise BadInput("{}: the details of item {} are not valid".format(what, submission["item"]),
+                           {"details": exc.messages})
+        submission["details"] = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                                 for k, v in submission["details"].items() if v is not None}
+        return submission
+
+    def _accept(self, store, taxonomy, submission, idempotency_key, meeting=None):
+        now = utcnow()
+        park_id = store.park_id
+        need_id = new_id("need")
+        item = taxonomy.items.get(submission["item"], (None, None))[1]
+        grade = submission["grade"] or taxonomy.default_grade(submission["kind"], item)["code"]
+        requester_key = domain.requester_key(park_id, submission["requester"])
+        duplicates = [r["need_id"] for r in store.recent_of(requester_key)
+                      if now - r["at"] <= _hours(taxonomy.config["duplicate_window_hours"])
+                      and (r["item"] or r["category"]) == (submission["item"] or submission["category"])
+                      and domain.similar(r["title"], submission["title"])]
+        submit_args = {"category": submission["category"], "item": submission["item"], "grade": grade,
+                       "due_minutes": taxonomy.due_minutes(grade),
+                       "public_title": domain.public_title(submission["title"], submission["requester"])}
+        timeline = [_entry(now, "submit", submit_args, None, domain.SUBMITTED, submission["entered_by"] or "requester",
+                           "received via " + submission["channel"])]
+        state = domain.initial_state(submit_args, now)
+        team, unit = taxonomy.routing(submission["category"], item)
+        auto = taxonomy.config["auto_triage"] and (team or unit) and not duplicates
+        if auto:
+            args = {"category": submission["category"], "item": submission["item"], "grade": grade,
+                    "due_minutes": taxonomy.due_minutes(grade), "team": team, "unit": unit}
+            state.update(domain.apply(state, "triage", args, now, now))
+            timeline.append(_entry(now, "triage", args, domain.SUBMITTED, domain.TRIAGED, SYSTEM,
+                                   "routed by the park's taxonomy"))
+        need = dict(state, _id=store.key(need_id), need_id=need_id, park_id=park_id, version=1,
+                    kind=submission["kind"], channel=submission["channel"], title=submission["title"],
+                    description=submission["description"], requester=submission["requester"],
+                    details=submission["details"], entered_by=submission["entered_by"], meeting=meeting,
+                    idempotency_key=idempotency_key or need_id, fingerprint=domain.fingerprint(submission),
+                    requester_key=requester_key, possible_duplicates=duplicates, submitted_at=now, updated_at=now,
+                    timeline=timeline)
+        envelopes = [self.events.new("need.submitted", park_id=park_id, subject=need_id, data=_submitted.dump({
+            "need_id": need_id, "kind": need["kind"], "category": need["category"], "item": need["item"],
+            "grade": grade, "channel": need["channel"], "requester_kind": need["requester"]["kind"],
+            "summary": domain.public_summary(need["title"]), "submitted_at": now, "due_at": need["due_at"],
+            "possible_duplicates": duplicates}))]
+        if auto:
+            envelopes.append(self._changed_event(need, "triage", domain.SUBMITTED, now, {}))
+        envelopes.append(self._wall_event(need))
+        with self.events.staged(envelopes) as outbox:
             need.update(outbox)
-            existing = NeedsStore(self.db, park_id).insert(need)
+            existing = store.insert(need)
         if existing is not None:
-            self.events.discard([event])
+            self.events.discard(envelopes)
             if existing["fingerprint"] != need["fingerprint"]:
                 raise Conflict("idempotency key {!r} was already used for another need".format(
                     need["idempotency_key"]), {"idempotency_key": ["reused with a different body"]})
-            return dict(_view.dump(existing), created=False)
-        self.events.publish([event])
+            return existing, False
+        self.events.publish(envelopes)
+        store.remember(requester_key, need)
         NEEDS_SUBMITTED.labels(park_id, need["category"], need["channel"]).inc()
-        self.log.info("need.submitted", need_id=need["_id"], category=need["category"])
-        return dict(_view.dump(need), created=True)
+        self.log.info("need.submitted", need_id=need_id, category=need["category"], auto_triaged=bool(auto),
+                      possible_duplicates=len(duplicates))
+        return need, True
 
     @rpc(expected_exceptions=EXPECTED)
     def get(self, park_id, need_id):
-        need = NeedsStore(self.db, park_id).get(need_id)
+        return _view.dump(self._need(NeedsStore(self.db, park_id), need_id))
+
+    def _need(self, store, need_id, internal=False):
+        need = store.get(need_id, internal=internal)
         if need is None:
-            raise NotFound("no need {} in park {}".format(need_id, park_id))
+            raise NotFound("no need {} in park {}".format(need_id, store.park_id), {"need_id": ["unknown"]})
+        return need
+
+    # the lifecycle ------------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def act(self, park_id, need_id, action, payload):
+        """One lifecycle command on a need: triage, assign, start, wait,
+        resume, escalate, release, resolve, evaluate, reopen, reject, cancel,
+        link_duplicate or review. An action the need's status does not allow
+        is a Conflict naming the actions it does allow."""
+        if action not in COMMAND_SCHEMAS:
+            raise BadInput("unknown action {}".format(action), {"action": [
+                "one of: " + ", ".join(COMMAND_SCHEMAS)]})
+        command = load_or_reject(COMMAND_SCHEMAS[action], payload, "the {} command".format(action))
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+        need = self._transition(store, taxonomy, need_id, action,
+                                lambda current: self._resolve_args(store, taxonomy, current, action, dict(command)),
+                                command["actor"], command.get("note"))
         return _view.dump(need)
+
+    def _resolve_args(self, store, taxonomy, need, action, command):
+        """The command's arguments with everything the configuration decides
+        filled in, so the timeline entry alone replays it."""
+        args = {k: v for k, v in command.items() if k not in ("actor", "note") and v is not None}
+        if action == "triage":
+            category = args.get("category") or need["category"]
+            item_code = args["item"] if "item" in args else (need["item"] if category == need["category"] else None)
+            item = taxonomy.item(category, item_code)
+            grade = args.get("grade") or (item or {}).get("default_grade") or need["grade"]
+            taxonomy.grade(grade)
+            team, unit = taxonomy.routing(category, item)
+            args.update(category=category, item=item_code, grade=grade, due_minutes=taxonomy.due_minutes(grade),
+                        team=args.get("team") or team, unit=args.get("unit") or unit)
+        elif action in ("reopen", "evaluate"):
+            args["due_minutes"] = taxonomy.due_minutes(need["grade"])
+        elif action == "resolve":
+            args["evaluation_days"] = taxonomy.config["evaluation_days"]
+        elif action == "link_duplicate":
+            if args["of"] == need["need_id"]:
+                raise BadInput("a need cannot duplicate itself", {"of": ["same need"]})
+            original = store.get(args["of"])
+            if original is None or original["status"] == domain.CANCELLED:
+                raise BadInput("need {} is not an open need of park {}".format(args["of"], store.park_id),
+                               {"of": ["unknown or cancelled"]})
+        elif action == "review":
+            args.pop("public_note", None)
+        return args
+
+    def _transition(self, store, taxonomy, need_id, action, build_args, actor, note, attempts=8):
+        """Apply ``action`` with optimistic concurrency: read, decide, write
+        conditional on the version read; on a lost race read again."""
+        for _ in range(attempts):
+            need = self._need(store, need_id, internal=True)
+            args = build_args(need)
+            at = utcnow()
+            try:
+                changes = domain.apply(need, action, args, at, need["submitted_at"])
+            except domain.IllegalTransition as exc:
+                raise Conflict(str(exc), {"status": [need["status"]], "allowed_actions": exc.allowed},
+                               code="illegal_transition")
+            entries = [_entry(at, action, args, need["status"], changes.get("status", need["status"]), actor, note)]
+            after = dict(need, **changes, version=need["version"] + 1, updated_at=at)
+            after["timeline"] = need["timeline"] + entries
+            envelopes = [self._changed_event(after, action, need["status"], at, args, event_type=t)
+                         for t in domain.events_for(action, changes)] + [self._wall_event(after)]
+            written = store.apply_change(need, changes, entries, self.events.outbox_update(envelopes))
+            if written is None:
+                self.events.discard(envelopes)
+                continue
+            self.events.publish(envelopes)
+            NEEDS_TRANSITIONS.labels(store.park_id, action).inc()
+            self.log.info("need.changed", need_id=need_id, action=action, status=written["status"])
+            return written
+        raise Conflict("need {} kept changing; try again".format(need_id), {"version": ["changed concurrently"]})
+
+    def _changed_event(self, need, action, from_status, at, args, event_type=None):
+        evaluation = need.get("evaluation") or {}
+        data = dict(need, action=action, from_status=from_status, at=at, summary=domain.public_summary(need["title"]),
+                    requester_member_id=need["requester"].get("member_id"), public_note=args.get("public_note"),
+                    rating=evaluation.get("rating") if action == "evaluate" else None,
+                    outcome=evaluation.get("outcome") if action in ("evaluate", "close_unevaluated") else None,
+                    redirect_to=(need.get("rejection") or {}).get("redirect_to"),
+                    level=args.get("level"), reviewer=args.get("by"), score=args.get("score"))
+        return self.events.new(event_type or domain.EVENT_FOR[action], park_id=need["park_id"],
+                               subject=need["need_id"], data=_changed.dump(data))
+
+    def _wall_event(self, need):
+        return self.events.new("wall.entry_changed", park_id=need["park_id"], subject=need["need_id"],
+                               data=_wall_event.dump(domain.wall_entry(need)))
+
+    # dispatch events move needs along -------------------------------------------------------
+    @subscribe("volunteers", "task.claimed")
+    def on_task_claimed(self, envelope):
+        self._from_task(envelope, "assign", lambda need, task: need["status"] == domain.ASSIGNED
+                        and need.get("task_id") == task["task_id"])
+
+    @subscribe("volunteers", "task.started")
+    def on_task_started(self, envelope):
+        self._from_task(envelope, "start", lambda need, task: need["status"] != domain.ASSIGNED
+                        or need.get("task_id") != task["task_id"])
+
+    @subscribe("volunteers", "task.completed")
+    def on_task_completed(self, envelope):
+        self._from_task(envelope, "resolve", lambda need, task: need["status"] not in (
+            domain.ASSIGNED, domain.IN_PROGRESS, domain.ESCALATED) or (
+            need.get("task_id") not in (None, task["task_id"])))
+
+    @subscribe("volunteers", "task.released")
+    def on_task_released(self, envelope):
+        self._from_task(envelope, "release", lambda need, task: need.get("task_id") != task["task_id"]
+                        or need["status"] not in (domain.ASSIGNED, domain.IN_PROGRESS))
+
+    def _from_task(self, envelope, action, already_or_moot):
+        """Apply a dispatch event; a redelivery, or an event about a task the
+        need has moved past, changes nothing (counted, not retried)."""
+        park_id = envelope["parkid"]
+        task = load_or_reject(_task_event, envelope["data"], "{} data".format(envelope["type"]))
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+
+        def build(need):
+            if already_or_moot(need, task):
+                raise _Skip()
+            args = {k: task[k] for k in ("responder_id", "member_id", "task_id") if task.get(k)}
+            if action == "resolve":
+                args["evaluation_days"] = taxonomy.config["evaluation_days"]
+            return args
+
+        try:
+            self._transition(store, taxonomy, task["need_id"], action, build, "dispatch", task.get("note"))
+        except (_Skip, NotFound):
+            NEEDS_SKIPPED_EVENTS.labels(park_id, envelope["type"]).inc()
+        except Conflict as exc:
+            if exc.code != "illegal_transition":
+                raise
+            NEEDS_SKIPPED_EVENTS.labels(park_id, envelope["type"]).inc()
+            self.log.warning("need.dispatch_event_skipped", need_id=task["need_id"], type=envelope["type"],
+                             reason=str(exc))
+
+    # time limits and supervision ---------------------------------------------------------------
+    @timer(interval=1)
+    def sweep_timer(self):
+        interval = settings.get_float("NEEDS_SWEEP_INTERVAL_S")
+        if time.monotonic() - self._last_sweep < interval:
+            return
+        self._last_sweep = time.monotonic()
+        for park_id in parks_with_config(self.db):
+            try:
+                self._sweep(park_id)
+            except Exception as exc:  # one park's trouble must not stop the others' sweep
+                self.log.error("needs.sweep_failed", park_id=park_id, error=str(exc))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def sweep(self, park_id):
+        """Run the time-limit sweep of one park now (the timer runs it every
+        NEEDS_SWEEP_INTERVAL_S for every park)."""
+        return self._sweep(park_id)
+
+    def _sweep(self, park_id):
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+        now = utcnow()
+        done = {"overdue": 0, "supervise": 0, "close_unevaluated": 0}
+        for need in store.due_for_sweep(now, domain.CLOCK_RUNNING, SWEEP_BATCH):
+            steps = [("close_unevaluated", None)] if domain.evaluation_lapsed(need, now) else \
+                domain.supervision_due(need, taxonomy.ladder, now)
+            for action, level in steps:
+                try:
+                    self._transition(store, taxonomy, need["need_id"], action,
+                                     lambda current, level=level, action=action: _sweep_args(
+                                         current, action, level, taxonomy, now), SYSTEM, None)
+                    done[action] += 1
+                except (_Skip, Conflict):
+                    pass  # another replica's sweep, or a desk, got there first
+        opened, overdue = store.open_counts(utcnow(), domain.OPEN, domain.CLOCK_RUNNING)
+        for category in taxonomy.categories:
+            NEEDS_OPEN.labels(park_id, category).set(opened.get(category, 0))
+            NEEDS_OVERDUE.labels(park_id, category).set(overdue.get(category, 0))
+        return done
+
+    # the echo wall -----------------------------------------------------------------------------
+    @subscribe("needs", "wall.entry_changed")
+    def on_wall_entry_changed(self, envelope):
+        """Project the public line; versions make any order of delivery end
+        in the newest line."""
+        entry = _wall_event.load(envelope["data"])
+        store = NeedsStore(self.db, envelope["parkid"])
+        if store.project_wall(entry):
+            store.merge_wall_head(entry)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def wall(self, park_id, status=None, category=None, before=None, limit=20):
+        """The public echo wall of a park, newest change first. The first
+        page without filters is read from the park's head document."""
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+        if status is not None and status not in domain.STATUSES:
+            raise BadInput("unknown status {}".format(status), {"status": ["one of: " + ", ".join(domain.STATUSES)]})
+        if category is not None:
+            taxonomy.category(category)
+        if not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise BadInput("limit is 1-100", {"limit": [str(limit)]})
+        if before is not None:
+            before = _parse_time(before, "before")
+        head = store.wall_head() if status is None and category is None and before is None else None
+        if head is not None and (len(head["lines"]) >= limit or head["complete"]):
+            lines = head["lines"][:limit]
+        else:
+            lines = store.wall_page(status, category, before, limit)
+        now = utcnow()
+        return {"park_id": park_id, "entries": [domain.wall_view(line, now, taxonomy.config) for line in lines],
+                "next_before": lines[-1]["updated_at"].isoformat() if len(lines) == limit else None}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def wall_entry(self, park_id, need_id):
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+        line = store.wall_line(need_id)
+        if line is None or not line["public"]:
+            raise NotFound("no public need {} on the wall of {}".format(need_id, park_id), {"need_id": ["unknown"]})
+        return domain.wall_view(line, utcnow(), taxonomy.config)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def follow(self, park_id, need_id, payload, following=True):
+        """A worker follows (or stops following) a public need to get its updates."""
+        data = load_or_reject(_follow, payload, "the follower")
+        store = NeedsStore(self.db, park_id)
+        need = self._need(store, need_id)
+        if not need["public"]:
+            raise NotFound("no public need {} on the wall of {}".format(need_id, park_id), {"need_id": ["unknown"]})
+        envelope = self.events.new("need.followed", park_id=park_id, subject=need_id, data=_followed.dump(
+            {"need_id": need_id, "follower_id": data["follower_id"], "following": following}))
+        changed = store.set_following(need_id, data["follower_id"], following, self.events.outbox_update([envelope]))
+        if changed:
+            self.events.publish([envelope])
+        else:
+            self.events.discard([envelope])
+        return {"need_id": need_id, "follower_id": data["follower_id"], "following": following, "changed": changed}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def followers(self, park_id, need_id):
+        return NeedsStore(self.db, park_id).followers_of(need_id)
+
+    # the three lists ----------------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def put_resource(self, park_id, code, payload):
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+        resource = load_or_reject(_resource, payload, "the resource")
+        _check_items(taxonomy, resource["items"])
+        return _listing(store.put_listing("resources", _code(code), resource))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def put_project(self, park_id, code, payload):
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+        project = load_or_reject(_project, payload, "the service project")
+        _check_items(taxonomy, project["items"])
+        known = {r["code"] for r in store.listings("resources")}
+        missing = [r for r in project["resources"] if r not in known]
+        if missing:
+            raise BadInput("unknown resources: " + ", ".join(missing), {"resources": [
+                "unknown; this park's resources are: " + (", ".join(sorted(known)) or "none yet")]})
+        return _listing(store.put_listing("projects", _code(code), project))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def lists(self, park_id):
+        """The three lists of a park: needs by item, resources, service projects."""
+        store = NeedsStore(self.db, park_id)
+        taxonomy = self._taxonomy(store)
+        return domain.three_lists(taxonomy.config, store.needs_by_item(),
+                                  [_listing(r) for r in store.listings("resources")],
+                                  [_listing(p) for p in store.listings("projects")])
+
+    # statistics -------------------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def statistics(self, park_id):
+        store = NeedsStore(self.db, park_id)
+        self._taxonomy(store)
+        return dict(domain.statistics(store.statistics_rows(), utcnow()), park_id=park_id)
+
+
+class _Skip(Exception):
+    """Nothing to do for this event or sweep step."""
+
+
+def _same_config(current, config):
+    ignored = ("_id", "park_id", "saved_at", "version")
+    return {k: v for k, v in current.items() if k not in ignored} == {k: v for k, v in config.items() if k not in ignored}
+
+
+def _sweep_args(need, action, level, taxonomy, now):
+    # the sweep decided on a stale read: decide again on the need as it is now
+    if action == "close_unevaluated":
+        if not domain.evaluation_lapsed(need, now):
+            raise _Skip()
+        return {}
+    steps = domain.supervision_due(need, taxonomy.ladder, now)
+    if (action, level) not in steps:
+        raise _Skip()
+    return {"level": level}
+
+
+def _entry(at, action, args, from_status, status, actor, note):
+    return {"at": at, "action": action, "args": args, "from": from_status, "status": status, "actor": actor,
+            "note": note, "public_note": args.get("public_note")}
+
+
+def _hours(hours):
+    return timedelta(hours=hours)
+
+
+def _check_items(taxonomy, items):
+    missing = [i for i in items if i not in taxonomy.items]
+    if missing:
+        raise BadInput("unknown items: " + ", ".join(missing), {"items": [
+            "unknown; this park's items are: " + ", ".join(sorted(taxonomy.items))]})
+
+
+def _code(code):
+    if not isinstance(code, str) or not code or len(code) > 64 or not all(c.isalnum() or c in "_-" for c in code):
+        raise BadInput("a code is 1-64 letters, digits, _ or -", {"code": [str(code)[:80]]})
+    return code
+
+
+def _listing(doc):
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in doc.items()
+            if k not in ("_id", "park_id")}
+
+
+def _parse_time(value, name):
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput("{} must be an ISO 8601 time".format(name), {name: ["not a time: {!r}".format(value)]})
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -1,5 +1,14 @@
-"""The needs service's only door to MongoDB."""
-from pymongo import ASCENDING, IndexModel
+"""The needs service's only door to MongoDB.
+
+Documents are keyed ``<park>/<id>`` so that a lookup by id is a filter on
+``_id`` alone (see lamplight.storage). A lifecycle change is one
+single-document update conditional on the need's ``version``: two desks (or a
+desk and a dispatch event) changing the same need cannot both win, and the
+change, its timeline entry and its events land together or not at all.
+"""
+from datetime import datetime, timezone
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from lamplight.storage import DuplicateKeyError
 
@@ -9,14 +18,68 @@ INDEXES = {
                    name="park_idempotency_key"),
         IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("due_at", ASCENDING)],
                    name="park_status_due"),
+        IndexModel([("park_id", ASCENDING), ("item", ASCENDING), ("status", ASCENDING)], name="park_item_status"),
+    ],
+    "wall": [
+        IndexModel([("park_id", ASCENDING), ("public", ASCENDING), ("updated_at", DESCENDING)],
+                   name="park_public_updated"),
+    ],
+    "followers": [
+        IndexModel([("park_id", ASCENDING), ("need_id", ASCENDING)], name="park_need"),
     ],
 }
+# how many of the newest wall lines the head document of a park keeps: the
+# first page of the public wall is read from it alone
+WALL_HEAD_SIZE = 60
+# how many recent needs per requester are kept for duplicate detection
+RECENT_PER_REQUESTER = 20
+
+
+def utcnow():
+    """Now, to the millisecond: what MongoDB stores, so that a timeline
+    replayed from the database computes exactly what was computed before it
+    was written."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class NeedsStore:
     def __init__(self, store, park_id):
-        self.needs = store.park(park_id)["needs"]
+        self.park_id = park_id
+        scope = store.park(park_id)
+        self.needs = scope["needs"]
+        self.configs = scope["configs"]
+        self.config_versions = scope["config_versions"]
+        self.wall = scope["wall"]
+        self.wall_heads = scope["wall_heads"]
+        self.followers = scope["followers"]
+        self.requesters = scope["requesters"]
+        self.resources = scope["resources"]
+        self.projects = scope["projects"]
 
+    def key(self, local_id):
+        return "{}/{}".format(self.park_id, local_id)
+
+    # configuration ------------------------------------------------------------------
+    def config(self):
+        return self.configs.find_one({"_id": self.key("config")})
+
+    def replace_config(self, config, expected_version):
+        """Install version ``expected_version + 1``; None when another version
+        got there first."""
+        doc = dict(config, _id=self.key("config"), saved_at=utcnow())
+        self.config_versions.insert_once(dict(doc, _id=self.key("config/v{}".format(config["version"]))))
+        if expected_version == 0:
+            try:
+                self.configs.insert_one(doc)
+                return doc
+            except DuplicateKeyError:
+                return None
+        done = self.configs.find_one_and_update(
+            {"_id": doc["_id"], "version": expected_version}, {"$set": doc}, return_document=ReturnDocument.AFTER)
+        return done
+
+    # needs --------------------------------------------------------------------------
     def insert(self, need):
         """Insert a new need; returns None, or the need already stored under
         the same idempotency key."""
@@ -29,5 +92,150 @@ class NeedsStore:
                 existing = self.needs.find_one({"_id": need["_id"]})
             return existing
 
-    def get(self, need_id):
-        return self.needs.find_one({"_id": need_id}, {"_outbox": 0})
+    def get(self, need_id, internal=False):
+        projection = None if internal else {"_outbox": 0, "_outbox_at": 0, "_outbox_by": 0}
+        return self.needs.find_one({"_id": self.key(need_id)}, projection)
+
+    def apply_change(self, need, changes, entries, outbox_update):
+        """Write one change of ``need`` (as read at its version): the new
+        fields, its timeline entries and its events, in one update. Returns
+        the need after it, or None when another change got there first."""
+        update = {
+            "$set": dict(changes, version=need["version"] + 1, updated_at=entries[-1]["at"],
+                         **outbox_update["$set"]),
+            "$push": {"timeline": {"$each": entries}, **outbox_update["$push"]},
+        }
+        return self.needs.find_one_and_update({"_id": need["_id"], "version": need["version"]}, update,
+                                              return_document=ReturnDocument.AFTER)
+
+    def due_for_sweep(self, now, running, limit):
+        """Needs whose time limit has passed while their clock runs, and
+        resolved needs whose evaluation window has closed."""
+        late = list(self.needs.find({"status": {"$in": list(running)}, "due_at": {"$lte": now}},
+                                    {"timeline": 0, "_outbox": 0}).limit(limit))
+        lapsed = list(self.needs.find({"status": "resolved", "evaluation_due": {"$lte": now}},
+                                      {"timeline": 0, "_outbox": 0}).limit(limit))
+        return late + lapsed
+
+    def open_counts(self, now, open_statuses, running):
+        """(category -> open count, category -> overdue count)."""
+        opened, overdue = {}, {}
+        for doc in self.needs.find({"status": {"$in": list(open_statuses)}}, {"category": 1, "status": 1, "due_at": 1}):
+            opened[doc["category"]] = opened.get(doc["category"], 0) + 1
+            if doc["status"] in running and doc["due_at"] <= now:
+                overdue[doc["category"]] = overdue.get(doc["category"], 0) + 1
+        return opened, overdue
+
+    def statistics_rows(self):
+        return self.needs.find({}, {"status": 1, "category": 1, "grade": 1, "item": 1, "submitted_at": 1,
+                                    "resolved_at": 1, "paused_seconds": 1, "overdue_count": 1, "evaluation": 1})
+
+    # duplicates -----------------------------------------------------------------------
+    def recent_of(self, requester_key):
+        doc = self.requesters.find_one({"_id": self.key("requester/" + requester_key)})
+        return doc["recent"] if doc else []
+
+    def remember(self, requester_key, need):
+        self.requesters.update_one(
+            {"_id": self.key("requester/" + requester_key)},
+            {"$push": {"recent": {"$each": [{"need_id": need["need_id"], "item": need["item"],
+                                             "category": need["category"], "title": need["title"],
+                                             "at": need["submitted_at"]}],
+                                  "$slice": -RECENT_PER_REQUESTER}}},
+            upsert=True)
+
+    # the echo wall --------------------------------------------------------------------
+    def project_wall(self, entry):
+        """Upsert one public line unless a newer version is there already.
+        Returns True when it was written."""
+        _id = self.key(entry["need_id"])
+        done = self.wall.update_one({"_id": _id, "version": {"$lt": entry["version"]}}, {"$set": entry})
+        if done.matched_count:
+            return True
+        try:
+            self.wall.insert_one(dict(entry, _id=_id))
+            return True
+        except DuplicateKeyError:
+            return False  # the line exists at this version or a newer one
+
+    def merge_wall_head(self, entry, attempts=50):
+        """Keep the park's newest lines in one small document (compare and
+        set on its version: concurrent projections retry)."""
+        _id = self.key("wall-head")
+        for _ in range(attempts):
+            head = self.wall_heads.find_one({"_id": _id})
+            if head is None:
+                lines = [entry] if entry["public"] else []
+                try:
+                    self.wall_heads.insert_one({"_id": _id, "version": 1, "lines": lines, "complete": True})
+                    return
+                except DuplicateKeyError:
+                    continue
+            lines = [line for line in head["lines"] if line["need_id"] != entry["need_id"]]
+            current = next((line for line in head["lines"] if line["need_id"] == entry["need_id"]), None)
+            if current is not None and current["version"] >= entry["version"]:
+                return
+            if entry["public"]:
+                lines.append(entry)
+            lines.sort(key=lambda line: (line["updated_at"], line["need_id"]), reverse=True)
+            # complete: the head holds every public line of the park (nothing was ever cut off its end)
+            complete = head.get("complete", True) and len(lines) <= WALL_HEAD_SIZE
+            done = self.wall_heads.update_one({"_id": _id, "version": head["version"]}, {"$set": {
+                "lines": lines[:WALL_HEAD_SIZE], "version": head["version"] + 1, "complete": complete}})
+            if done.modified_count:
+                return
+        raise RuntimeError("wall head of {} kept changing".format(self.park_id))
+
+    def wall_head(self):
+        head = self.wall_heads.find_one({"_id": self.key("wall-head")})
+        return head or {"lines": [], "complete": True}
+
+    def wall_page(self, status=None, category=None, before=None, limit=20):
+        query = {"public": True}
+        if status:
+            query["status"] = status
+        if category:
+            query["category"] = category
+        if before is not None:
+            query["updated_at"] = {"$lt": before}
+        return list(self.wall.find(query, {"_id": 0, "park_id": 0}).sort(
+            [("updated_at", DESCENDING), ("need_id", DESCENDING)]).limit(limit))
+
+    def wall_line(self, need_id):
+        return self.wall.find_one({"_id": self.key(need_id)}, {"_id": 0, "park_id": 0})
+
+    # followers ---------------------------------------------------------------------------
+    def set_following(self, need_id, follower_id, following, outbox_update):
+        """Follow or stop following, with the event in the same write; False
+        when it already was so."""
+        _id = self.key("{}/{}".format(need_id, follower_id))
+        current = self.followers.find_one({"_id": _id}, {"following": 1})
+        if (current or {}).get("following", False) == following:
+            return False
+        update = dict(outbox_update, **{"$set": dict(outbox_update["$set"], need_id=need_id, follower_id=follower_id,
+                                                      following=following, changed_at=utcnow())})
+        self.followers.update_one({"_id": _id}, update, upsert=True)
+        return True
+
+    def followers_of(self, need_id, limit=1000):
+        return [d["follower_id"] for d in self.followers.find({"need_id": need_id, "following": True}).limit(limit)]
+
+    # the three lists ---------------------------------------------------------------------
+    def needs_by_item(self):
+        rows = self.needs.aggregate([
+            {"$group": {"_id": {"category": "$category", "item": "$item", "status": "$status"}, "n": {"$sum": 1}}}])
+        return list(rows)
+
+    def put_listing(self, collection, code, doc):
+        collection = getattr(self, collection)
+        doc = dict(doc, _id=self.key(code), code=code, updated_at=utcnow())
+        collection.update_one({"_id": doc["_id"]}, {"$set": doc}, upsert=True)
+        return doc
+
+    def listings(self, collection):
+        return list(getattr(self, collection).find({}, {"_id": 0, "park_id": 0}).sort("code", ASCENDING))
+
+
+def parks_with_config(store):
+    """Every park that has a needs configuration (the sweep visits each)."""
+    return sorted(store.unscoped("configs", "the sweep visits every configured park").distinct("park_id"))

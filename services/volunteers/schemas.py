@@ -37,9 +37,10 @@ class ResponderViewSchema(Schema):
     active = fields.Boolean()
 
 
-class NeedSubmittedSchema(Schema):
-    """What dispatch reads of need.submitted v1 (a tolerant reader: unknown
-    fields are ignored, so the publisher may add fields)."""
+class NeedRoutedSchema(Schema):
+    """What dispatch reads of need.triaged and need.reopened v1 (a tolerant
+    reader: unknown fields are ignored, so the publisher may add fields).
+    ``routing`` counts the times the need was routed: one offer round each."""
 
     class Meta:
         unknown = EXCLUDE
@@ -49,6 +50,8 @@ class NeedSubmittedSchema(Schema):
     grade = fields.String(required=True)
     summary = fields.String(required=True)
     due_at = fields.String(required=True)
+    team = fields.String(load_default=None, allow_none=True)
+    routing = fields.Integer(load_default=1)
 
 
 class TaskOfferedSchema(Schema):

@@ -12,13 +12,13 @@ from lamplight.publishing import EventOutbox
 from lamplight.storage import Mongo
 from services.volunteers import domain
 from services.volunteers.schemas import (
-    NeedSubmittedSchema, ResponderRegistrationSchema, ResponderViewSchema, TaskOfferedSchema,
+    NeedRoutedSchema, ResponderRegistrationSchema, ResponderViewSchema, TaskOfferedSchema,
 )
 from services.volunteers.store import INDEXES, VolunteersStore
 
 _registration = ResponderRegistrationSchema()
 _responder_view = ResponderViewSchema()
-_need_submitted = NeedSubmittedSchema()
+_need_routed = NeedRoutedSchema()
 _task_offered = TaskOfferedSchema()
 EXPECTED = (BadInput, NotFound)
 
@@ -47,17 +47,20 @@ class VolunteersService:
             raise NotFound("no responder {} in park {}".format(responder_id, park_id))
         return _responder_view.dump(responder)
 
-    @subscribe("needs", "need.submitted")
-    def on_need_submitted(self, envelope):
+    @subscribe("needs", "need.triaged")
+    @subscribe("needs", "need.reopened")
+    def on_need_routed(self, envelope):
+        """A need routed to a team (triaged, re-triaged or reopened) gets an
+        offer round of its own."""
         park_id = envelope["parkid"]
-        need = dict(load_or_reject(_need_submitted, envelope["data"], "need.submitted data"), park_id=park_id)
+        need = dict(load_or_reject(_need_routed, envelope["data"], envelope["type"] + " data"), park_id=park_id)
         store = VolunteersStore(self.db, park_id)
         responder = domain.choose(store.roster(), need["need_id"], need["category"])
         if responder is None:
             NEEDS_UNMATCHED.labels(park_id, need["category"]).inc()
             self.log.warning("dispatch.no_responder", need_id=need["need_id"], category=need["category"])
             return
-        offer = domain.new_offer(need, responder, datetime.now(timezone.utc))
+        offer = domain.new_offer(need, responder, datetime.now(timezone.utc), need["routing"])
         event = self.events.new("task.offered", park_id=park_id, subject=offer["_id"], data=_task_offered.dump(
             dict(offer, task_id=offer["_id"])))
         with self.events.staged([event]) as outbox:

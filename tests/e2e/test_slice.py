@@ -15,7 +15,7 @@ def test_a_need_posted_to_the_gateway_reaches_the_volunteers_inbox(api):
     created = api.post("/needs", NEED, headers={"Idempotency-Key": "desk-0001"})
     assert created.status_code == 201, created.text
     need = created.json()
-    assert need["status"] == "submitted" and need["grade"] == "routine"
+    assert need["status"] == "triaged" and need["grade"] == "routine" and need["team"] == "orange"
     assert created.headers["Location"].endswith("/needs/" + need["id"])
     assert api.get("/needs/" + need["id"]).json()["id"] == need["id"]
 
@@ -80,7 +80,7 @@ def test_every_service_serves_probes_and_red_and_event_metrics(stack, api):
     assert sample("needs", "lamplight_entrypoint_calls_total", entrypoint="submit", outcome="ok") >= 1
     assert sample("needs", "lamplight_entrypoint_duration_seconds_count", entrypoint="submit") >= 1
     assert sample("needs", "lamplight_events_published_total", type="need.submitted", park="quanlinan") >= 1
-    assert sample("volunteers", "lamplight_events_consumed_total", type="need.submitted") >= 1
+    assert sample("volunteers", "lamplight_events_consumed_total", type="need.triaged") >= 1
     assert sample("volunteers", "lamplight_events_published_total", type="task.offered") >= 1
     assert sample("notify", "lamplight_events_consumed_total", type="task.offered") >= 1
     assert sample("notify", "lamplight_notices_total", channel="inapp", outcome="delivered") >= 1

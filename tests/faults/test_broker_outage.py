@@ -11,9 +11,11 @@ from lamplight.metrics import EVENTS_PUBLISH_FAILED
 from services.needs.service import NeedsService
 from services.volunteers.service import VolunteersService
 from tests.conftest import wait_for
+from tests.parks import needs_config
 
 DEV = str(Path(__file__).resolve().parents[2] / "dev")
-NEED = {"kind": "urgent_matter", "category": "care", "channel": "hotline", "title": "工地塔吊有安全隐患",
+NEED = {"kind": "urgent_matter", "category": "care", "item": "safety_hazard", "channel": "hotline",
+        "title": "工地塔吊有安全隐患", "details": {"location": "三号工地", "hazard": "structural"},
         "requester": {"kind": "worker", "name": "赵师傅"}}
 
 
@@ -39,6 +41,8 @@ def test_a_need_accepted_during_a_broker_outage_is_published_when_it_returns(
     needs.start()
     with entrypoint_hook(volunteers, "register_responder") as register:
         responder = register("xuwei", {"kind": "volunteer", "name": "钱工", "categories": ["care"]})
+    with entrypoint_hook(needs, "set_config") as set_config:
+        set_config("xuwei", needs_config())
 
     failed_before = EVENTS_PUBLISH_FAILED.labels("needs", "need.submitted")._value.get()
     broker_outage()
@@ -46,8 +50,8 @@ def test_a_need_accepted_during_a_broker_outage_is_published_when_it_returns(
         need = submit("xuwei", NEED)  # the write needs only the database
     assert need["created"] is True
     assert EVENTS_PUBLISH_FAILED.labels("needs", "need.submitted")._value.get() == failed_before + 1
-    stored = db("needs").needs.find_one({"_id": need["id"]})
-    assert [e["type"] for e in stored["_outbox"]] == ["need.submitted"]
+    stored = db("needs").needs.find_one({"need_id": need["id"]})
+    assert [e["type"] for e in stored["_outbox"]] == ["need.submitted", "need.triaged", "wall.entry_changed"]
 
     rabbitctl("start_app")
     rabbitctl("await_startup", "--timeout", "60")

@@ -17,17 +17,28 @@ from services.needs.service import NeedsService
 from services.notify.service import NotifyService
 from services.volunteers.service import VolunteersService
 from tests.conftest import wait_for
+from tests.parks import needs_config
 
 PARK = "quanlinan"
-NEED = {"kind": "micro_wish", "category": "daily_life", "channel": "wish_wall",
-        "title": "篮球场的灯坏了", "requester": {"kind": "worker", "name": "李四", "phone": "13900001111"}}
+NEED = {"kind": "micro_wish", "category": "daily_life", "item": "facilities_repair", "channel": "wish_wall",
+        "title": "篮球场的灯坏了", "details": {"location": "篮球场"}, "requester": {"kind": "worker", "name": "李四", "phone": "13900001111"}}
 
 
 def need_submitted(need_id="need_01test", category="daily_life"):
     return new_event("need.submitted", source="needs", park_id=PARK, subject=need_id, data={
         "need_id": need_id, "kind": "micro_wish", "category": category, "item": None, "grade": "routine",
         "channel": "wish_wall", "requester_kind": "worker", "summary": "路灯",
-        "submitted_at": "2026-11-21T08:00:00+00:00", "due_at": "2026-11-28T08:00:00+00:00"})
+        "submitted_at": "2026-11-21T08:00:00+00:00", "due_at": "2026-11-28T08:00:00+00:00",
+        "possible_duplicates": []})
+
+
+def need_triaged(need_id="need_01test", category="daily_life"):
+    """need.triaged as the needs service publishes it: what dispatch acts on."""
+    return new_event("need.triaged", source="needs", park_id=PARK, subject=need_id, data={
+        "need_id": need_id, "version": 1, "action": "triage", "from_status": "submitted", "status": "triaged",
+        "kind": "micro_wish", "category": category, "item": None, "grade": "routine", "team": "orange",
+        "unit": None, "routing": 1, "summary": "路灯", "due_at": "2026-11-28T08:00:00+00:00",
+        "at": "2026-11-21T08:00:00+00:00"})
 
 
 @pytest.fixture
@@ -36,6 +47,8 @@ def slice_services(container_factory, service_config):
     for cls in (NotifyService, VolunteersService, NeedsService):
         containers[cls.name] = container_factory(cls)
         containers[cls.name].start()
+    with entrypoint_hook(containers["needs"], "set_config") as set_config:
+        set_config(PARK, needs_config())
     return containers
 
 
@@ -49,7 +62,7 @@ def test_a_need_becomes_a_task_offer_and_an_inbox_notice(slice_services, db):
     responder = register(slice_services["volunteers"])
     with entrypoint_hook(slice_services["needs"], "submit") as submit:
         need = submit(PARK, NEED)
-    assert need["created"] is True and need["status"] == "submitted"
+    assert need["created"] is True and need["status"] == "triaged" and need["team"] == "orange"
     notice = wait_for(lambda: db("notify").notices.find_one({"recipient_id": responder["id"]}),
                       what="the in-app notice")
     assert notice["park_id"] == PARK and "篮球场的灯坏了" in notice["body"]
@@ -61,12 +74,12 @@ def test_a_need_becomes_a_task_offer_and_an_inbox_notice(slice_services, db):
 
 def test_the_same_event_delivered_twice_has_one_effect(slice_services, broker, db):
     responder = register(slice_services["volunteers"])
-    event = need_submitted()
-    broker.publish("needs.events", "need.submitted", event)
-    broker.publish("needs.events", "need.submitted", event)
+    event = need_triaged()
+    broker.publish("needs.events", "need.triaged", event)
+    broker.publish("needs.events", "need.triaged", event)
     wait_for(lambda: db("notify").notices.count_documents({}) >= 1, what="a notice")
     # both deliveries were consumed (the queue is empty), yet one task and one notice
-    wait_for(lambda: broker.depth("volunteers--need.submitted") == 0, what="both deliveries consumed")
+    wait_for(lambda: broker.depth("volunteers--need.triaged") == 0, what="both deliveries consumed")
     offer = db("volunteers").tasks.find_one({"need_id": "need_01test"})
     task_offered = offer["_outbox"][0]
     broker.publish("volunteers.events", "task.offered", task_offered)  # and task.offered twice too
@@ -153,7 +166,7 @@ def test_the_relay_takes_over_a_writer_whose_heartbeat_stopped(slice_services, d
     responder = register(slice_services["volunteers"])
     outbox = next(d for d in slice_services["needs"].dependencies if isinstance(d, EventOutbox))
     wait_for(lambda: outbox.relay_passes >= 1, what="the relay's pass at start")
-    event = need_submitted("need_crashed")
+    event = need_triaged("need_crashed")
     # what a crash between the write and the publish leaves: the need with its
     # event in the outbox, and the dead writer's last checkpoint before it
     written_at = datetime.now(timezone.utc) - timedelta(seconds=30)
@@ -177,7 +190,7 @@ def test_the_relay_takes_over_a_writer_whose_heartbeat_stopped(slice_services, d
 def test_a_live_writer_retries_what_the_broker_did_not_confirm(slice_services, db):
     responder = register(slice_services["volunteers"])
     outbox = next(d for d in slice_services["needs"].dependencies if isinstance(d, EventOutbox))
-    event = need_submitted("need_unconfirmed")
+    event = need_triaged("need_unconfirmed")
     staged_at = outbox.stage([event])
     outbox.pipeline.close()
     failing = outbox.pipeline.publish

@@ -8,23 +8,6 @@ from services.points import domain as points
 from services.volunteers import domain as volunteers
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
-SUBMISSION = {"kind": "urgent_matter", "category": "care", "channel": "hotline", "title": "欠薪",
-              "requester": {"kind": "worker", "name": "李四"}}
-
-
-def test_need_due_time_follows_its_grade():
-    need = needs.open_need("need_1", "xuwei", dict(SUBMISSION), NOW)
-    assert need["grade"] == "urgent"
-    assert need["due_at"] == NOW + timedelta(hours=24)
-    assert need["status"] == "submitted"
-    assert need["idempotency_key"] == "need_1"
-
-
-def test_requested_grade_overrides_the_kinds_default():
-    need = needs.open_need("need_1", "xuwei", dict(SUBMISSION, grade="routine"), NOW)
-    assert need["due_at"] == NOW + timedelta(days=7)
-
-
 def test_fingerprint_tells_bodies_apart_and_ignores_key_order():
     a = needs.fingerprint({"x": 1, "y": [1, 2]})
     assert a == needs.fingerprint({"y": [1, 2], "x": 1})
