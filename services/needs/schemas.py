@@ -57,7 +57,7 @@ class CategorySchema(Schema):
 class GradeSchema(Schema):
     code = fields.String(required=True, validate=CODE)
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    due_minutes = fields.Float(required=True, validate=validate.Range(min=0.01, max=60 * 24 * 366))
+    due_minutes = fields.Float(required=True, validate=validate.Range(min=0, max=60 * 24 * 366, min_inclusive=False))
 
 
 class RungSchema(Schema):
@@ -77,7 +77,7 @@ class NeedsConfigSchema(Schema):
                               values=fields.String(validate=CODE), load_default=dict)
     auto_triage = fields.Boolean(load_default=True)
     duplicate_window_hours = fields.Float(load_default=168, validate=validate.Range(min=0, max=24 * 366))
-    evaluation_days = fields.Float(load_default=7, validate=validate.Range(min=0.0001, max=366))
+    evaluation_days = fields.Float(load_default=7, validate=validate.Range(min=0, max=366, min_inclusive=False))
     escalation = fields.List(fields.Nested(RungSchema), load_default=lambda: [
         {"level": "supervisor", "after_minutes": 0}, {"level": "park_admin", "after_minutes": 1440}],
         validate=validate.Length(min=1, max=10))

@@ -112,11 +112,11 @@ class NeedsService:
         store = NeedsStore(self.db, park_id)
         current = store.config()
         current_version = current["version"] if current else 0
-        if current and _same_config(current, config):  # sending the same configuration again changes nothing
-            return {"park_id": park_id, "version": current_version, "unchanged": True}
         if config["version"] != current_version + 1:
             raise Conflict("park {} is at configuration version {}; send version {}".format(
                 park_id, current_version, current_version + 1), {"version": ["expected {}".format(current_version + 1)]})
+        if current and _same_config(current, config):  # the same configuration again changes nothing
+            return {"park_id": park_id, "version": current_version, "unchanged": True}
         saved = store.replace_config(config, current_version)
         if saved is None:
             raise Conflict("another change of the configuration of {} came first".format(park_id),
