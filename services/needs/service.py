@@ -99,8 +99,8 @@ class NeedsService:
     db = Mongo(indexes=INDEXES, group_commit=("needs",))
     events = EventOutbox(collections=("needs", "followers"))
 
-    def __init__(self):
-        self._last_sweep = 0.0
+    # one sweep per interval per worker class, the first one interval after start
+    _last_sweep = time.monotonic()
 
     # configuration ------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
@@ -396,9 +396,9 @@ class NeedsService:
     @timer(interval=1)
     def sweep_timer(self):
         interval = settings.get_float("NEEDS_SWEEP_INTERVAL_S")
-        if time.monotonic() - self._last_sweep < interval:
+        if time.monotonic() - NeedsService._last_sweep < interval:
             return
-        self._last_sweep = time.monotonic()
+        NeedsService._last_sweep = time.monotonic()
         for park_id in parks_with_config(self.db):
             try:
                 self._sweep(park_id)
