@@ -155,6 +155,46 @@ def volunteers():
             n += 1
 
 
+def act(http, base, need_id, action, body):
+    """One desk action, skipped when the need is already past it (a re-run)."""
+    need = http.get(base + "/needs/" + need_id, timeout=30).json()
+    if action not in need["allowed_actions"]:
+        return need
+    answer = http.post("{}/needs/{}/{}".format(base, need_id, action), json=body, timeout=30)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def desk(http, base, offers):
+    """A day at the desk: the court light fixed and rated, the wage arrears
+    handed to the labour inspectorate; then the echo wall as the public sees it."""
+    if "qln-2026-003" in offers:
+        need_id, volunteer = offers["qln-2026-003"]
+        act(http, base, need_id, "assign", {"actor": "desk-01", "responder_id": volunteer["id"],
+                                            "member_id": volunteer.get("member_id"),
+                                            "public_note": "志愿者已认领"})
+        act(http, base, need_id, "start", {"actor": "desk-01"})
+        act(http, base, need_id, "resolve", {"actor": "desk-01", "public_note": "已更换灯管，夜班下班后可以打球了"})
+        act(http, base, need_id, "evaluate", {"rating": 5, "outcome": "fixed", "comment": "谢谢"})
+    if "qln-2026-004" in offers:
+        need_id, _ = offers["qln-2026-004"]
+        act(http, base, need_id, "assign", {"actor": "desk-01", "unit": "区人社局劳动监察大队",
+                                            "public_note": "已移交劳动监察大队，限24小时内处理"})
+    deadline = time.monotonic() + 10
+    while True:
+        wall = http.get(base + "/wall", timeout=30).json()["entries"]
+        if len(wall) >= len(offers) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    print("echo wall ({} lines, no names or phone numbers):".format(len(wall)))
+    for line in wall:
+        stars = "★" * line["rating"] if line["rating"] else ""
+        print("  [{}] {} — {} {}".format(line["status_label"], line["title"][:24], line["notes"][-1]["note"], stars))
+    lists = http.get(base + "/lists", timeout=30).json()["counts"]
+    print("three lists: {items} items in {categories} categories, {resources} resources, {projects} service projects"
+          .format(**lists))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lamplight.demo")
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
@@ -170,6 +210,7 @@ def main(argv=None):
         registered[r.json()["id"]] = r.json()
     print("demo park {}: {} volunteers in {} colour teams".format(PARK, len(registered), len(TEAMS)))
 
+    offers = {}
     for key, need in NEEDS:
         r = http.post(base + "/needs", json=need, headers={"Idempotency-Key": key}, timeout=30)
         r.raise_for_status()
@@ -190,6 +231,8 @@ def main(argv=None):
         print("  {} {} [{}] -> {}".format(need_id, need["title"][:18], CATEGORIES[need["category"]], who))
         if offered:
             last = (need_id, offered["id"])
+            offers[key] = (need_id, offered)
+    desk(http, base, offers)
     load_points(http, base)
     if NEEDS and offered:
         need_id, rid = last

@@ -307,6 +307,18 @@ class TimelineEntrySchema(Schema):
     public_note = fields.String(allow_none=True)
 
 
+class EvaluationViewSchema(Schema):
+    rating = fields.Integer(allow_none=True)
+    outcome = fields.String()
+    at = fields.DateTime()
+
+
+class ReviewViewSchema(Schema):
+    score = fields.Integer()
+    note = fields.String()
+    at = fields.DateTime()
+
+
 class NeedViewSchema(Schema):
     """What the desk sees (the echo wall has its own view)."""
 
@@ -340,13 +352,13 @@ class NeedViewSchema(Schema):
     resolved_at = fields.DateTime(allow_none=True)
     closed_at = fields.DateTime(allow_none=True)
     evaluation_due = fields.DateTime(allow_none=True)
-    evaluation = fields.Dict(allow_none=True)
+    evaluation = fields.Nested(EvaluationViewSchema, allow_none=True)
     rejection = fields.Dict(allow_none=True)
     cancel_reason = fields.String(allow_none=True)
     duplicate_of = fields.String(allow_none=True)
     possible_duplicates = fields.List(fields.String())
     reopen_count = fields.Integer()
-    reviews = fields.Dict()
+    reviews = fields.Dict(keys=fields.String(), values=fields.Nested(ReviewViewSchema))
     timeline = fields.List(fields.Nested(TimelineEntrySchema))
 
     def _allowed(self, need):
