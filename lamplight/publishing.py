@@ -200,6 +200,14 @@ class Events:
         at = self._provider.stage(envelopes)
         return {"_outbox": list(envelopes), "_outbox_at": at, "_outbox_by": self._provider.writer_id}
 
+    def outbox_appended(self, existing, envelopes):
+        """Absolute outbox fields of a document whose outbox was ``existing``,
+        with ``envelopes`` appended: for writes that must give the same result
+        when applied twice (storage.VersionedDocument)."""
+        at = self._provider.stage(envelopes)
+        return {"_outbox": (list(existing or []) + list(envelopes))[-OUTBOX_KEEP:], "_outbox_at": at,
+                "_outbox_by": self._provider.writer_id}
+
     def outbox_update(self, envelopes):
         """Update operators that append events to a document's outbox in the
         same single-document update as the state change."""

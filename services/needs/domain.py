@@ -238,6 +238,95 @@ def replay(timeline):
     return state
 
 
+class Taxonomy:
+    """A park's configuration, looked up: categories, items, grades."""
+
+    def __init__(self, config):
+        self.config = config
+        self.categories = {c["code"]: c for c in config["categories"]}
+        self.items = {i["code"]: (c, i) for c in config["categories"] for i in c["items"]}
+        self.grades = {g["code"]: g for g in config["grades"]}
+        self.ladder = config["escalation"]
+
+    def category(self, code):
+        if code not in self.categories:
+            raise UnknownCode("unknown category {}".format(code), {"category": [
+                "unknown; this park's categories are: " + ", ".join(sorted(self.categories))]})
+        return self.categories[code]
+
+    def item(self, category_code, code):
+        category = self.category(category_code)
+        if code is None:
+            return None
+        allowed = [i["code"] for i in category["items"]]
+        if code not in allowed:
+            raise UnknownCode("unknown item {} in category {}".format(code, category_code), {"item": [
+                "unknown in {}; its items are: {}".format(category_code, ", ".join(allowed))]})
+        return self.items[code][1]
+
+    def grade(self, code):
+        if code not in self.grades:
+            raise UnknownCode("unknown grade {}".format(code), {"grade": [
+                "unknown; this park's grades are: " + ", ".join(self.grades)]})
+        return self.grades[code]
+
+    def default_grade(self, kind, item):
+        code = (item or {}).get("default_grade") or self.config["kind_grades"].get(kind) or self.config["grades"][-1]["code"]
+        return self.grade(code)
+
+    def routing(self, category_code, item):
+        """(team, unit) a need of this category and item goes to by default."""
+        category = self.categories[category_code]
+        return ((item or {}).get("default_team") or category.get("default_team"), (item or {}).get("default_unit"))
+
+    def due_minutes(self, grade_code):
+        return self.grades[grade_code]["due_minutes"] if grade_code in self.grades else self.config["grades"][-1]["due_minutes"]
+
+
+class UnknownCode(ValueError):
+    """A category, item or grade the park's configuration does not have;
+    ``fields`` names the field and lists what the park has."""
+
+    def __init__(self, message, fields):
+        super().__init__(message)
+        self.fields = fields
+
+
+def new_need(taxonomy, park_id, need_id, submission, now, idempotency_key, duplicates, meeting, requester_key):
+    """A need as accepted at ``now``, routed at once by the park's taxonomy
+    when the park auto-triages and nothing suggests a duplicate. Returns
+    (need, auto_triaged)."""
+    item = taxonomy.items.get(submission["item"], (None, None))[1]
+    grade = submission["grade"] or taxonomy.default_grade(submission["kind"], item)["code"]
+    submit_args = {"category": submission["category"], "item": submission["item"], "grade": grade,
+                   "due_minutes": taxonomy.due_minutes(grade),
+                   "public_title": public_title(submission["title"], submission["requester"])}
+    timeline = [timeline_entry(now, "submit", submit_args, None, SUBMITTED, submission["entered_by"] or "requester",
+                               "received via " + submission["channel"])]
+    state = initial_state(submit_args, now)
+    team, unit = taxonomy.routing(submission["category"], item)
+    auto = bool(taxonomy.config["auto_triage"] and (team or unit) and not duplicates)
+    if auto:
+        args = {"category": submission["category"], "item": submission["item"], "grade": grade,
+                "due_minutes": taxonomy.due_minutes(grade), "team": team, "unit": unit}
+        state.update(apply(state, "triage", args, now, now))
+        timeline.append(timeline_entry(now, "triage", args, SUBMITTED, TRIAGED, "system",
+                                       "routed by the park's taxonomy"))
+    need = dict(state, _id="{}/{}".format(park_id, need_id), need_id=need_id, park_id=park_id, version=1,
+                kind=submission["kind"], channel=submission["channel"], title=submission["title"],
+                description=submission["description"], requester=submission["requester"],
+                details=submission["details"], entered_by=submission["entered_by"], meeting=meeting,
+                idempotency_key=idempotency_key or need_id, fingerprint=fingerprint(submission),
+                requester_key=requester_key, possible_duplicates=duplicates, submitted_at=now, updated_at=now,
+                timeline=timeline)
+    return need, auto
+
+
+def timeline_entry(at, action, args, from_status, status, actor, note):
+    return {"at": at, "action": action, "args": args, "from": from_status, "status": status, "actor": actor,
+            "note": note, "public_note": args.get("public_note")}
+
+
 # time limits and supervision ---------------------------------------------------------
 def is_overdue(need, now):
     return need["status"] in CLOCK_RUNNING and need["due_at"] <= now
@@ -280,6 +369,15 @@ def requester_key(park_id, requester):
     without keeping another copy of their phone number or name."""
     who = requester.get("phone") or "{}|{}".format(requester.get("name", ""), requester.get("enterprise") or "")
     return hashlib.sha256("{}|{}".format(park_id, who).encode()).hexdigest()[:32]
+
+
+def possible_duplicates(recent, submission, now, window_hours):
+    """Needs of the same requester within the window, on the same item (or
+    category), with similar words."""
+    return [r["need_id"] for r in recent
+            if now - r["at"] <= timedelta(hours=window_hours)
+            and (r["item"] or r["category"]) == (submission["item"] or submission["category"])
+            and similar(r["title"], submission["title"])]
 
 
 def similar(a, b, threshold=0.6):

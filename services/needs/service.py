@@ -6,7 +6,8 @@ time limits with a supervision ladder, the public echo wall, the requester's
 evaluation and the three lists.
 """
 import time
-from datetime import datetime, timedelta, timezone
+from contextlib import contextmanager
+from datetime import datetime, timezone
 
 from marshmallow import ValidationError
 from nameko.timer import timer
@@ -45,51 +46,6 @@ _resource = ResourceSchema()
 _project = ProjectSchema()
 _task_event = TaskEventSchema()
 _log = logs.get_logger(component="needs")
-
-
-class Taxonomy:
-    """A park's configuration, looked up: categories, items, grades."""
-
-    def __init__(self, config):
-        self.config = config
-        self.categories = {c["code"]: c for c in config["categories"]}
-        self.items = {i["code"]: (c, i) for c in config["categories"] for i in c["items"]}
-        self.grades = {g["code"]: g for g in config["grades"]}
-        self.ladder = config["escalation"]
-
-    def category(self, code):
-        if code not in self.categories:
-            raise BadInput("unknown category {}".format(code), {"category": [
-                "unknown; this park's categories are: " + ", ".join(sorted(self.categories))]})
-        return self.categories[code]
-
-    def item(self, category_code, code):
-        category = self.category(category_code)
-        if code is None:
-            return None
-        allowed = [i["code"] for i in category["items"]]
-        if code not in allowed:
-            raise BadInput("unknown item {} in category {}".format(code, category_code), {"item": [
-                "unknown in {}; its items are: {}".format(category_code, ", ".join(allowed))]})
-        return self.items[code][1]
-
-    def grade(self, code):
-        if code not in self.grades:
-            raise BadInput("unknown grade {}".format(code), {"grade": [
-                "unknown; this park's grades are: " + ", ".join(self.grades)]})
-        return self.grades[code]
-
-    def default_grade(self, kind, item):
-        code = (item or {}).get("default_grade") or self.config["kind_grades"].get(kind) or self.config["grades"][-1]["code"]
-        return self.grade(code)
-
-    def routing(self, category_code, item):
-        """(team, unit) a need of this category and item goes to by default."""
-        category = self.categories[category_code]
-        return ((item or {}).get("default_team") or category.get("default_team"), (item or {}).get("default_unit"))
-
-    def due_minutes(self, grade_code):
-        return self.grades[grade_code]["due_minutes"] if grade_code in self.grades else self.config["grades"][-1]["due_minutes"]
 
 
 class NeedsService:
@@ -135,7 +91,7 @@ class NeedsService:
         if config is None:
             raise NotFound("unknown park {}: it has no needs configuration".format(store.park_id),
                            {"park": ["unknown"]})
-        return Taxonomy(config)
+        return domain.Taxonomy(config)
 
     # intake -----------------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
@@ -176,9 +132,10 @@ class NeedsService:
 
     def _validate(self, taxonomy, store, payload, what):
         submission = load_or_reject(_submission, payload, what)
-        item = taxonomy.item(submission["category"], submission["item"])
-        if submission["grade"] is not None:
-            taxonomy.grade(submission["grade"])
+        with known_codes():
+            item = taxonomy.item(submission["category"], submission["item"])
+            if submission["grade"] is not None:
+                taxonomy.grade(submission["grade"])
         try:
             submission["details"] = details_schema(store.park_id, taxonomy.config, item or {"code": "-"}).load(
                 submission["details"])
@@ -193,34 +150,12 @@ class NeedsService:
         now = utcnow()
         park_id = store.park_id
         need_id = new_id("need")
-        item = taxonomy.items.get(submission["item"], (None, None))[1]
-        grade = submission["grade"] or taxonomy.default_grade(submission["kind"], item)["code"]
         requester_key = domain.requester_key(park_id, submission["requester"])
-        duplicates = [r["need_id"] for r in store.recent_of(requester_key)
-                      if now - r["at"] <= _hours(taxonomy.config["duplicate_window_hours"])
-                      and (r["item"] or r["category"]) == (submission["item"] or submission["category"])
-                      and domain.similar(r["title"], submission["title"])]
-        submit_args = {"category": submission["category"], "item": submission["item"], "grade": grade,
-                       "due_minutes": taxonomy.due_minutes(grade),
-                       "public_title": domain.public_title(submission["title"], submission["requester"])}
-        timeline = [_entry(now, "submit", submit_args, None, domain.SUBMITTED, submission["entered_by"] or "requester",
-                           "received via " + submission["channel"])]
-        state = domain.initial_state(submit_args, now)
-        team, unit = taxonomy.routing(submission["category"], item)
-        auto = taxonomy.config["auto_triage"] and (team or unit) and not duplicates
-        if auto:
-            args = {"category": submission["category"], "item": submission["item"], "grade": grade,
-                    "due_minutes": taxonomy.due_minutes(grade), "team": team, "unit": unit}
-            state.update(domain.apply(state, "triage", args, now, now))
-            timeline.append(_entry(now, "triage", args, domain.SUBMITTED, domain.TRIAGED, SYSTEM,
-                                   "routed by the park's taxonomy"))
-        need = dict(state, _id=store.key(need_id), need_id=need_id, park_id=park_id, version=1,
-                    kind=submission["kind"], channel=submission["channel"], title=submission["title"],
-                    description=submission["description"], requester=submission["requester"],
-                    details=submission["details"], entered_by=submission["entered_by"], meeting=meeting,
-                    idempotency_key=idempotency_key or need_id, fingerprint=domain.fingerprint(submission),
-                    requester_key=requester_key, possible_duplicates=duplicates, submitted_at=now, updated_at=now,
-                    timeline=timeline)
+        duplicates = domain.possible_duplicates(store.recent_of(requester_key), submission, now,
+                                                taxonomy.config["duplicate_window_hours"])
+        need, auto = domain.new_need(taxonomy, park_id, need_id, submission, now, idempotency_key, duplicates,
+                                     meeting, requester_key)
+        grade = need["grade"]
         envelopes = [self.events.new("need.submitted", park_id=park_id, subject=need_id, data=_submitted.dump({
             "need_id": need_id, "kind": need["kind"], "category": need["category"], "item": need["item"],
             "grade": grade, "channel": need["channel"], "requester_kind": need["requester"]["kind"],
@@ -280,9 +215,10 @@ class NeedsService:
         if action == "triage":
             category = args.get("category") or need["category"]
             item_code = args["item"] if "item" in args else (need["item"] if category == need["category"] else None)
-            item = taxonomy.item(category, item_code)
-            grade = args.get("grade") or (item or {}).get("default_grade") or need["grade"]
-            taxonomy.grade(grade)
+            with known_codes():
+                item = taxonomy.item(category, item_code)
+                grade = args.get("grade") or (item or {}).get("default_grade") or need["grade"]
+                taxonomy.grade(grade)
             team, unit = taxonomy.routing(category, item)
             args.update(category=category, item=item_code, grade=grade, due_minutes=taxonomy.due_minutes(grade),
                         team=args.get("team") or team, unit=args.get("unit") or unit)
@@ -313,15 +249,17 @@ class NeedsService:
             except domain.IllegalTransition as exc:
                 raise Conflict(str(exc), {"status": [need["status"]], "allowed_actions": exc.allowed},
                                code="illegal_transition")
-            entries = [_entry(at, action, args, need["status"], changes.get("status", need["status"]), actor, note)]
+            entries = [domain.timeline_entry(at, action, args, need["status"], changes.get("status", need["status"]), actor, note)]
             after = dict(need, **changes, version=need["version"] + 1, updated_at=at)
             after["timeline"] = need["timeline"] + entries
             envelopes = [self._changed_event(after, action, need["status"], at, args, event_type=t)
                          for t in domain.events_for(action, changes)] + [self._wall_event(after)]
-            written = store.apply_change(need, changes, entries, self.events.outbox_update(envelopes))
-            if written is None:
+            fields = dict(changes, updated_at=at, timeline=after["timeline"],
+                          **self.events.outbox_appended(need.get("_outbox"), envelopes))
+            if not store.apply_change(need, fields):
                 self.events.discard(envelopes)
                 continue
+            written = dict(after, **fields)
             self.events.publish(envelopes)
             NEEDS_TRANSITIONS.labels(store.park_id, action).inc()
             self.log.info("need.changed", need_id=need_id, action=action, status=written["status"])
@@ -452,7 +390,8 @@ class NeedsService:
         if status is not None and status not in domain.STATUSES:
             raise BadInput("unknown status {}".format(status), {"status": ["one of: " + ", ".join(domain.STATUSES)]})
         if category is not None:
-            taxonomy.category(category)
+            with known_codes():
+                taxonomy.category(category)
         if not isinstance(limit, int) or not 1 <= limit <= 100:
             raise BadInput("limit is 1-100", {"limit": [str(limit)]})
         if before is not None:
@@ -556,13 +495,13 @@ def _sweep_args(need, action, level, taxonomy, now):
     return {"level": level}
 
 
-def _entry(at, action, args, from_status, status, actor, note):
-    return {"at": at, "action": action, "args": args, "from": from_status, "status": status, "actor": actor,
-            "note": note, "public_note": args.get("public_note")}
-
-
-def _hours(hours):
-    return timedelta(hours=hours)
+@contextmanager
+def known_codes():
+    """A code the park's configuration does not have is bad input."""
+    try:
+        yield
+    except domain.UnknownCode as exc:
+        raise BadInput(str(exc), exc.fields)
 
 
 def _check_items(taxonomy, items):

@@ -8,9 +8,9 @@ change, its timeline entry and its events land together or not at all.
 """
 from datetime import datetime, timezone
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from lamplight.storage import DuplicateKeyError
+from lamplight.storage import DuplicateKeyError, VersionedDocument
 
 INDEXES = {
     "needs": [
@@ -56,6 +56,10 @@ class NeedsStore:
         self.requesters = scope["requesters"]
         self.resources = scope["resources"]
         self.projects = scope["projects"]
+        # every version of a need is kept (its claim): the audit trail of who changed what
+        self.versioned_needs = VersionedDocument(self.needs, scope["need_versions"])
+        self.versioned_heads = VersionedDocument(self.wall_heads, scope["wall_head_versions"], keep=100)
+        self.versioned_configs = VersionedDocument(self.configs, self.config_versions)
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)
@@ -66,18 +70,11 @@ class NeedsStore:
 
     def replace_config(self, config, expected_version):
         """Install version ``expected_version + 1``; None when another version
-        got there first."""
-        doc = dict(config, _id=self.key("config"), saved_at=utcnow())
-        self.config_versions.insert_once(dict(doc, _id=self.key("config/v{}".format(config["version"]))))
-        if expected_version == 0:
-            try:
-                self.configs.insert_one(doc)
-                return doc
-            except DuplicateKeyError:
-                return None
-        done = self.configs.find_one_and_update(
-            {"_id": doc["_id"], "version": expected_version}, {"$set": doc}, return_document=ReturnDocument.AFTER)
-        return done
+        got there first. Every version is kept."""
+        fields = dict({k: v for k, v in config.items() if k != "version"}, saved_at=utcnow())
+        if not self.versioned_configs.write({"_id": self.key("config"), "version": expected_version}, fields):
+            return None
+        return dict(fields, version=expected_version + 1)
 
     # needs --------------------------------------------------------------------------
     def insert(self, need):
@@ -96,17 +93,12 @@ class NeedsStore:
         projection = None if internal else {"_outbox": 0, "_outbox_at": 0, "_outbox_by": 0}
         return self.needs.find_one({"_id": self.key(need_id)}, projection)
 
-    def apply_change(self, need, changes, entries, outbox_update):
-        """Write one change of ``need`` (as read at its version): the new
-        fields, its timeline entries and its events, in one update. Returns
-        the need after it, or None when another change got there first."""
-        update = {
-            "$set": dict(changes, version=need["version"] + 1, updated_at=entries[-1]["at"],
-                         **outbox_update["$set"]),
-            "$push": {"timeline": {"$each": entries}, **outbox_update["$push"]},
-        }
-        return self.needs.find_one_and_update({"_id": need["_id"], "version": need["version"]}, update,
-                                              return_document=ReturnDocument.AFTER)
+    def apply_change(self, need, fields):
+        """Write one change of ``need`` (as read at its version): absolute
+        values of the changed fields, the whole timeline and the outbox, in
+        one update of that one document. False when another change got there
+        first."""
+        return self.versioned_needs.write(need, fields)
 
     def due_for_sweep(self, now, running, limit):
         """Needs whose time limit has passed while their clock runs, and
@@ -180,9 +172,7 @@ class NeedsStore:
             lines.sort(key=lambda line: (line["updated_at"], line["need_id"]), reverse=True)
             # complete: the head holds every public line of the park (nothing was ever cut off its end)
             complete = head.get("complete", True) and len(lines) <= WALL_HEAD_SIZE
-            done = self.wall_heads.update_one({"_id": _id, "version": head["version"]}, {"$set": {
-                "lines": lines[:WALL_HEAD_SIZE], "version": head["version"] + 1, "complete": complete}})
-            if done.modified_count:
+            if self.versioned_heads.write(head, {"lines": lines[:WALL_HEAD_SIZE], "complete": complete}):
                 return
         raise RuntimeError("wall head of {} kept changing".format(self.park_id))
 

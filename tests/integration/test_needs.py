@@ -350,3 +350,26 @@ def test_the_three_lists_and_statistics(needs, park):
 def _seconds(iso):
     from datetime import datetime
     return datetime.fromisoformat(iso).timestamp()
+
+
+def test_concurrent_desks_changing_one_need_have_exactly_one_winner(needs, park, db):
+    """FerretDB does not make a conditional update atomic; the versioned
+    write does (storage.VersionedDocument)."""
+    import eventlet
+
+    need = needs.submit(park, LIGHT)
+
+    def assign(n):
+        with ClusterRpcClient(uri=config["AMQP_URI"]) as client:
+            try:
+                client.needs.act(park, need["id"], "assign", {"actor": "desk-{}".format(n), "unit": "物业{}".format(n)})
+                return "won"
+            except Conflict as refused:
+                return refused.code
+
+    outcomes = list(eventlet.GreenPool(20).imap(assign, range(20)))
+    assert outcomes.count("won") == 1
+    assert set(outcomes) == {"won", "illegal_transition"}
+    stored = db("needs").needs.find_one({"need_id": need["id"]})
+    assert [e["action"] for e in stored["timeline"]] == ["submit", "triage", "assign"]
+    assert stored["version"] == 2 and db("needs").need_versions.count_documents({}) == 1
