@@ -201,16 +201,18 @@ class ParkScopedCollection:
 
 class VersionedDocument:
     """Compare-and-set on one document's ``version`` that holds on every
-    MongoDB-protocol server we support.
+    MongoDB-protocol server we support, with lookups by ``_id`` only.
 
     FerretDB v1 does not make a conditional update atomic: of 20 concurrent
-    ``update_one({_id, version: 1}, …)`` calls, 2 to 6 succeed (measured).
-    An insert with a given ``_id`` is atomic everywhere, so the writer of
-    version n+1 first inserts a claim ``<id>@<n+1>`` into ``claims`` — of
-    concurrent writers exactly one succeeds — and then sets the document.
-    ``fields`` must be absolute values (``$set`` only), so that a claim whose
+    ``update_one({_id, version: 1}, …)`` calls, 2 to 6 succeed (measured),
+    and a filter with more than ``_id`` scans the collection. An insert with a
+    given ``_id`` is atomic everywhere, so the writer of version n+1 first
+    inserts a claim ``<id>@<n+1>`` into ``claims`` — of concurrent writers
+    exactly one succeeds — and then sets the document. ``fields`` must be the
+    document's whole mutable state as absolute values: then a claim whose
     writer died between the two steps can be rolled forward by the next
-    writer, any number of times, with the same result. ``keep`` bounds the
+    writer, and a writer that stalled and sets an old version after a newer
+    one is undone by setting the newest claim again. ``keep`` bounds the
     claims kept per document (None keeps every version: an audit trail).
     """
 
@@ -219,34 +221,54 @@ class VersionedDocument:
         self.claims = claims
         self.keep = keep
 
+    def _claim_id(self, doc_id, version):
+        return "{}@{}".format(doc_id, version)
+
     def write(self, doc, fields):
         """Move ``doc`` (as read, at ``doc["version"]``) to version + 1 with
         ``fields``. False when another writer had that version: read again."""
         version = doc["version"] + 1
-        claim = {"_id": "{}@{}".format(doc["_id"], version), "fields": dict(fields, version=version)}
+        claim = {"_id": self._claim_id(doc["_id"], version), "fields": dict(fields, version=version)}
         try:
             self.claims.insert_one(claim)
         except DuplicateKeyError:
-            self._roll_forward(doc["_id"], version)
+            current = self.documents.find_one({"_id": doc["_id"]}, {"version": 1})
+            if current is None or current["version"] < version:  # its writer died before setting it
+                self._set(doc["_id"], self.claims.find_one({"_id": claim["_id"]})["fields"])
             return False
         self._set(doc["_id"], claim["fields"])
-        if self.keep:
-            self.claims.delete_one({"_id": "{}@{}".format(doc["_id"], version - self.keep)})
+        if self.keep and version > self.keep:
+            self.claims.delete_one({"_id": self._claim_id(doc["_id"], version - self.keep)})
         return True
 
-    def _roll_forward(self, doc_id, version):
-        claim = self.claims.find_one({"_id": "{}@{}".format(doc_id, version)})
-        current = self.documents.find_one({"_id": doc_id}, {"version": 1})
-        if claim is not None and current is not None and current["version"] < version:
-            self._set(doc_id, claim["fields"])
-
-    def _set(self, doc_id, fields):
-        # never move a document back: a writer that stalled past later versions changes nothing
+    def project(self, doc_id, fields):
+        """Set a version that was decided elsewhere (carried by an event),
+        whatever the order versions arrive in: the newest one stays. False
+        when this version was set already."""
         try:
-            self.documents.update_one({"_id": doc_id, "version": {"$lt": fields["version"]}}, {"$set": fields},
-                                      upsert=fields["version"] == 1)
+            self.claims.insert_one({"_id": self._claim_id(doc_id, fields["version"]), "fields": fields})
         except DuplicateKeyError:
-            pass  # version 1 of a new document, already written by a later version's writer
+            return False
+        self._set(doc_id, fields, upsert=True)
+        return True
+
+    def _set(self, doc_id, fields, upsert=False):
+        self._put(doc_id, fields, upsert)
+        # a newer version may have been set before this one: the newest claim is set again
+        newest, version = None, fields["version"]
+        while True:
+            found = self.claims.find_one({"_id": self._claim_id(doc_id, version + 1)})
+            if found is None:
+                break
+            newest, version = found, version + 1
+        if newest is not None:
+            self._put(doc_id, newest["fields"], upsert)
+
+    def _put(self, doc_id, fields, upsert=False):
+        try:
+            self.documents.update_one({"_id": doc_id}, {"$set": fields}, upsert=upsert or fields["version"] == 1)
+        except DuplicateKeyError:
+            pass  # an upsert racing an insert of the same new document: it exists now
 
 
 class GuardedCollection:

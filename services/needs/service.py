@@ -254,7 +254,8 @@ class NeedsService:
             after["timeline"] = need["timeline"] + entries
             envelopes = [self._changed_event(after, action, need["status"], at, args, event_type=t)
                          for t in domain.events_for(action, changes)] + [self._wall_event(after)]
-            fields = dict(changes, updated_at=at, timeline=after["timeline"],
+            # the whole state, absolute: a versioned write may be applied again or after a newer one
+            fields = dict({k: after[k] for k in domain.STATE_FIELDS}, updated_at=at, timeline=after["timeline"],
                           **self.events.outbox_appended(need.get("_outbox"), envelopes))
             if not store.apply_change(need, fields):
                 self.events.discard(envelopes)

@@ -60,6 +60,7 @@ class NeedsStore:
         self.versioned_needs = VersionedDocument(self.needs, scope["need_versions"])
         self.versioned_heads = VersionedDocument(self.wall_heads, scope["wall_head_versions"], keep=100)
         self.versioned_configs = VersionedDocument(self.configs, self.config_versions)
+        self.versioned_lines = VersionedDocument(self.wall, scope["wall_line_versions"])
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)
@@ -138,17 +139,9 @@ class NeedsStore:
 
     # the echo wall --------------------------------------------------------------------
     def project_wall(self, entry):
-        """Upsert one public line unless a newer version is there already.
-        Returns True when it was written."""
-        _id = self.key(entry["need_id"])
-        done = self.wall.update_one({"_id": _id, "version": {"$lt": entry["version"]}}, {"$set": entry})
-        if done.matched_count:
-            return True
-        try:
-            self.wall.insert_one(dict(entry, _id=_id))
-            return True
-        except DuplicateKeyError:
-            return False  # the line exists at this version or a newer one
+        """Set one public line, whatever order its versions arrive in; False
+        when this version was projected already (a redelivery)."""
+        return self.versioned_lines.project(self.key(entry["need_id"]), entry)
 
     def merge_wall_head(self, entry, attempts=50):
         """Keep the park's newest lines in one small document (compare and

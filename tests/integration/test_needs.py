@@ -373,3 +373,18 @@ def test_concurrent_desks_changing_one_need_have_exactly_one_winner(needs, park,
     stored = db("needs").needs.find_one({"need_id": need["id"]})
     assert [e["action"] for e in stored["timeline"]] == ["submit", "triage", "assign"]
     assert stored["version"] == 2 and db("needs").need_versions.count_documents({}) == 1
+
+
+def test_wall_lines_end_at_their_newest_version_whatever_the_order_of_delivery(needs, park, broker, db):
+    need = needs.submit(park, LIGHT)
+    needs.act(park, need["id"], "assign", {"actor": "desk-01", "unit": "物业公司"})
+    stored = db("needs").needs.find_one({"need_id": need["id"]})
+    first, second = [e for e in stored["_outbox"] if e["type"] == "wall.entry_changed"]
+    wait_for(lambda: needs.wall_entry(park, need["id"])["status"] == "assigned", what="the projection")
+    for event in (second, first, first):  # again, older, and older again
+        broker.publish("needs.events", "wall.entry_changed", event)
+    wait_for(lambda: broker.depth("needs--wall.entry_changed") == 0, what="the redeliveries consumed")
+    time.sleep(0.3)
+    assert needs.wall_entry(park, need["id"])["status"] == "assigned"
+    assert [e["need_id"] for e in needs.wall(park)["entries"]] == [need["id"]]
+    assert db("needs").wall.find_one({"need_id": need["id"]})["version"] == 2

@@ -161,6 +161,6 @@ def test_a_claim_whose_writer_died_is_rolled_forward_and_nothing_moves_back(stor
     assert versioned.write({"_id": "p1/d", "version": 1}, {"n": 99}) is False  # lost to the claim, rolled it forward
     assert docs.find_one({"_id": "p1/d"})["n"] == 2
     assert versioned.write({"_id": "p1/d", "version": 2}, {"n": 3}) is True
-    versioned._set("p1/d", {"n": 2, "version": 2})  # the dead writer wakes up: no effect
+    versioned._set("p1/d", {"n": 2, "version": 2})  # a stalled writer of version 2 sets it late: undone
     stored = docs.find_one({"_id": "p1/d"})
     assert (stored["version"], stored["n"]) == (3, 3)
