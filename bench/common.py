@@ -3,6 +3,8 @@ percentiles, dropping a run's databases."""
 import base64
 import json
 import os
+import threading
+import time
 import urllib.request
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -46,3 +48,33 @@ def drop_databases(prefix):
         if name.startswith(prefix):
             client.drop_database(name)
     client.close()
+
+
+def run_threads(threads, count, work):
+    """Run work(i) for i in range(count) on ``threads`` threads; latencies in ms."""
+    latencies, errors, lock = [], [], threading.Lock()
+    counter = iter(range(count))
+
+    def worker():
+        state = {}
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            t = time.perf_counter()
+            try:
+                work(i, state)
+            except Exception as exc:  # counted, not hidden
+                errors.append(repr(exc))
+                continue
+            with lock:
+                latencies.append((time.perf_counter() - t) * 1000)
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return latencies, errors, time.perf_counter() - started

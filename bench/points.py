@@ -14,7 +14,6 @@ service as its own ``nameko run`` process, then measures in the same run:
 import argparse
 import random
 import sys
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -25,7 +24,7 @@ import pymongo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile  # noqa: E402
+from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile, run_threads  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
 from services.points import domain  # noqa: E402
 
@@ -70,36 +69,6 @@ def seed(db, entries, parks, members_per_park):
     if accounts:
         db.accounts.insert_many(accounts, ordered=False)
     return written, time.perf_counter() - t0
-
-
-def run_threads(threads, count, work):
-    """Run work(i) for i in range(count) on ``threads`` threads; latencies in ms."""
-    latencies, errors, lock = [], [], threading.Lock()
-    counter = iter(range(count))
-
-    def worker():
-        state = {}
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            t = time.perf_counter()
-            try:
-                work(i, state)
-            except Exception as exc:  # counted, not hidden
-                errors.append(repr(exc))
-                continue
-            with lock:
-                latencies.append((time.perf_counter() - t) * 1000)
-
-    started = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return latencies, errors, time.perf_counter() - started
 
 
 def main(argv=None):
