@@ -162,7 +162,7 @@ class ConfirmPipeline:
                 self._send("", topology.UNROUTED_QUEUE_NAME, body, message_id, {
                     "x-original-exchange": exchange, "x-original-routing-key": routing_key})
                 EVENTS_UNROUTED.labels(self.service, envelope["type"]).inc()
-                self.log.warning("event.unrouted", event_id=message_id, event_type=envelope["type"],
+                self.log.info("event.unrouted", event_id=message_id, event_type=envelope["type"],
                                  exchange=exchange)
             self._returned = set()
             self._wait_confirms()

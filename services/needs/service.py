@@ -6,9 +6,11 @@ time limits with a supervision ladder, the public echo wall, the requester's
 evaluation and the three lists.
 """
 import time
+from collections import defaultdict
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+from eventlet.semaphore import Semaphore
 from marshmallow import ValidationError
 from nameko.timer import timer
 
@@ -380,7 +382,10 @@ class NeedsService:
         entry = _wall_event.load(envelope["data"])
         store = NeedsStore(self.db, envelope["parkid"])
         if store.project_wall(entry):
-            store.merge_wall_head(entry)
+            # one merge at a time per park in this process: concurrent workers would only
+            # lose the head's compare-and-set to each other and retry
+            with _HEAD_LOCKS[envelope["parkid"]]:
+                store.merge_wall_head(entry)
 
     @rpc(expected_exceptions=EXPECTED)
     def wall(self, park_id, status=None, category=None, before=None, limit=20):
@@ -473,6 +478,9 @@ class NeedsService:
         store = NeedsStore(self.db, park_id)
         self._taxonomy(store)
         return dict(domain.statistics(store.statistics_rows(), utcnow()), park_id=park_id)
+
+
+_HEAD_LOCKS = defaultdict(Semaphore)
 
 
 class _Skip(Exception):
