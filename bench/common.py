@@ -78,3 +78,13 @@ def run_threads(threads, count, work):
     for t in pool:
         t.join()
     return latencies, errors, time.perf_counter() - started
+
+
+def thread_rpc(state, uri):
+    """The RPC client of one run_threads worker (``state`` is per thread): a
+    standalone nameko client is not safe to share between threads."""
+    if "rpc" not in state:
+        from nameko.standalone.rpc import ClusterRpcClient
+
+        state["rpc"] = ClusterRpcClient(uri=uri).start()
+    return state["rpc"]

@@ -31,7 +31,7 @@ import pymongo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile, run_threads  # noqa: E402
+from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile, run_threads, thread_rpc  # noqa: E402
 from lamplight import parks as park_files  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
 from services.needs import domain  # noqa: E402
@@ -137,16 +137,16 @@ def main(argv=None):
         print("seeded {} needs in {:.0f} s".format(seeded, time.perf_counter() - t0), flush=True)
 
         def submit(i, state):
-            rpc = state.get("rpc") or state.setdefault("rpc", ClusterRpcClient(uri=uri).start())
+            rpc = thread_rpc(state, uri)
             body = submission(10_000_000 + i, rng)
             rpc.needs.submit(BIG, {k: v for k, v in body.items() if v is not None and k != "description"})
 
         def head_page(i, state):
-            rpc = state.get("rpc") or state.setdefault("rpc", ClusterRpcClient(uri=uri).start())
+            rpc = thread_rpc(state, uri)
             assert len(rpc.needs.wall(BIG)["entries"]) == 20
 
         def filtered_page(i, state):
-            rpc = state.get("rpc") or state.setdefault("rpc", ClusterRpcClient(uri=uri).start())
+            rpc = thread_rpc(state, uri)
             rpc.needs.wall(BIG, status="assigned")
 
         intake_lat, intake_err, intake_s = run_threads(args.threads, args.submissions, submit)

@@ -24,7 +24,7 @@ import pymongo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile, run_threads  # noqa: E402
+from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile, run_threads, thread_rpc  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
 from services.points import domain  # noqa: E402
 
@@ -103,13 +103,13 @@ def main(argv=None):
         rng = random.Random(7)
 
         def post(i, state):
-            rpc = state.get("rpc") or state.setdefault("rpc", ClusterRpcClient(uri=uri).start())
+            rpc = thread_rpc(state, uri)
             rpc.points.post(rng.choice(parks), {"member_id": "m{:05d}".format(rng.randrange(args.members)),
                                                 "rule_code": "volunteer-event", "actor": "bench", "reason": "bench"},
                             idempotency_key="bench-{}".format(i))
 
         def query(i, state):
-            rpc = state.get("rpc") or state.setdefault("rpc", ClusterRpcClient(uri=uri).start())
+            rpc = thread_rpc(state, uri)
             rpc.points.account(rng.choice(parks), "m{:05d}".format(rng.randrange(args.members)), kind="service")
 
         post_lat, post_err, post_s = run_threads(args.threads, args.postings, post)

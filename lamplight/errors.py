@@ -5,6 +5,7 @@ gets the same class back (not a generic ``RemoteError``) and the gateway can
 map it to an HTTP status in one place.
 """
 import json
+from datetime import datetime, timezone
 
 from marshmallow import ValidationError
 from nameko.exceptions import deserialize_to_instance
@@ -74,3 +75,14 @@ def load_or_reject(schema, payload, what):
         return schema.load(payload if payload is not None else {})
     except ValidationError as exc:
         raise BadInput("{} is not valid".format(what), exc.messages)
+
+
+def time_or_reject(value, name):
+    """An ISO 8601 time (UTC when it names no zone), or BadInput naming ``name``."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput("{} must be an ISO 8601 time".format(name), {name: ["not a time: {!r}".format(value)]})
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

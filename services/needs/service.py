@@ -8,15 +8,14 @@ evaluation and the three lists.
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from datetime import datetime, timezone
 
 from eventlet.semaphore import Semaphore
 from marshmallow import ValidationError
 from nameko.timer import timer
 
-from lamplight import logs, settings
+from lamplight import settings
 from lamplight.consuming import subscribe
-from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
+from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS, NEEDS_SUBMITTED, NEEDS_TRANSITIONS
 from lamplight.observability import Observability
@@ -27,7 +26,7 @@ from services.needs import domain
 from services.needs.schemas import (
     COMMAND_SCHEMAS, BatchSchema, FollowSchema, NeedChangedSchema, NeedFollowedSchema, NeedsConfigSchema,
     NeedSubmissionSchema, NeedSubmittedSchema, NeedViewSchema, ProjectSchema, ResourceSchema,
-    TaskEventSchema, WallEntryChangedSchema, WallEntrySchema, details_schema,
+    TaskEventSchema, WallEntryChangedSchema, details_schema,
 )
 from services.needs.store import INDEXES, NeedsStore, parks_with_config, utcnow
 
@@ -42,12 +41,10 @@ _submitted = NeedSubmittedSchema()
 _changed = NeedChangedSchema()
 _followed = NeedFollowedSchema()
 _wall_event = WallEntryChangedSchema()
-_wall = WallEntrySchema()
 _follow = FollowSchema()
 _resource = ResourceSchema()
 _project = ProjectSchema()
 _task_event = TaskEventSchema()
-_log = logs.get_logger(component="needs")
 
 
 class NeedsService:
@@ -205,7 +202,7 @@ class NeedsService:
         command = load_or_reject(COMMAND_SCHEMAS[action], payload, "the {} command".format(action))
         store = NeedsStore(self.db, park_id)
         taxonomy = self._taxonomy(store)
-        need = self._transition(store, taxonomy, need_id, action,
+        need = self._transition(store, need_id, action,
                                 lambda current: self._resolve_args(store, taxonomy, current, action, dict(command)),
                                 command["actor"], command.get("note"))
         return _view.dump(need)
@@ -239,7 +236,7 @@ class NeedsService:
             args.pop("public_note", None)
         return args
 
-    def _transition(self, store, taxonomy, need_id, action, build_args, actor, note, attempts=8):
+    def _transition(self, store, need_id, action, build_args, actor, note, attempts=8):
         """Apply ``action`` with optimistic concurrency: read, decide, write
         conditional on the version read; on a lost race read again."""
         for _ in range(attempts):
@@ -323,7 +320,7 @@ class NeedsService:
             return args
 
         try:
-            self._transition(store, taxonomy, task["need_id"], action, build, "dispatch", task.get("note"))
+            self._transition(store, task["need_id"], action, build, "dispatch", task.get("note"))
         except (_Skip, NotFound):
             NEEDS_SKIPPED_EVENTS.labels(park_id, envelope["type"]).inc()
         except Conflict as exc:
@@ -362,7 +359,7 @@ class NeedsService:
                 domain.supervision_due(need, taxonomy.ladder, now)
             for action, level in steps:
                 try:
-                    self._transition(store, taxonomy, need["need_id"], action,
+                    self._transition(store, need["need_id"], action,
                                      lambda current, level=level, action=action: _sweep_args(
                                          current, action, level, taxonomy, now), SYSTEM, None)
                     done[action] += 1
@@ -401,7 +398,7 @@ class NeedsService:
         if not isinstance(limit, int) or not 1 <= limit <= 100:
             raise BadInput("limit is 1-100", {"limit": [str(limit)]})
         if before is not None:
-            before = _parse_time(before, "before")
+            before = time_or_reject(before, "before")
         head = store.wall_head() if status is None and category is None and before is None else None
         if head is not None and (len(head["lines"]) >= limit or head["complete"]):
             lines = head["lines"][:limit]
@@ -529,11 +526,3 @@ def _code(code):
 def _listing(doc):
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in doc.items()
             if k not in ("_id", "park_id")}
-
-
-def _parse_time(value, name):
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput("{} must be an ISO 8601 time".format(name), {name: ["not a time: {!r}".format(value)]})
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

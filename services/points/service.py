@@ -2,13 +2,13 @@
 redemption and awards."""
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from nameko.timer import timer
 
 from lamplight import logs
 from lamplight.consuming import subscribe
-from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
+from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import POINTS_ENTRIES, POINTS_SKIPPED
 from lamplight.observability import Observability
@@ -288,7 +288,7 @@ class PointsService:
         if account["seq"] == 0 and kind == domain.DISCIPLINE:
             account = dict(account, balance=domain.YEARLY_OPENING_POINTS)  # opens at 12 on its first entry
         if at is not None:
-            when = _parse_time(at)
+            when = time_or_reject(at, "at")
             balance, held, seq = store.balance_at(account["_id"], when)
             account = dict(account, balance=balance, held=held, seq=seq, as_of=when)
         view = dict(account, available=account["balance"])
@@ -474,13 +474,3 @@ class PointsService:
 def _award_view(snapshot):
     return {k: snapshot[k] for k in ("period", "ranking", "digest", "entries_counted", "excluded_not_eligible")} | {
         "frozen_at": snapshot["frozen_at"].isoformat()}
-
-
-def _parse_time(value):
-    if isinstance(value, datetime):
-        return value
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput("at must be an ISO 8601 time", {"at": ["not a time: {!r}".format(value)]})
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

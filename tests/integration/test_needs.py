@@ -5,6 +5,7 @@ sweep, evaluation, the echo wall, the three lists and statistics."""
 import json
 import time
 import uuid
+from datetime import datetime
 
 import pytest
 from nameko import config
@@ -348,7 +349,6 @@ def test_the_three_lists_and_statistics(needs, park):
 
 
 def _seconds(iso):
-    from datetime import datetime
     return datetime.fromisoformat(iso).timestamp()
 
 
