@@ -189,6 +189,95 @@ class Gateway:
     def get_responder(self, request, park, responder_id):
         return self.volunteers.call("get_responder", check_park_id(park), responder_id)
 
+    @api("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/roster")
+    def set_roster(self, request, park, responder_id):
+        return self.volunteers.call("set_roster", check_park_id(park), responder_id, read_json(request))
+
+    @api("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/active")
+    def set_active(self, request, park, responder_id):
+        """{"active": false, "reason": …} pauses a responder; true resumes."""
+        return self.volunteers.call("set_active", check_park_id(park), responder_id, read_json(request))
+
+    @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/tasks")
+    def responder_tasks(self, request, park, responder_id):
+        return self.volunteers.call("tasks_of", check_park_id(park), responder_id)
+
+    # dispatch ----------------------------------------------------------------------
+    @api("GET", "/api/v1/parks/<string:park>/volunteers/config")
+    def volunteers_config(self, request, park):
+        return self.volunteers.call("config", check_park_id(park))
+
+    @api("PUT", "/api/v1/parks/<string:park>/volunteers/config")
+    def set_volunteers_config(self, request, park):
+        return self.volunteers.call("set_config", check_park_id(park), read_json(request))
+
+    @api("GET", "/api/v1/parks/<string:park>/on-duty")
+    def on_duty(self, request, park):
+        return self.volunteers.call("on_duty", check_park_id(park), at=request.args.get("at"),
+                                    team=request.args.get("team"))
+
+    @api("GET", "/api/v1/parks/<string:park>/tasks/<string:task_id>")
+    def get_task(self, request, park, task_id):
+        return self.volunteers.call("get_task", check_park_id(park), task_id)
+
+    @api("POST", "/api/v1/parks/<string:park>/tasks/<string:task_id>/<string:action>")
+    def task_action(self, request, park, task_id, action):
+        """claim, decline, start, complete, release, request_takeover, answer_takeover."""
+        return self.volunteers.call("act", check_park_id(park), task_id, action, read_json(request))
+
+    @api("GET", "/api/v1/parks/<string:park>/wishes")
+    def wishes(self, request, park):
+        return self.volunteers.call("wishes", check_park_id(park), limit=int_arg(request, "limit", 50))
+
+    @api("POST", "/api/v1/parks/<string:park>/tasks-sweep")
+    def sweep_tasks(self, request, park):
+        return self.volunteers.call("sweep", check_park_id(park))
+
+    # visit plans -----------------------------------------------------------------------
+    @api("PUT", "/api/v1/parks/<string:park>/households/<string:code>")
+    def put_household(self, request, park, code):
+        return self.volunteers.call("put_household", check_park_id(park), code, read_json(request))
+
+    @api("POST", "/api/v1/parks/<string:park>/visits/generate")
+    def generate_visits(self, request, park):
+        return self.volunteers.call("generate_visits", check_park_id(park), month=read_json(request).get("month"))
+
+    @api("POST", "/api/v1/parks/<string:park>/visits/close-month")
+    def close_visit_month(self, request, park):
+        return self.volunteers.call("close_month", check_park_id(park), read_json(request).get("month"))
+
+    @api("GET", "/api/v1/parks/<string:park>/visits")
+    def visits(self, request, park):
+        return self.volunteers.call("visits", check_park_id(park), month=request.args.get("month"),
+                                    status=request.args.get("status"))
+
+    @api("POST", "/api/v1/parks/<string:park>/visits/<string:visit_id>/proof")
+    def visit_proof(self, request, park, visit_id):
+        return self.volunteers.call("visit_proof", check_park_id(park), visit_id, read_json(request))
+
+    # emergency mode --------------------------------------------------------------------
+    @api("GET", "/api/v1/parks/<string:park>/emergency")
+    def emergency_mode(self, request, park):
+        return self.volunteers.call("mode", check_park_id(park))
+
+    @api("POST", "/api/v1/parks/<string:park>/emergency")
+    def switch_mode(self, request, park):
+        return self.volunteers.call("switch_mode", check_park_id(park), read_json(request))
+
+    @api("POST", "/api/v1/parks/<string:park>/emergency/callouts")
+    def call_out(self, request, park):
+        callout = self.volunteers.call("call_out", check_park_id(park), read_json(request),
+                                       idempotency_key=idempotency_key(request))
+        return 201 if callout["created"] else 200, callout
+
+    @api("GET", "/api/v1/parks/<string:park>/emergency/callouts/<string:callout_id>")
+    def callout(self, request, park, callout_id):
+        return self.volunteers.call("callout", check_park_id(park), callout_id)
+
+    @api("POST", "/api/v1/parks/<string:park>/emergency/callouts/<string:callout_id>/replies")
+    def callout_reply(self, request, park, callout_id):
+        return self.volunteers.call("reply", check_park_id(park), callout_id, read_json(request))
+
     # notices ------------------------------------------------------------------------
     @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices")
     def inbox(self, request, park, responder_id):

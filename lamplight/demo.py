@@ -136,22 +136,36 @@ def load_park(http, base, park):
     answer = http.get(base + "/needs/config", timeout=30)
     version = answer.json()["version"] if answer.status_code == 200 else 0
     http.put(base + "/needs/config", json=parks.needs_config(park, version + 1), timeout=30).raise_for_status()
+    if http.get(base + "/volunteers/config", timeout=30).status_code == 404:
+        http.put(base + "/volunteers/config", json=parks.volunteers_config(park, 1), timeout=30).raise_for_status()
     for code, resource in park.get("resources", {}).items():
         http.put(base + "/resources/" + code, json=resource, timeout=30).raise_for_status()
     for code, project in park.get("projects", {}).items():
         http.put(base + "/projects/" + code, json=project, timeout=30).raise_for_status()
 
 
+# three shifts a day, every day: "production never stops" (人停产不停)
+SHIFTS = (("08:00", "16:00", False), ("16:00", "00:00", True), ("00:00", "08:00", False))
+ZONES = ("dorms", "plants-north", "plants-south", "centre")
+TEAM_SKILLS = {"green": ["legal", "driving"], "blue": ["driving", "counselling"], "red": ["counselling"],
+               "orange": ["electrician", "plumbing"]}
+
+
 def volunteers():
     n = 0
-    for team, (count, _label, categories) in TEAMS.items():
+    for team, (count, _label, _categories) in TEAMS.items():
         for i in range(count):
             name = SURNAMES[n % len(SURNAMES)] + GIVEN[(n * 7) % len(GIVEN)]
             party_member = team == "red" or n % 3 == 0
+            start, end, overnight = SHIFTS[i % 3]
+            skills = TEAM_SKILLS[team] if i % 2 == 0 else ["first_aid"]
             yield {"kind": "volunteer", "name": name, "phone": "1380000{:04d}".format(n),
                    "party_member": party_member, "member_id": "QLN-M{:03d}".format(n + 1) if party_member else None,
-                   "teams": [team], "categories": categories,
-                   "zone": "片区{}".format(n % 4 + 1), "external_ref": "QLN-V{:03d}".format(n + 1)}
+                   # the first three of each team are also on the emergency squad
+                   "teams": [team] + (["squad"] if i < 3 else []), "skills": skills, "zone": ZONES[n % 4],
+                   "roster": {"shifts": [{"day": d, "start": start, "end": end, "overnight": overnight}
+                                         for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")]},
+                   "external_ref": "QLN-V{:03d}".format(n + 1)}
             n += 1
 
 
@@ -165,16 +179,32 @@ def act(http, base, need_id, action, body):
     return answer.json()
 
 
+def claim_and_fix(http, base, need_id, volunteer):
+    """The volunteer the light was offered to claims it, starts and finishes;
+    each step reaches the need through the task events."""
+    task = "{}/tasks/{}:task:1".format(base, need_id)
+    for action, body, status in (("claim", {}, "assigned"), ("start", {}, "in_progress"),
+                                 ("complete", {"note": "已更换灯管，夜班下班后可以打球了", "place": "宿舍区篮球场",
+                                               "photo_ref": "demo/court-light.jpg", "hours": 1.5}, "resolved")):
+        answer = http.post("{}/{}".format(task, action), json=dict(body, responder_id=volunteer["id"]), timeout=30)
+        if answer.status_code not in (200, 409):  # 409: a re-run, the step was taken before
+            answer.raise_for_status()
+        deadline = time.monotonic() + 10
+        while http.get(base + "/needs/" + need_id, timeout=30).json()["status"] not in (status, "resolved", "closed"):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    done = http.get(task, timeout=30).json()
+    print("task {}: {} by {} ({} h of service)".format(done["task_id"], done["status"], volunteer["name"],
+                                                      (done["completion"] or {}).get("hours")))
+
+
 def desk(http, base, offers):
     """A day at the desk: the court light fixed and rated, the wage arrears
     handed to the labour inspectorate; then the echo wall as the public sees it."""
     if "qln-2026-003" in offers:
         need_id, volunteer = offers["qln-2026-003"]
-        act(http, base, need_id, "assign", {"actor": "desk-01", "responder_id": volunteer["id"],
-                                            "member_id": volunteer.get("member_id"),
-                                            "public_note": "志愿者已认领"})
-        act(http, base, need_id, "start", {"actor": "desk-01"})
-        act(http, base, need_id, "resolve", {"actor": "desk-01", "public_note": "已更换灯管，夜班下班后可以打球了"})
+        claim_and_fix(http, base, need_id, volunteer)
         act(http, base, need_id, "evaluate", {"rating": 5, "outcome": "fixed", "comment": "谢谢"})
     if "qln-2026-004" in offers:
         need_id, _ = offers["qln-2026-004"]
@@ -206,28 +236,36 @@ def main(argv=None):
     registered = {}
     for v in volunteers():
         r = http.post(base + "/responders", json=v, timeout=30)
-        r.raise_for_status()
+        if r.status_code >= 400:
+            raise SystemExit("registering {} failed: {} {}".format(v["external_ref"], r.status_code, r.text))
         registered[r.json()["id"]] = r.json()
-    print("demo park {}: {} volunteers in {} colour teams".format(PARK, len(registered), len(TEAMS)))
+    on_duty = http.get(base + "/on-duty", timeout=30).json()["count"]
+    print("demo park {}: {} volunteers in {} colour teams, three shifts a day; {} on duty now".format(
+        PARK, len(registered), len(TEAMS), on_duty))
 
     offers = {}
     for key, need in NEEDS:
         r = http.post(base + "/needs", json=need, headers={"Idempotency-Key": key}, timeout=30)
         r.raise_for_status()
         need_id = r.json()["id"]
-        offered = None
+        offered, task = None, {}
         deadline = time.monotonic() + 15
         while offered is None and time.monotonic() < deadline:
-            for rid, v in registered.items():
-                if set(v["categories"]) & {need["category"]}:
-                    inbox = http.get(base + "/responders/{}/notices".format(rid), timeout=30).json()["notices"]
-                    if any(n["subject"].startswith(need_id) for n in inbox):
-                        offered = v
-                        break
+            task = http.get("{}/tasks/{}:task:1".format(base, need_id), timeout=30).json()
+            for rid in sorted(task.get("offers", {})):
+                inbox = http.get(base + "/responders/{}/notices".format(rid), timeout=30).json()["notices"]
+                if any(n["subject"].startswith(need_id) for n in inbox):
+                    offered = registered[rid]
+                    break
             else:
                 time.sleep(0.3)
-        who = "{} ({}队) got the offer in their inbox".format(offered["name"], offered["teams"][0]) if offered \
-            else "no offer yet"
+        if offered:
+            who = "offered to {} of the {}队 on duty; {} has it in the inbox".format(
+                len(task["offers"]), offered["teams"][0], offered["name"])
+        elif task.get("mode") == "unit" or task.get("holder"):
+            who = "assigned to a unit"
+        else:
+            who = "no offer yet"
         print("  {} {} [{}] -> {}".format(need_id, need["title"][:18], CATEGORIES[need["category"]], who))
         if offered:
             last = (need_id, offered["id"])

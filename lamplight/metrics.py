@@ -111,3 +111,22 @@ NEEDS_SKIPPED_EVENTS = Counter(
     "Dispatch events that changed nothing (a redelivery, or a need already past that step).",
     ["park", "type"],
 )
+TASK_TRANSITIONS = Counter(
+    "lamplight_task_events_total", "Task changes by the event they publish (task.claimed, task.released, ...).",
+    ["park", "type"],
+)
+TASK_ESCALATIONS = Counter(
+    "lamplight_task_escalations_total",
+    "Tasks nobody claimed in time, escalated to the team lead or paged to the night squad.",
+    ["park", "level"],
+)
+DISPATCH_SECONDS = Histogram(
+    "lamplight_dispatch_seconds", "From a routed need's arrival to its task written with its offers.",
+    ["park", "mode"], buckets=_LATENCY_BUCKETS,
+)
+CALLOUT_RECIPIENTS = Counter(
+    "lamplight_emergency_callout_recipients_total", "People reached by emergency call-outs.", ["park"]
+)
+VISITS_MISSED = Counter(
+    "lamplight_visits_missed_total", "Must-visits nobody proved in their month.", ["park", "kind"]
+)

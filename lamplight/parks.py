@@ -18,3 +18,8 @@ def load(path=DEMO_PARKS):
 def needs_config(park, version):
     """The body of PUT …/needs/config for a park of a parks file."""
     return dict(park["needs"], version=version, name=park.get("name"))
+
+
+def volunteers_config(park, version):
+    """The body of PUT …/volunteers/config for a park of a parks file."""
+    return dict(park["volunteers"], version=version)

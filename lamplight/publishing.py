@@ -205,7 +205,8 @@ class Events:
         with ``envelopes`` appended: for writes that must give the same result
         when applied twice (storage.VersionedDocument)."""
         at = self._provider.stage(envelopes)
-        return {"_outbox": (list(existing or []) + list(envelopes))[-OUTBOX_KEEP:], "_outbox_at": at,
+        keep = max(OUTBOX_KEEP, len(envelopes))  # never fewer than this write's own events
+        return {"_outbox": (list(existing or []) + list(envelopes))[-keep:], "_outbox_at": at,
                 "_outbox_by": self._provider.writer_id}
 
     def outbox_update(self, envelopes):
@@ -213,7 +214,7 @@ class Events:
         same single-document update as the state change."""
         at = self._provider.stage(envelopes)
         return {
-            "$push": {"_outbox": {"$each": list(envelopes), "$slice": -OUTBOX_KEEP}},
+            "$push": {"_outbox": {"$each": list(envelopes), "$slice": -max(OUTBOX_KEEP, len(envelopes))}},
             "$set": {"_outbox_at": at, "_outbox_by": self._provider.writer_id},
         }
 
@@ -395,9 +396,11 @@ class EventOutbox(DependencyProvider):
             envelopes, taken = [], {}
             store = self.mongo.store()
             for name in self.collections:
-                docs = list(store.unscoped(name, reason="outbox relay of a dead writer").find(
-                    {"_outbox_by": writer["_id"], "_outbox_at": {"$gte": writer["checkpoint"]}},
-                    {"_outbox": 1, "park_id": 1}))
+                docs = []
+                for _, collection in store.partitions(name, reason="outbox relay of a dead writer"):
+                    docs += list(collection.find(
+                        {"_outbox_by": writer["_id"], "_outbox_at": {"$gte": writer["checkpoint"]}},
+                        {"_outbox": 1, "park_id": 1}))
                 taken[name] = docs
                 envelopes += [e for d in docs for e in d.get("_outbox", [])]
             found += len(envelopes)

@@ -31,6 +31,7 @@ DEFAULTS = {
     "RPC_TIMEOUT_S": 10.0,
     # needs: how often the time-limit sweep visits every park
     "NEEDS_SWEEP_INTERVAL_S": 30.0,
+    "VOLUNTEERS_SWEEP_INTERVAL_S": 5.0,
 }
 
 

@@ -57,6 +57,9 @@ class Subscription:
 SUBSCRIPTIONS = (
     Subscription("volunteers", "needs", "need.triaged"),
     Subscription("volunteers", "needs", "need.reopened"),
+    Subscription("volunteers", "needs", "need.assigned"),
+    Subscription("volunteers", "needs", "need.cancelled"),
+    Subscription("volunteers", "needs", "need.rejected"),
     Subscription("needs", "needs", "wall.entry_changed"),
     Subscription("needs", "volunteers", "task.claimed"),
     Subscription("needs", "volunteers", "task.started"),

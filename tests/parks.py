@@ -24,3 +24,16 @@ def fast_needs_config(version=1, due_seconds=2.0, ladder_seconds=(0, 2), evaluat
                             for level, s in zip(("supervisor", "park_admin"), ladder_seconds)]
     config["evaluation_days"] = evaluation_seconds / 86400
     return config
+
+
+def volunteers_config(version=1, **dispatch):
+    """The demo park's teams, skills, zones and rules; ``dispatch`` overrides
+    offer settings (say offer_minutes=0.02 for offers that expire in 1.2 s)."""
+    config = copy.deepcopy(parks.volunteers_config(DEMO["quanlinan"], version))
+    config["dispatch"].update(dispatch)
+    return config
+
+
+# on duty around the clock: seven 24-hour shifts, each overnight into the next day
+ALL_WEEK = {"shifts": [{"day": d, "start": "00:00", "end": "00:00", "overnight": True}
+                       for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")]}

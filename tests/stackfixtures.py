@@ -5,7 +5,7 @@ import requests
 
 from lamplight.devstack import Stack
 from tests.conftest import MONGO_URI
-from tests.parks import needs_config
+from tests.parks import ALL_WEEK, needs_config, volunteers_config
 
 TEST_PORT_BASE = 19100
 TEST_WEB_PORT = 18000
@@ -48,15 +48,17 @@ class Api:
 
 @pytest.fixture
 def api(stack):
-    """The gateway, for the demo park with its needs configuration installed."""
+    """The gateway, for the demo park with its needs and volunteers configurations installed."""
     api = Api(stack.gateway_url)
     answer = api.put("/needs/config", needs_config())
+    assert answer.status_code == 200, answer.text
+    answer = api.put("/volunteers/config", volunteers_config())
     assert answer.status_code == 200, answer.text
     return api
 
 
 VOLUNTEER = {"kind": "volunteer", "name": "张三", "phone": "13812345678", "teams": ["orange"],
-             "categories": ["daily_life"]}
+             "skills": ["electrician"], "roster": ALL_WEEK}
 NEED = {"kind": "micro_wish", "category": "daily_life", "item": "facilities_repair", "channel": "wish_wall",
         "details": {"location": "宿舍楼下"},
         "title": "宿舍楼下篮球场的灯坏了", "requester": {"kind": "worker", "name": "李四", "phone": "13900001111"}}

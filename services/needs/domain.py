@@ -316,6 +316,7 @@ def new_need(taxonomy, park_id, need_id, submission, now, idempotency_key, dupli
                 kind=submission["kind"], channel=submission["channel"], title=submission["title"],
                 description=submission["description"], requester=submission["requester"],
                 details=submission["details"], entered_by=submission["entered_by"], meeting=meeting,
+                zone=submission.get("zone"),
                 idempotency_key=idempotency_key or need_id, fingerprint=fingerprint(submission),
                 requester_key=requester_key, possible_duplicates=duplicates, submitted_at=now, updated_at=now,
                 timeline=timeline)

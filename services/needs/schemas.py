@@ -170,6 +170,9 @@ class NeedSubmissionSchema(Schema):
     requester = fields.Nested(RequesterSchema, required=True)
     details = fields.Dict(keys=fields.String(), load_default=dict)
     entered_by = fields.String(load_default=None, validate=ACTOR)
+    # the zone of the park the need is in (a code of the park's volunteers
+    # configuration): dispatch offers it to responders nearby first
+    zone = fields.String(load_default=None, validate=CODE)
 
 
 class MeetingSchema(Schema):
@@ -444,6 +447,7 @@ class NeedChangedSchema(Schema):
     level = fields.String(allow_none=True)
     escalated_to = fields.String(allow_none=True)
     duplicate_of = fields.String(allow_none=True)
+    zone = fields.String(allow_none=True)
     reviewer = fields.String(allow_none=True)
     score = fields.Integer(allow_none=True)
 

@@ -1,56 +1,453 @@
 """Volunteers: pure rules, no I/O.
 
-Dispatch in the foundation is the simplest rule that is still right: the
-active responders whose categories cover the need, one chosen by a stable hash
-of the need id. Stable matters: a redelivered need.submitted must choose the
-same responder, so the offer's key is the same and the second delivery has no
-effect. Rosters, caps, fairness and claiming come with the volunteers issue.
+Rosters are weekly shift templates in the park's own time zone, with leave
+and extra dated shifts; time on a template is a minute of the local week
+(Monday 00:00 = 0). An overnight shift ends the next day, and a Sunday night
+shift ends on the Monday of the next week: both are split where the week
+wraps, so every interval is a plain [start, end) inside one week. The hours
+of the week a responder's template touches (``duty_hours``) are what the
+store indexes, so "who is on duty at T" is a lookup of one hour bucket.
+
+Dispatch filters hard (same park, active, a team covering the category, the
+skills the item needs, under the cap on open tasks, on duty now or before
+the need is due) and then ranks soft: on duty now before later, nearer zones
+before farther, whoever was given work least recently first, and a stable
+hash of need and responder last, so that the same facts always give the
+same offer.
 """
 import hashlib
+import math
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 RESPONDER_KINDS = ("volunteer", "unit")
+UNIT_KINDS = ("department", "community", "park")
 # Wuhan's four colour teams; parks may define more.
 COLOUR_TEAMS = ("green", "blue", "red", "orange")
-OFFERED = "offered"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEK_MINUTES = 7 * 24 * 60
+# Sujiacun's six must-visits (六必访)
+VISIT_KINDS = ("households_in_need", "elderly_alone", "disabled", "unemployed", "left_behind_children",
+               "working_age_labour")
+
+# tasks
+OFFERED, CLAIMED, IN_PROGRESS, DONE, WITHDRAWN = "offered", "claimed", "in_progress", "done", "withdrawn"
+TASK_STATUSES = (OFFERED, CLAIMED, IN_PROGRESS, DONE, WITHDRAWN)
+HELD = (CLAIMED, IN_PROGRESS)
+OPEN = (OFFERED, CLAIMED, IN_PROGRESS)
+# offers (one per responder a task was offered to)
+OFFER_LIVE, OFFER_WON, OFFER_EXPIRED, OFFER_DECLINED, OFFER_WITHDRAWN = (
+    "offered", "claimed", "expired", "declined", "withdrawn")
+# how a task is dispatched
+MODE_OFFER, MODE_WISH, MODE_UNIT = "offer", "wish", "unit"
+# the actions on a task, and the statuses they are allowed from
+TASK_ACTIONS = {
+    "claim": (OFFERED,),
+    "decline": (OFFERED,),
+    "start": (CLAIMED,),
+    "complete": (CLAIMED, IN_PROGRESS),
+    "release": (CLAIMED, IN_PROGRESS),
+    "request_takeover": (CLAIMED, IN_PROGRESS),
+    "answer_takeover": (CLAIMED, IN_PROGRESS),
+}
+VISIT_PLANNED, VISIT_DONE, VISIT_MISSED = "planned", "done", "missed"
 
 
-def covers(responder, category):
-    categories = responder.get("categories") or []
-    return not categories or category in categories
+class RuleBroken(Exception):
+    """A command the rules refuse. ``code`` says which rule; ``fields``
+    name what is wrong."""
+
+    def __init__(self, message, code, fields=None):
+        super().__init__(message)
+        self.code = code
+        self.fields = fields or {}
 
 
-def candidates(responders, category):
-    return sorted(
-        (r for r in responders if r.get("active", True) and covers(r, category)),
-        key=lambda r: r["_id"],
-    )
+# time ---------------------------------------------------------------------------------
+def zone(name):
+    return ZoneInfo(name)
 
 
-def choose(responders, need_id, category):
-    """The responder to offer the need to, or None."""
-    pool = candidates(responders, category)
-    if not pool:
+def parse_hhmm(value):
+    hours, minutes = value.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def minute_of_week(at, tz):
+    local = at.astimezone(tz)
+    return local.weekday() * 1440 + local.hour * 60 + local.minute
+
+
+def shift_intervals(shift):
+    """[(start, end)] minutes of the week, split where the week wraps."""
+    start = WEEKDAYS.index(shift["day"]) * 1440 + parse_hhmm(shift["start"])
+    end_clock = parse_hhmm(shift["end"])
+    length = end_clock - parse_hhmm(shift["start"]) + (1440 if shift.get("overnight") else 0)
+    end = start + length
+    if end <= WEEK_MINUTES:
+        return [(start, end)]
+    return [(start, WEEK_MINUTES), (0, end - WEEK_MINUTES)]
+
+
+def check_shift(shift):
+    """None, or why the shift is refused."""
+    start, end = parse_hhmm(shift["start"]), parse_hhmm(shift["end"])
+    if shift.get("overnight"):
+        if end > start:
+            return "an overnight shift ends the next day, so its end ({}) must not be later than its start ({})" \
+                .format(shift["end"], shift["start"])
         return None
-    digest = int(hashlib.sha256(need_id.encode()).hexdigest()[:12], 16)
-    return pool[digest % len(pool)]
+    if end <= start:
+        return "the shift ends ({}) before it starts ({}); mark it overnight if it ends the next day".format(
+            shift["end"], shift["start"])
+    return None
 
 
-def offer_id(need_id, round_=1):
-    """One offer per need and round: the idempotency key of dispatch."""
-    return "{}:offer:{}".format(need_id, round_)
+def weekly_intervals(shifts):
+    """[{start, end}] minutes of the week (documents, not pairs: FerretDB
+    stores no nested arrays)."""
+    return [{"start": s, "end": e} for s, e in sorted(iv for shift in shifts for iv in shift_intervals(shift))]
 
 
-def new_offer(need, responder, offered_at, round_=1):
+def duty_hours(shifts):
+    """The hours of the week (0-167) in which any shift is running."""
+    hours = set()
+    for iv in weekly_intervals(shifts):
+        start, end = iv["start"], iv["end"]
+        hours.update(range(start // 60, (end - 1) // 60 + 1))
+    return sorted(hours)
+
+
+def hour_of_week(at, tz):
+    return minute_of_week(at, tz) // 60
+
+
+def _on_template(intervals, mow):
+    return any(iv["start"] <= mow < iv["end"] for iv in intervals)
+
+
+def _covered(spans, at):
+    return any(span["start"] <= at < span["end"] for span in spans or ())
+
+
+def on_duty(responder, at, tz):
+    """On duty at ``at``: not on leave, and on a weekly shift or an extra one."""
+    if _covered(responder.get("leave"), at):
+        return False
+    return _on_template(responder.get("intervals") or (), minute_of_week(at, tz)) or \
+        _covered(responder.get("extra"), at)
+
+
+def next_on_duty(responder, at, until, tz):
+    """The first time in [at, until) the responder is on duty, or None."""
+    if on_duty(responder, at, tz):
+        return at
+    candidates = set()
+    local = at.astimezone(tz)
+    week_start = (local - timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    weeks = int((until - at).total_seconds() // (7 * 86400)) + 2
+    for week in range(weeks):
+        base = week_start + timedelta(days=7 * week)
+        for iv in responder.get("intervals") or ():
+            start = iv["start"]
+            # a local wall time: built field by field so it stays right across a clock change
+            day, minute = divmod(start, 1440)
+            wall = (base + timedelta(days=day)).replace(hour=minute // 60, minute=minute % 60, tzinfo=None)
+            candidates.add(wall.replace(tzinfo=tz).astimezone(timezone.utc))
+    candidates.update(span["start"] for span in responder.get("extra") or ())
+    candidates.update(span["end"] for span in responder.get("leave") or ())
+    for t in sorted(c for c in candidates if at < c < until):
+        if on_duty(responder, t, tz):
+            return t
+    return None
+
+
+def in_window(at, tz, window):
+    """Inside a daily window {start, end} of local clock times; a window whose
+    end is not after its start runs over midnight."""
+    local = at.astimezone(tz)
+    minute = local.hour * 60 + local.minute
+    start, end = parse_hhmm(window["start"]), parse_hhmm(window["end"])
+    if start < end:
+        return start <= minute < end
+    return minute >= start or minute < end
+
+
+def local_month(at, tz):
+    return at.astimezone(tz).strftime("%Y-%m")
+
+
+# teams and candidates --------------------------------------------------------------------
+def teams_covering(config, category):
+    return [t["code"] for t in config["teams"] if category in t.get("categories", ())]
+
+
+def squad_teams(config):
+    return [t["code"] for t in config["teams"] if t.get("squad")]
+
+
+def zone_distance(config, a, b):
+    """Metres between two zones of the park (0 for the same zone; unknown
+    zones are far)."""
+    if a is None or b is None:
+        return 1e9
+    if a == b:
+        return 0.0
+    zones = {z["code"]: z for z in config.get("zones", ())}
+    if a not in zones or b not in zones:
+        return 1e9
+    return math.hypot(zones[a]["x"] - zones[b]["x"], zones[a]["y"] - zones[b]["y"])
+
+
+def ineligible(responder, task, park_id, at, tz, open_count, config):
+    """None when the responder may be offered the task, else why not."""
+    if responder.get("park_id") != park_id:
+        return "other_park"
+    if responder.get("kind") != "volunteer":
+        return "not_a_volunteer"
+    if not responder.get("active", True):
+        return "paused"
+    teams = task.get("teams") or []
+    if teams and not set(responder.get("teams") or ()) & set(teams):
+        return "team"
+    if not set(task.get("skills") or ()) <= set(responder.get("skills") or ()):
+        return "skills"
+    if responder["_id"] in (task.get("offered_to") or ()):
+        return "already_offered"
+    if open_count >= (responder.get("max_open_tasks") or config["dispatch"]["default_cap"]):
+        return "cap"
+    if next_on_duty(responder, at, max(task["due_at"], at + timedelta(minutes=1)), tz) is None:
+        return "off_duty"
+    return None
+
+
+def stable_hash(*parts):
+    return int(hashlib.sha256("/".join(parts).encode()).hexdigest()[:12], 16)
+
+
+def rank(responders, task, park_id, at, tz, open_counts, config):
+    """[(responder, on_duty_from)] of the eligible, best first."""
+    ranked = []
+    for r in responders:
+        if ineligible(r, task, park_id, at, tz, open_counts.get(r["_id"], 0), config) is not None:
+            continue
+        start = next_on_duty(r, at, max(task["due_at"], at + timedelta(minutes=1)), tz)
+        distance = zone_distance(config, r.get("zone"), task.get("zone"))
+        # nearness counts in steps of 500 m: within a step, fairness decides
+        key = (int((start - at).total_seconds() // 60), int(distance // 500),
+               r.get("last_work_at") or datetime.min.replace(tzinfo=timezone.utc),
+               stable_hash(task["need_id"], r["_id"]))
+        ranked.append((key, r, start))
+    ranked.sort(key=lambda item: item[0])
+    return [(r, start) for _, r, start in ranked]
+
+
+# tasks ----------------------------------------------------------------------------------
+def task_id(need_id, routing):
+    """One task per routing of a need: the idempotency key of dispatch."""
+    return "{}:task:{}".format(need_id, routing)
+
+
+def new_task(park_id, need, mode, teams, skills, at, config):
     return {
-        "_id": offer_id(need["need_id"], round_),
-        "park_id": need["park_id"],
-        "need_id": need["need_id"],
-        "responder_id": responder["_id"],
-        "round": round_,
-        "status": OFFERED,
-        "category": need["category"],
-        "grade": need["grade"],
-        "summary": need["summary"],
-        "due_at": need["due_at"],
-        "offered_at": offered_at,
+        "task_id": task_id(need["need_id"], need["routing"]), "park_id": park_id, "need_id": need["need_id"],
+        "routing": need["routing"], "kind": need.get("kind"), "category": need["category"],
+        "item": need.get("item"), "grade": need["grade"], "summary": need["summary"], "due_at": need["due_at"],
+        "zone": need.get("zone"), "teams": teams, "skills": skills, "mode": mode, "created_at": at,
+        "version": 0,
+        # the mutable state (STATE below)
+        "status": OFFERED, "round": 0, "offers": {}, "offered_to": [], "holder": None, "claimed_at": None,
+        "started_at": None, "completed_at": None, "completion": None, "escalations": [], "takeover": None,
+        "next_check_at": None, "history": [], "retry_at": None,
     }
+
+
+TASK_STATE = ("status", "round", "offers", "offered_to", "holder", "claimed_at", "started_at", "completed_at",
+              "completion", "escalations", "takeover", "next_check_at", "history")
+
+
+def add_offers(task, responders, at, config, reason):
+    """A new offer round to ``responders`` (list of responder docs)."""
+    minutes = config["dispatch"]["offer_minutes"]
+    task["round"] += 1
+    for r in responders:
+        task["offers"][r["_id"]] = {"status": OFFER_LIVE, "round": task["round"], "offered_at": at,
+                                    "expires_at": at + timedelta(minutes=minutes), "member_id": r.get("member_id"),
+                                    "reason": reason}
+        if r["_id"] not in task["offered_to"]:
+            task["offered_to"].append(r["_id"])
+    task["history"].append({"at": at, "what": "offered", "round": task["round"], "reason": reason,
+                            "to": [r["_id"] for r in responders]})
+    return task
+
+
+def live_offers(task):
+    return [rid for rid, o in task["offers"].items() if o["status"] == OFFER_LIVE]
+
+
+def next_check(task, config):
+    """When the sweep must look at the task again, or None."""
+    times = []
+    if task["status"] == OFFERED:
+        times += [o["expires_at"] for o in task["offers"].values() if o["status"] == OFFER_LIVE]
+        if task.get("retry_at") and not live_offers(task):
+            times.append(task["retry_at"])
+        if night_page_pending(task, config):
+            times.append(task["created_at"] + timedelta(minutes=config["dispatch"]["night_page_after_minutes"]))
+    if task["status"] == CLAIMED:
+        times.append(task["claimed_at"] + timedelta(hours=config["wishes"]["stale_claim_hours"]))
+    if task["status"] in HELD and task.get("takeover"):
+        times.append(task["takeover"]["answer_by"])
+    return min(times) if times else None
+
+
+def night_page_pending(task, config):
+    return task["status"] == OFFERED and task["grade"] in config["dispatch"]["night_grades"] and \
+        not any(e["level"] == "night_squad" for e in task["escalations"])
+
+
+def transition(task, action, args, at, config):
+    """Apply a responder's action to a task (a copy is changed). Returns the
+    changed task and the event types it causes. Raises RuleBroken."""
+    if action not in TASK_ACTIONS:
+        raise RuleBroken("unknown action {}".format(action), "unknown_action",
+                         {"action": ["one of: " + ", ".join(TASK_ACTIONS)]})
+    if task["status"] not in TASK_ACTIONS[action]:
+        # a claim on a task already taken names the task's state, never who holds it
+        raise RuleBroken("task {} is {}: it cannot be {}".format(task["task_id"], task["status"], _past(action)),
+                         "already_taken" if action == "claim" else "illegal_transition", {"status": [task["status"]]})
+    who = args["responder_id"]
+    task = dict(task, offers={k: dict(v) for k, v in task["offers"].items()}, history=list(task["history"]),
+                escalations=list(task["escalations"]), offered_to=list(task["offered_to"]))
+    events = []
+    if action == "claim":
+        offer = task["offers"].get(who)
+        if task["mode"] != MODE_WISH and (offer is None or offer["status"] != OFFER_LIVE):
+            raise RuleBroken("task {} is not offered to {}".format(task["task_id"], who), "not_offered",
+                             {"responder_id": ["no live offer"]})
+        for rid, o in task["offers"].items():
+            if rid != who and o["status"] == OFFER_LIVE:
+                o.update(status=OFFER_WITHDRAWN, closed_at=at)
+        if offer is not None:
+            offer.update(status=OFFER_WON, closed_at=at)
+        task.update(status=CLAIMED, holder={"responder_id": who, "member_id": args.get("member_id")},
+                    claimed_at=at, takeover=None)
+        events += ["task.claimed"]
+    elif action == "decline":
+        offer = task["offers"].get(who)
+        if offer is None or offer["status"] != OFFER_LIVE:
+            raise RuleBroken("task {} is not offered to {}".format(task["task_id"], who), "not_offered",
+                             {"responder_id": ["no live offer"]})
+        offer.update(status=OFFER_DECLINED, closed_at=at, note=args.get("note"))
+        events += ["task.declined"]
+    else:
+        _check_holder(task, who)
+        if action == "start":
+            task.update(status=IN_PROGRESS, started_at=at)
+            events += ["task.started"]
+        elif action == "complete":
+            began = task["started_at"] or task["claimed_at"]
+            hours = args.get("hours")
+            if hours is None:
+                hours = round(min((at - began).total_seconds() / 3600.0, 24.0), 2)
+            task.update(status=DONE, completed_at=at, takeover=None, completion={
+                "note": args.get("note"), "photo_ref": args.get("photo_ref"), "place": args.get("place"),
+                "hours": hours})
+            events += ["task.completed", "volunteer.service_hours"]
+        elif action == "release":
+            task.update(status=OFFERED, holder=None, claimed_at=None, started_at=None, takeover=None)
+            events += ["task.released"]
+        elif action == "request_takeover":
+            raise AssertionError("takeover requests are made by another responder: request_takeover()")
+        elif action == "answer_takeover":
+            if not task.get("takeover"):
+                raise RuleBroken("nobody asked to take task {} over".format(task["task_id"]), "no_takeover",
+                                 {"takeover": ["none pending"]})
+            if args.get("accept"):
+                task = _transfer(task, at, "accepted")
+                events += ["task.transferred"]
+            else:
+                task.update(takeover=None)
+                events += ["task.takeover_refused"]
+    task["history"].append({"at": at, "what": action, "by": who, "note": args.get("note")})
+    task["next_check_at"] = next_check(task, config)
+    return task, events
+
+
+def request_takeover(task, requester, at, config):
+    if task["status"] not in HELD:
+        raise RuleBroken("task {} is {}: nothing to take over".format(task["task_id"], task["status"]),
+                         "illegal_transition", {"status": [task["status"]]})
+    if task["holder"]["responder_id"] == requester["responder_id"]:
+        raise RuleBroken("the holder cannot take over their own task", "own_task",
+                         {"responder_id": ["holds the task"]})
+    if task.get("takeover"):
+        raise RuleBroken("a take-over of task {} is already pending".format(task["task_id"]), "takeover_pending",
+                         {"takeover": ["pending until {}".format(task["takeover"]["answer_by"].isoformat())]})
+    answer_by = at + timedelta(hours=config["wishes"]["takeover_answer_hours"])
+    task = dict(task, takeover=dict(requester, requested_at=at, answer_by=answer_by),
+                history=task["history"] + [{"at": at, "what": "request_takeover", "by": requester["responder_id"]}])
+    task["next_check_at"] = next_check(task, config)
+    return task, ["task.takeover_requested"]
+
+
+def _transfer(task, at, how):
+    takeover = task["takeover"]
+    previous = task["holder"]
+    return dict(task, holder={"responder_id": takeover["responder_id"], "member_id": takeover.get("member_id")},
+                claimed_at=at, started_at=None, status=CLAIMED, takeover=None,
+                history=task["history"] + [{"at": at, "what": "transferred", "how": how,
+                                            "from": previous["responder_id"], "to": takeover["responder_id"]}])
+
+
+def _check_holder(task, who):
+    if (task.get("holder") or {}).get("responder_id") != who:
+        raise RuleBroken("only the holder of task {} can do that".format(task["task_id"]), "not_holder",
+                         {"responder_id": ["not the holder"]})
+
+
+def _past(action):
+    return {"claim": "claimed", "decline": "declined", "start": "started", "complete": "completed",
+            "release": "released", "answer_takeover": "answered"}.get(action, action)
+
+
+def sweep_steps(task, at, tz, config):
+    """What the sweep must do to the task now: a list of step names."""
+    steps = []
+    if task["status"] == OFFERED:
+        if any(o["status"] == OFFER_LIVE and o["expires_at"] <= at for o in task["offers"].values()):
+            steps.append("expire")
+        elif task["mode"] in (MODE_OFFER, MODE_WISH) and not live_offers(task) and task.get("retry_at") and \
+                task["retry_at"] <= at:
+            steps.append("reoffer")
+        if night_page_pending(task, config) and \
+                task["created_at"] + timedelta(minutes=config["dispatch"]["night_page_after_minutes"]) <= at and \
+                in_window(at, tz, config["dispatch"]["night"]):
+            steps.append("night_page")
+    if task["status"] == CLAIMED and task["claimed_at"] + timedelta(
+            hours=config["wishes"]["stale_claim_hours"]) <= at:
+        steps.append("release_stale")
+    if task["status"] in HELD and task.get("takeover") and task["takeover"]["answer_by"] <= at:
+        steps.append("transfer")
+    return steps
+
+
+def expire_offers(task, at):
+    for o in task["offers"].values():
+        if o["status"] == OFFER_LIVE and o["expires_at"] <= at:
+            o.update(status=OFFER_EXPIRED, closed_at=at)
+
+
+# visits -------------------------------------------------------------------------------------
+def visit_id(household_code, month):
+    return "{}:{}".format(household_code, month)
+
+
+def month_after(month):
+    year, mon = (int(x) for x in month.split("-"))
+    return "{:04d}-{:02d}".format(year + mon // 12, mon % 12 + 1)
+
+
+def month_start(month, tz):
+    year, mon = (int(x) for x in month.split("-"))
+    return datetime(year, mon, 1, tzinfo=tz).astimezone(timezone.utc)

@@ -1,74 +1,856 @@
-"""The volunteers service: responders and dispatch of needs to them."""
-from datetime import datetime, timezone
+"""The volunteers service: the dispatch desk of a service centre.
 
-from lamplight.rpc import rpc
+Responders (volunteers and organisational units), colour teams and rosters;
+dispatch of routed needs as tasks offered to the best K (the first claim
+wins), direct assignment to a unit, the public wish list with self-service
+claiming; offers that expire go to the next K, then to the team lead, and an
+urgent need nobody claims at night pages the emergency squad. Visit plans
+(the six must-visits) and emergency mode with call-outs.
+"""
+import time
+from datetime import timedelta
 
+from nameko.timer import timer
+
+from lamplight import settings
 from lamplight.consuming import subscribe
-from lamplight.errors import BadInput, NotFound, load_or_reject
+from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
 from lamplight.ids import new_id
-from lamplight.metrics import NEEDS_UNMATCHED, TASKS_OFFERED
+from lamplight.metrics import (
+    CALLOUT_RECIPIENTS, DISPATCH_SECONDS, NEEDS_UNMATCHED, TASK_ESCALATIONS, TASK_TRANSITIONS, TASKS_OFFERED,
+    VISITS_MISSED,
+)
 from lamplight.observability import Observability
 from lamplight.publishing import EventOutbox
-from lamplight.storage import Mongo
+from lamplight.rpc import rpc
+from lamplight.storage import Mongo, check_park_id
 from services.volunteers import domain
 from services.volunteers.schemas import (
-    NeedRoutedSchema, ResponderRegistrationSchema, ResponderViewSchema, TaskOfferedSchema,
+    CalloutEventSchema, CalloutSchema, EmergencyEventSchema, EmergencySwitchSchema, HouseholdSchema,
+    NeedRoutedSchema, PauseSchema, ReplySchema, ResponderRegistrationSchema, ResponderViewSchema, RosterSchema,
+    ServiceHoursSchema, TaskActionSchema, TaskEventSchema, TaskViewSchema, VisitEventSchema, VisitProofSchema,
+    VisitViewSchema, VolunteerEventSchema, VolunteersConfigSchema, WishViewSchema,
 )
-from services.volunteers.store import INDEXES, VolunteersStore
+from services.volunteers.store import INDEXES, PARTITIONED, VolunteersStore, parks_with, utcnow
 
+EXPECTED = (BadInput, Conflict, NotFound)
+SWEEP_BATCH = 500
+SYSTEM = "system"
+_config = VolunteersConfigSchema()
 _registration = ResponderRegistrationSchema()
 _responder_view = ResponderViewSchema()
+_roster = RosterSchema()
+_pause = PauseSchema()
 _need_routed = NeedRoutedSchema()
-_task_offered = TaskOfferedSchema()
-EXPECTED = (BadInput, NotFound)
+_task_action = TaskActionSchema()
+_task_view = TaskViewSchema()
+_task_event = TaskEventSchema()
+_wish_view = WishViewSchema()
+_hours = ServiceHoursSchema()
+_volunteer_event = VolunteerEventSchema()
+_household = HouseholdSchema()
+_proof = VisitProofSchema()
+_visit_event = VisitEventSchema()
+_visit_view = VisitViewSchema()
+_switch = EmergencySwitchSchema()
+_callout = CalloutSchema()
+_reply = ReplySchema()
+_emergency_event = EmergencyEventSchema()
+_callout_event = CalloutEventSchema()
 
 
 class VolunteersService:
     name = "volunteers"
 
     log = Observability()
-    db = Mongo(indexes=INDEXES, group_commit=("tasks",))
-    events = EventOutbox(collections=("tasks",))
+    db = Mongo(indexes=INDEXES, partitioned=PARTITIONED)
+    events = EventOutbox(collections=("responders", "tasks", "visits", "callout_recipients", "parkstate"))
 
+    _last_sweep = time.monotonic()
+
+    # configuration ------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def set_config(self, park_id, payload):
+        """Install the park's teams, skills, zones and dispatch rules as the
+        next version (the body's ``version`` is the current version + 1)."""
+        check_park_id(park_id)
+        config = load_or_reject(_config, payload, "the volunteers configuration")
+        store = VolunteersStore(self.db, park_id)
+        current = store.config()
+        current_version = current["version"] if current else 0
+        if config["version"] != current_version + 1:
+            raise Conflict("park {} is at volunteers configuration version {}; send version {}".format(
+                park_id, current_version, current_version + 1), {"version": ["expected {}".format(
+                    current_version + 1)]})
+        saved = store.replace_config(config, current_version)
+        if saved is None:
+            raise Conflict("another change of the configuration of {} came first".format(park_id),
+                           {"version": ["changed concurrently"]})
+        return {"park_id": park_id, "version": saved["version"], "teams": len(config["teams"]),
+                "skills": len(config["skills"]), "zones": len(config["zones"])}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def config(self, park_id):
+        config = self._config(VolunteersStore(self.db, park_id))
+        return {k: v for k, v in config.items() if k not in ("_id", "park_id", "saved_at")}
+
+    def _config(self, store):
+        config = store.config()
+        if config is None:
+            raise NotFound("unknown park {}: it has no volunteers configuration".format(store.park_id),
+                           {"park": ["unknown"]})
+        return config
+
+    # responders ----------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
     def register_responder(self, park_id, payload):
         data = load_or_reject(_registration, payload, "the responder")
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        _check_codes(config, data)
         responder_id = new_id("rsp")
-        ref = data.pop("external_ref") or responder_id
-        responder = dict(data, _id=responder_id, ref=ref, park_id=park_id,
-                         registered_at=datetime.now(timezone.utc))
-        existing = VolunteersStore(self.db, park_id).add_responder(responder)
-        return dict(_responder_view.dump(existing or responder), created=existing is None)
+        roster = data.pop("roster") or {"shifts": [], "leave": [], "extra": []}
+        responder = dict(data, _id=responder_id, responder_id=responder_id, ref=data.pop("external_ref") or responder_id,
+                         park_id=park_id, registered_at=utcnow(), last_work_at=None,
+                         categories=_categories(config, data["teams"]), **_roster_fields(roster))
+        event = self._volunteer_event(responder, "registered")
+        with self.events.staged([event]) as outbox:
+            responder.update(outbox)
+            existing = store.add_responder(responder)
+        if existing is not None:
+            self.events.discard([event])
+            return dict(_responder_view.dump(existing), created=False)
+        self.events.publish([event])
+        return dict(_responder_view.dump(responder), created=True)
 
     @rpc(expected_exceptions=EXPECTED)
     def get_responder(self, park_id, responder_id):
-        responder = VolunteersStore(self.db, park_id).get_responder(responder_id)
-        if responder is None:
-            raise NotFound("no responder {} in park {}".format(responder_id, park_id))
-        return _responder_view.dump(responder)
+        return _responder_view.dump(self._responder(VolunteersStore(self.db, park_id), responder_id))
 
+    def _responder(self, store, responder_id):
+        responder = store.get_responder(responder_id)
+        if responder is None:
+            raise NotFound("no responder {} in park {}".format(responder_id, store.park_id),
+                           {"responder_id": ["unknown"]})
+        return responder
+
+    @rpc(expected_exceptions=EXPECTED)
+    def set_roster(self, park_id, responder_id, payload):
+        """Replace a responder's weekly shifts, leave and extra shifts."""
+        roster = load_or_reject(_roster, payload, "the roster")
+        store = VolunteersStore(self.db, park_id)
+        self._config(store)
+        responder = self._responder(store, responder_id)
+        fields = _roster_fields(roster)
+        self._change_responder(store, dict(responder, **fields), fields, "roster")
+        return _responder_view.dump(dict(responder, **fields))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def set_active(self, park_id, responder_id, payload):
+        """Pause a responder (no offers while paused) or make them active again."""
+        data = load_or_reject(_pause, payload, "the pause")
+        store = VolunteersStore(self.db, park_id)
+        responder = self._responder(store, responder_id)
+        fields = {"active": data["active"], "pause_reason": data["reason"]}
+        self._change_responder(store, dict(responder, **fields), fields, "resumed" if data["active"] else "paused")
+        return _responder_view.dump(dict(responder, **fields))
+
+    def _change_responder(self, store, after, fields, change):
+        event = self._volunteer_event(after, change)
+        if not store.set_responder(after["_id"], fields, self.events.outbox_update([event])):
+            self.events.discard([event])
+            raise NotFound("no responder {} in park {}".format(after["_id"], store.park_id))
+        self.events.publish([event])
+
+    def _volunteer_event(self, responder, change):
+        return self.events.new("volunteer.{}".format("registered" if change == "registered" else "changed"),
+                               park_id=responder["park_id"], subject=responder["_id"],
+                               data=_volunteer_event.dump(dict(responder, change=change)))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def on_duty(self, park_id, at=None, team=None):
+        """Who is on duty in the park at ``at`` (default now): one lookup of
+        that hour of the week in the duty index, then the exact minute,
+        leave and extra shifts."""
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        if team is not None and team not in {t["code"] for t in config["teams"]}:
+            raise BadInput("unknown team {}".format(team), {"team": ["one of: " + ", ".join(
+                t["code"] for t in config["teams"])]})
+        at = time_or_reject(at, "at") if at else utcnow()
+        tz = domain.zone(config["timezone"])
+        found = store.on_duty_candidates({domain.hour_of_week(at, tz)}, teams=[team] if team else None, now=at)
+        on = sorted((r for r in found if domain.on_duty(r, at, tz)), key=lambda r: r["_id"])
+        return {"park_id": park_id, "at": at.isoformat(), "count": len(on),
+                "responders": [{"id": r["_id"], "teams": r["teams"], "zone": r.get("zone")} for r in on]}
+
+    # dispatch ------------------------------------------------------------------------------
     @subscribe("needs", "need.triaged")
     @subscribe("needs", "need.reopened")
     def on_need_routed(self, envelope):
-        """A need routed to a team (triaged, re-triaged or reopened) gets an
-        offer round of its own."""
+        """A need routed to a team (triaged, re-triaged or reopened) becomes a
+        task of its own: assigned to the unit it names, put on the public wish
+        list (a micro-wish), or offered to the best K responders."""
+        started = time.monotonic()
         park_id = envelope["parkid"]
-        need = dict(load_or_reject(_need_routed, envelope["data"], envelope["type"] + " data"), park_id=park_id)
+        need = load_or_reject(_need_routed, envelope["data"], envelope["type"] + " data")
         store = VolunteersStore(self.db, park_id)
-        responder = domain.choose(store.roster(), need["need_id"], need["category"])
-        if responder is None:
-            NEEDS_UNMATCHED.labels(park_id, need["category"]).inc()
-            self.log.warning("dispatch.no_responder", need_id=need["need_id"], category=need["category"])
-            return
-        offer = domain.new_offer(need, responder, datetime.now(timezone.utc), need["routing"])
-        event = self.events.new("task.offered", park_id=park_id, subject=offer["_id"], data=_task_offered.dump(
-            dict(offer, task_id=offer["_id"])))
-        with self.events.staged([event]) as outbox:
-            offer.update(outbox)
-            inserted = store.insert_offer(offer)
+        config = self._config(store)
+        at = utcnow()
+        teams = [need["team"]] if need["team"] else domain.teams_covering(config, need["category"])
+        skills = sorted(config["item_skills"].get(need["item"] or "", []))
+        unit = store.unit(need["unit"]) if need["unit"] else None
+        mode = domain.MODE_UNIT if unit else domain.MODE_WISH if need["kind"] == "micro_wish" else domain.MODE_OFFER
+        task = domain.new_task(park_id, need, mode, teams, skills, at, config)
+        task["_id"] = task["task_id"]
+        types = []
+        if mode == domain.MODE_UNIT:
+            task.update(status=domain.CLAIMED, holder={"responder_id": unit["_id"], "member_id": None},
+                        claimed_at=at)
+            task["history"].append({"at": at, "what": "assigned", "to": unit["_id"]})
+            types = [("task.claimed", unit["_id"], None)]
+        else:  # a micro-wish is on the public list and offered to the best K as well
+            types = self._offer_round(store, config, task, at, "dispatch")
+        task["next_check_at"] = domain.next_check(task, config)
+        task["version"] = 1
+        envelopes = self._task_events(task, types, at)
+        with self.events.staged(envelopes) as outbox:
+            task.update(outbox)
+            inserted = store.insert_task(task)
         if not inserted:
-            self.events.discard([event])
-            self.log.info("dispatch.duplicate_delivery", need_id=need["need_id"])
+            self.events.discard(envelopes)
+            self.log.info("dispatch.duplicate_delivery", need_id=need["need_id"], routing=need["routing"])
             return
-        self.events.publish([event])
-        TASKS_OFFERED.labels(park_id).inc()
+        self.events.publish(envelopes)
+        store.note_work([rid for t, rid, _ in types if t == "task.offered"], at)
+        DISPATCH_SECONDS.labels(park_id, mode).observe(time.monotonic() - started)
+        self.log.info("dispatch.task_created", task_id=task["task_id"], mode=mode, offers=len(task["offers"]))
+
+    def _offer_round(self, store, config, task, at, reason):
+        """Offer ``task`` to the next K eligible responders; nobody left → the
+        team's leads (once). Returns the (event type, responder, reason) to publish."""
+        tz = domain.zone(config["timezone"])
+        horizon = min(task["due_at"], at + timedelta(days=7))
+        hours = {domain.hour_of_week(at + timedelta(hours=h), tz)
+                 for h in range(int((horizon - at).total_seconds() // 3600) + 1)}
+        pool = store.on_duty_candidates(hours, teams=task["teams"] or None, skills=task["skills"], now=at)
+        ranked = domain.rank(pool, task, store.park_id, at, tz, store.open_counts(), config)
+        chosen = [r for r, _ in ranked[:config["dispatch"]["offer_k"]]]
+        if chosen:
+            domain.add_offers(task, chosen, at, config, reason)
+            TASKS_OFFERED.labels(store.park_id).inc(len(chosen))
+            return [("task.offered", r["_id"], reason) for r in chosen]
+        if not any(e["level"] == "lead" for e in task["escalations"]):
+            leads = [r for r in store.responders_by_ref(
+                {ref for t in config["teams"] if t["code"] in task["teams"] for ref in t.get("leads", ())})
+                if r.get("active", True) and r["_id"] not in task["offered_to"]]
+            task["escalations"].append({"level": "lead", "at": at, "to": [r["_id"] for r in leads]})
+            TASK_ESCALATIONS.labels(store.park_id, "lead").inc()
+            if leads:
+                domain.add_offers(task, leads, at, config, "lead")
+                return [("task.escalated", None, "lead")] + [("task.offered", r["_id"], "lead") for r in leads]
+        NEEDS_UNMATCHED.labels(store.park_id, task["category"]).inc()
+        task["retry_at"] = at + timedelta(minutes=config["dispatch"]["offer_minutes"])
+        self.log.warning("dispatch.nobody_left", task_id=task["task_id"], category=task["category"])
+        return [("task.unmatched", None, "nobody_left")] if reason == "dispatch" else []
+
+    def _task_events(self, task, types, at):
+        """One envelope per (event type, responder it concerns, reason)."""
+        envelopes = []
+        holder = task.get("holder") or {}
+        completion = task.get("completion") or {}
+        for event_type, responder_id, reason in types:
+            offer = task["offers"].get(responder_id) or {} if responder_id else {}
+            member = holder.get("member_id") if responder_id and holder.get("responder_id") == responder_id \
+                else offer.get("member_id")
+            data = dict(task, responder_id=responder_id, member_id=member, reason=reason, at=at,
+                        level=reason if event_type == "task.escalated" else None, note=completion.get("note"),
+                        hours=completion.get("hours"), offered_at=offer.get("offered_at"),
+                        expires_at=offer.get("expires_at"))
+            schema = _hours if event_type == "volunteer.service_hours" else _task_event
+            envelopes.append(self.events.new(event_type, park_id=task["park_id"], subject=task["task_id"],
+                                             data=schema.dump(data)))
+        return envelopes
+
+    @subscribe("needs", "need.assigned")
+    @subscribe("needs", "need.cancelled")
+    @subscribe("needs", "need.rejected")
+    def on_need_taken_elsewhere(self, envelope):
+        """A need the desk assigned itself, cancelled or rejected: its open
+        task is withdrawn, and whoever had it offered or held hears so."""
+        park_id = envelope["parkid"]
+        need = load_or_reject(_need_routed, envelope["data"], envelope["type"] + " data")
+        own = domain.task_id(need["need_id"], need["routing"])
+        if envelope["type"] == "need.assigned" and need["task_id"] == own:
+            return  # our own claim coming back
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        try:
+            self._change_task(store, config, own, lambda task, at: _withdraw(task, at, envelope["type"]))
+        except (NotFound, _Skip):
+            pass
+
+    # claiming and the task lifecycle ---------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def act(self, park_id, task_id, action, payload):
+        """claim, decline, start, complete, release, request_takeover or
+        answer_takeover, by the responder named in the body."""
+        if action not in domain.TASK_ACTIONS:
+            raise BadInput("unknown action {}".format(action), {"action": ["one of: " + ", ".join(
+                domain.TASK_ACTIONS)]})
+        command = load_or_reject(_task_action, payload, "the {} command".format(action))
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        responder = self._responder(store, command["responder_id"])
+        if action == "claim":
+            return _task_view.dump(self._claim(store, config, task_id, responder, command))
+        if action == "request_takeover":
+            return _task_view.dump(self._request_takeover(store, config, task_id, responder))
+        if action == "answer_takeover" and command["accept"] is None:
+            raise BadInput("say whether the take-over is accepted", {"accept": ["true or false"]})
+        args = dict(command, member_id=responder.get("member_id"))
+        who = command["responder_id"]
+
+        def change(task, at):
+            changed, types = _rules(domain.transition, task, action, args, at, config)
+            types = _about(types, changed, who)
+            if action == "release":  # offered again at once, to others
+                types += self._offer_round(store, config, changed, at, "released")
+            return changed, types
+
+        before = self._task(store, task_id)
+        task = self._change_task(store, config, task_id, change)
+        if action in ("complete", "release"):
+            store.free_slot(who, task_id)
+        elif action == "answer_takeover":
+            # accepted: the holder gives up their slot; refused: the requester's, taken when asking
+            store.free_slot(who if command["accept"] else before["takeover"]["responder_id"], task_id)
+        return _task_view.dump(task)
+
+    def _claim(self, store, config, task_id, responder, command):
+        """The first claim wins: the task's next version is one insert that
+        exactly one claimer makes. A slot under the responder's cap is taken
+        first, and given back when the claim loses."""
+        task = self._task(store, task_id)
+        if task["status"] != domain.OFFERED:
+            raise Conflict("task {} is {}: it cannot be claimed".format(task_id, task["status"]),
+                           {"status": [task["status"]]}, code="already_taken")
+        kind, cap = ("wish", config["wishes"]["claim_cap"]) if task["mode"] == domain.MODE_WISH else \
+            ("task", responder.get("max_open_tasks") or config["dispatch"]["default_cap"])
+        if task["mode"] == domain.MODE_WISH:
+            problem = _may_claim_wish(responder, task)
+            if problem:
+                raise Conflict(problem, {"responder_id": [problem]}, code="not_eligible")
+        slot = store.take_slot(responder["_id"], kind, cap, task_id)
+        if slot is None:
+            raise Conflict("{} holds {} open {}s, the cap".format(responder["_id"], cap, kind),
+                           {"responder_id": ["at the cap of {} open {}s".format(cap, kind)]}, code="cap_reached")
+        args = dict(command, member_id=responder.get("member_id"))
+
+        def claim(task, at):
+            changed, types = _rules(domain.transition, task, "claim", args, at, config)
+            withdrawn = [rid for rid, o in changed["offers"].items() if o["status"] == domain.OFFER_WITHDRAWN
+                         and task["offers"][rid]["status"] == domain.OFFER_LIVE]
+            return changed, _about(types, changed, responder["_id"]) + [
+                ("task.withdrawn", rid, "claimed_by_another") for rid in withdrawn]
+        try:
+            return self._change_task(store, config, task_id, claim)
+        except BaseException:
+            store.free_slot(responder["_id"], task_id)
+            raise
+
+    def _request_takeover(self, store, config, task_id, responder):
+        task = self._task(store, task_id)
+        kind, cap = ("wish", config["wishes"]["claim_cap"]) if task["mode"] == domain.MODE_WISH else \
+            ("task", responder.get("max_open_tasks") or config["dispatch"]["default_cap"])
+        if store.take_slot(responder["_id"], kind, cap, task_id) is None:
+            raise Conflict("{} is at the cap of {} open {}s".format(responder["_id"], cap, kind),
+                           {"responder_id": ["at the cap"]}, code="cap_reached")
+        requester = {"responder_id": responder["_id"], "member_id": responder.get("member_id")}
+        def ask(task, at):
+            changed, types = _rules(domain.request_takeover, task, requester, at, config)
+            return changed, _about(types, changed, responder["_id"])
+        try:
+            return self._change_task(store, config, task_id, ask)
+        except BaseException:
+            store.free_slot(responder["_id"], task_id)
+            raise
+
+    def _task(self, store, task_id, internal=False):
+        task = store.get_task(task_id, internal=internal)
+        if task is None:
+            raise NotFound("no task {} in park {}".format(task_id, store.park_id), {"task_id": ["unknown"]})
+        return task
+
+    def _change_task(self, store, config, task_id, change, attempts=8):
+        """Read, decide (``change(task, at)`` → (task after, [(type, responder, reason)])),
+        write the next version with its events; on a lost race read again,
+        and the rules decide on what the winner left (a claim that lost finds
+        the task claimed: 409)."""
+        for _ in range(attempts):
+            task = self._task(store, task_id, internal=True)
+            at = utcnow()
+            after, types = change(task, at)
+            after["next_check_at"] = domain.next_check(after, config)
+            envelopes = self._task_events(after, types, at)
+            fields = dict({k: after.get(k) for k in domain.TASK_STATE},
+                          **self.events.outbox_appended(task.get("_outbox"), envelopes))
+            if not store.write_task(task, fields):
+                self.events.discard(envelopes)
+                continue
+            self.events.publish(envelopes)
+            store.note_work([rid for t, rid, _ in types if t == "task.offered"], at)
+            for event_type, _, reason in types:
+                TASK_TRANSITIONS.labels(store.park_id, event_type).inc()
+            return dict(after, **fields, version=task["version"] + 1)
+        raise Conflict("task {} kept changing; try again".format(task_id), {"version": ["changed concurrently"]})
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_task(self, park_id, task_id):
+        return _task_view.dump(self._task(VolunteersStore(self.db, park_id), task_id))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def tasks_of(self, park_id, responder_id):
+        """What a responder holds and what is offered to them now."""
+        store = VolunteersStore(self.db, park_id)
+        self._responder(store, responder_id)
+        held = [t for t in store.tasks_held_by(responder_id) if t["status"] in domain.HELD]
+        offered = [t for t in store.tasks_offered_to(responder_id)
+                   if t["offers"].get(responder_id, {}).get("status") == domain.OFFER_LIVE]
+        return {"held": [_task_view.dump(t) for t in held], "offered": [_task_view.dump(t) for t in offered]}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def wishes(self, park_id, limit=50):
+        """The public wish list: micro-wishes nobody has claimed yet."""
+        if not isinstance(limit, int) or not 1 <= limit <= 200:
+            raise BadInput("limit is 1-200", {"limit": [str(limit)]})
+        store = VolunteersStore(self.db, park_id)
+        self._config(store)
+        return {"park_id": park_id, "wishes": [_wish_view.dump(t) for t in store.wishes(limit)]}
+
+    # the sweep: expiry, escalation, stale claims, take-overs, visits --------------------------
+    @timer(interval=1)
+    def sweep_timer(self):
+        interval = settings.get_float("VOLUNTEERS_SWEEP_INTERVAL_S")
+        if time.monotonic() - VolunteersService._last_sweep < interval:
+            return
+        VolunteersService._last_sweep = time.monotonic()
+        for park_id in sorted(set(parks_with(self.db, "tasks")) | set(parks_with(self.db, "households"))):
+            try:
+                self._sweep(park_id)
+            except NotFound:
+                pass  # a park with data but no configuration any more
+            except Exception as exc:  # one park's trouble must not stop the others' sweep
+                self.log.error("volunteers.sweep_failed", park_id=park_id, error=str(exc))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def sweep(self, park_id):
+        """Run the sweep of one park now (the timer runs it every
+        VOLUNTEERS_SWEEP_INTERVAL_S for every park)."""
+        return self._sweep(park_id)
+
+    def _sweep(self, park_id):
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        tz = domain.zone(config["timezone"])
+        done = {"expire": 0, "reoffer": 0, "night_page": 0, "release_stale": 0, "transfer": 0}
+        for task in store.tasks_due(utcnow(), SWEEP_BATCH):
+            try:
+                steps = self._sweep_task(store, config, tz, task["task_id"])
+            except (_Skip, Conflict):
+                continue  # another replica's sweep, or a responder, got there first
+            for step in steps:
+                done[step] += 1
+        done["visits_missed"] = self._close_months(store, config, tz)
+        return done
+
+    def _sweep_task(self, store, config, tz, task_id):
+        taken = {}
+
+        def change(task, at):
+            steps = domain.sweep_steps(task, at, tz, config)
+            if not steps:
+                raise _Skip()
+            task = _copy_task(task)
+            types = []
+            for step in steps:
+                if step == "expire":
+                    expired = [rid for rid, o in task["offers"].items()
+                               if o["status"] == domain.OFFER_LIVE and o["expires_at"] <= at]
+                    domain.expire_offers(task, at)
+                    types += [("task.offer_expired", rid, "expired") for rid in expired]
+                    if not domain.live_offers(task):
+                        types += self._offer_round(store, config, task, at, "expired")
+                elif step == "reoffer":
+                    task["retry_at"] = None
+                    types += self._offer_round(store, config, task, at, "retry")
+                elif step == "night_page":
+                    types += self._night_page(store, config, task, at)
+                elif step == "release_stale":
+                    taken["freed"] = task["holder"]["responder_id"]
+                    task.update(status=domain.OFFERED, holder=None, claimed_at=None, started_at=None,
+                                takeover=None)
+                    task["history"].append({"at": at, "what": "released", "reason": "stale_claim"})
+                    types += [("task.released", taken["freed"], "stale_claim")]
+                    types += self._offer_round(store, config, task, at, "released")
+                elif step == "transfer":
+                    taken["freed"] = task["holder"]["responder_id"]
+                    task = domain._transfer(task, at, "no_answer")
+                    types += [("task.transferred", task["holder"]["responder_id"], "no_answer")]
+            taken["steps"] = steps
+            return task, types
+
+        task = self._change_task(store, config, task_id, change)
+        if taken.get("freed"):
+            store.free_slot(taken["freed"], task_id)
+        return taken["steps"]
+
+    def _night_page(self, store, config, task, at):
+        squad = [r for r in store.active_in_teams(domain.squad_teams(config))
+                 if r["kind"] == "volunteer"]
+        fresh = [r for r in squad if r["_id"] not in task["offered_to"]]
+        task["escalations"].append({"level": "night_squad", "at": at, "to": [r["_id"] for r in squad]})
+        TASK_ESCALATIONS.labels(store.park_id, "night_squad").inc()
+        if fresh:
+            domain.add_offers(task, fresh, at, config, "night_squad")
+        return [("task.escalated", None, "night_squad")] + [("task.offered", r["_id"], "night_squad") for r in fresh]
+
+    # visit plans: the six must-visits ----------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def put_household(self, park_id, code, payload):
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        data = load_or_reject(_household, payload, "the household")
+        code = _code(code)
+        if data["kind"] not in config["visit_kinds"]:
+            raise BadInput("unknown visit kind {}".format(data["kind"]), {"kind": [
+                "one of: " + ", ".join(config["visit_kinds"])]})
+        if data["team"] and data["team"] not in {t["code"] for t in config["teams"]}:
+            raise BadInput("unknown team {}".format(data["team"]), {"team": ["unknown"]})
+        if data["zone"]:
+            _check_codes(config, {"zone": data["zone"], "teams": [], "skills": []})
+        if data["visitor_ref"] and not store.responders_by_ref([data["visitor_ref"]]):
+            raise BadInput("no responder with ref {}".format(data["visitor_ref"]), {"visitor_ref": ["unknown"]})
+        return _plain(store.put_household(code, data))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def generate_visits(self, park_id, month=None):
+        """The month's visit to every active household (default: this month
+        in the park's time zone). Running it again adds only what is missing."""
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        tz = domain.zone(config["timezone"])
+        current = domain.local_month(utcnow(), tz)
+        month = _month(month) if month else current
+        if month > current:
+            raise BadInput("month {} has not begun in {}".format(month, config["timezone"]),
+                           {"month": ["a future month"]})
+        at = utcnow()
+        visitors = {r["ref"]: r for r in store.responders_by_ref(
+            {h["visitor_ref"] for h in store.active_households() if h.get("visitor_ref")})}
+        visits, envelopes = [], []
+        for household in store.active_households():
+            visitor = visitors.get(household.get("visitor_ref"))
+            visit = {"_id": domain.visit_id(household["code"], month), "visit_id": domain.visit_id(
+                household["code"], month), "park_id": park_id, "household": household["code"], "label": household["label"],
+                "kind": household["kind"], "month": month, "status": domain.VISIT_PLANNED,
+                "visitor_ref": household.get("visitor_ref"), "team": household.get("team"),
+                "responder_id": visitor["_id"] if visitor else None,
+                "member_id": visitor.get("member_id") if visitor else None, "proof": None, "version": 1,
+                "created_at": at}
+            event = self._visit_event(visit, "visit.scheduled", at)
+            visit.update(self.events.outbox_fields([event]))
+            visits.append(visit)
+            envelopes.append(event)
+        inserted = store.insert_visits(visits)
+        fresh = {v["_id"] for v in inserted}
+        self.events.discard([e for v, e in zip(visits, envelopes) if v["_id"] not in fresh])
+        self.events.publish([e for v, e in zip(visits, envelopes) if v["_id"] in fresh])
+        return {"park_id": park_id, "month": month, "scheduled": len(fresh), "households": len(visits)}
+
+    def _visit_event(self, visit, event_type, at):
+        return self.events.new(event_type, park_id=visit["park_id"], subject=visit["visit_id"],
+                               data=_visit_event.dump(dict(visit, at=at)))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def visit_proof(self, park_id, visit_id, payload):
+        """Proof of a visit: when, what was found, a photo reference, the place."""
+        proof = load_or_reject(_proof, payload, "the proof of visit")
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        tz = domain.zone(config["timezone"])
+        visit = self._visit(store, visit_id)
+        if domain.local_month(proof["visited_at"], tz) != visit["month"]:
+            raise BadInput("the visit of {} must be made in {}".format(visit["household"], visit["month"]),
+                           {"visited_at": ["not in {}".format(visit["month"])]})
+        responder = self._responder(store, proof["responder_id"])
+        return _visit_view.dump(self._change_visit(store, visit_id, domain.VISIT_DONE, "visit.completed", {
+            "proof": dict(proof, visited_at=proof["visited_at"]), "responder_id": responder["_id"],
+            "member_id": responder.get("member_id")}))
+
+    def _visit(self, store, visit_id, internal=False):
+        visit = store.get_visit(visit_id, internal=internal)
+        if visit is None:
+            raise NotFound("no visit {} in park {}".format(visit_id, store.park_id), {"visit_id": ["unknown"]})
+        return visit
+
+    def _change_visit(self, store, visit_id, status, event_type, extra, attempts=8):
+        for _ in range(attempts):
+            visit = self._visit(store, visit_id, internal=True)
+            if visit["status"] != domain.VISIT_PLANNED:
+                raise Conflict("visit {} is {}".format(visit_id, visit["status"]), {"status": [visit["status"]]},
+                               code="illegal_transition")
+            at = utcnow()
+            after = dict(visit, status=status, **extra, closed_at=at)
+            envelope = self._visit_event(after, event_type, at)
+            fields = dict({k: after[k] for k in ("status", "proof", "responder_id", "member_id", "closed_at")},
+                          **self.events.outbox_appended(visit.get("_outbox"), [envelope]))
+            if store.write_visit(visit, fields):
+                self.events.publish([envelope])
+                return dict(after, **fields)
+            self.events.discard([envelope])
+        raise Conflict("visit {} kept changing".format(visit_id), {"version": ["changed concurrently"]})
+
+    @rpc(expected_exceptions=EXPECTED)
+    def close_month(self, park_id, month):
+        """Mark the month's visits nobody proved as missed: each is published
+        (visit.missed, which the points service may deduct on) and listed."""
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        tz = domain.zone(config["timezone"])
+        month = _month(month)
+        if month >= domain.local_month(utcnow(), tz):
+            raise BadInput("month {} has not ended in {}".format(month, config["timezone"]),
+                           {"month": ["not over yet"]})
+        return {"park_id": park_id, "month": month, "missed": self._close_months(store, config, tz,
+                                                                                 domain.month_after(month))}
+
+    def _close_months(self, store, config, tz, before=None):
+        before = before or domain.local_month(utcnow(), tz)
+        missed = 0
+        for visit in store.planned_before(before, SWEEP_BATCH):
+            try:
+                self._change_visit(store, visit["visit_id"], domain.VISIT_MISSED, "visit.missed", {})
+                missed += 1
+                VISITS_MISSED.labels(store.park_id, visit["kind"]).inc()
+            except Conflict:
+                pass
+        return missed
+
+    @rpc(expected_exceptions=EXPECTED)
+    def visits(self, park_id, month=None, status=None):
+        store = VolunteersStore(self.db, park_id)
+        self._config(store)
+        if status is not None and status not in (domain.VISIT_PLANNED, domain.VISIT_DONE, domain.VISIT_MISSED):
+            raise BadInput("unknown status {}".format(status), {"status": ["planned, done or missed"]})
+        visits = store.visits_of(_month(month) if month else None, status)
+        counts = {}
+        for v in visits:
+            counts[v["status"]] = counts.get(v["status"], 0) + 1
+        return {"park_id": park_id, "month": month, "counts": counts,
+                "visits": [_visit_view.dump(v) for v in visits]}
+
+    # emergency mode --------------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def switch_mode(self, park_id, payload):
+        """平战转换: switch the park to emergency mode or back to normal."""
+        data = load_or_reject(_switch, payload, "the switch")
+        store = VolunteersStore(self.db, park_id)
+        self._config(store)
+        for _ in range(8):
+            state = store.emergency()
+            if state["mode"] == data["mode"]:
+                return _emergency_view(state, changed=False)
+            at = utcnow()
+            after = dict(state, mode=data["mode"], reason=data["reason"], actor=data["actor"], since=at,
+                         version=state["version"] + 1, park_id=park_id)
+            event = self.events.new("emergency.declared" if data["mode"] == "emergency" else "emergency.ended",
+                                    park_id=park_id, subject=park_id, data=_emergency_event.dump(dict(after, at=at)))
+            fields = dict({k: after[k] for k in ("mode", "reason", "actor", "since")},
+                          **self.events.outbox_appended(state.get("_outbox"), [event]))
+            if store.write_emergency(state, fields):
+                self.events.publish([event])
+                return _emergency_view(after, changed=True)
+            self.events.discard([event])
+        raise Conflict("the mode of {} kept changing".format(park_id), {"mode": ["changed concurrently"]})
+
+    @rpc(expected_exceptions=EXPECTED)
+    def mode(self, park_id):
+        store = VolunteersStore(self.db, park_id)
+        self._config(store)
+        return _emergency_view(store.emergency())
+
+    @rpc(expected_exceptions=EXPECTED)
+    def call_out(self, park_id, payload, idempotency_key=None):
+        """A call-out in emergency mode reaches the emergency squad and
+        everyone on duty now: one emergency.called_out per person, each in
+        its own reply record, so replies are counted per call-out."""
+        data = load_or_reject(_callout, payload, "the call-out")
+        store = VolunteersStore(self.db, park_id)
+        config = self._config(store)
+        if store.emergency()["mode"] != "emergency":
+            raise Conflict("park {} is not in emergency mode".format(park_id), {"mode": ["normal"]},
+                           code="not_in_emergency")
+        at = utcnow()
+        tz = domain.zone(config["timezone"])
+        callout_id = "co_" + (idempotency_key or new_id("co"))
+        callout, created = store.insert_callout({"_id": callout_id, "callout_id": callout_id, "message": data[
+            "message"], "actor": data["actor"], "at": at})
+        squad = store.active_in_teams(domain.squad_teams(config)) if domain.squad_teams(config) else []
+        on_duty = [r for r in store.on_duty_candidates({domain.hour_of_week(at, tz)}, now=at)
+                   if domain.on_duty(r, at, tz)]
+        why = {r["_id"]: "on_duty" for r in on_duty}
+        why.update({r["_id"]: "squad" for r in squad if r["kind"] == "volunteer"})
+        docs, envelopes = [], []
+        for rid, reason in sorted(why.items()):
+            envelope = self.events.new("emergency.called_out", park_id=park_id, subject=callout_id,
+                                       data=_callout_event.dump({"callout_id": callout_id, "responder_id": rid,
+                                                                 "message": callout["message"], "why": reason,
+                                                                 "answer": None, "at": at}))
+            docs.append(dict({"_id": "{}:{}".format(callout_id, rid), "callout_id": callout_id, "responder_id": rid,
+                              "why": reason, "answer": None, "at": at}, **self.events.outbox_fields([envelope])))
+            envelopes.append(envelope)
+        inserted = {d["_id"] for d in store.insert_recipients(docs)}
+        fresh = [e for d, e in zip(docs, envelopes) if d["_id"] in inserted]
+        self.events.discard([e for d, e in zip(docs, envelopes) if d["_id"] not in inserted])
+        self.events.publish(fresh)
+        CALLOUT_RECIPIENTS.labels(park_id).inc(len(fresh))
+        return {"callout_id": callout_id, "created": created, "recipients": len(docs),
+                "squad": sum(1 for r in why.values() if r == "squad"),
+                "on_duty": sum(1 for r in why.values() if r == "on_duty")}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def reply(self, park_id, callout_id, payload):
+        data = load_or_reject(_reply, payload, "the reply")
+        store = VolunteersStore(self.db, park_id)
+        callout = store.get_callout(callout_id)
+        if callout is None:
+            raise NotFound("no call-out {} in park {}".format(callout_id, park_id), {"callout_id": ["unknown"]})
+        if store.recipient(callout_id, data["responder_id"]) is None:
+            raise NotFound("{} was not called out by {}".format(data["responder_id"], callout_id),
+                           {"responder_id": ["not a recipient"]})
+        at = utcnow()
+        envelope = self.events.new("emergency.replied", park_id=park_id, subject=callout_id, data=_callout_event.dump({
+            "callout_id": callout_id, "responder_id": data["responder_id"], "message": callout["message"],
+            "why": "reply", "answer": data["answer"], "at": at}))
+        store.answer(callout_id, data["responder_id"], data["answer"], data["note"], at,
+                     self.events.outbox_update([envelope]))
+        self.events.publish([envelope])
+        return self.callout(park_id, callout_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def callout(self, park_id, callout_id):
+        store = VolunteersStore(self.db, park_id)
+        callout = store.get_callout(callout_id)
+        if callout is None:
+            raise NotFound("no call-out {} in park {}".format(callout_id, park_id), {"callout_id": ["unknown"]})
+        counts = store.reply_counts(callout_id)
+        return {"callout_id": callout_id, "message": callout["message"], "at": callout["at"].isoformat(),
+                "recipients": sum(counts.values()), "coming": counts.get("coming", 0),
+                "cannot": counts.get("cannot", 0), "no_answer": counts.get("no_answer", 0)}
+
+
+class _Skip(Exception):
+    """Nothing to do."""
+
+
+def _about(types, task, who):
+    """The rules' event types as (type, responder it concerns, reason): a
+    transfer concerns the new holder, anything else the one who acted."""
+    return [(t, task["holder"]["responder_id"] if t == "task.transferred" else who, None) for t in types]
+
+
+def _rules(fn, *args):
+    try:
+        return fn(*args)
+    except domain.RuleBroken as exc:
+        if exc.code in ("unknown_action",):
+            raise BadInput(str(exc), exc.fields)
+        raise Conflict(str(exc), exc.fields, code=exc.code)
+
+
+def _copy_task(task):
+    return dict(task, offers={k: dict(v) for k, v in task["offers"].items()}, history=list(task["history"]),
+                escalations=list(task["escalations"]), offered_to=list(task["offered_to"]))
+
+
+def _withdraw(task, at, why):
+    if task["status"] not in domain.OPEN:
+        raise _Skip()
+    task = _copy_task(task)
+    told = [rid for rid, o in task["offers"].items() if o["status"] == domain.OFFER_LIVE]
+    for rid in told:
+        task["offers"][rid].update(status=domain.OFFER_WITHDRAWN, closed_at=at)
+    if task.get("holder"):
+        told.append(task["holder"]["responder_id"])
+    task.update(status=domain.WITHDRAWN, takeover=None, retry_at=None)
+    task["history"].append({"at": at, "what": "withdrawn", "reason": why})
+    return task, [("task.withdrawn", rid, why) for rid in told]
+
+
+def _may_claim_wish(responder, task):
+    if responder.get("kind") != "volunteer":
+        return "only a volunteer claims a wish"
+    if not responder.get("active", True):
+        return "a paused responder cannot claim"
+    if not set(task.get("skills") or ()) <= set(responder.get("skills") or ()):
+        return "the wish needs skills: " + ", ".join(task["skills"])
+    return None
+
+
+def _categories(config, teams):
+    return sorted({c for t in config["teams"] if t["code"] in teams for c in t.get("categories", ())})
+
+
+def _roster_fields(roster):
+    shifts = roster["shifts"]
+    extra = roster["extra"]
+    return {"shifts": shifts, "intervals": domain.weekly_intervals(shifts), "duty_hours": domain.duty_hours(shifts),
+            "leave": roster["leave"], "extra": extra,
+            "extra_until": max((s["end"] for s in extra), default=None)}
+
+
+def _check_codes(config, data):
+    """Teams, skills and zone must be the park's own: unknown ones are 422."""
+    errors = {}
+    teams = {t["code"] for t in config["teams"]}
+    unknown = [t for t in data.get("teams", ()) if t not in teams]
+    if unknown:
+        errors["teams"] = ["unknown teams: {}; this park's teams are: {}".format(
+            ", ".join(unknown), ", ".join(sorted(teams)))]
+    unknown = [s for s in data.get("skills", ()) if s not in config["skills"]]
+    if unknown:
+        errors["skills"] = ["unknown skills: {}; this park's skills are: {}".format(
+            ", ".join(unknown), ", ".join(sorted(config["skills"])) or "none")]
+    zones = {z["code"] for z in config["zones"]}
+    if data.get("zone") and data["zone"] not in zones:
+        errors["zone"] = ["unknown zone {}; this park's zones are: {}".format(
+            data["zone"], ", ".join(sorted(zones)) or "none")]
+    if errors:
+        raise BadInput("the responder names what park {} does not have".format(config["park_id"]), errors)
+
+
+def _code(code):
+    if not isinstance(code, str) or not code or len(code) > 64 or not all(c.isalnum() or c in "_-" for c in code):
+        raise BadInput("a code is 1-64 letters, digits, _ or -", {"code": [str(code)[:80]]})
+    return code
+
+
+def _month(month):
+    if not isinstance(month, str) or len(month) != 7 or month[4] != "-" or not (
+            month[:4].isdigit() and month[5:].isdigit() and 1 <= int(month[5:]) <= 12):
+        raise BadInput("a month is YYYY-MM", {"month": [str(month)[:20]]})
+    return month
+
+
+def _plain(doc):
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in doc.items()
+            if k not in ("_id", "park_id")}
+
+
+def _emergency_view(state, changed=None):
+    view = {"mode": state["mode"], "reason": state.get("reason"), "actor": state.get("actor"),
+            "since": state["since"].isoformat() if state.get("since") else None, "version": state["version"]}
+    if changed is not None:
+        view["changed"] = changed
+    return view

@@ -24,7 +24,7 @@ def test_a_need_posted_to_the_gateway_reaches_the_volunteers_inbox(api):
     (notice,) = inbox
     assert notice["topic"] == "task.offered" and notice["read"] is False
     assert "篮球场的灯坏了" in notice["body"]
-    assert notice["subject"] == "{}:offer:1".format(need["id"])
+    assert notice["subject"] == "{}:task:1".format(need["id"])
 
     read = api.post("/responders/{}/notices/{}/read".format(volunteer_id, notice["id"]))
     assert read.status_code == 200 and read.json()["read"] is True

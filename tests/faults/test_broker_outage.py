@@ -11,7 +11,7 @@ from lamplight.metrics import EVENTS_PUBLISH_FAILED
 from services.needs.service import NeedsService
 from services.volunteers.service import VolunteersService
 from tests.conftest import wait_for
-from tests.parks import needs_config
+from tests.parks import ALL_WEEK, needs_config, volunteers_config
 
 DEV = str(Path(__file__).resolve().parents[2] / "dev")
 NEED = {"kind": "urgent_matter", "category": "care", "item": "safety_hazard", "channel": "hotline",
@@ -39,8 +39,11 @@ def test_a_need_accepted_during_a_broker_outage_is_published_when_it_returns(
     volunteers.start()
     needs = container_factory(NeedsService)
     needs.start()
+    with entrypoint_hook(volunteers, "set_config") as set_config:
+        set_config("xuwei", volunteers_config())
     with entrypoint_hook(volunteers, "register_responder") as register:
-        responder = register("xuwei", {"kind": "volunteer", "name": "钱工", "categories": ["care"]})
+        responder = register("xuwei", {"kind": "volunteer", "name": "钱工", "teams": ["orange"],
+                                       "skills": ["first_aid"], "roster": ALL_WEEK})
     with entrypoint_hook(needs, "set_config") as set_config:
         set_config("xuwei", needs_config())
 
@@ -55,7 +58,8 @@ def test_a_need_accepted_during_a_broker_outage_is_published_when_it_returns(
 
     rabbitctl("start_app")
     rabbitctl("await_startup", "--timeout", "60")
-    task = wait_for(lambda: db("volunteers").tasks.find_one({"need_id": need["id"]}), timeout=60,
+    tasks = db("volunteers")["tasks.xuwei"]
+    task = wait_for(lambda: tasks.find_one({"need_id": need["id"]}), timeout=60,
                     what="the task offer after the broker came back")
-    assert task["responder_id"] == responder["id"]
-    assert db("volunteers").tasks.count_documents({"need_id": need["id"]}) == 1
+    assert list(task["offers"]) == [responder["id"]]
+    assert tasks.count_documents({"need_id": need["id"]}) == 1

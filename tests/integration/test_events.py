@@ -17,7 +17,7 @@ from services.needs.service import NeedsService
 from services.notify.service import NotifyService
 from services.volunteers.service import VolunteersService
 from tests.conftest import wait_for
-from tests.parks import needs_config
+from tests.parks import ALL_WEEK, needs_config, volunteers_config
 
 PARK = "quanlinan"
 NEED = {"kind": "micro_wish", "category": "daily_life", "item": "facilities_repair", "channel": "wish_wall",
@@ -49,13 +49,15 @@ def slice_services(container_factory, service_config):
         containers[cls.name].start()
     with entrypoint_hook(containers["needs"], "set_config") as set_config:
         set_config(PARK, needs_config())
+    with entrypoint_hook(containers["volunteers"], "set_config") as set_config:
+        set_config(PARK, volunteers_config())
     return containers
 
 
 def register(container, **fields):
     with entrypoint_hook(container, "register_responder") as register_responder:
-        return register_responder(PARK, dict({"kind": "volunteer", "name": "张三", "categories": ["daily_life"]},
-                                             **fields))
+        return register_responder(PARK, dict({"kind": "volunteer", "name": "张三", "teams": ["orange"],
+                                              "skills": ["electrician"], "roster": ALL_WEEK}, **fields))
 
 
 def test_a_need_becomes_a_task_offer_and_an_inbox_notice(slice_services, db):
@@ -66,8 +68,8 @@ def test_a_need_becomes_a_task_offer_and_an_inbox_notice(slice_services, db):
     notice = wait_for(lambda: db("notify").notices.find_one({"recipient_id": responder["id"]}),
                       what="the in-app notice")
     assert notice["park_id"] == PARK and "篮球场的灯坏了" in notice["body"]
-    task = db("volunteers").tasks.find_one({"need_id": need["id"]})
-    assert task["responder_id"] == responder["id"] and task["status"] == "offered"
+    task = db("volunteers")["tasks." + PARK].find_one({"need_id": need["id"]})
+    assert list(task["offers"]) == [responder["id"]] and task["status"] == "offered"
     with entrypoint_hook(slice_services["notify"], "inbox") as inbox:
         assert [n["id"] for n in inbox(PARK, responder["id"])] == [notice["_id"]]
 
@@ -80,11 +82,11 @@ def test_the_same_event_delivered_twice_has_one_effect(slice_services, broker, d
     wait_for(lambda: db("notify").notices.count_documents({}) >= 1, what="a notice")
     # both deliveries were consumed (the queue is empty), yet one task and one notice
     wait_for(lambda: broker.depth("volunteers--need.triaged") == 0, what="both deliveries consumed")
-    offer = db("volunteers").tasks.find_one({"need_id": "need_01test"})
+    offer = db("volunteers")["tasks." + PARK].find_one({"need_id": "need_01test"})
     task_offered = offer["_outbox"][0]
     broker.publish("volunteers.events", "task.offered", task_offered)  # and task.offered twice too
     wait_for(lambda: broker.depth("notify--task.offered") == 0, what="the duplicate task.offered consumed")
-    assert db("volunteers").tasks.count_documents({"need_id": "need_01test"}) == 1
+    assert db("volunteers")["tasks." + PARK].count_documents({"need_id": "need_01test"}) == 1
     assert db("notify").notices.count_documents({"recipient_id": responder["id"]}) == 1
 
 

@@ -5,38 +5,12 @@ import pytest
 from services.needs import domain as needs
 from services.notify import domain as notify
 from services.points import domain as points
-from services.volunteers import domain as volunteers
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
 def test_fingerprint_tells_bodies_apart_and_ignores_key_order():
     a = needs.fingerprint({"x": 1, "y": [1, 2]})
     assert a == needs.fingerprint({"y": [1, 2], "x": 1})
     assert a != needs.fingerprint({"x": 2, "y": [1, 2]})
-
-
-RESPONDERS = [
-    {"_id": "rsp_c", "categories": ["care"], "active": True},
-    {"_id": "rsp_a", "categories": [], "active": True},
-    {"_id": "rsp_b", "categories": ["party"], "active": True},
-    {"_id": "rsp_d", "categories": ["care"], "active": False},
-]
-
-
-def test_dispatch_only_offers_to_active_responders_covering_the_category():
-    for i in range(50):
-        chosen = volunteers.choose(RESPONDERS, "need_{}".format(i), "care")
-        assert chosen["_id"] in {"rsp_a", "rsp_c"}
-
-
-def test_dispatch_is_stable_for_a_need_and_spreads_needs():
-    first = volunteers.choose(RESPONDERS, "need_x", "care")
-    assert all(volunteers.choose(list(reversed(RESPONDERS)), "need_x", "care") == first for _ in range(5))
-    chosen = {volunteers.choose(RESPONDERS, "need_{}".format(i), "care")["_id"] for i in range(50)}
-    assert chosen == {"rsp_a", "rsp_c"}
-
-
-def test_dispatch_with_nobody_covering_returns_none():
-    assert volunteers.choose([r for r in RESPONDERS if r["_id"] == "rsp_b"], "need_1", "care") is None
 
 
 def test_notice_is_keyed_by_event_recipient_and_channel():
