@@ -57,7 +57,7 @@ def volunteer(park, i, all_week=False):
                  "unit_kind": None, "name": "志愿者{}".format(i), "phone": None, "party_member": i % 3 == 0,
                  "member_id": "M{:06d}".format(i) if i % 3 == 0 else None,
                  "teams": [TEAMS[i % 4]] + (["squad"] if i % 50 == 0 else []),
-                 "skills": ["electrician"] if i % 2 == 0 else ["first_aid"], "zone": ZONES[i % 4],
+                 "skills": ["electrician"] if (i // 4) % 2 == 0 else ["first_aid"], "zone": ZONES[i % 4],
                  "max_open_tasks": None, "active": i % 20 != 0, "registered_at": now, "last_work_at": None,
                  "categories": []}, **_roster_fields({"shifts": shifts, "leave": [], "extra": []}))
 

@@ -42,7 +42,10 @@ INDEXES = {
     "configs": [],
     "parkstate": [],
 }
-NO_PII = {"name": 0, "phone": 0}
+NO_PII = {"name": 0, "phone": 0, "_outbox": 0}
+# what dispatch reads of a candidate: enough to rule on duty, cap, team, skills and distance
+DISPATCH_FIELDS = {f: 1 for f in ("park_id", "kind", "active", "teams", "skills", "zone", "max_open_tasks",
+                                   "member_id", "last_work_at", "intervals", "leave", "extra")}
 
 
 def utcnow():
@@ -119,7 +122,7 @@ class VolunteersStore:
             query["teams"] = {"$in": list(teams)}
         if skills:
             query["skills"] = {"$all": list(skills)}
-        return list(self.responders.find(query, NO_PII))
+        return list(self.responders.find(query, DISPATCH_FIELDS))
 
     def active_in_teams(self, teams):
         return list(self.responders.find({"active": True, "teams": {"$in": list(teams)}}, NO_PII))

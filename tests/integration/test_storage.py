@@ -164,3 +164,33 @@ def test_a_claim_whose_writer_died_is_rolled_forward_and_nothing_moves_back(stor
     versioned._set("p1/d", {"n": 2, "version": 2})  # a stalled writer of version 2 sets it late: undone
     stored = docs.find_one({"_id": "p1/d"})
     assert (stored["version"], stored["n"]) == (3, 3)
+
+
+class PartitionedService:
+    name = "partitioned"
+    db = Mongo(indexes={"crews": [IndexModel([("park_id", ASCENDING), ("ref", ASCENDING)], name="park_ref",
+                                             unique=True)]}, partitioned=("crews",))
+
+    @rpc
+    def noop(self):
+        pass
+
+
+def test_a_partitioned_collection_keeps_each_park_apart_with_its_own_indexes(container_factory, service_config, db):
+    container = container_factory(PartitionedService)
+    container.start()
+    store = next(d for d in container.dependencies if isinstance(d, Mongo)).store()
+    a, b = store.park("park-a")["crews"], store.park("park-b")["crews"]
+    a.insert_one({"_id": "c1", "ref": "R1"})
+    b.insert_one({"_id": "c1", "ref": "R1"})  # the same _id and ref in another park's partition
+    with pytest.raises(DuplicateKeyError):
+        a.insert_one({"_id": "c2", "ref": "R1"})  # the partition's unique index, created on first use
+    assert db("partitioned")["crews.park-a"].find_one({"_id": "c1"})["park_id"] == "park-a"
+    assert a.count_documents({}) == 1 and b.find_one({"ref": "R1"})["park_id"] == "park-b"
+    assert "park_ref" in db("partitioned")["crews.park-b"].index_information()
+    with pytest.raises(UnscopedQuery):
+        a.find_one({"park_id": "park-b"})
+    with pytest.raises(UnscopedQuery):
+        store.unscoped("crews", "a cross-park job must walk the partitions")
+    assert [park for park, _ in store.partitions("crews", "test")] == ["park-a", "park-b"]
+    assert "crews" not in db("partitioned").list_collection_names()
