@@ -462,6 +462,10 @@ class VolunteersService:
             for step in steps:
                 done[step] += 1
         done["visits_missed"] = self._close_months(store, config, tz)
+        month = domain.local_month(utcnow(), tz)
+        if (park_id, month) not in _SCHEDULED:  # the month's visits, once per process and month
+            done["visits_scheduled"] = self._generate_visits(store, month)["scheduled"]
+            _SCHEDULED.add((park_id, month))
         return done
 
     def _sweep_task(self, store, config, tz, task_id):
@@ -545,6 +549,10 @@ class VolunteersService:
         if month > current:
             raise BadInput("month {} has not begun in {}".format(month, config["timezone"]),
                            {"month": ["a future month"]})
+        return self._generate_visits(store, month)
+
+    def _generate_visits(self, store, month):
+        park_id = store.park_id
         at = utcnow()
         visitors = {r["ref"]: r for r in store.responders_by_ref(
             {h["visitor_ref"] for h in store.active_households() if h.get("visitor_ref")})}
@@ -748,6 +756,10 @@ class VolunteersService:
         return {"callout_id": callout_id, "message": callout["message"], "at": callout["at"].isoformat(),
                 "recipients": sum(counts.values()), "coming": counts.get("coming", 0),
                 "cannot": counts.get("cannot", 0), "no_answer": counts.get("no_answer", 0)}
+
+
+# (park, month) whose visits this process has scheduled; generating again would only find them there
+_SCHEDULED = set()
 
 
 class _Skip(Exception):

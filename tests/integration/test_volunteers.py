@@ -389,6 +389,9 @@ def test_monthly_visits_are_scheduled_proved_or_missed_and_published(volunteers,
     assert completed["member_id"] == "M-VIS"
     with pytest.raises(BadInput):
         volunteers.close_month(park, local_now.strftime("%Y-%m"))
+    # the sweep schedules this month's visits by itself
+    assert volunteers.sweep(park)["visits_scheduled"] == 2
+    assert volunteers.visits(park, month=local_now.strftime("%Y-%m"))["counts"] == {"planned": 2}
 
 
 # emergency mode -----------------------------------------------------------------------------------
