@@ -77,6 +77,13 @@ def load_or_reject(schema, payload, what):
         raise BadInput("{} is not valid".format(what), exc.messages)
 
 
+def code_or_reject(code):
+    """A park's own code (a resource, a household …): 1-64 letters, digits, _ or -."""
+    if not isinstance(code, str) or not code or len(code) > 64 or not all(c.isalnum() or c in "_-" for c in code):
+        raise BadInput("a code is 1-64 letters, digits, _ or -", {"code": [str(code)[:80]]})
+    return code
+
+
 def time_or_reject(value, name):
     """An ISO 8601 time (UTC when it names no zone), or BadInput naming ``name``."""
     if isinstance(value, datetime):

@@ -11,6 +11,7 @@ name exactly one park. Cross-park reads (the outbox relay, gauges) go through
 """
 import re
 import time
+from datetime import datetime, timezone
 
 import eventlet
 from eventlet.event import Event
@@ -28,6 +29,13 @@ PARK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # They are platform-wide bookkeeping, not park data, so they are the one
 # exception to "every index starts with park_id".
 KERNEL_COLLECTIONS = frozenset({"_writers"})
+
+
+def utcnow():
+    """Now, to the millisecond: what MongoDB stores, so that a value read
+    back compares equal to the one computed before it was written."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def check_park_id(park_id):
@@ -505,4 +513,4 @@ class Mongo(DependencyProvider):
             return [("mongodb", False, "{}: {}".format(type(exc).__name__, exc))]
 
 
-__all__ = ["Mongo", "Store", "IndexModel", "DuplicateKeyError", "VersionedDocument", "check_park_id"]
+__all__ = ["Mongo", "Store", "IndexModel", "DuplicateKeyError", "VersionedDocument", "check_park_id", "utcnow"]

@@ -15,7 +15,7 @@ from nameko.timer import timer
 
 from lamplight import settings
 from lamplight.consuming import subscribe
-from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
+from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_or_reject, time_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS, NEEDS_SUBMITTED, NEEDS_TRANSITIONS
 from lamplight.observability import Observability
@@ -445,7 +445,7 @@ class NeedsService:
         taxonomy = self._taxonomy(store)
         resource = load_or_reject(_resource, payload, "the resource")
         _check_items(taxonomy, resource["items"])
-        return _listing(store.put_listing("resources", _code(code), resource))
+        return _listing(store.put_listing("resources", code_or_reject(code), resource))
 
     @rpc(expected_exceptions=EXPECTED)
     def put_project(self, park_id, code, payload):
@@ -458,7 +458,7 @@ class NeedsService:
         if missing:
             raise BadInput("unknown resources: " + ", ".join(missing), {"resources": [
                 "unknown; this park's resources are: " + (", ".join(sorted(known)) or "none yet")]})
-        return _listing(store.put_listing("projects", _code(code), project))
+        return _listing(store.put_listing("projects", code_or_reject(code), project))
 
     @rpc(expected_exceptions=EXPECTED)
     def lists(self, park_id):
@@ -515,12 +515,6 @@ def _check_items(taxonomy, items):
     if missing:
         raise BadInput("unknown items: " + ", ".join(missing), {"items": [
             "unknown; this park's items are: " + ", ".join(sorted(taxonomy.items))]})
-
-
-def _code(code):
-    if not isinstance(code, str) or not code or len(code) > 64 or not all(c.isalnum() or c in "_-" for c in code):
-        raise BadInput("a code is 1-64 letters, digits, _ or -", {"code": [str(code)[:80]]})
-    return code
 
 
 def _listing(doc):

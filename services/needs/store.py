@@ -6,11 +6,11 @@ single-document update conditional on the need's ``version``: two desks (or a
 desk and a dispatch event) changing the same need cannot both win, and the
 change, its timeline entry and its events land together or not at all.
 """
-from datetime import datetime, timezone
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from lamplight.storage import DuplicateKeyError, VersionedDocument
+# utcnow is millisecond-exact: a timeline replayed from the database computes what was computed before
+from lamplight.storage import DuplicateKeyError, VersionedDocument, utcnow  # noqa: F401 (utcnow re-exported)
 
 INDEXES = {
     "needs": [
@@ -33,14 +33,6 @@ INDEXES = {
 WALL_HEAD_SIZE = 60
 # how many recent needs per requester are kept for duplicate detection
 RECENT_PER_REQUESTER = 20
-
-
-def utcnow():
-    """Now, to the millisecond: what MongoDB stores, so that a timeline
-    replayed from the database computes exactly what was computed before it
-    was written."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class NeedsStore:

@@ -201,24 +201,28 @@ def zone_distance(config, a, b):
 
 def ineligible(responder, task, park_id, at, tz, open_count, config):
     """None when the responder may be offered the task, else why not."""
+    return _eligibility(responder, task, park_id, at, tz, open_count, config)[0]
+
+
+def _eligibility(responder, task, park_id, at, tz, open_count, config):
+    """(why not, or None; the first time on duty before the due time)."""
     if responder.get("park_id") != park_id:
-        return "other_park"
+        return "other_park", None
     if responder.get("kind") != "volunteer":
-        return "not_a_volunteer"
+        return "not_a_volunteer", None
     if not responder.get("active", True):
-        return "paused"
+        return "paused", None
     teams = task.get("teams") or []
     if teams and not set(responder.get("teams") or ()) & set(teams):
-        return "team"
+        return "team", None
     if not set(task.get("skills") or ()) <= set(responder.get("skills") or ()):
-        return "skills"
+        return "skills", None
     if responder["_id"] in (task.get("offered_to") or ()):
-        return "already_offered"
+        return "already_offered", None
     if open_count >= (responder.get("max_open_tasks") or config["dispatch"]["default_cap"]):
-        return "cap"
-    if next_on_duty(responder, at, max(task["due_at"], at + timedelta(minutes=1)), tz) is None:
-        return "off_duty"
-    return None
+        return "cap", None
+    start = next_on_duty(responder, at, max(task["due_at"], at + timedelta(minutes=1)), tz)
+    return ("off_duty", None) if start is None else (None, start)
 
 
 def stable_hash(*parts):
@@ -229,9 +233,9 @@ def rank(responders, task, park_id, at, tz, open_counts, config):
     """[(responder, on_duty_from)] of the eligible, best first."""
     ranked = []
     for r in responders:
-        if ineligible(r, task, park_id, at, tz, open_counts.get(r["_id"], 0), config) is not None:
+        why_not, start = _eligibility(r, task, park_id, at, tz, open_counts.get(r["_id"], 0), config)
+        if why_not is not None:
             continue
-        start = next_on_duty(r, at, max(task["due_at"], at + timedelta(minutes=1)), tz)
         distance = zone_distance(config, r.get("zone"), task.get("zone"))
         # nearness counts in steps of 500 m: within a step, fairness decides
         key = (int((start - at).total_seconds() // 60), int(distance // 500),
@@ -317,8 +321,7 @@ def transition(task, action, args, at, config):
         raise RuleBroken("task {} is {}: it cannot be {}".format(task["task_id"], task["status"], _past(action)),
                          "already_taken" if action == "claim" else "illegal_transition", {"status": [task["status"]]})
     who = args["responder_id"]
-    task = dict(task, offers={k: dict(v) for k, v in task["offers"].items()}, history=list(task["history"]),
-                escalations=list(task["escalations"]), offered_to=list(task["offered_to"]))
+    task = copy_task(task)
     events = []
     if action == "claim":
         offer = task["offers"].get(who)
@@ -364,7 +367,7 @@ def transition(task, action, args, at, config):
                 raise RuleBroken("nobody asked to take task {} over".format(task["task_id"]), "no_takeover",
                                  {"takeover": ["none pending"]})
             if args.get("accept"):
-                task = _transfer(task, at, "accepted")
+                task = transfer(task, at, "accepted")
                 events += ["task.transferred"]
             else:
                 task.update(takeover=None)
@@ -391,7 +394,29 @@ def request_takeover(task, requester, at, config):
     return task, ["task.takeover_requested"]
 
 
-def _transfer(task, at, how):
+def copy_task(task):
+    """A copy whose offers, history, escalations and offer list can be changed."""
+    return dict(task, offers={k: dict(v) for k, v in task["offers"].items()}, history=list(task["history"]),
+                escalations=list(task["escalations"]), offered_to=list(task["offered_to"]))
+
+
+def withdraw(task, at, why):
+    """The task withdrawn (its need was cancelled, rejected or assigned by the
+    desk); None when it is no longer open. Returns (task, responders to tell)."""
+    if task["status"] not in OPEN:
+        return None, []
+    task = copy_task(task)
+    told = live_offers(task)
+    for rid in told:
+        task["offers"][rid].update(status=OFFER_WITHDRAWN, closed_at=at)
+    if task.get("holder"):
+        told.append(task["holder"]["responder_id"])
+    task.update(status=WITHDRAWN, takeover=None, retry_at=None)
+    task["history"].append({"at": at, "what": "withdrawn", "reason": why})
+    return task, told
+
+
+def transfer(task, at, how):
     takeover = task["takeover"]
     previous = task["holder"]
     return dict(task, holder={"responder_id": takeover["responder_id"], "member_id": takeover.get("member_id")},

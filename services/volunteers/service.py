@@ -14,7 +14,7 @@ from nameko.timer import timer
 
 from lamplight import settings
 from lamplight.consuming import subscribe
-from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
+from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_or_reject, time_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import (
     CALLOUT_RECIPIENTS, DISPATCH_SECONDS, NEEDS_UNMATCHED, TASK_ESCALATIONS, TASK_TRANSITIONS, TASKS_OFFERED,
@@ -179,8 +179,7 @@ class VolunteersService:
                 t["code"] for t in config["teams"])]})
         at = time_or_reject(at, "at") if at else utcnow()
         tz = domain.zone(config["timezone"])
-        found = store.on_duty_candidates({domain.hour_of_week(at, tz)}, teams=[team] if team else None, now=at)
-        on = sorted((r for r in found if domain.on_duty(r, at, tz)), key=lambda r: r["_id"])
+        on = sorted(_on_duty_now(store, at, tz, teams=[team] if team else None), key=lambda r: r["_id"])
         return {"park_id": park_id, "at": at.isoformat(), "count": len(on),
                 "responders": [{"id": r["_id"], "teams": r["teams"], "zone": r.get("zone")} for r in on]}
 
@@ -310,21 +309,22 @@ class VolunteersService:
             raise BadInput("say whether the take-over is accepted", {"accept": ["true or false"]})
         args = dict(command, member_id=responder.get("member_id"))
         who = command["responder_id"]
+        asked = {}  # answer_takeover: who asked, in the version the answer changed
 
         def change(task, at):
+            asked["by"] = (task.get("takeover") or {}).get("responder_id")
             changed, types = _rules(domain.transition, task, action, args, at, config)
             types = _about(types, changed, who)
             if action == "release":  # offered again at once, to others
                 types += self._offer_round(store, config, changed, at, "released")
             return changed, types
 
-        before = self._task(store, task_id)
         task = self._change_task(store, config, task_id, change)
         if action in ("complete", "release"):
             store.free_slot(who, task_id)
         elif action == "answer_takeover":
             # accepted: the holder gives up their slot; refused: the requester's, taken when asking
-            store.free_slot(who if command["accept"] else before["takeover"]["responder_id"], task_id)
+            store.free_slot(who if command["accept"] else asked["by"], task_id)
         return _task_view.dump(task)
 
     def _claim(self, store, config, task_id, responder, command):
@@ -475,7 +475,7 @@ class VolunteersService:
             steps = domain.sweep_steps(task, at, tz, config)
             if not steps:
                 raise _Skip()
-            task = _copy_task(task)
+            task = domain.copy_task(task)
             types = []
             for step in steps:
                 if step == "expire":
@@ -499,12 +499,12 @@ class VolunteersService:
                     types += self._offer_round(store, config, task, at, "released")
                 elif step == "transfer":
                     taken["freed"] = task["holder"]["responder_id"]
-                    task = domain._transfer(task, at, "no_answer")
+                    task = domain.transfer(task, at, "no_answer")
                     types += [("task.transferred", task["holder"]["responder_id"], "no_answer")]
             taken["steps"] = steps
             return task, types
 
-        task = self._change_task(store, config, task_id, change)
+        self._change_task(store, config, task_id, change)
         if taken.get("freed"):
             store.free_slot(taken["freed"], task_id)
         return taken["steps"]
@@ -525,7 +525,7 @@ class VolunteersService:
         store = VolunteersStore(self.db, park_id)
         config = self._config(store)
         data = load_or_reject(_household, payload, "the household")
-        code = _code(code)
+        code = code_or_reject(code)
         if data["kind"] not in config["visit_kinds"]:
             raise BadInput("unknown visit kind {}".format(data["kind"]), {"kind": [
                 "one of: " + ", ".join(config["visit_kinds"])]})
@@ -570,11 +570,18 @@ class VolunteersService:
             visit.update(self.events.outbox_fields([event]))
             visits.append(visit)
             envelopes.append(event)
-        inserted = store.insert_visits(visits)
-        fresh = {v["_id"] for v in inserted}
-        self.events.discard([e for v, e in zip(visits, envelopes) if v["_id"] not in fresh])
-        self.events.publish([e for v, e in zip(visits, envelopes) if v["_id"] in fresh])
+        fresh = self._publish_inserted(visits, envelopes, store.insert_visits(visits))
         return {"park_id": park_id, "month": month, "scheduled": len(fresh), "households": len(visits)}
+
+    def _publish_inserted(self, docs, envelopes, inserted):
+        """Each of ``docs`` carries its own event in ``envelopes``: publish the
+        events of the documents ``inserted``, discard those of the ones that
+        were there already. Returns the events published."""
+        ids = {d["_id"] for d in inserted}
+        self.events.discard([e for d, e in zip(docs, envelopes) if d["_id"] not in ids])
+        fresh = [e for d, e in zip(docs, envelopes) if d["_id"] in ids]
+        self.events.publish(fresh)
+        return fresh
 
     def _visit_event(self, visit, event_type, at):
         return self.events.new(event_type, park_id=visit["park_id"], subject=visit["visit_id"],
@@ -705,9 +712,7 @@ class VolunteersService:
         callout, created = store.insert_callout({"_id": callout_id, "callout_id": callout_id, "message": data[
             "message"], "actor": data["actor"], "at": at})
         squad = store.active_in_teams(domain.squad_teams(config)) if domain.squad_teams(config) else []
-        on_duty = [r for r in store.on_duty_candidates({domain.hour_of_week(at, tz)}, now=at)
-                   if domain.on_duty(r, at, tz)]
-        why = {r["_id"]: "on_duty" for r in on_duty}
+        why = {r["_id"]: "on_duty" for r in _on_duty_now(store, at, tz)}
         why.update({r["_id"]: "squad" for r in squad if r["kind"] == "volunteer"})
         docs, envelopes = [], []
         for rid, reason in sorted(why.items()):
@@ -718,10 +723,7 @@ class VolunteersService:
             docs.append(dict({"_id": "{}:{}".format(callout_id, rid), "callout_id": callout_id, "responder_id": rid,
                               "why": reason, "answer": None, "at": at}, **self.events.outbox_fields([envelope])))
             envelopes.append(envelope)
-        inserted = {d["_id"] for d in store.insert_recipients(docs)}
-        fresh = [e for d, e in zip(docs, envelopes) if d["_id"] in inserted]
-        self.events.discard([e for d, e in zip(docs, envelopes) if d["_id"] not in inserted])
-        self.events.publish(fresh)
+        fresh = self._publish_inserted(docs, envelopes, store.insert_recipients(docs))
         CALLOUT_RECIPIENTS.labels(park_id).inc(len(fresh))
         return {"callout_id": callout_id, "created": created, "recipients": len(docs),
                 "squad": sum(1 for r in why.values() if r == "squad"),
@@ -781,23 +783,18 @@ def _rules(fn, *args):
         raise Conflict(str(exc), exc.fields, code=exc.code)
 
 
-def _copy_task(task):
-    return dict(task, offers={k: dict(v) for k, v in task["offers"].items()}, history=list(task["history"]),
-                escalations=list(task["escalations"]), offered_to=list(task["offered_to"]))
+def _on_duty_now(store, at, tz, teams=None):
+    """Who is on duty at ``at``: the hour's bucket of the duty index, then the
+    exact minute, leave and extra shifts."""
+    return [r for r in store.on_duty_candidates({domain.hour_of_week(at, tz)}, teams=teams, now=at)
+            if domain.on_duty(r, at, tz)]
 
 
 def _withdraw(task, at, why):
-    if task["status"] not in domain.OPEN:
+    withdrawn, told = domain.withdraw(task, at, why)
+    if withdrawn is None:
         raise _Skip()
-    task = _copy_task(task)
-    told = [rid for rid, o in task["offers"].items() if o["status"] == domain.OFFER_LIVE]
-    for rid in told:
-        task["offers"][rid].update(status=domain.OFFER_WITHDRAWN, closed_at=at)
-    if task.get("holder"):
-        told.append(task["holder"]["responder_id"])
-    task.update(status=domain.WITHDRAWN, takeover=None, retry_at=None)
-    task["history"].append({"at": at, "what": "withdrawn", "reason": why})
-    return task, [("task.withdrawn", rid, why) for rid in told]
+    return withdrawn, [("task.withdrawn", rid, why) for rid in told]
 
 
 def _may_claim_wish(responder, task):
@@ -840,12 +837,6 @@ def _check_codes(config, data):
             data["zone"], ", ".join(sorted(zones)) or "none")]
     if errors:
         raise BadInput("the responder names what park {} does not have".format(config["park_id"]), errors)
-
-
-def _code(code):
-    if not isinstance(code, str) or not code or len(code) > 64 or not all(c.isalnum() or c in "_-" for c in code):
-        raise BadInput("a code is 1-64 letters, digits, _ or -", {"code": [str(code)[:80]]})
-    return code
 
 
 def _month(month):

@@ -12,11 +12,10 @@ a responder's cap on open tasks is a set of numbered slot documents
 ``<responder>#task<n>`` taken by insert, so two claims at once cannot both
 take the last slot.
 """
-from datetime import datetime, timezone
 
 from pymongo import ASCENDING, IndexModel
 
-from lamplight.storage import DuplicateKeyError, VersionedDocument
+from lamplight.storage import DuplicateKeyError, VersionedDocument, utcnow  # noqa: F401 (utcnow re-exported)
 
 PARTITIONED = ("responders", "tasks", "task_versions", "slots", "households", "visits", "visit_versions",
                "callouts", "callout_recipients")
@@ -46,12 +45,6 @@ NO_PII = {"name": 0, "phone": 0, "_outbox": 0}
 # what dispatch reads of a candidate: enough to rule on duty, cap, team, skills and distance
 DISPATCH_FIELDS = {f: 1 for f in ("park_id", "kind", "active", "teams", "skills", "zone", "max_open_tasks",
                                    "member_id", "last_work_at", "intervals", "leave", "extra")}
-
-
-def utcnow():
-    """Now, to the millisecond (what MongoDB stores)."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class VolunteersStore:
