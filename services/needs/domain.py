@@ -317,7 +317,7 @@ def new_need(taxonomy, park_id, need_id, submission, now, idempotency_key, dupli
                 description=submission["description"], requester=submission["requester"],
                 details=submission["details"], entered_by=submission["entered_by"], meeting=meeting,
                 zone=submission.get("zone"),
-                idempotency_key=idempotency_key or need_id, fingerprint=fingerprint(submission),
+                idempotency_key=idempotency_key or need_id, fingerprint=submission_fingerprint(submission),
                 requester_key=requester_key, possible_duplicates=duplicates, submitted_at=now, updated_at=now,
                 timeline=timeline)
     return need, auto
@@ -363,6 +363,17 @@ def fingerprint(submission):
     same body) from a reused key (same key, other body)."""
     canonical = json.dumps(submission, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Optional fields the submission gained after needs were first stored: left
+# out of the digest while unset, so a request accepted before they existed
+# still matches its retry after an upgrade (same key, same body → 200, not 409).
+SUBMISSION_FIELDS_ADDED = ("zone",)
+
+
+def submission_fingerprint(submission):
+    return fingerprint({k: v for k, v in submission.items()
+                        if not (k in SUBMISSION_FIELDS_ADDED and v is None)})
 
 
 def requester_key(park_id, requester):

@@ -7,6 +7,12 @@ from services.notify import domain as notify
 from services.points import domain as points
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
+def test_a_need_accepted_before_a_field_was_added_matches_its_retry():
+    body = {"kind": "micro_wish", "title": "路灯坏了", "grade": None}
+    assert needs.submission_fingerprint(dict(body, zone=None)) == needs.fingerprint(body)
+    assert needs.submission_fingerprint(dict(body, zone="dorms")) != needs.fingerprint(body)
+
+
 def test_fingerprint_tells_bodies_apart_and_ignores_key_order():
     a = needs.fingerprint({"x": 1, "y": [1, 2]})
     assert a == needs.fingerprint({"y": [1, 2], "x": 1})
