@@ -210,10 +210,14 @@ def desk(http, base, offers):
         need_id, _ = offers["qln-2026-004"]
         act(http, base, need_id, "assign", {"actor": "desk-01", "unit": "区人社局劳动监察大队",
                                             "public_note": "已移交劳动监察大队，限24小时内处理"})
+    # the wall is a projection fed by events: wait until it shows where each need stands
+    current = {need_id: http.get(base + "/needs/" + need_id, timeout=30).json()["status"]
+               for need_id, _ in offers.values()}
     deadline = time.monotonic() + 10
     while True:
         wall = http.get(base + "/wall", timeout=30).json()["entries"]
-        if len(wall) >= len(offers) or time.monotonic() > deadline:
+        if {line["need_id"]: line["status"] for line in wall if line["need_id"] in current} == current \
+                or time.monotonic() > deadline:
             break
         time.sleep(0.3)
     print("echo wall ({} lines, no names or phone numbers):".format(len(wall)))
