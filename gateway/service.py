@@ -24,6 +24,7 @@ from lamplight.rpc import CachedSignatureCheck, DeadlineRpc, ServiceUnavailable
 from lamplight.storage import check_park_id
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_IMPORT_BYTES = 4 * 1024 * 1024  # a list of up to 5,000 recipients
 RETRY_AFTER_S = 5
 _STATUS = {BadInput: 422, NotFound: 404, Conflict: 409}
 _log = logs.get_logger(component="gateway")
@@ -73,13 +74,13 @@ class Api(CachedSignatureCheck, HttpRequestHandler):
 api = Api.decorator
 
 
-def read_json(request):
+def read_json(request, max_bytes=MAX_BODY_BYTES):
     """The request body as a JSON object, or a 4xx naming the problem."""
-    if request.content_length and request.content_length > MAX_BODY_BYTES:
-        raise BadInput("request body over {} bytes".format(MAX_BODY_BYTES), {"_body": ["too large"]})
+    if request.content_length and request.content_length > max_bytes:
+        raise BadInput("request body over {} bytes".format(max_bytes), {"_body": ["too large"]})
     raw = request.get_data(cache=False)
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadInput("request body over {} bytes".format(MAX_BODY_BYTES), {"_body": ["too large"]})
+    if len(raw) > max_bytes:
+        raise BadInput("request body over {} bytes".format(max_bytes), {"_body": ["too large"]})
     try:
         body = json.loads(raw or b"null")
     except ValueError as exc:
@@ -290,6 +291,72 @@ class Gateway:
     @api("POST", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices/<string:notice_id>/read")
     def mark_read(self, request, park, responder_id, notice_id):
         return self.notify.call("mark_read", check_park_id(park), responder_id, notice_id)
+
+    @api("GET", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices")
+    def recipient_inbox(self, request, park, recipient_id):
+        return self.inbox(request, park, recipient_id)
+
+    @api("POST", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices/<string:notice_id>/read")
+    def recipient_mark_read(self, request, park, recipient_id, notice_id):
+        return self.notify.call("mark_read", check_park_id(park), recipient_id, notice_id)
+
+    @api("GET", "/api/v1/parks/<string:park>/notify/config")
+    def notify_config(self, request, park):
+        return self.notify.call("config", check_park_id(park))
+
+    @api("PUT", "/api/v1/parks/<string:park>/notify/config")
+    def set_notify_config(self, request, park):
+        return self.notify.call("set_config", check_park_id(park), read_json(request))
+
+    @api("PUT", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>")
+    def put_recipient(self, request, park, recipient_id):
+        return self.notify.call("put_recipient", check_park_id(park), recipient_id, read_json(request))
+
+    @api("GET", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>")
+    def get_recipient(self, request, park, recipient_id):
+        return self.notify.call("get_recipient", check_park_id(park), recipient_id)
+
+    @api("POST", "/api/v1/parks/<string:park>/notify/recipients")
+    def import_recipients(self, request, park):
+        return self.notify.call("import_recipients", check_park_id(park), read_json(request, MAX_IMPORT_BYTES))
+
+    @api("GET", "/api/v1/parks/<string:park>/notify/templates")
+    def templates(self, request, park):
+        return self.notify.call("templates", check_park_id(park))
+
+    @api("PUT", "/api/v1/parks/<string:park>/notify/templates/<string:key>/<string:locale>")
+    def put_template(self, request, park, key, locale):
+        return self.notify.call("put_template", check_park_id(park), key, locale, read_json(request))
+
+    @api("DELETE", "/api/v1/parks/<string:park>/notify/templates/<string:key>/<string:locale>")
+    def delete_template(self, request, park, key, locale):
+        return self.notify.call("delete_template", check_park_id(park), key, locale)
+
+    @api("POST", "/api/v1/parks/<string:park>/notify/templates/preview")
+    def preview_template(self, request, park):
+        return self.notify.call("preview", check_park_id(park), read_json(request))
+
+    @api("POST", "/api/v1/parks/<string:park>/notify/broadcasts")
+    def broadcast(self, request, park):
+        check_park_id(park)
+        accepted = self.notify.call("broadcast", park, read_json(request), idempotency_key=idempotency_key(request))
+        created = accepted.pop("created")
+        headers = {"Location": "/api/v1/parks/{}/notify/broadcasts/{}".format(park, accepted["broadcast_id"])}
+        return json_response(202 if created else 200, accepted, headers)
+
+    @api("GET", "/api/v1/parks/<string:park>/notify/broadcasts/<string:broadcast_id>")
+    def get_broadcast(self, request, park, broadcast_id):
+        return self.notify.call("get_broadcast", check_park_id(park), broadcast_id)
+
+    @api("GET", "/api/v1/parks/<string:park>/notify/deliveries")
+    def deliveries(self, request, park):
+        return self.notify.call("deliveries", check_park_id(park), recipient_id=request.args.get("recipient"),
+                                source_id=request.args.get("event"), notice_id=request.args.get("notice"),
+                                limit=int_arg(request, "limit", 200))
+
+    @api("POST", "/api/v1/parks/<string:park>/notify/send-due")
+    def notify_send_due(self, request, park):
+        return self.notify.call("send_due", check_park_id(park))
 
     # points ----------------------------------------------------------------------------
     @api("GET", "/api/v1/parks/<string:park>/points/rules")

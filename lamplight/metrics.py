@@ -87,6 +87,16 @@ NEEDS_UNMATCHED = Counter(
 NOTICES = Counter(
     "lamplight_notices_total", "Notices by channel and outcome.", ["park", "channel", "outcome"]
 )
+NOTIFY_UNRESOLVED = Counter(
+    "lamplight_notify_unresolved_total", "Events notify found nobody to tell about.", ["park", "type"]
+)
+NOTICES_PENDING = Gauge(
+    "lamplight_notices_pending", "Notices queued, deferred or waiting for a digest (set by the send loop).", ["park"]
+)
+NOTICE_SEND_SECONDS = Histogram(
+    "lamplight_notice_send_seconds", "Time a provider took to take (or refuse) one notice.", ["channel"],
+    buckets=_LATENCY_BUCKETS,
+)
 POINTS_ENTRIES = Counter(
     "lamplight_points_entries_total", "Ledger entries written.", ["park", "account", "kind"]
 )

@@ -32,6 +32,13 @@ DEFAULTS = {
     # needs: how often the time-limit sweep visits every park
     "NEEDS_SWEEP_INTERVAL_S": 30.0,
     "VOLUNTEERS_SWEEP_INTERVAL_S": 5.0,
+    # notify: how often the send loop visits every park's queue, how many due
+    # notices it takes per park and pass, how many it sends at once, and when
+    # an attempt with no outcome counts as lost with its process
+    "NOTIFY_TICK_S": 1.0,
+    "NOTIFY_SEND_BATCH": 500,
+    "NOTIFY_SEND_CONCURRENCY": 32,
+    "NOTIFY_SEND_TIMEOUT_S": 120.0,
 }
 
 

@@ -198,6 +198,9 @@ class ParkScopedCollection:
     def update_many(self, filter_, update, **kwargs):
         return self._c.update_many(self._filter(filter_), self._update(update, kwargs.get("upsert")), **kwargs)
 
+    def replace_one(self, filter_, doc, upsert=False):
+        return self._c.replace_one(self._filter(filter_), self._doc(dict(doc)), upsert=upsert)
+
     def find_one_and_update(self, filter_, update, **kwargs):
         return self._c.find_one_and_update(self._filter(filter_), self._update(update, kwargs.get("upsert")),
                                            **kwargs)

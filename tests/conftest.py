@@ -62,6 +62,14 @@ def service_config(rabbit_config, db_prefix):
         yield dict(config)
 
 
+@pytest.fixture(scope="module")
+def peers():
+    """The notify channels' peers on 127.0.0.1 (tests/peers.py), one process per module."""
+    from tests.peers import running_peers
+    with running_peers() as running:
+        yield running
+
+
 @pytest.fixture
 def db(mongo_client, db_prefix):
     """db('needs') is the needs service's database of this test."""

@@ -1,48 +1,603 @@
-"""The notify service: notices to people; the foundation's channel is the in-app inbox."""
-from datetime import datetime, timezone
+"""The notify service: notices to people over several channels.
 
-from lamplight.rpc import rpc
+Events become notices: who an event concerns is resolved from the event
+(the responder offered a task, the requester and followers of a need, the
+member crossing a points threshold, the park's supervisors), each recipient's
+preferences and roster decide the channels and the time, and every step is a
+line of the delivery log. The send loop (every NOTIFY_TICK_S) takes what is
+due from each park's queue, within the park's per-channel rate limits,
+retries with backoff, and falls back to the recipient's next channel when a
+provider keeps failing. Broadcasts fan out to a whole park, a team, a
+building or a role.
+"""
+import hashlib
+import json
+import time
+from datetime import timedelta
 
+from eventlet.greenpool import GreenPool
+from nameko.extensions import DependencyProvider
+from nameko.timer import timer
+
+from lamplight import settings
 from lamplight.consuming import subscribe
-from lamplight.errors import BadInput, NotFound, load_or_reject
-from lamplight.metrics import NOTICES
+from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
+from lamplight.metrics import NOTICE_SEND_SECONDS, NOTICES, NOTICES_PENDING, NOTIFY_UNRESOLVED
 from lamplight.observability import Observability
+from lamplight.parkconfig import plain
 from lamplight.publishing import EventOutbox
-from lamplight.storage import Mongo
+from lamplight.rpc import rpc
+from lamplight.storage import Mongo, check_park_id, utcnow
 from services.notify import domain
-from services.notify.schemas import NoticeSentSchema, NoticeViewSchema, TaskOfferedSchema
-from services.notify.store import INDEXES, NotifyStore
+from services.notify.channels import SendFailed, adapter_for, adapters
+from services.notify.schemas import (
+    SECRET_KEYS, BroadcastEventSchema, BroadcastSchema, DeliveryViewSchema, NeedFollowedSchema, NoticeSentSchema,
+    NoticeViewSchema, NotifyConfigSchema, PreviewSchema, RecipientBatchSchema, RecipientImportSchema,
+    RecipientSchema, SourceEventSchema, TemplateSchema, VolunteerEventSchema,
+)
+from services.notify.store import INDEXES, PARTITIONED, PROFILE_FIELDS, NotifyStore, chunks
 
-_task_offered = TaskOfferedSchema()
+EXPECTED = (BadInput, Conflict, NotFound)
+_config = NotifyConfigSchema()
+_recipient = RecipientSchema()
+_import = RecipientImportSchema()
+_batch = RecipientBatchSchema()
+_template = TemplateSchema()
+_preview = PreviewSchema()
+_broadcast = BroadcastSchema()
+_source = SourceEventSchema()
+_volunteer = VolunteerEventSchema()
+_followed = NeedFollowedSchema()
 _notice_view = NoticeViewSchema()
-_notice_sent = NoticeSentSchema()
-EXPECTED = (BadInput, NotFound)
+_delivery_view = DeliveryViewSchema()
+_notice_event = NoticeSentSchema()
+_broadcast_event = BroadcastEventSchema()
+SUPERVISION_ROLES = {"supervisor": "supervisor", "park_admin": "park_admin"}
+
+
+class Channels(DependencyProvider):
+    """The channel adapters and a bounded pool of green threads to send with,
+    shared by the workers of one process."""
+
+    def setup(self):
+        self.registry = adapters()
+        self.pool = GreenPool(settings.get_int("NOTIFY_SEND_CONCURRENCY"))
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+
+def _default_config(park_id):
+    return dict(_config.load({"version": 1}), park_id=park_id, version=0)
+
+
+def _mask(value):
+    if not value:
+        return value
+    if "@" in value:
+        name, _, host = value.partition("@")
+        return name[:1] + "***@" + host
+    return value[:3] + "****" + value[-2:] if len(value) > 6 else "****"
+
+
+def _fingerprint(data):
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
 class NotifyService:
     name = "notify"
+    _last_tick = 0.0
+    _last_housekeeping = 0.0
 
     log = Observability()
-    db = Mongo(indexes=INDEXES, group_commit=("notices",))
-    events = EventOutbox(collections=("notices",))
+    db = Mongo(indexes=INDEXES, partitioned=PARTITIONED)
+    events = EventOutbox(collections=("notices", "deliveries", "broadcasts"))
+    channels = Channels()
 
+    # configuration -----------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def set_config(self, park_id, payload):
+        """The park's channels (provider endpoints and credentials), quiet
+        hours, digest time, retries and rate limits, as the next version."""
+        check_park_id(park_id)
+        config = load_or_reject(_config, payload, "the notify configuration")
+        config["channels"] = {k: v for k, v in config["channels"].items() if v}
+        version, unchanged = NotifyStore(self.db, park_id).config.install(config)
+        return {"park_id": park_id, "version": version, "unchanged": unchanged,
+                "channels": sorted(config["channels"])}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def config(self, park_id):
+        config = plain(NotifyStore(self.db, park_id).config.require())
+        for settings_ in config.get("channels", {}).values():  # credentials are written, never read back
+            for key in SECRET_KEYS:
+                if settings_.get(key):
+                    settings_[key] = "********"
+        return config
+
+    def _config(self, store):
+        config = store.config.current()
+        return dict(config, park_id=store.park_id) if config else _default_config(store.park_id)
+
+    # recipients --------------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def put_recipient(self, park_id, recipient_id, payload):
+        recipient_id = load_or_reject(_import, dict(payload or {}, id=recipient_id), "the recipient").pop("id")
+        profile = load_or_reject(_recipient, payload, "the recipient")
+        NotifyStore(self.db, park_id).put_recipient(recipient_id, profile, utcnow())
+        return self._recipient_view(recipient_id, profile)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_recipient(self, park_id, recipient_id):
+        profile = NotifyStore(self.db, park_id).recipient(recipient_id)
+        if profile is None:
+            raise NotFound("no recipient {} in park {}".format(recipient_id, park_id))
+        return self._recipient_view(recipient_id, profile)
+
+    @staticmethod
+    def _recipient_view(recipient_id, profile):
+        view = {k: profile.get(k) for k in PROFILE_FIELDS}
+        view["addresses"] = {k: _mask(v) for k, v in (profile.get("addresses") or {}).items() if v}
+        view["id"] = recipient_id
+        return view
+
+    @rpc(expected_exceptions=EXPECTED)
+    def import_recipients(self, park_id, payload):
+        """Many profiles at once (an HR roster, a dormitory list): new ones are
+        added, ones already there are left as they are and listed."""
+        check_park_id(park_id)
+        rows = load_or_reject(_batch, payload, "the recipients")["recipients"]
+        docs, problems = [], {}
+        at = utcnow()
+        for i, row in enumerate(rows):
+            try:
+                data = _import.load(row)
+            except Exception as exc:  # marshmallow ValidationError: collect every row's problems
+                problems[str(i)] = getattr(exc, "messages", str(exc))
+                continue
+            docs.append(dict(data, _id=data.pop("id"), updated_at=at))
+        if problems:
+            raise BadInput("{} of {} recipients are not valid".format(len(problems), len(rows)),
+                           {"recipients": problems})
+        if len({d["_id"] for d in docs}) != len(docs):
+            raise BadInput("a recipient id is listed twice", {"recipients": ["duplicate ids"]})
+        existing = NotifyStore(self.db, park_id).import_recipients(docs)
+        return {"park_id": park_id, "added": len(docs) - len(existing), "existing": existing[:100],
+                "existing_count": len(existing)}
+
+    # templates ---------------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def put_template(self, park_id, key, locale, payload):
+        """A park's own template for one kind of notice and locale, refused
+        now if it would not render (an unknown variable, a syntax error, an
+        attribute the sandbox forbids), rather than when a notice is sent."""
+        check_park_id(park_id)
+        data = load_or_reject(_template, payload, "the template")
+        if locale not in domain.LOCALES:
+            raise BadInput("no locale {}".format(locale), {"locale": ["one of " + ", ".join(domain.LOCALES)]})
+        try:
+            title, body = domain.check_template(key, data["title"], data["body"])
+        except domain.NotifyRuleError as exc:
+            raise BadInput("template {} ({}) is refused: {}".format(key, locale, exc.message), exc.fields)
+        NotifyStore(self.db, park_id).put_template(key, locale, data["title"], data["body"], utcnow())
+        return {"key": key, "locale": locale, "preview": {"title": title, "body": body}}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def delete_template(self, park_id, key, locale):
+        if not NotifyStore(self.db, park_id).delete_template(key, locale):
+            raise NotFound("park {} has no template of its own for {} ({})".format(park_id, key, locale))
+        return {"key": key, "locale": locale, "deleted": True}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def templates(self, park_id):
+        overrides = NotifyStore(self.db, park_id).overrides()
+        out = []
+        for key in domain.TEMPLATE_KEYS:
+            for locale in domain.LOCALES:
+                title, body = domain.template_for(key, locale, overrides)
+                out.append({"key": key, "locale": locale, "title": title, "body": body,
+                            "own": (key, locale) in overrides})
+        return {"park_id": park_id, "templates": out}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def preview(self, park_id, payload):
+        """Render a template (the park's, the default, or the one given) with
+        the kind's example data or the data given."""
+        store = NotifyStore(self.db, park_id)
+        data = load_or_reject(_preview, payload, "the preview")
+        title, body = domain.template_for(data["key"], data["locale"], store.overrides())
+        tz = domain.zone(self._config(store)["timezone"])
+        try:
+            title, body = domain.render(data["title"] or title, data["body"] or body,
+                                        data["data"] if data["data"] is not None else domain.EXAMPLES[data["key"]], tz)
+        except domain.NotifyRuleError as exc:
+            raise BadInput("the template does not render: {}".format(exc.message), exc.fields)
+        return {"title": title, "body": body}
+
+    # events in -----------------------------------------------------------------------------
     @subscribe("volunteers", "task.offered")
-    def on_task_offered(self, envelope):
-        data = load_or_reject(_task_offered, envelope["data"], "task.offered data")
-        notice = domain.new_notice(dict(envelope, data=data), data["responder_id"], domain.INAPP,
-                                   datetime.now(timezone.utc))
-        event = self.events.new("notice.sent", park_id=envelope["parkid"], subject=notice["_id"],
-                                data=_notice_sent.dump(dict(notice, notice_id=notice["_id"])))
-        with self.events.staged([event]) as outbox:
-            notice.update(outbox)
-            inserted = NotifyStore(self.db, envelope["parkid"]).insert_notice(notice)
-        if not inserted:
-            self.events.discard([event])
-            self.log.info("notice.duplicate_delivery", notice_id=notice["_id"])
-            return
-        self.events.publish([event])
-        NOTICES.labels(envelope["parkid"], domain.INAPP, "delivered").inc()
+    @subscribe("volunteers", "emergency.called_out")
+    @subscribe("volunteers", "visit.scheduled")
+    @subscribe("volunteers", "visit.missed")
+    @subscribe("needs", "need.triaged")
+    @subscribe("needs", "need.assigned")
+    @subscribe("needs", "need.resolved")
+    @subscribe("needs", "need.rejected")
+    @subscribe("needs", "need.closed")
+    @subscribe("needs", "need.supervision_raised")
+    @subscribe("points", "points.threshold_crossed")
+    @subscribe("points", "points.credited")
+    def on_event(self, envelope):
+        park_id, event_type = envelope["parkid"], envelope["type"]
+        rule = domain.RULES[event_type]
+        refs = load_or_reject(_source, envelope["data"], "{} data".format(event_type))
+        store = NotifyStore(self.db, park_id)
+        ids = self._resolve(store, rule, refs)
+        profiles = store.profiles(ids)
+        if not profiles:
+            # nobody to tell is an answer, not a failure: retrying would not find anyone either
+            NOTIFY_UNRESOLVED.labels(park_id, event_type).inc()
+            self.log.warning("notify.no_recipient", park_id=park_id, event_type=event_type, event_id=envelope["id"])
+            return {"recipients": 0}
+        source = {"id": envelope["id"], "type": event_type, "topic": rule.topic, "priority": rule.priority,
+                  "subject": envelope["subject"]}
+        return self._deliver(store, source, envelope["data"], profiles, announce=True)
 
+    def _resolve(self, store, rule, refs):
+        if rule.audience == "responder":
+            return [refs["responder_id"]] if refs["responder_id"] else []
+        if rule.audience == "member":
+            return store.members(refs["member_id"]) if refs["member_id"] else []
+        if rule.audience == "requester_and_followers":
+            ids = store.members(refs["requester_member_id"]) if refs["requester_member_id"] else []
+            return sorted(set(ids) | set(store.followers_of(refs["need_id"]) if refs["need_id"] else ()))
+        if rule.audience == "supervision":
+            return [p["_id"] for p in store.audience("role", SUPERVISION_ROLES.get(refs["level"], "park_admin"))]
+        raise ValueError(rule.audience)
+
+    def _deliver(self, store, source, data, profiles, announce):
+        """Plan and write the notices of ``source`` for ``profiles``; with
+        ``announce`` each in-app notice carries its notice.sent event."""
+        config = self._config(store)
+        tz = domain.zone(config["timezone"])
+        overrides = store.overrides()
+        template_key = source["type"] if source["type"] in domain.TEMPLATE_KEYS else domain.BROADCAST
+        rendered = {}
+        now = utcnow()
+        written = 0
+        for chunk in chunks(profiles):
+            notices, records, pending, events = [], [], [], []
+            for profile in chunk:
+                locale = profile.get("locale", "zh-CN")
+                if locale not in rendered:
+                    title, body = domain.template_for(template_key, locale, overrides)
+                    rendered[locale] = self._render(title, body, data, tz, template_key, locale)
+                n, r, p = domain.plan(source, profile, rendered[locale], config, now, tz)
+                notices += n
+                records += r
+                pending += p
+            if announce:
+                for notice in notices:
+                    if notice["shown"]:
+                        event = self._notice_event("notice.sent", store.park_id, notice)
+                        notice.update(self.events.outbox_fields([event]))
+                        events.append((notice["_id"], event))
+            fresh = {n["_id"] for n in store.write_plan(notices, records, pending)}
+            self.events.discard([e for nid, e in events if nid not in fresh])
+            self.events.publish([e for nid, e in events if nid in fresh])
+            written += len(fresh)
+            _count(store.park_id, records)
+        return {"recipients": len(profiles), "notices": written}
+
+    def _render(self, title, body, data, tz, key, locale):
+        try:
+            return domain.render(title, body, data, tz)
+        except domain.NotifyRuleError:
+            # a saved template rendered its example; this event lacks something it
+            # uses: the default still tells the person what happened
+            self.log.error("notify.template_failed", key=key, locale=locale)
+            title, body = domain.DEFAULT_TEMPLATES[(key, locale if (key, locale) in domain.DEFAULT_TEMPLATES
+                                                    else "zh-CN")]
+            return domain.render(title, body, data, tz)
+
+    def _notice_event(self, event_type, park_id, notice, reason=None):
+        return self.events.new(event_type, park_id=park_id, subject=notice["_id"], data=_notice_event.dump(dict(
+            notice, notice_id=notice["_id"], source_event_id=notice["source_id"], reason=reason)))
+
+    @subscribe("volunteers", "volunteer.registered")
+    @subscribe("volunteers", "volunteer.changed")
+    def on_volunteer(self, envelope):
+        data = load_or_reject(_volunteer, envelope["data"], "{} data".format(envelope["type"]))
+        NotifyStore(self.db, envelope["parkid"]).project_responder(data, utcnow())
+
+    @subscribe("needs", "need.followed")
+    def on_followed(self, envelope):
+        data = load_or_reject(_followed, envelope["data"], "need.followed data")
+        NotifyStore(self.db, envelope["parkid"]).set_following(data["need_id"], data["follower_id"],
+                                                               data["following"], utcnow())
+
+    # broadcasts --------------------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def broadcast(self, park_id, payload, idempotency_key=None):
+        """Accept a broadcast (written, with its broadcast.requested event in
+        the same document); the fan-out follows from that event."""
+        check_park_id(park_id)
+        data = load_or_reject(_broadcast, payload, "the broadcast")
+        if not idempotency_key:
+            raise BadInput("a broadcast needs an Idempotency-Key header", {"Idempotency-Key": ["required"]})
+        store = NotifyStore(self.db, park_id)
+        broadcast_id = domain.broadcast_id(park_id, idempotency_key)
+        doc = dict(data, _id=broadcast_id, broadcast_id=broadcast_id, fingerprint=_fingerprint(data),
+                   type=domain.BROADCAST, requested_at=utcnow(), status="fanning_out")
+        event = self.events.new("broadcast.requested", park_id=park_id, subject=broadcast_id,
+                                data=_broadcast_event.dump(dict(doc, at=doc["requested_at"])))
+        with self.events.staged([event]) as outbox:
+            doc.update(outbox)
+            saved, created = store.add_broadcast(doc)
+        if not created:
+            self.events.discard([event])
+            if saved["fingerprint"] != doc["fingerprint"]:
+                raise Conflict("Idempotency-Key {} was used for another broadcast".format(idempotency_key),
+                               {"Idempotency-Key": ["reused with a different body"]})
+            return dict(self._broadcast_view(saved), created=False)
+        self.events.publish([event])
+        return dict(self._broadcast_view(saved), created=True)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_broadcast(self, park_id, broadcast_id):
+        doc = NotifyStore(self.db, park_id).broadcast(broadcast_id)
+        if doc is None:
+            raise NotFound("no broadcast {} in park {}".format(broadcast_id, park_id))
+        return self._broadcast_view(doc)
+
+    @staticmethod
+    def _broadcast_view(doc):
+        keys = ("broadcast_id", "type", "title", "audience", "critical", "channels", "actor", "status",
+                "recipients", "notices")
+        view = {k: doc.get(k) for k in keys}
+        for k in ("requested_at", "finished_at"):
+            view[k] = doc[k].isoformat() if doc.get(k) else None
+        return view
+
+    @subscribe("notify", "broadcast.requested")
+    def on_broadcast_requested(self, envelope):
+        store = NotifyStore(self.db, envelope["parkid"])
+        doc = store.broadcast(envelope["subject"])
+        if doc is None:
+            raise NotFound("broadcast {} is not stored".format(envelope["subject"]))
+        return self._fan_out(store, doc)
+
+    @subscribe("volunteers", "emergency.declared")
+    def on_emergency(self, envelope):
+        """A park that goes into emergency mode tells everyone in it at once."""
+        store = NotifyStore(self.db, envelope["parkid"])
+        broadcast_id = domain.broadcast_id(store.park_id, envelope["id"])
+        doc, _ = store.add_broadcast({
+            "_id": broadcast_id, "broadcast_id": broadcast_id, "type": envelope["type"], "data": envelope["data"],
+            "title": "emergency", "body": envelope["data"].get("reason", ""), "audience": {"kind": "park", "value": None},
+            "critical": True, "channels": None, "actor": envelope["data"].get("actor", "volunteers"),
+            "requested_at": utcnow(), "status": "fanning_out"})
+        return self._fan_out(store, doc)
+
+    def _fan_out(self, store, doc):
+        if doc["status"] == "done":
+            return {"recipients": doc.get("recipients"), "notices": doc.get("notices")}
+        profiles = store.audience(doc["audience"]["kind"], doc["audience"].get("value"))
+        topic = "emergency" if doc["type"] == "emergency.declared" else "broadcast"
+        source = {"id": doc["_id"], "type": doc["type"], "topic": topic,
+                  "priority": "critical" if doc["critical"] else "normal", "subject": doc["_id"],
+                  "channels": doc.get("channels")}
+        data = doc.get("data") or {"title": doc["title"], "body": doc["body"]}
+        result = self._deliver(store, source, data, profiles, announce=False)
+        finished = utcnow()
+        event = self.events.new("broadcast.completed", park_id=store.park_id, subject=doc["_id"],
+                                data=_broadcast_event.dump(dict(doc, recipients=len(profiles), at=finished)))
+        update = self.events.outbox_update([event])
+        update["$set"].update(status="done", recipients=len(profiles), notices=result["notices"],
+                              finished_at=finished)
+        store.finish_broadcast(doc["_id"], update)
+        self.events.publish([event])
+        self.log.info("notify.broadcast_done", park_id=store.park_id, broadcast_id=doc["_id"], recipients=len(profiles),
+                      seconds=round((finished - doc["requested_at"]).total_seconds(), 3))
+        return result
+
+    # the send loop ---------------------------------------------------------------------------
+    @timer(interval=0.1)
+    def tick(self):
+        if time.monotonic() - NotifyService._last_tick < settings.get_float("NOTIFY_TICK_S"):
+            return
+        NotifyService._last_tick = time.monotonic()
+        housekeeping = time.monotonic() - NotifyService._last_housekeeping > 60
+        if housekeeping:
+            NotifyService._last_housekeeping = time.monotonic()
+        for park_id, _ in self.db.partitions("pending", "the send loop visits every park with notices to send"):
+            if not park_id:
+                continue
+            try:
+                self._send_due(NotifyStore(self.db, park_id))
+                if housekeeping:
+                    self._housekeeping(NotifyStore(self.db, park_id))
+            except Exception as exc:  # one park's trouble must not stop the others' notices
+                self.log.error("notify.send_loop_failed", park_id=park_id, error="{}: {}".format(
+                    type(exc).__name__, exc))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def send_due(self, park_id):
+        """Send what is due in one park now (the loop does it every NOTIFY_TICK_S)."""
+        return self._send_due(NotifyStore(self.db, park_id))
+
+    def _housekeeping(self, store):
+        store.drop_leases(utcnow() - timedelta(minutes=10))
+        # a broadcast whose fan-out died with its process, and whose event is settled: finish it
+        for doc in store.unfinished_broadcasts(utcnow() - timedelta(minutes=5)):
+            self._fan_out(store, doc)
+
+    def _send_due(self, store):
+        now = utcnow()
+        config = self._config(store)
+        tz = domain.zone(config["timezone"])
+        due = store.due(now, settings.get_int("NOTIFY_SEND_BATCH"))
+        NOTICES_PENDING.labels(store.park_id).set(store.pending_count())
+        if not due:
+            return {"due": 0, "finished": 0}
+        window = int(now.timestamp())
+        digest = [p for p in due if p["kind"] == "digest"]
+        by_channel = {}
+        for p in due:
+            if p["kind"] == "send":
+                by_channel.setdefault(p["channel"], []).append(p)
+        jobs = []
+        for channel, items in sorted(by_channel.items()):
+            limit = config["rate_limits"].get(channel)
+            if limit:
+                # one process a second sends for this park and channel, at most `limit`
+                if not store.take_lease("rate:" + channel, window, now):
+                    continue
+                items = items[:limit]
+            jobs += items
+        finished = []
+        if digest and store.take_lease("digest", window, now):
+            finished += self._digest(store, config, tz, digest, now)
+        finished += [nid for nid in self.channels.pool.imap(
+            lambda p: self._attempt(store, config, tz, p), jobs) if nid]
+        store.done(finished)
+        return {"due": len(due), "finished": len(finished)}
+
+    def _attempt(self, store, config, tz, pending):
+        """One attempt at one notice; returns its id when it needs no more sending."""
+        try:
+            return self._try_send(store, config, tz, pending)
+        except Exception as exc:  # a bug or the database: the notice stays queued for the next pass
+            self.log.error("notify.attempt_failed", park_id=store.park_id, notice_id=pending["_id"],
+                           error="{}: {}".format(type(exc).__name__, exc))
+            return None
+
+    def _try_send(self, store, config, tz, pending):
+        nid, attempt = pending["_id"], pending["attempt"]
+        notice = store.notice(nid)
+        if notice is None:
+            return nid
+        now = utcnow()
+        step = "try{}".format(attempt)
+        if not store.add_record(domain.record(nid, step, "sending", now, notice, attempt=attempt)):
+            return self._claimed_elsewhere(store, notice, pending, step, now)
+        channel = notice["channel"]
+        settings_ = config["channels"].get(channel)
+        profile = store.recipient(notice["recipient_id"]) or domain.default_profile(notice["recipient_id"])
+        address = (profile.get("addresses") or {}).get(channel)
+        if not settings_ or not address:
+            reason = ("channel {} is not configured for park {}".format(channel, store.park_id) if not settings_
+                      else "recipient has no {} address".format(channel))
+            store.add_record(domain.record(nid, step + ".skipped", "skipped", utcnow(), notice, reason=reason))
+            NOTICES.labels(store.park_id, channel, "skipped").inc()
+            return self._fall_back(store, notice, pending, reason)
+        if channel in domain.WAKES and notice["priority"] != "critical":
+            until = domain.quiet_until(now, profile.get("shifts", []), config["quiet"], tz)
+            if until is not None:  # the roster changed since the notice was queued
+                store.add_record(domain.record(nid, step + ".deferred", "deferred", now, notice, until=until,
+                                               reason="quiet hours"))
+                store.reschedule(nid, until, attempt + 1)
+                NOTICES.labels(store.park_id, channel, "deferred").inc()
+                return None
+        started = time.monotonic()
+        try:
+            provider_id = adapter_for(self.channels.registry, channel, settings_).send(
+                dict(notice, park_id=store.park_id), address, settings_)
+        except SendFailed as exc:
+            NOTICE_SEND_SECONDS.labels(channel).observe(time.monotonic() - started)
+            return self._failed(store, config, notice, pending, step, exc)
+        NOTICE_SEND_SECONDS.labels(channel).observe(time.monotonic() - started)
+        event = self._notice_event("notice.sent", store.park_id, notice)
+        line = domain.record(nid, step + ".sent", "sent", utcnow(), notice, attempt=attempt,
+                             provider_id=str(provider_id) if provider_id else None)
+        with self.events.staged([event]) as outbox:
+            line.update(outbox)
+            if not store.add_record(line):
+                self.events.discard([event])
+                return nid
+        self.events.publish([event])
+        NOTICES.labels(store.park_id, channel, "sent").inc()
+        return nid
+
+    def _claimed_elsewhere(self, store, notice, pending, step, now):
+        """Another process holds this attempt. Done if it finished; if it
+        vanished mid-send (no outcome long after), count the attempt as failed
+        with its outcome unknown and go on (the receiver can drop a repeat by
+        the notice id it is sent with)."""
+        nid = notice["_id"]
+        if store.has_record(domain.delivery_id(nid, step + ".sent")):
+            return nid
+        claim = store.record(domain.delivery_id(nid, step))
+        stale = claim and (now - claim["at"]).total_seconds() > settings.get_float("NOTIFY_SEND_TIMEOUT_S")
+        if stale and not store.has_record(domain.delivery_id(nid, step + ".failed")):
+            store.add_record(domain.record(nid, step + ".lost", "failed", now, notice, attempt=pending["attempt"],
+                                           reason="the sending process vanished; outcome unknown"))
+            store.reschedule(nid, now, pending["attempt"] + 1)
+        return None
+
+    def _failed(self, store, config, notice, pending, step, exc):
+        nid, attempt = notice["_id"], pending["attempt"]
+        failures = pending.get("failures", 0) + 1
+        now = utcnow()
+        if exc.retryable and failures < config["retry"]["attempts"]:
+            retry_at = now + timedelta(seconds=domain.backoff_seconds(failures, config["retry"]["backoff_s"]))
+            store.add_record(domain.record(nid, step + ".failed", "failed", now, notice, attempt=attempt,
+                                           reason=exc.reason, until=retry_at))
+            store.reschedule(nid, retry_at, attempt + 1, failures)
+            NOTICES.labels(store.park_id, notice["channel"], "retried").inc()
+            return None
+        reason = "{} (gave up after {} attempt{})".format(exc.reason, failures, "" if failures == 1 else "s")
+        store.add_record(domain.record(nid, step + ".failed", "failed", now, notice, attempt=attempt, reason=reason,
+                                       final=True))
+        NOTICES.labels(store.park_id, notice["channel"], "failed").inc()
+        return self._fall_back(store, notice, pending, reason)
+
+    def _fall_back(self, store, notice, pending, reason):
+        """The next of the recipient's channels takes the notice; with none
+        left the notice has failed for good (notice.failed)."""
+        if pending.get("remaining"):
+            nxt, nxt_pending, line = domain.fallback(notice, pending["remaining"], utcnow())
+            store.write_plan([nxt], [line], [nxt_pending])
+            NOTICES.labels(store.park_id, nxt["channel"], "fallback").inc()
+            return notice["_id"]
+        event = self._notice_event("notice.failed", store.park_id, notice, reason=reason)
+        line = domain.record(notice["_id"], "gave_up", "gave_up", utcnow(), notice, reason=reason)
+        with self.events.staged([event]) as outbox:
+            line.update(outbox)
+            if not store.add_record(line):
+                self.events.discard([event])
+                return notice["_id"]
+        self.events.publish([event])
+        return notice["_id"]
+
+    def _digest(self, store, config, tz, items, now):
+        """Each recipient's due low-priority notices become one digest notice
+        per channel, queued to send now."""
+        groups = {}
+        for p in items:
+            groups.setdefault((p["recipient_id"], p["channel"]), []).append(p)
+        overrides = store.overrides()
+        finished = []
+        for (recipient_id, channel), group in sorted(groups.items()):
+            notices = [n for n in (store.notice(p["_id"]) for p in group) if n]
+            profile = store.recipient(recipient_id) or domain.default_profile(recipient_id)
+            locale = profile.get("locale", "zh-CN")
+            title, body = domain.template_for(domain.DIGEST, locale, overrides)
+            rendered = self._render(title, body, {"items": [{"title": n["title"], "body": n["body"]}
+                                                            for n in notices]}, tz, domain.DIGEST, locale)
+            source = domain.digest_source(recipient_id, channel, max(p["due_at"] for p in group))
+            digest = domain.new_notice(source, recipient_id, channel, rendered[0], rendered[1], locale, now)
+            digest["shown"] = False
+            records = [domain.record(digest["_id"], "queued", "queued", now, digest,
+                                     reason="digest of {} notices".format(len(notices)))]
+            records += [domain.record(n["_id"], "digested", "digested", now, n, reason="in digest " + digest["_id"])
+                        for n in notices]
+            store.write_plan([digest], records, [domain.pending_for(digest, now, 1, [])])
+            NOTICES.labels(store.park_id, channel, "digested").inc(len(notices))
+            finished += [p["_id"] for p in group]
+        return finished
+
+    # reading -------------------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
     def inbox(self, park_id, recipient_id, unread_only=False, limit=50):
         if not isinstance(limit, int) or not 1 <= limit <= 200:
@@ -55,3 +610,24 @@ class NotifyService:
         if not NotifyStore(self.db, park_id).mark_read(recipient_id, notice_id):
             raise NotFound("no notice {} for {}".format(notice_id, recipient_id))
         return {"id": notice_id, "read": True}
+
+    @rpc(expected_exceptions=EXPECTED)
+    def deliveries(self, park_id, recipient_id=None, source_id=None, notice_id=None, limit=200):
+        """The delivery log of a recipient, of an event (or broadcast), or of one notice."""
+        query = {k: v for k, v in (("recipient_id", recipient_id), ("source_id", source_id),
+                                   ("notice_id", notice_id)) if v}
+        if not query:
+            raise BadInput("say whose log: recipient, event or notice",
+                           {"recipient": ["one of recipient, event, notice is required"]})
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise BadInput("limit must be 1 to 1000", {"limit": ["must be an integer from 1 to 1000"]})
+        lines = NotifyStore(self.db, park_id).log(query, limit)
+        return {"park_id": park_id, "count": len(lines), "deliveries": [_delivery_view.dump(d) for d in lines]}
+
+
+def _count(park_id, records):
+    counts = {}
+    for line in records:
+        counts[(line["channel"], line["status"])] = counts.get((line["channel"], line["status"]), 0) + 1
+    for (channel, status), n in counts.items():
+        NOTICES.labels(park_id, channel, status).inc(n)

@@ -1,29 +1,230 @@
-"""The notify service's only door to MongoDB."""
+"""The notify service's only door to MongoDB.
+
+Everything a park's notices need lives in collections of that park's own
+(``notices.<park>``, see lamplight.storage.Partitions): a broadcast to 20,000
+people in one park does not slow the next park's notices.
+
+Writes are inserts with deterministic ids wherever it matters: a notice
+``<source>:<recipient>:<channel>``, its delivery log lines
+``<notice>#<step>``, its place in the send queue ``pending`` under the
+notice's id. A redelivered event or a fan-out started again inserts nothing
+twice, and an attempt to send is claimed by inserting ``<notice>#try<n>``, so
+two processes never send the same attempt (FerretDB v1's conditional updates
+are not atomic; an insert with a given _id is).
+"""
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from lamplight.parkconfig import ParkConfig
+from lamplight.storage import DuplicateKeyError
+from services.notify import domain
+
+PARTITIONED = ("recipients", "responders", "followers", "notices", "deliveries", "pending", "broadcasts",
+               "leases", "templates")
 INDEXES = {
+    "recipients": [
+        IndexModel([("park_id", ASCENDING), ("member_id", ASCENDING)], name="park_member"),
+        IndexModel([("park_id", ASCENDING), ("teams", ASCENDING)], name="park_teams"),
+        IndexModel([("park_id", ASCENDING), ("building", ASCENDING)], name="park_building"),
+        IndexModel([("park_id", ASCENDING), ("roles", ASCENDING)], name="park_roles"),
+    ],
+    "responders": [
+        IndexModel([("park_id", ASCENDING), ("member_id", ASCENDING)], name="park_member"),
+        IndexModel([("park_id", ASCENDING), ("teams", ASCENDING)], name="park_teams"),
+    ],
+    "followers": [IndexModel([("park_id", ASCENDING), ("need_id", ASCENDING)], name="park_need")],
     "notices": [
         IndexModel([("park_id", ASCENDING), ("recipient_id", ASCENDING), ("created_at", DESCENDING)],
                    name="park_recipient_created"),
     ],
+    "deliveries": [
+        IndexModel([("park_id", ASCENDING), ("recipient_id", ASCENDING), ("at", ASCENDING)], name="park_recipient_at"),
+        IndexModel([("park_id", ASCENDING), ("source_id", ASCENDING)], name="park_source"),
+        IndexModel([("park_id", ASCENDING), ("notice_id", ASCENDING)], name="park_notice"),
+    ],
+    "pending": [IndexModel([("park_id", ASCENDING), ("due_at", ASCENDING)], name="park_due")],
+    "configs": [],
 }
+PROFILE_FIELDS = ("locale", "addresses", "channels", "opted_out", "shifts", "member_id", "building", "teams", "roles")
+CHUNK = 1000
+
+
+def chunks(items, size=CHUNK):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 class NotifyStore:
     def __init__(self, store, park_id):
-        self.notices = store.park(park_id)["notices"]
+        self.park_id = park_id
+        scope = store.park(park_id)
+        self.config = ParkConfig(scope, "notify configuration")
+        for name in PARTITIONED:
+            setattr(self, name, scope[name])
 
-    def insert_notice(self, notice):
-        """False when the notice exists already (a duplicate delivery)."""
-        return self.notices.insert_once(notice)
+    # recipients ------------------------------------------------------------------------
+    def put_recipient(self, recipient_id, profile, at):
+        doc = dict(profile, _id=recipient_id, updated_at=at)
+        self.recipients.replace_one({"_id": recipient_id}, doc, upsert=True)
+        return doc
+
+    def import_recipients(self, docs):
+        """Insert the profiles not there yet; returns the ids already there."""
+        inserted = set()
+        for chunk in chunks(docs):
+            inserted |= {d["_id"] for d in self.recipients.insert_many_once(chunk)}
+        return [d["_id"] for d in docs if d["_id"] not in inserted]
+
+    def recipient(self, recipient_id):
+        return self.recipients.find_one({"_id": recipient_id})
+
+    def profiles(self, ids):
+        """A profile for each id, the default where notify knows only the id."""
+        found = {}
+        for chunk in chunks(sorted(set(ids))):
+            for doc in self.recipients.find({"_id": {"$in": chunk}}):
+                found[doc["_id"]] = dict(doc, known=True)
+        return [found.get(i) or domain.default_profile(i) for i in sorted(set(ids))]
+
+    def members(self, member_id):
+        ids = [d["_id"] for d in self.recipients.find({"member_id": member_id}, {"_id": 1})]
+        return ids or [d["_id"] for d in self.responders.find({"member_id": member_id}, {"_id": 1})]
+
+    def audience(self, kind, value):
+        """The profiles of a broadcast audience: a whole park, a team, a
+        building or a role; a volunteer notify knows only from the
+        volunteers service gets the default profile. Read with the audience's
+        own filter, not by id: FerretDB answers ``$in`` over a long list
+        slowly (measured: 0.96 s for 1,000 ids among 20,000 documents)."""
+        if kind == "park":
+            query, responders = {}, {"active": True}
+        elif kind == "team":
+            query, responders = {"teams": value}, {"teams": value, "active": True}
+        elif kind == "building":
+            query, responders = {"building": value}, None
+        else:
+            query, responders = {"roles": value}, None
+        profiles = {d["_id"]: dict(d, known=True) for d in self.recipients.find(query)}
+        if responders is not None:
+            missing = [d["_id"] for d in self.responders.find(responders, {"_id": 1}) if d["_id"] not in profiles]
+            # park-wide, every profile was read already: the rest have none; a team's
+            # volunteer may have a profile that does not list the team
+            found = ([domain.default_profile(i) for i in missing] if kind == "park" else self.profiles(missing))
+            profiles.update((p["_id"], p) for p in found)
+        return [profiles[k] for k in sorted(profiles)]
+
+    def project_responder(self, data, at):
+        self.responders.replace_one({"_id": data["responder_id"]}, {
+            "_id": data["responder_id"], "member_id": data.get("member_id"), "teams": data.get("teams", []),
+            "zone": data.get("zone"), "active": data["active"], "at": at}, upsert=True)
+
+    def set_following(self, need_id, follower_id, following, at):
+        doc_id = "{}:{}".format(need_id, follower_id)
+        if following:
+            self.followers.replace_one({"_id": doc_id}, {"_id": doc_id, "need_id": need_id,
+                                                         "follower_id": follower_id, "at": at}, upsert=True)
+        else:
+            self.followers.delete_one({"_id": doc_id})
+
+    def followers_of(self, need_id):
+        return [d["follower_id"] for d in self.followers.find({"need_id": need_id})]
+
+    # templates -------------------------------------------------------------------------
+    def overrides(self):
+        return {(d["key"], d["locale"]): (d["title"], d["body"]) for d in self.templates.find({})}
+
+    def put_template(self, key, locale, title, body, at):
+        doc_id = "{}:{}".format(key, locale)
+        self.templates.replace_one({"_id": doc_id}, {"_id": doc_id, "key": key, "locale": locale, "title": title,
+                                                     "body": body, "saved_at": at}, upsert=True)
+
+    def delete_template(self, key, locale):
+        return self.templates.delete_one({"_id": "{}:{}".format(key, locale)}).deleted_count == 1
+
+    # notices, their log, the send queue --------------------------------------------------
+    def write_plan(self, notices, records, pending):
+        """Insert what is not there yet; returns the notices inserted now."""
+        fresh = []
+        for chunk in chunks(notices):
+            fresh += self.notices.insert_many_once(chunk)
+        for chunk in chunks(records):
+            self.deliveries.insert_many_once(chunk)
+        for chunk in chunks(pending):
+            self.pending.insert_many_once(chunk)
+        return fresh
+
+    def notice(self, nid):
+        return self.notices.find_one({"_id": nid}, {"_outbox": 0})
 
     def inbox(self, recipient_id, unread_only=False, limit=50):
-        query = {"recipient_id": recipient_id}
+        query = {"recipient_id": recipient_id, "channel": domain.INAPP, "shown": True}
         if unread_only:
             query["read"] = False
-        cursor = self.notices.find(query, {"_outbox": 0}).sort("created_at", DESCENDING).limit(limit)
-        return list(cursor)
+        return list(self.notices.find(query, {"_outbox": 0}).sort("created_at", DESCENDING).limit(limit))
 
-    def mark_read(self, recipient_id, notice_id):
-        return self.notices.update_one({"_id": notice_id, "recipient_id": recipient_id},
+    def mark_read(self, recipient_id, nid):
+        return self.notices.update_one({"_id": nid, "recipient_id": recipient_id},
                                        {"$set": {"read": True}}).matched_count == 1
+
+    def log(self, query, limit):
+        return list(self.deliveries.find(query, {"_outbox": 0}).sort([("at", ASCENDING), ("_id", ASCENDING)])
+                    .limit(limit))
+
+    def add_record(self, doc):
+        """Insert one line of the log; False when that step was taken already
+        (the claim of an attempt, a step replayed after a crash)."""
+        try:
+            self.deliveries.insert_one(doc)
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def record(self, record_id):
+        return self.deliveries.find_one({"_id": record_id}, {"_outbox": 0})
+
+    def has_record(self, record_id):
+        return self.deliveries.find_one({"_id": record_id}, {"_id": 1}) is not None
+
+    def due(self, now, limit):
+        return list(self.pending.find({"due_at": {"$lte": now}}).sort([("rank", ASCENDING), ("due_at", ASCENDING)])
+                    .limit(limit))
+
+    def reschedule(self, nid, due_at, attempt, failures=None):
+        fields = {"due_at": due_at, "attempt": attempt}
+        if failures is not None:
+            fields["failures"] = failures
+        self.pending.update_one({"_id": nid}, {"$set": fields})
+
+    def done(self, nids):
+        if nids:
+            self.pending.delete_many({"_id": {"$in": list(nids)}})
+
+    def pending_count(self):
+        return self.pending.count_documents({})
+
+    def take_lease(self, name, window, at):
+        """True for the one process that takes ``name`` for ``window``."""
+        try:
+            self.leases.insert_one({"_id": "{}@{}".format(name, window), "at": at})
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def drop_leases(self, before):
+        self.leases.delete_many({"at": {"$lt": before}})
+
+    # broadcasts ------------------------------------------------------------------------
+    def add_broadcast(self, doc):
+        try:
+            self.broadcasts.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            return self.broadcasts.find_one({"_id": doc["_id"]}), False
+
+    def broadcast(self, broadcast_id):
+        return self.broadcasts.find_one({"_id": broadcast_id}, {"_outbox": 0})
+
+    def finish_broadcast(self, broadcast_id, update):
+        self.broadcasts.update_one({"_id": broadcast_id}, update)
+
+    def unfinished_broadcasts(self, before):
+        return list(self.broadcasts.find({"status": "fanning_out", "requested_at": {"$lt": before}}))

@@ -22,7 +22,7 @@ def test_a_need_posted_to_the_gateway_reaches_the_volunteers_inbox(api):
     inbox = wait_for(lambda: api.get("/responders/{}/notices".format(volunteer_id)).json()["notices"],
                      what="the notice in the volunteer's inbox")
     (notice,) = inbox
-    assert notice["topic"] == "task.offered" and notice["read"] is False
+    assert notice["type"] == "task.offered" and notice["read"] is False
     assert "篮球场的灯坏了" in notice["body"]
     assert notice["subject"] == "{}:task:1".format(need["id"])
 
@@ -83,5 +83,5 @@ def test_every_service_serves_probes_and_red_and_event_metrics(stack, api):
     assert sample("volunteers", "lamplight_events_consumed_total", type="need.triaged") >= 1
     assert sample("volunteers", "lamplight_events_published_total", type="task.offered") >= 1
     assert sample("notify", "lamplight_events_consumed_total", type="task.offered") >= 1
-    assert sample("notify", "lamplight_notices_total", channel="inapp", outcome="delivered") >= 1
+    assert sample("notify", "lamplight_notices_total", channel="inapp", outcome="sent") >= 1
     assert sample("needs", "lamplight_outbox_backlog") == 0

@@ -28,12 +28,12 @@ def test_a_kill_between_write_and_publish_delivers_the_event_once(stack, api, db
 
     stack.start("needs")  # restarted without the failpoint: the relay takes over
     stack.wait_ready("needs")
-    wait_for(lambda: db("notify").notices.find_one({"subject": "{}:task:1".format(need["need_id"])}),
+    wait_for(lambda: db("notify")["notices.quanlinan"].find_one({"subject": "{}:task:1".format(need["need_id"])}),
              timeout=20, what="the notice for the crashed need")
 
     time.sleep(2)  # several relay passes later: still exactly once
     assert db("volunteers")["tasks.quanlinan"].count_documents({"need_id": need["need_id"]}) == 1
-    assert db("notify").notices.count_documents({"recipient_id": volunteer_id}) == 1
+    assert db("notify")["notices.quanlinan"].count_documents({"recipient_id": volunteer_id}) == 1
     assert db("needs")["_writers"].find_one({"_id": need["_outbox_by"]}) is None  # taken over
 
     retry = api.post("/needs", NEED, headers={"Idempotency-Key": "crash-1"})

@@ -65,7 +65,7 @@ def test_a_need_becomes_a_task_offer_and_an_inbox_notice(slice_services, db):
     with entrypoint_hook(slice_services["needs"], "submit") as submit:
         need = submit(PARK, NEED)
     assert need["created"] is True and need["status"] == "triaged" and need["team"] == "orange"
-    notice = wait_for(lambda: db("notify").notices.find_one({"recipient_id": responder["id"]}),
+    notice = wait_for(lambda: db("notify")["notices.quanlinan"].find_one({"recipient_id": responder["id"]}),
                       what="the in-app notice")
     assert notice["park_id"] == PARK and "篮球场的灯坏了" in notice["body"]
     task = db("volunteers")["tasks." + PARK].find_one({"need_id": need["id"]})
@@ -79,7 +79,7 @@ def test_the_same_event_delivered_twice_has_one_effect(slice_services, broker, d
     event = need_triaged()
     broker.publish("needs.events", "need.triaged", event)
     broker.publish("needs.events", "need.triaged", event)
-    wait_for(lambda: db("notify").notices.count_documents({}) >= 1, what="a notice")
+    wait_for(lambda: db("notify")["notices.quanlinan"].count_documents({}) >= 1, what="a notice")
     # both deliveries were consumed (the queue is empty), yet one task and one notice
     wait_for(lambda: broker.depth("volunteers--need.triaged") == 0, what="both deliveries consumed")
     offer = db("volunteers")["tasks." + PARK].find_one({"need_id": "need_01test"})
@@ -87,7 +87,7 @@ def test_the_same_event_delivered_twice_has_one_effect(slice_services, broker, d
     broker.publish("volunteers.events", "task.offered", task_offered)  # and task.offered twice too
     wait_for(lambda: broker.depth("notify--task.offered") == 0, what="the duplicate task.offered consumed")
     assert db("volunteers")["tasks." + PARK].count_documents({"need_id": "need_01test"}) == 1
-    assert db("notify").notices.count_documents({"recipient_id": responder["id"]}) == 1
+    assert db("notify")["notices.quanlinan"].count_documents({"recipient_id": responder["id"]}) == 1
 
 
 class Flaky:
@@ -182,7 +182,7 @@ def test_the_relay_takes_over_a_writer_whose_heartbeat_stopped(slice_services, d
                                         "checkpoint": written_at + timedelta(seconds=1),
                                         "heartbeat": written_at})
     assert outbox.relay_once() == 1
-    wait_for(lambda: db("notify").notices.find_one({"recipient_id": responder["id"]}), what="the notice")
+    wait_for(lambda: db("notify")["notices.quanlinan"].find_one({"recipient_id": responder["id"]}), what="the notice")
     assert db("needs")["_writers"].count_documents({"_id": {"$in": ["needs-dead-1", "needs-dead-2"]}}) == 0
     assert outbox.relay_once() == 0  # taken over once: not again
     # the live writers' own checkpoints are untouched
@@ -204,7 +204,7 @@ def test_a_live_writer_retries_what_the_broker_did_not_confirm(slice_services, d
         assert mine["checkpoint"] <= staged_at  # the checkpoint waits for the event
     finally:
         outbox.pipeline.publish = failing
-    wait_for(lambda: db("notify").notices.find_one({"recipient_id": responder["id"]}),
+    wait_for(lambda: db("notify")["notices.quanlinan"].find_one({"recipient_id": responder["id"]}),
              what="the notice after the writer's own retry")
     wait_for(lambda: db("needs")["_writers"].find_one({"_id": outbox.writer_id})["checkpoint"] > staged_at,
              what="the checkpoint moving past the confirmed event")

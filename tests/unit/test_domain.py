@@ -20,9 +20,10 @@ def test_fingerprint_tells_bodies_apart_and_ignores_key_order():
 
 
 def test_notice_is_keyed_by_event_recipient_and_channel():
-    envelope = {"id": "evt_1", "type": "task.offered", "parkid": "p", "subject": "t",
-                "data": {"summary": "路灯", "category": "daily_life", "due_at": "2026-11-28"}}
-    notice = notify.new_notice(envelope, "rsp_1", notify.INAPP, NOW)
+    source = {"id": "evt_1", "type": "task.offered", "topic": "tasks", "priority": "normal", "subject": "t"}
+    title, body = notify.render(*notify.DEFAULT_TEMPLATES[("task.offered", "zh-CN")],
+                                {"summary": "路灯", "category": "daily_life", "due_at": "2026-11-28T08:00:00+00:00"})
+    notice = notify.new_notice(source, "rsp_1", notify.INAPP, title, body, "zh-CN", NOW)
     assert notice["_id"] == "evt_1:rsp_1:inapp"
     assert "路灯" in notice["body"] and notice["title"] == "新的服务任务"
 

@@ -1,0 +1,352 @@
+"""The notify service against the real broker and database, its channels
+against real peers on 127.0.0.1 (tests/peers.py: an SMTP server, and HTTP
+servers that check Aliyun's, Tencent's, WeChat's and our webhook's request
+formats and signatures): quiet hours, critical notices, redelivered events,
+retries and fallback, digests, rate limits, broadcasts, templates."""
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from nameko import config
+from nameko.standalone.rpc import ClusterRpcClient
+
+from lamplight.envelope import new_event
+from lamplight.errors import BadInput, Conflict
+from services.notify import domain
+from services.notify.service import NotifyService
+from tests.conftest import wait_for
+
+@pytest.fixture
+def notify(container_factory, service_config):
+    with config.patch({"NOTIFY_TICK_S": 0.2, "max_workers": 20}):
+        container = container_factory(NotifyService)
+        container.start()
+        with ClusterRpcClient(uri=config["AMQP_URI"]) as client:
+            yield client.notify
+
+
+def new_park(notify, peers, sms="aliyun", **settings):
+    park = "n" + uuid.uuid4().hex[:8]
+    body = dict({"version": 1, "timezone": "Asia/Shanghai", "channels": peers.channels(sms),
+                 "retry": {"attempts": 3, "backoff_s": 0.1},
+                 # a night window that is not now, whenever the suite runs (the tests that want one set it)
+                 "quiet": {"night": _window_around(datetime.now(timezone.utc) + timedelta(hours=12), 60, 60,
+                                                   "Asia/Shanghai")}}, **settings)
+    notify.set_config(park, body)
+    return park
+
+
+def _window_around(at, before_s, after_s, tz_name):
+    tz = domain.zone(tz_name)
+    return {"start": (at - timedelta(seconds=before_s)).astimezone(tz).strftime("%H:%M:%S"),
+            "end": (at + timedelta(seconds=after_s)).astimezone(tz).strftime("%H:%M:%S")}
+
+
+def publish(broker, park, event_type, data, source="volunteers", subject="s1", envelope=None):
+    envelope = envelope or new_event(event_type, source=source, park_id=park, subject=subject, data=data)
+    broker.publish("{}.events".format(source), event_type, envelope)
+    return envelope
+
+
+def offered(broker, park, responder_id, summary="宿舍楼下篮球场的灯坏了", **kw):
+    return publish(broker, park, "task.offered", dict(domain.EXAMPLES["task.offered"], responder_id=responder_id,
+                                                      summary=summary), **kw)
+
+
+def log_of(notify, park, **query):
+    return notify.deliveries(park, **query)["deliveries"]
+
+
+def statuses(lines, channel):
+    return [line["status"] for line in lines if line["channel"] == channel]
+
+
+def wait_status(notify, park, recipient, channel, status, count=1, timeout=15):
+    return wait_for(lambda: len([s for s in statuses(log_of(notify, park, recipient_id=recipient), channel)
+                                 if s == status]) >= count and log_of(notify, park, recipient_id=recipient),
+                    timeout=timeout, what="{} {} {} on {}".format(count, status, recipient, channel))
+
+
+def person(notify, park, rid, channels, **fields):
+    addresses = {"sms": "13812345678", "email": rid + "@mail.example.cn", "wechat": "oAbC" + rid.replace("-", "_"),
+                 "webhook": "http://127.0.0.1:{}/webhook/{}".format(fields.pop("port", 1), rid)}
+    body = dict({"addresses": {c: addresses[c] for c in channels}, "channels": list(channels)}, **fields)
+    return notify.put_recipient(park, rid, body)
+
+
+# channels against their peers ---------------------------------------------------------------
+@pytest.mark.parametrize("sms", ["aliyun", "tencent"])
+def test_each_channel_reaches_its_peer_in_the_providers_format(notify, peers, broker, sms):
+    park = new_park(notify, peers, sms=sms)
+    for rid, channel in (("p-sms", "sms"), ("p-mail", "email"), ("p-wx", "wechat"), ("p-hook", "webhook")):
+        person(notify, park, rid + sms, [channel], port=peers.http_port)
+        offered(broker, park, rid + sms)
+    for rid, channel in (("p-sms", "sms"), ("p-mail", "email"), ("p-wx", "wechat"), ("p-hook", "webhook")):
+        lines = wait_status(notify, park, rid + sms, channel, "sent")
+        assert statuses(lines, "inapp") == ["sent"]
+        assert statuses(lines, channel) == ["queued", "sending", "sent"]
+    sms_requests = [r for r in peers.requests("/" + sms) if "13812345678" in str(r["body"])]
+    assert sms_requests and all(r["verdict"] == "ok" for r in sms_requests), sms_requests
+    assert "宿舍楼下篮球场的灯坏了" in str(sms_requests[-1]["body"])
+    sent = [r for r in peers.requests("/wechat/cgi-bin/message/template/send")
+            if r["body"]["touser"] == "oAbCp_wx" + sms]
+    assert [r["verdict"] for r in sent] == ["ok"]
+    assert sent[0]["body"]["data"]["thing1"]["value"] == "新的服务任务"
+    assert len(sent[0]["body"]["data"]["thing2"]["value"]) <= 20  # WeChat's limit on a thing keyword
+    hooks = [r for r in peers.requests("/webhook/p-hook" + sms)]
+    assert [r["verdict"] for r in hooks] == ["ok"]
+    assert hooks[0]["body"]["type"] == "task.offered" and hooks[0]["body"]["recipient_id"] == "p-hook" + sms
+    mails = [m for m in peers.mails() if m["to"] == ["p-mail{}@mail.example.cn".format(sms)]]
+    assert len(mails) == 1 and mails[0]["subject"] == "新的服务任务"
+    assert "宿舍楼下篮球场的灯坏了" in mails[0]["body"] and mails[0]["notice_id"].endswith(":email")
+
+
+def test_a_provider_that_checks_the_signature_refuses_a_wrong_secret_and_the_notice_says_why(notify, peers, broker):
+    channels = peers.channels("tencent")
+    channels["sms"]["secret_key"] = "not-the-secret-at-all"
+    park = new_park(notify, peers, channels=channels)
+    person(notify, park, "p-1", ["sms"])
+    offered(broker, park, "p-1")
+    lines = wait_status(notify, park, "p-1", "sms", "gave_up")
+    failed = [line for line in lines if line["status"] == "failed"]
+    # a signature failure will not pass on a retry: one attempt, then given up
+    assert len(failed) == 1 and "AuthFailure.SignatureFailure" in failed[0]["reason"]
+    assert "gave up after 1 attempt" in failed[0]["reason"]
+
+
+# quiet hours, critical notices ---------------------------------------------------------------
+def test_quiet_hours_defer_a_notice_until_the_window_opens_and_a_critical_one_goes_at_once(notify, peers, broker):
+    now = datetime.now(timezone.utc)
+    park = new_park(notify, peers, quiet={"night": _window_around(now, 60, 6, "Asia/Shanghai")})
+    person(notify, park, "sleeper", ["sms"])
+    offered(broker, park, "sleeper")
+    publish(broker, park, "emergency.called_out", dict(domain.EXAMPLES["emergency.called_out"],
+                                                       responder_id="sleeper"))
+    lines = wait_status(notify, park, "sleeper", "sms", "sent")
+    critical = [line for line in lines if line["type"] == "emergency.called_out" and line["channel"] == "sms"]
+    normal = [line for line in lines if line["type"] == "task.offered" and line["channel"] == "sms"]
+    assert [line["status"] for line in critical] == ["queued", "sending", "sent"]
+    assert [line["status"] for line in normal] == ["deferred"]
+    until = datetime.fromisoformat(normal[0]["until"])
+    assert until > datetime.now(timezone.utc)  # still quiet while the critical one went out
+    lines = wait_status(notify, park, "sleeper", "sms", "sent", count=2, timeout=20)
+    sent = [line for line in lines if line["type"] == "task.offered" and line["channel"] == "sms"
+            and line["status"] == "sent"]
+    assert datetime.fromisoformat(sent[0]["at"]) >= until
+
+
+def test_a_night_shift_worker_is_not_messaged_while_asleep_by_day(notify, peers, broker):
+    # a zone where it is now about 09:00, so a night shift 22:00-07:00 ended two hours ago
+    utc_hour = datetime.now(timezone.utc).hour
+    offset = (9 - utc_hour) % 24
+    offset = offset - 24 if offset > 12 else offset
+    tz_name = "Etc/GMT{:+d}".format(-offset)  # the Etc zones count the other way
+    park = new_park(notify, peers, timezone=tz_name, quiet={"night": {"start": "02:00", "end": "03:00"}})
+    shifts = [{"day": d, "start": "22:00", "end": "07:00", "overnight": True} for d in domain.DAYS]
+    person(notify, park, "night-worker", ["wechat"], shifts=shifts)
+    person(notify, park, "day-worker", ["wechat"], shifts=[{"day": d, "start": "08:00", "end": "17:00"}
+                                                            for d in domain.DAYS])
+    offered(broker, park, "night-worker")
+    offered(broker, park, "day-worker")
+    day = wait_status(notify, park, "day-worker", "wechat", "sent")
+    night = wait_status(notify, park, "night-worker", "wechat", "deferred")
+    assert statuses(day, "wechat") == ["queued", "sending", "sent"]
+    (deferred,) = [line for line in night if line["channel"] == "wechat"]
+    local = datetime.fromisoformat(deferred["until"]).astimezone(domain.zone(tz_name))
+    assert (local.hour, local.minute) == (15, 30)  # 07:00 + 30 minutes to settle + 8 hours asleep
+    assert deferred["reason"] == "quiet hours"
+
+
+# duplicates, retries, fallback -----------------------------------------------------------------
+def test_a_redelivered_event_makes_one_notice_per_recipient_and_channel(notify, peers, broker):
+    park = new_park(notify, peers)
+    person(notify, park, "dup-1", ["email"])
+    envelope = offered(broker, park, "dup-1")
+    for _ in range(3):
+        publish(broker, park, "task.offered", None, envelope=envelope)
+    wait_status(notify, park, "dup-1", "email", "sent")
+    wait_for(lambda: broker.depth("notify--task.offered") == 0, what="the redeliveries consumed")
+    notify.send_due(park)
+    lines = log_of(notify, park, source_id=envelope["id"])
+    assert sorted((line["channel"], line["status"]) for line in lines) == [
+        ("email", "queued"), ("email", "sending"), ("email", "sent"), ("inapp", "sent")]
+    assert len([m for m in peers.mails() if m["to"] == ["dup-1@mail.example.cn"]]) == 1
+    assert len(notify.inbox(park, "dup-1")) == 1
+
+
+def test_a_provider_answering_500_is_retried_with_backoff_then_the_next_channel_takes_over(notify, peers, broker):
+    park = new_park(notify, peers, retry={"attempts": 2, "backoff_s": 0.3})
+    person(notify, park, "fb-1", ["sms", "email"])
+    peers.fail("/aliyun", status=500, times=2)
+    envelope = offered(broker, park, "fb-1")
+    lines = wait_status(notify, park, "fb-1", "email", "sent", timeout=20)
+    sms = [line for line in lines if line["channel"] == "sms"]
+    assert [line["status"] for line in sms] == ["queued", "sending", "failed", "sending", "failed"]
+    assert "HTTP 500" in sms[2]["reason"] and sms[2]["until"]
+    assert "gave up after 2 attempts" in sms[4]["reason"]
+    retry_gap = datetime.fromisoformat(sms[3]["at"]) - datetime.fromisoformat(sms[2]["at"])
+    assert retry_gap >= timedelta(seconds=0.3)
+    email = [line for line in lines if line["channel"] == "email"]
+    assert [line["status"] for line in email] == ["queued", "sending", "sent"]
+    assert email[0]["reason"] == "fallback from sms"
+    assert [m["notice_id"] for m in peers.mails() if m["to"] == ["fb-1@mail.example.cn"]] == [
+        domain.notice_id(envelope["id"], "fb-1", "email")]
+
+
+def test_a_channel_the_park_has_not_configured_is_skipped_with_a_reason(notify, peers, broker):
+    channels = peers.channels()
+    del channels["wechat"]
+    park = new_park(notify, peers, channels=channels)
+    person(notify, park, "sk-1", ["wechat", "email"])
+    offered(broker, park, "sk-1")
+    lines = wait_status(notify, park, "sk-1", "email", "sent")
+    (skipped,) = [line for line in lines if line["channel"] == "wechat"]
+    assert skipped["status"] == "skipped"
+    assert skipped["reason"] == "channel wechat is not configured for park {}".format(park)
+
+
+# digests, rate limits ------------------------------------------------------------------------
+def test_low_priority_notices_are_batched_into_one_digest(notify, peers, broker):
+    digest_at = (datetime.now(timezone.utc) + timedelta(seconds=4)).replace(microsecond=0)
+    park = new_park(notify, peers, digest={"at": digest_at.astimezone(domain.zone("Asia/Shanghai"))
+                                           .strftime("%H:%M:%S")})
+    person(notify, park, "dg-1", ["email"], member_id="M-dg-1")
+    for amount in (2, 3, 5):
+        publish(broker, park, "points.credited", dict(domain.EXAMPLES["points.credited"], member_id="M-dg-1",
+                                                      amount=amount, balance_after=10 + amount), source="points")
+    wait_for(lambda: len(notify.inbox(park, "dg-1")) == 3, what="three notices in the inbox at once")
+    lines = wait_status(notify, park, "dg-1", "email", "sent", timeout=20)
+    assert datetime.fromisoformat([x for x in lines if x["status"] == "sent" and x["channel"] == "email"][0]["at"]) \
+        >= digest_at
+    assert len([x for x in lines if x["status"] == "digested"]) == 3
+    (mail,) = [m for m in peers.mails() if m["to"] == ["dg-1@mail.example.cn"]]
+    assert mail["subject"] == "今日汇总（3 条）"
+    assert all("获得 {} 分".format(a) in mail["body"] for a in (2, 3, 5))
+
+
+def test_a_park_rate_limit_spreads_sends_over_seconds(notify, peers, broker):
+    park = new_park(notify, peers, rate_limits={"webhook": 2})
+    for i in range(6):
+        person(notify, park, "rl-{}".format(i), ["webhook"], port=peers.http_port)
+        offered(broker, park, "rl-{}".format(i))
+    for i in range(6):
+        wait_status(notify, park, "rl-{}".format(i), "webhook", "sent", timeout=20)
+    arrivals = sorted(r["at"] for r in peers.requests("/webhook/rl-"))
+    assert len(arrivals) == 6
+    # two a second: six sends take three one-second windows, never three sends close together
+    assert arrivals[-1] - arrivals[0] >= 1.5
+    assert all(arrivals[i + 2] - arrivals[i] >= 0.5 for i in range(4)), arrivals
+
+
+# recipients, events without one, broadcasts -----------------------------------------------------
+def test_requester_and_followers_of_a_need_hear_of_it_and_an_opt_out_is_kept(notify, peers, broker):
+    park = new_park(notify, peers)
+    person(notify, park, "req-1", [], member_id="M-req-1")
+    person(notify, park, "fol-1", [])
+    person(notify, park, "fol-2", [], opted_out=["needs"])
+    for follower in ("fol-1", "fol-2"):
+        publish(broker, park, "need.followed", {"need_id": "need_x", "follower_id": follower, "following": True},
+                source="needs", subject="need_x")
+    wait_for(lambda: broker.depth("notify--need.followed") == 0, what="the follows consumed")
+    event = publish(broker, park, "need.resolved", dict(domain.EXAMPLES["need.resolved"], need_id="need_x",
+                                                        requester_member_id="M-req-1"), source="needs",
+                    subject="need_x")
+    wait_for(lambda: len(log_of(notify, park, source_id=event["id"])) == 3, what="three lines of the log")
+    lines = {line["recipient_id"]: line for line in log_of(notify, park, source_id=event["id"])}
+    assert lines["req-1"]["status"] == "sent" and lines["fol-1"]["status"] == "sent"
+    assert lines["fol-2"]["status"] == "suppressed" and "opted out of topic needs" in lines["fol-2"]["reason"]
+    assert "已办结" in notify.inbox(park, "req-1")[0]["title"]
+    assert notify.inbox(park, "fol-2") == []
+
+
+def test_an_event_with_nobody_to_tell_is_counted_and_not_retried(notify, peers, broker):
+    park = new_park(notify, peers)
+    publish(broker, park, "points.threshold_crossed", dict(domain.EXAMPLES["points.threshold_crossed"],
+                                                          member_id="M-nobody"), source="points")
+    wait_for(lambda: broker.depth("notify--points.threshold_crossed") == 0, what="the event consumed")
+    assert broker.depth("notify--points.threshold_crossed.dlq") == 0
+    assert broker.depth("lamplight.delay.50") == 0
+    assert log_of(notify, park, recipient_id="M-nobody") == []
+
+
+def test_a_critical_broadcast_reaches_a_team_on_every_channel_past_quiet_hours_and_opt_outs(notify, peers, broker):
+    now = datetime.now(timezone.utc)
+    park = new_park(notify, peers, quiet={"night": _window_around(now, 60, 600, "Asia/Shanghai")})
+    person(notify, park, "t-1", ["sms", "email"], teams=["red"], opted_out=["broadcast"])
+    person(notify, park, "t-2", [], teams=["red"])
+    person(notify, park, "other", ["email"], teams=["blue"])
+    publish(broker, park, "volunteer.registered", {"responder_id": "rsp-red", "kind": "volunteer",
+                                                   "member_id": None, "teams": ["red"], "zone": None,
+                                                   "active": True, "change": "registered"})
+    wait_for(lambda: broker.depth("notify--volunteer.registered") == 0, what="the volunteer projected")
+    body = {"title": "防汛紧急通知", "body": "北区仓库进水，红队全体到北门集合。", "critical": True,
+            "audience": {"kind": "team", "value": "red"}, "actor": "desk-1"}
+    accepted = notify.broadcast(park, body, idempotency_key="flood-1")
+    assert accepted["created"] is True and accepted["status"] == "fanning_out"
+    assert notify.broadcast(park, body, idempotency_key="flood-1")["created"] is False
+    with pytest.raises(Conflict):
+        notify.broadcast(park, dict(body, body="别的内容"), idempotency_key="flood-1")
+    done = wait_for(lambda: (lambda b: b["status"] == "done" and b)(notify.get_broadcast(park, accepted["broadcast_id"])),
+                    what="the fan-out")
+    assert done["recipients"] == 3  # t-1, t-2 and the volunteer of the red team; not "other"
+    lines = wait_status(notify, park, "t-1", "email", "sent")
+    assert statuses(lines, "sms") == ["queued", "sending", "sent"]  # critical: every channel, now
+    assert notify.inbox(park, "t-2")[0]["title"] == "防汛紧急通知"
+    assert notify.inbox(park, "rsp-red")[0]["body"] == "北区仓库进水，红队全体到北门集合。"
+    assert notify.inbox(park, "other") == []
+
+
+def test_emergency_mode_alerts_the_whole_park(notify, peers, broker):
+    park = new_park(notify, peers)
+    for rid in ("w-1", "w-2"):
+        person(notify, park, rid, [])
+    publish(broker, park, "emergency.declared", dict(domain.EXAMPLES["emergency.declared"], reason="暴雨红色预警"))
+    wait_for(lambda: all(notify.inbox(park, rid) for rid in ("w-1", "w-2")), what="the alert in every inbox")
+    (notice,) = notify.inbox(park, "w-1")
+    assert notice["title"] == "紧急通知" and "暴雨红色预警" in notice["body"] and notice["priority"] == "critical"
+
+
+# templates, bad input ----------------------------------------------------------------------------
+def test_a_template_that_would_not_render_is_refused_when_saved(notify, peers, broker):
+    park = new_park(notify, peers)
+    with pytest.raises(BadInput) as unknown:
+        notify.put_template(park, "task.offered", "zh-CN", {"title": "任务", "body": "{{ summmary }}"})
+    assert "body" in unknown.value.fields and "summmary" in unknown.value.message
+    with pytest.raises(BadInput) as syntax:
+        notify.put_template(park, "task.offered", "zh-CN", {"title": "{% if %}", "body": "x"})
+    assert "title" in syntax.value.fields
+    with pytest.raises(BadInput) as escape:
+        notify.put_template(park, "task.offered", "zh-CN",
+                            {"title": "x", "body": "{{ summary.__class__.__mro__[1].__subclasses__() }}"})
+    assert "unsafe" in escape.value.message or "SecurityError" in escape.value.message
+    saved = notify.put_template(park, "task.offered", "zh-CN", {"title": "【认领】{{ category }}",
+                                                                "body": "{{ summary }}，请于 {{ due_at | when }} 前处理"})
+    assert saved["preview"]["title"] == "【认领】daily_life"
+    offered(broker, park, "tp-1", summary="三号楼电梯停运")
+    notice = wait_for(lambda: notify.inbox(park, "tp-1"), what="the notice")[0]
+    assert notice["title"] == "【认领】daily_life" and notice["body"].startswith("三号楼电梯停运，请于 ")
+    preview = notify.preview(park, {"key": "task.offered", "locale": "en"})
+    assert preview["title"] == "New task offered"
+
+
+def test_bad_recipients_and_configurations_are_refused_naming_the_field(notify, peers):
+    park = new_park(notify, peers)
+    with pytest.raises(BadInput) as no_address:
+        notify.put_recipient(park, "x-1", {"channels": ["sms"]})
+    assert "addresses" in no_address.value.fields
+    with pytest.raises(BadInput) as phone:
+        notify.put_recipient(park, "x-1", {"channels": ["sms"], "addresses": {"sms": "call me"}})
+    assert phone.value.fields["addresses"]["sms"] == ["not a phone number"]
+    with pytest.raises(BadInput) as shift:
+        notify.put_recipient(park, "x-1", {"shifts": [{"day": "mon", "start": "22:00", "end": "06:00"}]})
+    assert "overnight" in str(shift.value.fields)
+    with pytest.raises(BadInput) as creds:
+        notify.set_config(park, {"version": 2, "channels": {"sms": {"provider": "tencent", "endpoint": peers.base,
+                                                                     "sign_name": "x", "template_code": "1"}}})
+    assert set(creds.value.fields["channels"]["sms"]) == {"secret_id", "secret_key", "sdk_app_id"}
+    with pytest.raises(Conflict):
+        notify.set_config(park, {"version": 1})
+    shown = notify.config(park)
+    assert shown["channels"]["sms"]["access_key_secret"] == "********"
+    assert notify.put_recipient(park, "x-2", {"channels": ["sms"], "addresses": {"sms": "13812345678"}})[
+        "addresses"]["sms"] == "138****78"
