@@ -138,6 +138,8 @@ def load_park(http, base, park):
     http.put(base + "/needs/config", json=parks.needs_config(park, version + 1), timeout=30).raise_for_status()
     if http.get(base + "/volunteers/config", timeout=30).status_code == 404:
         http.put(base + "/volunteers/config", json=parks.volunteers_config(park, 1), timeout=30).raise_for_status()
+    if http.get(base + "/notify/config", timeout=30).status_code == 404:
+        http.put(base + "/notify/config", json=parks.notify_config(park, 1), timeout=30).raise_for_status()
     for code, resource in park.get("resources", {}).items():
         http.put(base + "/resources/" + code, json=resource, timeout=30).raise_for_status()
     for code, project in park.get("projects", {}).items():
@@ -167,6 +169,31 @@ def volunteers():
                                          for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")]},
                    "external_ref": "QLN-V{:03d}".format(n + 1)}
             n += 1
+
+
+# a night-shift worker from dormitory 3: the requester of the court light, who follows it
+WORKER = ("worker-li", {"locale": "zh-CN", "building": "dorm-3",
+                        "shifts": [{"day": d, "start": "20:00", "end": "08:00", "overnight": True}
+                                   for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")]})
+
+
+def notices(http, base):
+    """The worker's inbox, and a red broadcast to the whole park; what the
+    delivery log says of each."""
+    worker_id, _ = WORKER
+    body = {"title": "红色广播", "body": "园区职工子女秋季入学登记本周五截止，请到党群服务中心办理。", "actor": "desk-01"}
+    answer = http.post(base + "/notify/broadcasts", json=body, headers={"Idempotency-Key": "qln-red-001"}, timeout=30)
+    answer.raise_for_status()
+    report = answer.json()
+    deadline = time.monotonic() + 30
+    while report["status"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        report = http.get(base + "/notify/broadcasts/" + report["broadcast_id"], timeout=30).json()
+    inbox = http.get(base + "/notify/recipients/{}/notices".format(worker_id), timeout=30).json()["notices"]
+    print("notices: red broadcast {} to {} people; {} (night shift, dorm 3) has {} in the inbox:".format(
+        report["status"], report["recipients"], worker_id, len(inbox)))
+    for notice in reversed(inbox):
+        print("  [{}] {}".format(notice["title"], notice["body"][:40]))
 
 
 def act(http, base, need_id, action, body):
@@ -243,6 +270,8 @@ def main(argv=None):
         if r.status_code >= 400:
             raise SystemExit("registering {} failed: {} {}".format(v["external_ref"], r.status_code, r.text))
         registered[r.json()["id"]] = r.json()
+    worker_id, profile = WORKER
+    http.put(base + "/notify/recipients/" + worker_id, json=profile, timeout=30).raise_for_status()
     on_duty = http.get(base + "/on-duty", timeout=30).json()["count"]
     print("demo park {}: {} volunteers in {} colour teams, three shifts a day; {} on duty now".format(
         PARK, len(registered), len(TEAMS), on_duty))
@@ -252,6 +281,9 @@ def main(argv=None):
         r = http.post(base + "/needs", json=need, headers={"Idempotency-Key": key}, timeout=30)
         r.raise_for_status()
         need_id = r.json()["id"]
+        if key == "qln-2026-003":  # the worker who asked follows the need on the echo wall
+            http.post(base + "/wall/{}/followers".format(need_id), json={"follower_id": worker_id},
+                      timeout=30).raise_for_status()
         offered, task = None, {}
         deadline = time.monotonic() + 15
         while offered is None and time.monotonic() < deadline:
@@ -276,9 +308,11 @@ def main(argv=None):
             offers[key] = (need_id, offered)
     desk(http, base, offers)
     load_points(http, base)
+    notices(http, base)
     if NEEDS and offered:
         need_id, rid = last
         print("\nlook at it:\n  curl -s {}/needs/{}\n  curl -s {}/responders/{}/notices".format(base, need_id, base, rid))
+        print("  curl -s '{}/notify/deliveries?recipient={}'".format(base, worker_id))
     return 0
 
 

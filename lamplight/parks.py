@@ -20,6 +20,11 @@ def needs_config(park, version):
     return dict(park["needs"], version=version, name=park.get("name"))
 
 
+def notify_config(park, version):
+    """The body of PUT …/notify/config for a park of a parks file."""
+    return dict(park.get("notify") or {}, version=version)
+
+
 def volunteers_config(park, version):
     """The body of PUT …/volunteers/config for a park of a parks file."""
     return dict(park["volunteers"], version=version)

@@ -19,6 +19,7 @@ import inspect
 
 import eventlet
 from nameko import config
+from nameko.amqp import get_connection
 from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY, NON_PERSISTENT
 from nameko.exceptions import IncorrectSignature, UnknownService
@@ -72,6 +73,18 @@ class NoAckReplyListener(ReplyListener):
     def setup(self):
         super().setup()
         self.consumer.consumer_options["no_ack"] = True
+
+    def check_for_lost_replies(self):
+        """nameko kills the whole container when its reply consumer
+        (re)connects with calls pending and the reply queue gone — which also
+        happens when the check falls between a call registering for its reply
+        and its request declaring the queue (seen once in the suite: the
+        gateway died on its first request). Here the queue is declared again
+        and a call whose reply was lost ends on its own deadline (503, and the
+        client retries with its idempotency key)."""
+        if self.pending:
+            with get_connection(self.amqp_uri, config.get(AMQP_SSL_CONFIG_KEY)) as conn:
+                self.queue.bind(conn).declare()
 
 
 class ServiceUnavailable(Exception):

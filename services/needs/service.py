@@ -19,6 +19,7 @@ from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_
 from lamplight.ids import new_id
 from lamplight.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS, NEEDS_SUBMITTED, NEEDS_TRANSITIONS
 from lamplight.observability import Observability
+from lamplight.parkconfig import plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
@@ -64,33 +65,19 @@ class NeedsService:
         next version (the body's ``version`` is the current version + 1)."""
         check_park_id(park_id)
         config = load_or_reject(_config, payload, "the needs configuration")
-        store = NeedsStore(self.db, park_id)
-        current = store.config()
-        current_version = current["version"] if current else 0
-        if config["version"] != current_version + 1:
-            raise Conflict("park {} is at configuration version {}; send version {}".format(
-                park_id, current_version, current_version + 1), {"version": ["expected {}".format(current_version + 1)]})
-        if current and _same_config(current, config):  # the same configuration again changes nothing
-            return {"park_id": park_id, "version": current_version, "unchanged": True}
-        saved = store.replace_config(config, current_version)
-        if saved is None:
-            raise Conflict("another change of the configuration of {} came first".format(park_id),
-                           {"version": ["changed concurrently"]})
-        return {"park_id": park_id, "version": saved["version"], "unchanged": False,
+        version, unchanged = NeedsStore(self.db, park_id).park_config.install(config)
+        if unchanged:  # the same configuration again changes nothing
+            return {"park_id": park_id, "version": version, "unchanged": True}
+        return {"park_id": park_id, "version": version, "unchanged": False,
                 "categories": len(config["categories"]),
                 "items": sum(len(c["items"]) for c in config["categories"]), "grades": len(config["grades"])}
 
     @rpc(expected_exceptions=EXPECTED)
     def config(self, park_id):
-        config = self._taxonomy(NeedsStore(self.db, park_id)).config
-        return {k: v for k, v in config.items() if k not in ("_id", "park_id", "saved_at")}
+        return plain(self._taxonomy(NeedsStore(self.db, park_id)).config)
 
     def _taxonomy(self, store):
-        config = store.config()
-        if config is None:
-            raise NotFound("unknown park {}: it has no needs configuration".format(store.park_id),
-                           {"park": ["unknown"]})
-        return domain.Taxonomy(config)
+        return domain.Taxonomy(store.park_config.require())
 
     # intake -----------------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
@@ -482,11 +469,6 @@ _HEAD_LOCKS = defaultdict(Semaphore)
 
 class _Skip(Exception):
     """Nothing to do for this event or sweep step."""
-
-
-def _same_config(current, config):
-    ignored = ("_id", "park_id", "saved_at", "version")
-    return {k: v for k, v in current.items() if k not in ignored} == {k: v for k, v in config.items() if k not in ignored}
 
 
 def _sweep_args(need, action, level, taxonomy, now):

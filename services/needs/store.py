@@ -10,6 +10,7 @@ change, its timeline entry and its events land together or not at all.
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 # utcnow is millisecond-exact: a timeline replayed from the database computes what was computed before
+from lamplight.parkconfig import ParkConfig
 from lamplight.storage import DuplicateKeyError, VersionedDocument, utcnow  # noqa: F401 (utcnow re-exported)
 
 INDEXES = {
@@ -40,8 +41,7 @@ class NeedsStore:
         self.park_id = park_id
         scope = store.park(park_id)
         self.needs = scope["needs"]
-        self.configs = scope["configs"]
-        self.config_versions = scope["config_versions"]
+        self.park_config = ParkConfig(scope, "needs configuration")
         self.wall = scope["wall"]
         self.wall_heads = scope["wall_heads"]
         self.followers = scope["followers"]
@@ -51,7 +51,6 @@ class NeedsStore:
         # every version of a need is kept (its claim): the audit trail of who changed what
         self.versioned_needs = VersionedDocument(self.needs, scope["need_versions"])
         self.versioned_heads = VersionedDocument(self.wall_heads, scope["wall_head_versions"], keep=100)
-        self.versioned_configs = VersionedDocument(self.configs, self.config_versions)
         self.versioned_lines = VersionedDocument(self.wall, scope["wall_line_versions"])
 
     def key(self, local_id):
@@ -59,15 +58,7 @@ class NeedsStore:
 
     # configuration ------------------------------------------------------------------
     def config(self):
-        return self.configs.find_one({"_id": self.key("config")})
-
-    def replace_config(self, config, expected_version):
-        """Install version ``expected_version + 1``; None when another version
-        got there first. Every version is kept."""
-        fields = dict({k: v for k, v in config.items() if k != "version"}, saved_at=utcnow())
-        if not self.versioned_configs.write({"_id": self.key("config"), "version": expected_version}, fields):
-            return None
-        return dict(fields, version=expected_version + 1)
+        return self.park_config.current()
 
     # needs --------------------------------------------------------------------------
     def insert(self, need):

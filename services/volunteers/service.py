@@ -21,6 +21,7 @@ from lamplight.metrics import (
     VISITS_MISSED,
 )
 from lamplight.observability import Observability
+from lamplight.parkconfig import plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
@@ -75,31 +76,16 @@ class VolunteersService:
         next version (the body's ``version`` is the current version + 1)."""
         check_park_id(park_id)
         config = load_or_reject(_config, payload, "the volunteers configuration")
-        store = VolunteersStore(self.db, park_id)
-        current = store.config()
-        current_version = current["version"] if current else 0
-        if config["version"] != current_version + 1:
-            raise Conflict("park {} is at volunteers configuration version {}; send version {}".format(
-                park_id, current_version, current_version + 1), {"version": ["expected {}".format(
-                    current_version + 1)]})
-        saved = store.replace_config(config, current_version)
-        if saved is None:
-            raise Conflict("another change of the configuration of {} came first".format(park_id),
-                           {"version": ["changed concurrently"]})
-        return {"park_id": park_id, "version": saved["version"], "teams": len(config["teams"]),
+        version, unchanged = VolunteersStore(self.db, park_id).park_config.install(config)
+        return {"park_id": park_id, "version": version, "unchanged": unchanged, "teams": len(config["teams"]),
                 "skills": len(config["skills"]), "zones": len(config["zones"])}
 
     @rpc(expected_exceptions=EXPECTED)
     def config(self, park_id):
-        config = self._config(VolunteersStore(self.db, park_id))
-        return {k: v for k, v in config.items() if k not in ("_id", "park_id", "saved_at")}
+        return plain(self._config(VolunteersStore(self.db, park_id)))
 
     def _config(self, store):
-        config = store.config()
-        if config is None:
-            raise NotFound("unknown park {}: it has no volunteers configuration".format(store.park_id),
-                           {"park": ["unknown"]})
-        return config
+        return store.park_config.require()
 
     # responders ----------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)

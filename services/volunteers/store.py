@@ -15,6 +15,7 @@ take the last slot.
 
 from pymongo import ASCENDING, IndexModel
 
+from lamplight.parkconfig import ParkConfig
 from lamplight.storage import DuplicateKeyError, VersionedDocument, utcnow  # noqa: F401 (utcnow re-exported)
 
 PARTITIONED = ("responders", "tasks", "task_versions", "slots", "households", "visits", "visit_versions",
@@ -58,12 +59,11 @@ class VolunteersStore:
         self.visits = scope["visits"]
         self.callouts = scope["callouts"]
         self.recipients = scope["callout_recipients"]
-        self.configs = scope["configs"]
+        self.park_config = ParkConfig(scope, "volunteers configuration")
         self.parkstate = scope["parkstate"]
         # every version of a task is kept (its claim): who claimed, started, released, when
         self.versioned_tasks = VersionedDocument(self.tasks, scope["task_versions"])
         self.versioned_visits = VersionedDocument(self.visits, scope["visit_versions"])
-        self.versioned_configs = VersionedDocument(self.configs, scope["config_versions"])
         self.versioned_state = VersionedDocument(self.parkstate, scope["parkstate_versions"], keep=100)
 
     def key(self, local_id):
@@ -71,13 +71,7 @@ class VolunteersStore:
 
     # configuration --------------------------------------------------------------------
     def config(self):
-        return self.configs.find_one({"_id": self.key("config")})
-
-    def replace_config(self, config, expected_version):
-        fields = dict({k: v for k, v in config.items() if k != "version"}, saved_at=utcnow())
-        if not self.versioned_configs.write({"_id": self.key("config"), "version": expected_version}, fields):
-            return None
-        return dict(fields, version=expected_version + 1)
+        return self.park_config.current()
 
     # responders ---------------------------------------------------------------------
     def add_responder(self, responder):

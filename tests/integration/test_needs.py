@@ -112,7 +112,7 @@ def test_an_items_typed_fields_are_validated_by_the_parks_schema(needs, park, db
 
 
 def test_configuration_is_versioned(needs, park):
-    with pytest.raises(Conflict, match="at configuration version 1; send version 2"):
+    with pytest.raises(Conflict, match="at needs configuration version 1; send version 2"):
         needs.set_config(park, needs_config(version=3))
     assert needs.set_config(park, needs_config(version=2))["unchanged"] is True  # the same content
     changed = needs_config(version=2, evaluation_days=3)
