@@ -44,7 +44,12 @@ class RetrySchema(Schema):
     backoff_s = fields.Float(load_default=2.0, validate=validate.Range(min=0.05, max=600))
 
 
-class EmailSettingsSchema(Schema):
+class ChannelSettingsSchema(Schema):
+    # this channel's own retries, where its provider differs from the park's default
+    retry = fields.Nested(RetrySchema, load_default=None)
+
+
+class EmailSettingsSchema(ChannelSettingsSchema):
     host = fields.String(required=True)
     port = fields.Integer(required=True, validate=validate.Range(min=1, max=65535))
     sender = fields.Email(required=True)
@@ -54,12 +59,12 @@ class EmailSettingsSchema(Schema):
     timeout_s = fields.Float(load_default=10, validate=validate.Range(min=0.1, max=60))
 
 
-class WebhookSettingsSchema(Schema):
+class WebhookSettingsSchema(ChannelSettingsSchema):
     secret = fields.String(required=True, validate=validate.Length(min=16, max=200))
     timeout_s = fields.Float(load_default=5, validate=validate.Range(min=0.1, max=60))
 
 
-class SmsSettingsSchema(Schema):
+class SmsSettingsSchema(ChannelSettingsSchema):
     provider = fields.String(required=True, validate=validate.OneOf(("aliyun", "tencent")))
     endpoint = fields.Url(required=True, require_tld=False)
     sign_name = fields.String(required=True, validate=validate.Length(min=1, max=40))
@@ -83,7 +88,7 @@ class SmsSettingsSchema(Schema):
             raise ValidationError(missing)
 
 
-class WeChatSettingsSchema(Schema):
+class WeChatSettingsSchema(ChannelSettingsSchema):
     endpoint = fields.Url(required=True, require_tld=False)
     app_id = fields.String(required=True)
     app_secret = fields.String(required=True)

@@ -539,8 +539,9 @@ class NotifyService:
         nid, attempt = notice["_id"], pending["attempt"]
         failures = pending.get("failures", 0) + 1
         now = utcnow()
-        if exc.retryable and failures < config["retry"]["attempts"]:
-            retry_at = now + timedelta(seconds=domain.backoff_seconds(failures, config["retry"]["backoff_s"]))
+        retry = config["channels"][notice["channel"]].get("retry") or config["retry"]
+        if exc.retryable and failures < retry["attempts"]:
+            retry_at = now + timedelta(seconds=domain.backoff_seconds(failures, retry["backoff_s"]))
             store.add_record(domain.record(nid, step + ".failed", "failed", now, notice, attempt=attempt,
                                            reason=exc.reason, until=retry_at))
             store.reschedule(nid, retry_at, attempt + 1, failures)

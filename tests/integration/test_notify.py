@@ -175,7 +175,9 @@ def test_a_redelivered_event_makes_one_notice_per_recipient_and_channel(notify, 
 
 
 def test_a_provider_answering_500_is_retried_with_backoff_then_the_next_channel_takes_over(notify, peers, broker):
-    park = new_park(notify, peers, retry={"attempts": 2, "backoff_s": 0.3})
+    channels = peers.channels()
+    channels["sms"]["retry"] = {"attempts": 2, "backoff_s": 0.3}  # the SMS provider's own; the park's is 3 tries
+    park = new_park(notify, peers, channels=channels)
     person(notify, park, "fb-1", ["sms", "email"])
     peers.fail("/aliyun", status=500, times=2)
     envelope = offered(broker, park, "fb-1")
@@ -233,9 +235,10 @@ def test_a_park_rate_limit_spreads_sends_over_seconds(notify, peers, broker):
         wait_status(notify, park, "rl-{}".format(i), "webhook", "sent", timeout=20)
     arrivals = sorted(r["at"] for r in peers.requests("/webhook/rl-"))
     assert len(arrivals) == 6
-    # two a second: six sends take three one-second windows, never three sends close together
-    assert arrivals[-1] - arrivals[0] >= 1.5
-    assert all(arrivals[i + 2] - arrivals[i] >= 0.5 for i in range(4)), arrivals
+    # two a second, in whole seconds: six sends take three windows, and any one second of
+    # time overlaps at most two windows, so holds at most four sends
+    assert arrivals[-1] - arrivals[0] >= 1.0, arrivals
+    assert all(arrivals[i + 4] - arrivals[i] >= 1.0 for i in range(2)), arrivals
 
 
 # recipients, events without one, broadcasts -----------------------------------------------------
