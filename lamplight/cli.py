@@ -4,6 +4,8 @@
     lamplight dlq replay QUEUE [--id MESSAGE_ID ...] [--limit N]
     lamplight topology declare
     lamplight points verify [--park P] [--mongo-uri URI] [--database lamplight_points]
+    lamplight events catalog [--check] | compat | release
+    lamplight events tail [--park P] [--type 'need.*'] [--count N]
 
 The broker is AMQP_URI (environment) or --amqp-uri. Dead-letter queues are
 ``<subscription queue>.dlq``; ``lamplight.unrouted`` holds events that were
@@ -168,8 +170,33 @@ def main(argv=None):
     verify.add_argument("--mongo-uri", default=os.environ.get("MONGO_URI") or settings.DEFAULTS["MONGO_URI"])
     verify.add_argument("--database", default=settings.DEFAULTS["MONGO_DB_PREFIX"] + "points")
 
+    events = sub.add_parser("events", help="the event catalogue, and live events").add_subparsers(
+        dest="command", required=True)
+    cat = events.add_parser("catalog", help="write docs/asyncapi.yaml and docs/events.md from the services' schemas")
+    cat.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is stale")
+    events.add_parser("compat", help="exit 1 naming each incompatible change against the released catalogue")
+    events.add_parser("release", help="record the current catalogue as released (docs/events-released.json)")
+    tail = events.add_parser("tail", help="print events as they are published")
+    tail.add_argument("--park", help="one park")
+    tail.add_argument("--type", dest="type_glob", help="a type or pattern, e.g. 'need.*'")
+    tail.add_argument("--count", type=int, help="stop after N events")
+
     args = parser.parse_args(argv)
     uri = _amqp_uri(args)
+    if args.group == "events":
+        from lamplight import eventsctl
+
+        if args.command == "catalog":
+            return eventsctl.catalog(check=args.check)
+        if args.command == "compat":
+            return eventsctl.compat()
+        if args.command == "release":
+            return eventsctl.release()
+        try:
+            eventsctl.tail(uri, park=args.park, type_glob=args.type_glob, count=args.count)
+        except KeyboardInterrupt:
+            pass
+        return 0
     if args.group == "dlq" and args.command == "list":
         rows = dlq_list(uri, args.queue, args.limit)
         if args.json:

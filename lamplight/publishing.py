@@ -36,8 +36,9 @@ from kombu import Connection
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, IndexModel
 
-from lamplight import failpoints, logs, settings, topology
+from lamplight import failpoints, logs, registry, settings, topology
 from lamplight.envelope import new_event
+from lamplight.registry import UnregisteredEvent
 from lamplight.metrics import (
     EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, EVENTS_RELAYED, EVENTS_UNROUTED,
     OUTBOX_BACKLOG, OUTBOX_OLDEST_UNCONFIRMED, OUTBOX_RELAY_FOUND,
@@ -190,13 +191,22 @@ class Events:
         self._provider = provider
         self._ctx = worker_ctx
 
-    def new(self, event_type, *, park_id, subject, data, version=1):
+    def new(self, event_type, *, park_id, subject, data, version=None):
+        """An envelope of a type this service declares (lamplight.registry), in
+        its current version unless ``version`` says otherwise."""
+        registered = self._provider.registered
+        if registered is not None:
+            if event_type not in registered:
+                raise UnregisteredEvent("{} publishes {} but does not declare it in its PUBLISHED (lamplight.registry)"
+                                        .format(self._provider.service, event_type))
+            version = version or registered[event_type].version
         return new_event(event_type, source=self._provider.service, park_id=park_id,
-                         subject=subject, data=data, version=version,
+                         subject=subject, data=data, version=version or 1,
                          traceparent=self._ctx.context_data.get("traceparent"))
 
     def outbox_fields(self, envelopes):
         """Fields for a document being inserted together with its events."""
+        envelopes = self._provider.expand(envelopes)
         at = self._provider.stage(envelopes)
         return {"_outbox": list(envelopes), "_outbox_at": at, "_outbox_by": self._provider.writer_id}
 
@@ -204,6 +214,7 @@ class Events:
         """Absolute outbox fields of a document whose outbox was ``existing``,
         with ``envelopes`` appended: for writes that must give the same result
         when applied twice (storage.VersionedDocument)."""
+        envelopes = self._provider.expand(envelopes)
         at = self._provider.stage(envelopes)
         keep = max(OUTBOX_KEEP, len(envelopes))  # never fewer than this write's own events
         return {"_outbox": (list(existing or []) + list(envelopes))[-keep:], "_outbox_at": at,
@@ -212,6 +223,7 @@ class Events:
     def outbox_update(self, envelopes):
         """Update operators that append events to a document's outbox in the
         same single-document update as the state change."""
+        envelopes = self._provider.expand(envelopes)
         at = self._provider.stage(envelopes)
         return {
             "$push": {"_outbox": {"$each": list(envelopes), "$slice": -max(OUTBOX_KEEP, len(envelopes))}},
@@ -223,11 +235,11 @@ class Events:
         the broker does not confirm now is retried by this process, and by
         the relay of another if this one dies."""
         failpoints.hit("outbox.after_write")
-        return self._provider.publish(envelopes)
+        return self._provider.publish(self._provider.expand(envelopes))
 
     def discard(self, envelopes):
         """The write carrying these events did not happen (say, a duplicate)."""
-        self._provider.unstage(envelopes)
+        self._provider.unstage(self._provider.expand(envelopes))
 
     @contextmanager
     def staged(self, envelopes):
@@ -256,6 +268,8 @@ class EventOutbox(DependencyProvider):
                                               uuid.uuid4().hex[:8])
         self.log = logs.get_logger(component="outbox", writer=self.writer_id)
         self.exchange = topology.events_exchange(self.service).name
+        # what this service may publish, and in which versions (None: not a registered publisher)
+        self.registered = registry.published_by(self.service)
         self.mongo = next(d for d in self.container.dependencies if isinstance(d, Mongo))
         for name in self.collections:
             self.mongo.add_kernel_indexes(name, [IndexModel(
@@ -312,6 +326,11 @@ class EventOutbox(DependencyProvider):
             return [("rabbitmq", False, "{}: {}".format(type(exc).__name__, exc))]
 
     # staging and publishing -----------------------------------------------------
+    def expand(self, envelopes):
+        """The envelopes with their previous versions, for types inside a
+        deprecation window (lamplight.registry)."""
+        return registry.expand(envelopes, self.registered)
+
     def stage(self, envelopes):
         at = _utcnow()
         for e in envelopes:
@@ -327,7 +346,7 @@ class EventOutbox(DependencyProvider):
     def publish(self, envelopes):
         envelopes = list(envelopes)
         try:
-            self.pipeline.publish([(self.exchange, e["type"], e) for e in envelopes])
+            self.pipeline.publish([(self.exchange, registry.envelope_routing_key(e), e) for e in envelopes])
         except PublishFailed as exc:
             for e in envelopes:
                 EVENTS_PUBLISH_FAILED.labels(self.service, e["type"]).inc()

@@ -5,6 +5,7 @@ from functools import lru_cache
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.needs import domain
+from lamplight.registry import Published
 
 CODE = validate.Regexp(r"^[a-z0-9_-]{1,64}$", error="lower-case letters, digits, _ and - (1-64)")
 ACTOR = validate.Length(min=1, max=64)
@@ -477,3 +478,27 @@ class TaskEventSchema(Schema):
     responder_id = fields.String(load_default=None)
     member_id = fields.String(load_default=None, allow_none=True)
     note = fields.String(load_default=None, allow_none=True)
+
+
+# what this service publishes (lamplight.registry; the catalogue is generated from it)
+PUBLISHED = (
+    Published("need.submitted", NeedSubmittedSchema, "A need was accepted (no personal data: the requester by kind only)."),
+    Published("need.triaged", NeedChangedSchema, "A need was classified, graded and routed to a team or unit."),
+    Published("need.assigned", NeedChangedSchema, "A need was given to a handler (a volunteer's claim or the desk)."),
+    Published("need.started", NeedChangedSchema, "The handler started work on a need."),
+    Published("need.waiting", NeedChangedSchema, "A need waits on its requester; its clock is paused."),
+    Published("need.resumed", NeedChangedSchema, "A need waiting on its requester resumed; its clock runs again."),
+    Published("need.escalated", NeedChangedSchema, "A need was escalated by the desk."),
+    Published("need.released", NeedChangedSchema, "A handler gave a need back; it is routed again."),
+    Published("need.resolved", NeedChangedSchema, "The handler resolved a need; the requester may evaluate it."),
+    Published("need.evaluated", NeedChangedSchema, "The requester rated the result (rating, outcome)."),
+    Published("need.closed", NeedChangedSchema, "A need was closed, evaluated or with no answer in time."),
+    Published("need.reopened", NeedChangedSchema, "A need was reopened (not fixed, or by the desk)."),
+    Published("need.rejected", NeedChangedSchema, "A need was not taken, with where to go instead."),
+    Published("need.cancelled", NeedChangedSchema, "A need was cancelled or linked as a duplicate."),
+    Published("need.overdue", NeedChangedSchema, "A need passed its due time (once per due time)."),
+    Published("need.supervision_raised", NeedChangedSchema, "An overdue need climbed a rung of the supervision ladder."),
+    Published("need.reviewed", NeedChangedSchema, "A closed need was reviewed (organisation, committee, park audit)."),
+    Published("need.followed", NeedFollowedSchema, "Someone started or stopped following a need on the echo wall."),
+    Published("wall.entry_changed", WallEntryChangedSchema, "A need's public line on the echo wall, as it now reads."),
+)

@@ -4,6 +4,7 @@ import re
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.notify import domain
+from lamplight.registry import Published
 
 CLOCK = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$", error="not a time of day HH:MM[:SS]")
 RECIPIENT_ID = validate.Regexp(r"^[A-Za-z0-9_.:@-]{1,100}$", error="letters, digits and _.:@- only, at most 100")
@@ -310,3 +311,13 @@ class BroadcastEventSchema(Schema):
     actor = fields.String(required=True)
     recipients = fields.Integer(allow_none=True)
     at = fields.DateTime(required=True)
+
+
+# what this service publishes (lamplight.registry; the catalogue is generated from it)
+PUBLISHED = (
+    Published("notice.sent", NoticeSentSchema, "A notice reached a recipient's inbox or a provider took it "
+                                               "(not published for each in-app notice of a broadcast)."),
+    Published("notice.failed", NoticeSentSchema, "A notice failed on every channel the recipient has (reason)."),
+    Published("broadcast.requested", BroadcastEventSchema, "A broadcast was accepted; its fan-out follows."),
+    Published("broadcast.completed", BroadcastEventSchema, "A broadcast reached everyone in its audience (recipients)."),
+)

@@ -2,6 +2,7 @@
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.points import domain
+from lamplight.registry import Published
 
 CODE = validate.Regexp(r"^[a-z0-9_.-]{1,64}$")
 MEMBER = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -193,3 +194,16 @@ class SourceEventSchema(Schema):
     visit_id = fields.String(load_default=None)
     hours = fields.Float(load_default=None, validate=validate.Range(min=0, max=24))
     rating = fields.Integer(load_default=None, validate=validate.Range(min=1, max=5))
+
+
+# what this service publishes (lamplight.registry; the catalogue is generated from it)
+PUBLISHED = (
+    Published("points.credited", PointsEntrySchema, "Points were added to a member's account."),
+    Published("points.debited", PointsEntrySchema, "Points were taken from a member's account."),
+    Published("points.reversed", PointsEntrySchema, "An entry was reversed (the one correction)."),
+    Published("points.held", PointsEntrySchema, "Service points were held for a redemption."),
+    Published("points.released", PointsEntrySchema, "A hold was released (voided or expired)."),
+    Published("points.redeemed", PointsEntrySchema, "Held points were redeemed for a reward."),
+    Published("points.threshold_crossed", ThresholdCrossedSchema,
+              "A discipline balance crossed 9, 6, 3 or 0 (reminder, red warning, yellow alert, handling)."),
+)

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.volunteers import domain
+from lamplight.registry import Published
 
 CODE = validate.Regexp(r"^[a-z0-9_-]{1,64}$", error="a code is 1-64 lowercase letters, digits, _ or -")
 REF = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="1-64 letters, digits, _ . or -")
@@ -413,3 +414,31 @@ class CalloutEventSchema(Schema):
     why = fields.String(required=True)
     answer = fields.String(allow_none=True)
     at = fields.DateTime(required=True)
+
+
+# what this service publishes (lamplight.registry; the catalogue is generated from it)
+PUBLISHED = (
+    Published("task.offered", TaskEventSchema, "A task was offered to a responder (responder_id), or to a lead."),
+    Published("task.claimed", TaskEventSchema, "A responder claimed a task (the first claim wins), or a unit got it."),
+    Published("task.declined", TaskEventSchema, "A responder declined an offer."),
+    Published("task.started", TaskEventSchema, "The holder started the task."),
+    Published("task.completed", TaskEventSchema, "The holder completed the task (note, hours)."),
+    Published("task.released", TaskEventSchema, "The holder gave the task back, or a stale claim was released."),
+    Published("task.withdrawn", TaskEventSchema, "An offer was withdrawn: the task was taken or the need moved on."),
+    Published("task.offer_expired", TaskEventSchema, "An offer expired unanswered."),
+    Published("task.escalated", TaskEventSchema, "Nobody claimed in time: the lead, or the night squad, was called."),
+    Published("task.unmatched", TaskEventSchema, "Nobody could be offered the task."),
+    Published("task.takeover_requested", TaskEventSchema, "Someone asked to take over a claimed wish."),
+    Published("task.transferred", TaskEventSchema, "A task passed to the responder who asked to take it over."),
+    Published("task.takeover_refused", TaskEventSchema, "The holder refused a take-over."),
+    Published("volunteer.registered", VolunteerEventSchema, "A responder was registered (no name or phone)."),
+    Published("volunteer.changed", VolunteerEventSchema, "A responder's teams, zone, roster or active flag changed."),
+    Published("volunteer.service_hours", ServiceHoursSchema, "Hours of service a completed task counts for."),
+    Published("visit.scheduled", VisitEventSchema, "A must-visit was scheduled for the month."),
+    Published("visit.completed", VisitEventSchema, "A must-visit was proved."),
+    Published("visit.missed", VisitEventSchema, "A month closed with a must-visit not made."),
+    Published("emergency.declared", EmergencyEventSchema, "The park went into emergency mode."),
+    Published("emergency.ended", EmergencyEventSchema, "The park went back to normal."),
+    Published("emergency.called_out", CalloutEventSchema, "One person was called out in an emergency."),
+    Published("emergency.replied", CalloutEventSchema, "A person called out answered (coming or cannot)."),
+)
