@@ -110,6 +110,13 @@ def test_the_kombu_subscriber_gets_every_event_across_a_broker_restart_none_twic
             return not routed and got == len({e["id"] for e in settled.seen}) and got >= 12
         settled.seen = []
         wait_for(settled, timeout=60, interval=1.0, what="the subscriber to have what the broker routed")
+        # and a debit delivered once more, as a relay republishes after a crash
+        again = next(e for e in settled.seen if e["type"] == "points.debited")
+        with Connection(uri, transport_options={"confirm_publish": True}) as conn:
+            conn.Producer().publish(json.dumps(again), exchange="points.events", routing_key="points.debited",
+                                    content_type="application/json", delivery_mode=2)
+        wait_for(lambda: rows(db_path, "SELECT count(*) FROM deliveries WHERE outcome = 'duplicate'")[0][0] >= 1,
+                 what="the repeat seen")
     finally:
         subscriber.terminate()
         subscriber.wait(10)
@@ -136,6 +143,7 @@ def test_the_kombu_subscriber_gets_every_event_across_a_broker_restart_none_twic
             expected[key] = expected.get(key, 0) + e["data"]["amount"]
     assert balances == expected and sorted(balances.values()) == [12 - 6, 12 + 3]
     assert rows(db_path, "SELECT count(*) FROM rejected")[0][0] == 0
+    assert ("duplicate",) in rows(db_path, "SELECT outcome FROM deliveries WHERE id = '{}'".format(again["id"]))
     print("subscriber: {} events, {} deliveries again (ignored)".format(
         len(routed), rows(db_path, "SELECT count(*) FROM deliveries WHERE outcome = 'duplicate'")[0][0]))
 
