@@ -6,6 +6,7 @@
     lamplight points verify [--park P] [--mongo-uri URI] [--database lamplight_points]
     lamplight events catalog [--check] | compat | release
     lamplight events tail [--park P] [--type 'need.*'] [--count N]
+    lamplight serve SERVICE [--config PATH]   (exec nameko run: what a container runs)
 
 The broker is AMQP_URI (environment) or --amqp-uri. Dead-letter queues are
 ``<subscription queue>.dlq``; ``lamplight.unrouted`` holds events that were
@@ -21,6 +22,7 @@ from kombu import Connection
 
 from lamplight import settings, topology
 from lamplight.consuming import ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER
+from lamplight.devstack import SERVICES
 
 DEFAULT_LIMIT = 1000
 
@@ -181,7 +183,15 @@ def main(argv=None):
     tail.add_argument("--type", dest="type_glob", help="a type or pattern, e.g. 'need.*'")
     tail.add_argument("--count", type=int, help="stop after N events")
 
+    serve = sub.add_parser("serve", help="become the service's nameko process (exec; SIGTERM reaches nameko)")
+    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("--config", default=os.environ.get("LAMPLIGHT_CONFIG", "config.yaml"))
+
     args = parser.parse_args(argv)
+    if args.group == "serve":
+        # exec, not a child: the container's PID 1 is nameko, which drains in-flight workers on SIGTERM
+        os.execvp(sys.executable, [sys.executable, "-m", "nameko", "run", "--config", args.config,
+                                   SERVICES[args.service][0]])
     uri = _amqp_uri(args)
     if args.group == "events":
         from lamplight import eventsctl
