@@ -1,6 +1,6 @@
 # One image for every Lamplight service; the service is chosen by argument:
 #   docker build -t lamplight:0.1.0 .
-#   docker run lamplight:0.1.0 serve needs        (gateway, needs, volunteers, points, notify)
+#   docker run lamplight:0.1.0 needs              (gateway, needs, volunteers, points, notify)
 # Build stage: a virtualenv with the pinned dependency tree. Final stage: the
 # virtualenv and the config only — no compiler, no pip cache, a non-root user.
 
@@ -18,7 +18,6 @@ RUN /opt/lamplight/bin/pip install "pip==24.3.1" \
  && find /opt/lamplight -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM python:3.11.11-slim-bookworm
-ARG SERVICE=gateway
 RUN groupadd --system --gid 10001 lamplight \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lamplight
 COPY --from=build /opt/lamplight /opt/lamplight
@@ -28,11 +27,10 @@ ENV PATH=/opt/lamplight/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     LAMPLIGHT_CONFIG=/etc/lamplight/config.yaml \
-    LAMPLIGHT_SERVICE=${SERVICE} \
     OBSERVABILITY_ADDRESS=0.0.0.0:9100 \
     WEB_SERVER_ADDRESS=0.0.0.0:8000
 USER 10001:10001
 EXPOSE 8000 9100
-# exec form: nameko is PID 1's child of nothing, it gets SIGTERM and drains its workers
-ENTRYPOINT ["lamplight"]
-CMD ["serve", "gateway"]
+# exec form, and `serve` execs nameko in its place: nameko is PID 1, gets SIGTERM and drains its workers
+ENTRYPOINT ["lamplight", "serve"]
+CMD ["gateway"]

@@ -60,6 +60,30 @@ def lint():
     result = run([str(BIN / "docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"])
     if result.returncode:
         problems.append("docker compose config: " + (result.stderr or result.stdout).strip())
+    return problems + dockerfile()
+
+
+def dockerfile():
+    """No engine here to build it: what can be known without one. Every COPY source
+    exists and is not excluded by .dockerignore; the final stage runs as a numeric
+    non-root user and has no compiler or pip."""
+    problems = []
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    ignored = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip()]
+    stages = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    for line in lines:
+        if line.startswith("COPY ") and "--from=" not in line:
+            for source in line.split()[1:-1]:
+                if not (ROOT / source).exists():
+                    problems.append("Dockerfile: COPY {} does not exist".format(source))
+                if any(source.rstrip("/") == pattern.rstrip("/") for pattern in ignored):
+                    problems.append("Dockerfile: COPY {} is excluded by .dockerignore".format(source))
+    final = lines[stages[-1]:]
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
+    if not users or not users[-1].split(":")[0].isdigit() or users[-1].split(":")[0] == "0":
+        problems.append("Dockerfile: the final stage must run as a numeric non-root USER")
+    if any(word in line for line in final if line.startswith("RUN ") for word in ("gcc", "pip install", "apt-get")):
+        problems.append("Dockerfile: the final stage installs build tools or packages")
     return problems
 
 
