@@ -281,13 +281,14 @@ class EventOutbox(DependencyProvider):
         self._threads = []
         self._staged = {}  # event id -> time its write was prepared
         self._failed = {}  # event id -> envelope the broker did not confirm
+        self.writers = None
+        self._writer_recorded = False
         self.relay_passes = 0
 
     def start(self):
         with Connection(settings.get("AMQP_URI"), connect_timeout=5) as conn:
             topology.declare(conn, settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"),
                              settings.get("QUEUE_TYPE"))
-        self.writers = self.mongo.store().unscoped("_writers", reason="outbox writer checkpoints")
         self._report_backlog()  # the gauges exist from the start, for alerts on absence
         self.checkpoint()
         spawn = self.container.spawn_managed_thread
@@ -301,7 +302,7 @@ class EventOutbox(DependencyProvider):
         for thread in self._threads:
             thread.kill()
         self.pipeline.close()
-        if not self._staged and not self._failed:
+        if not self._staged and not self._failed and self.writers is not None:
             # a clean exit with nothing unconfirmed leaves nothing to relay
             try:
                 self.writers.delete_one({"_id": self.writer_id})
@@ -335,6 +336,11 @@ class EventOutbox(DependencyProvider):
         at = _utcnow()
         for e in envelopes:
             self._staged[e["id"]] = at
+        if not self._writer_recorded:
+            # nameko starts entrypoints alongside this provider, so a request can be
+            # handled before start() has run: the writer must be on record before
+            # any document names it, or a crash now would leave nothing to relay
+            self.checkpoint()
         self._report_backlog()
         return at
 
@@ -375,9 +381,12 @@ class EventOutbox(DependencyProvider):
         now = _utcnow()
         oldest = self.oldest_unconfirmed(now)
         OUTBOX_OLDEST_UNCONFIRMED.labels(self.service).set((now - oldest).total_seconds() if oldest else 0)
+        if self.writers is None:
+            self.writers = self.mongo.store().unscoped("_writers", reason="outbox writer checkpoints")
         self.writers.update_one({"_id": self.writer_id}, {
             "$set": {"service": self.service, "checkpoint": oldest or now, "heartbeat": now},
             "$setOnInsert": {"started": now}}, upsert=True)
+        self._writer_recorded = True
 
     def _checkpoint_loop(self):
         while True:
