@@ -1,7 +1,17 @@
 """Identifiers: a short kind prefix and a ULID, so ids sort by creation time
 and say what they name in logs (``need_01J…``, ``evt_01J…``)."""
+import hashlib
+import json
+
 from ulid import ULID
 
 
 def new_id(kind):
     return "{}_{}".format(kind, str(ULID()).lower())
+
+
+def fingerprint(body, ensure_ascii=False):
+    """Stable digest of a command body, to tell a retried request (same
+    idempotency key, same body) from a reused key (same key, other body)."""
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=ensure_ascii, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -12,10 +12,10 @@ history.
 """
 import difflib
 import hashlib
-import json
 import re
 from datetime import timedelta
 
+from lamplight.ids import fingerprint
 from lamplight.logs import mask_string
 
 # Where needs come in (DOMAIN.md, "Needs intake").
@@ -358,13 +358,6 @@ def evaluation_lapsed(need, now):
 
 
 # intake helpers --------------------------------------------------------------------
-def fingerprint(submission):
-    """Stable digest of a command body, to tell a retried request (same key,
-    same body) from a reused key (same key, other body)."""
-    canonical = json.dumps(submission, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 # Optional fields the submission gained after needs were first stored: left
 # out of the digest while unset, so a request accepted before they existed
 # still matches its retry after an upgrade (same key, same body → 200, not 409).

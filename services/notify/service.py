@@ -10,8 +10,6 @@ retries with backoff, and falls back to the recipient's next channel when a
 provider keeps failing. Broadcasts fan out to a whole park, a team, a
 building or a role.
 """
-import hashlib
-import json
 import time
 from datetime import timedelta
 
@@ -22,6 +20,7 @@ from nameko.timer import timer
 from lamplight import settings
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
+from lamplight.ids import fingerprint
 from lamplight.metrics import NOTICE_SEND_SECONDS, NOTICES, NOTICES_PENDING, NOTIFY_UNRESOLVED
 from lamplight.observability import Observability
 from lamplight.parkconfig import plain
@@ -78,10 +77,6 @@ def _mask(value):
         name, _, host = value.partition("@")
         return name[:1] + "***@" + host
     return value[:3] + "****" + value[-2:] if len(value) > 6 else "****"
-
-
-def _fingerprint(data):
-    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
 class NotifyService:
@@ -327,7 +322,7 @@ class NotifyService:
             raise BadInput("a broadcast needs an Idempotency-Key header", {"Idempotency-Key": ["required"]})
         store = NotifyStore(self.db, park_id)
         broadcast_id = domain.broadcast_id(park_id, idempotency_key)
-        doc = dict(data, _id=broadcast_id, broadcast_id=broadcast_id, fingerprint=_fingerprint(data),
+        doc = dict(data, _id=broadcast_id, broadcast_id=broadcast_id, fingerprint=fingerprint(data),
                    type=domain.BROADCAST, requested_at=utcnow(), status="fanning_out")
         event = self.events.new("broadcast.requested", park_id=park_id, subject=broadcast_id,
                                 data=_broadcast_event.dump(dict(doc, at=doc["requested_at"])))

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from nameko.timer import timer
 
-from lamplight import logs
+from lamplight import ids, logs
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
 from lamplight.ids import new_id
@@ -42,7 +42,8 @@ _log = logs.get_logger(component="points")
 
 
 def fingerprint(body):
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    # the digests already stored (entries, approvals, redemptions) were made of ASCII-escaped JSON
+    return ids.fingerprint(body, ensure_ascii=True)
 
 
 class LedgerOutbox(EventOutbox):
