@@ -15,7 +15,6 @@ are not atomic; an insert with a given _id is).
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from lamplight.parkconfig import ParkConfig
-from lamplight.storage import DuplicateKeyError
 from services.notify import domain
 
 PARTITIONED = ("recipients", "responders", "followers", "notices", "deliveries", "pending", "broadcasts",
@@ -172,11 +171,7 @@ class NotifyStore:
     def add_record(self, doc):
         """Insert one line of the log; False when that step was taken already
         (the claim of an attempt, a step replayed after a crash)."""
-        try:
-            self.deliveries.insert_one(doc)
-            return True
-        except DuplicateKeyError:
-            return False
+        return self.deliveries.insert_once(doc)
 
     def record(self, record_id):
         return self.deliveries.find_one({"_id": record_id}, {"_outbox": 0})
@@ -203,22 +198,15 @@ class NotifyStore:
 
     def take_lease(self, name, window, at):
         """True for the one process that takes ``name`` for ``window``."""
-        try:
-            self.leases.insert_one({"_id": "{}@{}".format(name, window), "at": at})
-            return True
-        except DuplicateKeyError:
-            return False
+        return self.leases.insert_once({"_id": "{}@{}".format(name, window), "at": at})
 
     def drop_leases(self, before):
         self.leases.delete_many({"at": {"$lt": before}})
 
     # broadcasts ------------------------------------------------------------------------
     def add_broadcast(self, doc):
-        try:
-            self.broadcasts.insert_one(doc)
-            return doc, True
-        except DuplicateKeyError:
-            return self.broadcasts.find_one({"_id": doc["_id"]}), False
+        """(the broadcast stored, created): the one already under that id if there is one."""
+        return self.broadcasts.insert_or_get(doc)
 
     def broadcast(self, broadcast_id):
         return self.broadcasts.find_one({"_id": broadcast_id}, {"_outbox": 0})
