@@ -241,6 +241,17 @@ class Events:
         """The write carrying these events did not happen (say, a duplicate)."""
         self._provider.unstage(self._provider.expand(envelopes))
 
+    def publish_inserted(self, docs, envelopes, inserted):
+        """Each of ``docs`` carries its own event in ``envelopes``: publish the
+        events of the documents ``inserted`` (an idempotent bulk insert's
+        result), discard those of the ones that were there already. Returns
+        the events published."""
+        ids = {d["_id"] for d in inserted}
+        self.discard([e for d, e in zip(docs, envelopes) if d["_id"] not in ids])
+        fresh = [e for d, e in zip(docs, envelopes) if d["_id"] in ids]
+        self.publish(fresh)
+        return fresh
+
     @contextmanager
     def staged(self, envelopes):
         """``with events.staged([e]) as fields:`` merge ``fields`` into the

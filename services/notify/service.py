@@ -261,7 +261,7 @@ class NotifyService:
         now = utcnow()
         written = 0
         for chunk in chunks(profiles):
-            notices, records, pending, events = [], [], [], []
+            notices, records, pending, announced, events = [], [], [], [], []
             for profile in chunk:
                 locale = profile.get("locale", "zh-CN")
                 if locale not in rendered:
@@ -276,10 +276,10 @@ class NotifyService:
                     if notice["shown"]:
                         event = self._notice_event("notice.sent", store.park_id, notice)
                         notice.update(self.events.outbox_fields([event]))
-                        events.append((notice["_id"], event))
-            fresh = {n["_id"] for n in store.write_plan(notices, records, pending)}
-            self.events.discard([e for nid, e in events if nid not in fresh])
-            self.events.publish([e for nid, e in events if nid in fresh])
+                        announced.append(notice)
+                        events.append(event)
+            fresh = store.write_plan(notices, records, pending)
+            self.events.publish_inserted(announced, events, fresh)
             written += len(fresh)
             _count(store.park_id, records)
         return {"recipients": len(profiles), "notices": written}
@@ -502,17 +502,23 @@ class NotifyService:
             NOTICE_SEND_SECONDS.labels(channel).observe(time.monotonic() - started)
             return self._failed(store, config, notice, pending, step, exc)
         NOTICE_SEND_SECONDS.labels(channel).observe(time.monotonic() - started)
-        event = self._notice_event("notice.sent", store.park_id, notice)
-        line = domain.record(nid, step + ".sent", "sent", utcnow(), notice, attempt=attempt,
-                             provider_id=str(provider_id) if provider_id else None)
+        if self._log_with_event(store, domain.record(
+                nid, step + ".sent", "sent", utcnow(), notice, attempt=attempt,
+                provider_id=str(provider_id) if provider_id else None),
+                self._notice_event("notice.sent", store.park_id, notice)):
+            NOTICES.labels(store.park_id, channel, "sent").inc()
+        return nid
+
+    def _log_with_event(self, store, line, event):
+        """Write a line of the delivery log carrying its event, and publish the
+        event; False (and nothing published) when the line was there already."""
         with self.events.staged([event]) as outbox:
             line.update(outbox)
             if not store.add_record(line):
                 self.events.discard([event])
-                return nid
+                return False
         self.events.publish([event])
-        NOTICES.labels(store.park_id, channel, "sent").inc()
-        return nid
+        return True
 
     def _claimed_elsewhere(self, store, notice, pending, step, now):
         """Another process holds this attempt. Done if it finished; if it
@@ -556,14 +562,8 @@ class NotifyService:
             store.write_plan([nxt], [line], [nxt_pending])
             NOTICES.labels(store.park_id, nxt["channel"], "fallback").inc()
             return notice["_id"]
-        event = self._notice_event("notice.failed", store.park_id, notice, reason=reason)
-        line = domain.record(notice["_id"], "gave_up", "gave_up", utcnow(), notice, reason=reason)
-        with self.events.staged([event]) as outbox:
-            line.update(outbox)
-            if not store.add_record(line):
-                self.events.discard([event])
-                return notice["_id"]
-        self.events.publish([event])
+        self._log_with_event(store, domain.record(notice["_id"], "gave_up", "gave_up", utcnow(), notice, reason=reason),
+                             self._notice_event("notice.failed", store.park_id, notice, reason=reason))
         return notice["_id"]
 
     def _digest(self, store, config, tz, items, now):

@@ -556,18 +556,8 @@ class VolunteersService:
             visit.update(self.events.outbox_fields([event]))
             visits.append(visit)
             envelopes.append(event)
-        fresh = self._publish_inserted(visits, envelopes, store.insert_visits(visits))
+        fresh = self.events.publish_inserted(visits, envelopes, store.insert_visits(visits))
         return {"park_id": park_id, "month": month, "scheduled": len(fresh), "households": len(visits)}
-
-    def _publish_inserted(self, docs, envelopes, inserted):
-        """Each of ``docs`` carries its own event in ``envelopes``: publish the
-        events of the documents ``inserted``, discard those of the ones that
-        were there already. Returns the events published."""
-        ids = {d["_id"] for d in inserted}
-        self.events.discard([e for d, e in zip(docs, envelopes) if d["_id"] not in ids])
-        fresh = [e for d, e in zip(docs, envelopes) if d["_id"] in ids]
-        self.events.publish(fresh)
-        return fresh
 
     def _visit_event(self, visit, event_type, at):
         return self.events.new(event_type, park_id=visit["park_id"], subject=visit["visit_id"],
@@ -709,7 +699,7 @@ class VolunteersService:
             docs.append(dict({"_id": "{}:{}".format(callout_id, rid), "callout_id": callout_id, "responder_id": rid,
                               "why": reason, "answer": None, "at": at}, **self.events.outbox_fields([envelope])))
             envelopes.append(envelope)
-        fresh = self._publish_inserted(docs, envelopes, store.insert_recipients(docs))
+        fresh = self.events.publish_inserted(docs, envelopes, store.insert_recipients(docs))
         CALLOUT_RECIPIENTS.labels(park_id).inc(len(fresh))
         return {"callout_id": callout_id, "created": created, "recipients": len(docs),
                 "squad": sum(1 for r in why.values() if r == "squad"),
