@@ -32,13 +32,12 @@ from services.notify.channels import SendFailed, adapter_for, adapters
 from services.notify.schemas import (
     SECRET_KEYS, BroadcastEventSchema, BroadcastSchema, DeliveryViewSchema, NeedFollowedSchema, NoticeSentSchema,
     NoticeViewSchema, NotifyConfigSchema, PreviewSchema, RecipientBatchSchema, RecipientImportSchema,
-    RecipientSchema, SourceEventSchema, TemplateSchema, VolunteerEventSchema,
+    SourceEventSchema, TemplateSchema, VolunteerEventSchema,
 )
 from services.notify.store import INDEXES, PARTITIONED, PROFILE_FIELDS, NotifyStore, chunks
 
 EXPECTED = (BadInput, Conflict, NotFound)
 _config = NotifyConfigSchema()
-_recipient = RecipientSchema()
 _import = RecipientImportSchema()
 _batch = RecipientBatchSchema()
 _template = TemplateSchema()
@@ -51,7 +50,6 @@ _notice_view = NoticeViewSchema()
 _delivery_view = DeliveryViewSchema()
 _notice_event = NoticeSentSchema()
 _broadcast_event = BroadcastEventSchema()
-SUPERVISION_ROLES = {"supervisor": "supervisor", "park_admin": "park_admin"}
 
 
 class Channels(DependencyProvider):
@@ -117,8 +115,8 @@ class NotifyService:
     # recipients --------------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
     def put_recipient(self, park_id, recipient_id, payload):
-        recipient_id = load_or_reject(_import, dict(payload or {}, id=recipient_id), "the recipient").pop("id")
-        profile = load_or_reject(_recipient, payload, "the recipient")
+        profile = load_or_reject(_import, dict(payload or {}, id=recipient_id), "the recipient")
+        recipient_id = profile.pop("id")
         NotifyStore(self.db, park_id).put_recipient(recipient_id, profile, utcnow())
         return self._recipient_view(recipient_id, profile)
 
@@ -247,7 +245,9 @@ class NotifyService:
             ids = store.members(refs["requester_member_id"]) if refs["requester_member_id"] else []
             return sorted(set(ids) | set(store.followers_of(refs["need_id"]) if refs["need_id"] else ()))
         if rule.audience == "supervision":
-            return [p["_id"] for p in store.audience("role", SUPERVISION_ROLES.get(refs["level"], "park_admin"))]
+            # the ladder's rung names the role it reaches; past the supervisors it is the park's admins
+            role = "supervisor" if refs["level"] == "supervisor" else "park_admin"
+            return [p["_id"] for p in store.audience("role", role)]
         raise ValueError(rule.audience)
 
     def _deliver(self, store, source, data, profiles, announce):
@@ -409,9 +409,10 @@ class NotifyService:
             if not park_id:
                 continue
             try:
-                self._send_due(NotifyStore(self.db, park_id))
+                store = NotifyStore(self.db, park_id)
+                self._send_due(store)
                 if housekeeping:
-                    self._housekeeping(NotifyStore(self.db, park_id))
+                    self._housekeeping(store)
             except Exception as exc:  # one park's trouble must not stop the others' notices
                 self.log.error("notify.send_loop_failed", park_id=park_id, error="{}: {}".format(
                     type(exc).__name__, exc))
@@ -494,14 +495,12 @@ class NotifyService:
                 store.reschedule(nid, until, attempt + 1)
                 NOTICES.labels(store.park_id, channel, "deferred").inc()
                 return None
-        started = time.monotonic()
         try:
-            provider_id = adapter_for(self.channels.registry, channel, settings_).send(
-                dict(notice, park_id=store.park_id), address, settings_)
+            with NOTICE_SEND_SECONDS.labels(channel).time():
+                provider_id = adapter_for(self.channels.registry, channel, settings_).send(
+                    dict(notice, park_id=store.park_id), address, settings_)
         except SendFailed as exc:
-            NOTICE_SEND_SECONDS.labels(channel).observe(time.monotonic() - started)
             return self._failed(store, config, notice, pending, step, exc)
-        NOTICE_SEND_SECONDS.labels(channel).observe(time.monotonic() - started)
         if self._log_with_event(store, domain.record(
                 nid, step + ".sent", "sent", utcnow(), notice, attempt=attempt,
                 provider_id=str(provider_id) if provider_id else None),
@@ -575,7 +574,7 @@ class NotifyService:
         overrides = store.overrides()
         finished = []
         for (recipient_id, channel), group in sorted(groups.items()):
-            notices = [n for n in (store.notice(p["_id"]) for p in group) if n]
+            notices = store.notices_of([p["_id"] for p in group])
             profile = store.recipient(recipient_id) or domain.default_profile(recipient_id)
             locale = profile.get("locale", "zh-CN")
             title, body = domain.template_for(domain.DIGEST, locale, overrides)

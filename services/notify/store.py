@@ -154,6 +154,11 @@ class NotifyStore:
     def notice(self, nid):
         return self.notices.find_one({"_id": nid}, {"_outbox": 0})
 
+    def notices_of(self, nids):
+        """The notices with these ids (one read; a digest's few), in that order."""
+        found = {n["_id"]: n for n in self.notices.find({"_id": {"$in": list(nids)}}, {"_outbox": 0})}
+        return [found[nid] for nid in nids if nid in found]
+
     def inbox(self, recipient_id, unread_only=False, limit=50):
         query = {"recipient_id": recipient_id, "channel": domain.INAPP, "shown": True}
         if unread_only:
