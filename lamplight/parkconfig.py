@@ -4,6 +4,10 @@ A change names the version it makes (the current version + 1), so two
 administrators editing at once cannot silently overwrite each other: the
 second gets 409 and reads again. The same content sent again changes nothing.
 """
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import ValidationError
+
 from lamplight.errors import Conflict, NotFound
 from lamplight.storage import VersionedDocument, utcnow
 
@@ -46,6 +50,14 @@ class ParkConfig:
             raise Conflict("another change of {} of {} came first".format(self.what, self.park_id),
                            {"version": ["changed concurrently"]})
         return current_version + 1, False
+
+
+def time_zone(value):
+    """marshmallow validator of a configuration's ``timezone``: an IANA name."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("unknown time zone {!r} (an IANA name such as Asia/Shanghai)".format(value))
 
 
 def same(current, config):

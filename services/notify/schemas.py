@@ -4,6 +4,7 @@ import re
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.notify import domain
+from lamplight.parkconfig import time_zone
 from lamplight.registry import Published
 
 CLOCK = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$", error="not a time of day HH:MM[:SS]")
@@ -16,13 +17,6 @@ URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 OPENID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 ADDRESS_FORMS = {"sms": (PHONE, "a phone number"), "email": (EMAIL, "an e-mail address"),
                  "webhook": (URL, "an http(s) URL"), "wechat": (OPENID, "an official-account openid")}
-
-
-def _timezone(value):
-    try:
-        domain.zone(value)
-    except domain.NotifyRuleError:
-        raise ValidationError("not an IANA time zone")
 
 
 class NightSchema(Schema):
@@ -112,7 +106,7 @@ class NotifyConfigSchema(Schema):
     """PUT /api/v1/parks/{park}/notify/config"""
 
     version = fields.Integer(required=True, validate=validate.Range(min=1))
-    timezone = fields.String(load_default="Asia/Shanghai", validate=_timezone)
+    timezone = fields.String(load_default="Asia/Shanghai", validate=time_zone)
     channels = fields.Nested(ChannelsSchema, load_default=dict)
     quiet = fields.Nested(QuietSchema, load_default=lambda: QuietSchema().load({}))
     digest = fields.Nested(DigestSchema, load_default=lambda: DigestSchema().load({}))

@@ -1,23 +1,16 @@
 """Marshmallow schemas of the volunteers service: the park's dispatch
 configuration, commands, views and event payloads."""
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.volunteers import domain
+from lamplight.parkconfig import time_zone
 from lamplight.registry import Published
 
 CODE = validate.Regexp(r"^[a-z0-9_-]{1,64}$", error="a code is 1-64 lowercase letters, digits, _ or -")
 REF = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="1-64 letters, digits, _ . or -")
 PHOTO_REF = validate.Regexp(r"^[A-Za-z0-9_./:-]{1,300}$", error="a reference to a stored photo (letters, digits, _ . / : -)")
 HHMM = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="a local time HH:MM")
-
-
-def _timezone(value):
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError("unknown time zone {!r} (an IANA name such as Asia/Shanghai)".format(value))
 
 
 class TeamSchema(Schema):
@@ -63,7 +56,7 @@ class VolunteersConfigSchema(Schema):
     zones and dispatch rules, as the next version."""
 
     version = fields.Integer(required=True, validate=validate.Range(min=1))
-    timezone = fields.String(load_default="Asia/Shanghai", validate=_timezone)
+    timezone = fields.String(load_default="Asia/Shanghai", validate=time_zone)
     teams = fields.List(fields.Nested(TeamSchema), required=True, validate=validate.Length(min=1, max=50))
     skills = fields.List(fields.String(validate=CODE), load_default=list)
     zones = fields.List(fields.Nested(ZoneSchema), load_default=list)
