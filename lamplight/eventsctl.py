@@ -19,9 +19,9 @@ from lamplight import registry
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def rendered():
-    """{path: text} of every generated file."""
-    cat = registry.catalogue()
+def rendered(cat=None):
+    """{path: text} of every generated file (of ``cat``, by default the code's catalogue)."""
+    cat = cat if cat is not None else registry.catalogue()
     return {
         registry.ASYNCAPI_PATH: yaml.safe_dump(registry.asyncapi(cat), allow_unicode=True, sort_keys=False, width=110),
         registry.MARKDOWN_PATH: registry.markdown(cat),
@@ -31,7 +31,8 @@ def rendered():
 def catalog(root=ROOT, check=False, out=sys.stdout):
     """Write the catalogue, or with ``check`` say which file is stale; returns the exit code."""
     stale = []
-    for path, text in rendered().items():
+    cat = registry.catalogue()
+    for path, text in rendered(cat).items():
         target = Path(root) / path
         current = target.read_text(encoding="utf-8") if target.exists() else None
         if current == text:
@@ -46,8 +47,7 @@ def catalog(root=ROOT, check=False, out=sys.stdout):
         print("stale: {} — the services' event schemas changed; run `lamplight events catalog` and commit"
               .format(", ".join(stale)), file=out)
         return 1
-    count = len(registry.catalogue())
-    print("{} event types in the catalogue{}".format(count, " (up to date)" if check else ""), file=out)
+    print("{} event types in the catalogue{}".format(len(cat), " (up to date)" if check else ""), file=out)
     return 0
 
 
