@@ -8,6 +8,7 @@ import json
 import os
 import time
 import uuid
+from contextlib import contextmanager
 
 import pymongo
 import pytest
@@ -95,6 +96,32 @@ class Broker:
             producer.publish(payload, exchange=exchange, routing_key=routing_key, headers=headers or {},
                              content_type="application/json", content_encoding="utf-8",
                              delivery_mode=2, mandatory=mandatory)
+
+    @contextmanager
+    def recording(self, exchange, patterns):
+        """A queue of the test's own bound to ``exchange`` with ``patterns``;
+        yields drain(subject=None): every (type, data) received so far, in
+        order, of one subject or all."""
+        channel = self.conn.channel()
+        queue = "test-events-" + uuid.uuid4().hex[:8]
+        channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+        channel.queue_declare(queue, auto_delete=False)
+        for pattern in patterns:
+            channel.queue_bind(queue, exchange, routing_key=pattern)
+        seen = []
+
+        def drain(subject=None):
+            while True:
+                message = channel.basic_get(queue, no_ack=True)
+                if message is None:
+                    break
+                seen.append(json.loads(message.body))
+            return [(e["type"], e["data"]) for e in seen if subject is None or e["subject"] == subject]
+
+        try:
+            yield drain
+        finally:
+            channel.close()
 
     def depth(self, queue):
         channel = self.conn.channel()

@@ -53,23 +53,8 @@ def fast_park(needs):
 @pytest.fixture
 def need_events(broker):
     """Every need.* event the service publishes, in order."""
-    channel = broker.conn.channel()
-    queue = "test-need-events-" + uuid.uuid4().hex[:6]
-    channel.exchange_declare("needs.events", "topic", durable=True, auto_delete=False)
-    channel.queue_declare(queue, auto_delete=False)
-    channel.queue_bind(queue, "needs.events", routing_key="need.*")
-    seen = []
-
-    def drain(need_id=None):
-        while True:
-            message = channel.basic_get(queue, no_ack=True)
-            if message is None:
-                break
-            seen.append(json.loads(message.body))
-        return [(e["type"], e["data"]) for e in seen if need_id is None or e["subject"] == need_id]
-
-    yield drain
-    channel.close()
+    with broker.recording("needs.events", ("need.*",)) as drain:
+        yield drain
 
 
 def types(events):

@@ -33,24 +33,8 @@ def volunteers(container_factory, service_config):
 @pytest.fixture
 def task_events(broker):
     """Every task.* event the service publishes, in order."""
-    channel = broker.conn.channel()
-    queue = "test-task-events-" + uuid.uuid4().hex[:6]
-    channel.exchange_declare("volunteers.events", "topic", durable=True, auto_delete=False)
-    channel.queue_declare(queue, auto_delete=False)
-    for pattern in ("task.*", "emergency.*", "visit.*", "volunteer.*"):
-        channel.queue_bind(queue, "volunteers.events", routing_key=pattern)
-    seen = []
-
-    def drain(subject=None):
-        while True:
-            message = channel.basic_get(queue, no_ack=True)
-            if message is None:
-                break
-            seen.append(json.loads(message.body))
-        return [(e["type"], e["data"]) for e in seen if subject is None or e["subject"] == subject]
-
-    yield drain
-    channel.close()
+    with broker.recording("volunteers.events", ("task.*", "emergency.*", "visit.*", "volunteer.*")) as drain:
+        yield drain
 
 
 def new_park(volunteers, **dispatch):
