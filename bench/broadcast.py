@@ -25,8 +25,7 @@ from nameko.standalone.rpc import ClusterRpcClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import MONGO_URI, delete_vhost, fresh_vhost  # noqa: E402
-from bench.dispatch import Watcher  # noqa: E402
+from bench.common import MONGO_URI, Watcher, delete_vhost, fresh_vhost  # noqa: E402
 from bench.pipeline import raw_broker  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
 

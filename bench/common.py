@@ -6,6 +6,7 @@ import os
 import threading
 import time
 import urllib.request
+import uuid
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 MGMT = "http://127.0.0.1:15672"
@@ -48,6 +49,43 @@ def drop_databases(prefix):
         if name.startswith(prefix):
             client.drop_database(name)
     client.close()
+
+
+def subject_of(envelope):
+    return envelope["subject"]
+
+
+class Watcher(threading.Thread):
+    """Records when the first event of each key (by default its subject)
+    arrives on a queue of our own bound to ``exchange`` with ``keys``."""
+
+    def __init__(self, uri, exchange, keys, key=subject_of):
+        super().__init__(daemon=True)
+        self.uri, self.exchange, self.keys, self.key = uri, exchange, keys, key
+        self.first = {}
+        self.count = 0
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self):
+        from kombu import Connection, Exchange, Queue
+
+        queue = Queue("bench.watch.{}".format(uuid.uuid4().hex[:6]), exchange=Exchange(self.exchange, "topic",
+                                                                                     durable=True),
+                      routing_key=self.keys, auto_delete=True)
+        with Connection(self.uri) as conn:
+            def on_message(body, message):
+                envelope = json.loads(body) if isinstance(body, (str, bytes)) else body
+                self.first.setdefault(self.key(envelope), time.perf_counter())
+                self.count += 1
+                message.ack()
+            with conn.Consumer(queue, callbacks=[on_message], prefetch_count=500, accept=["json"]):
+                self.ready.set()
+                while not self.stop.is_set():
+                    try:
+                        conn.drain_events(timeout=0.5)
+                    except Exception:
+                        pass
 
 
 def run_threads(threads, count, work):

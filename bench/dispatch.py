@@ -20,7 +20,6 @@ service as its own ``nameko run`` process, then measures in the same run:
 import argparse
 import json
 import sys
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -32,7 +31,7 @@ from kombu import Connection, Exchange, Queue
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile  # noqa: E402
+from bench.common import MONGO_URI, Watcher, delete_vhost, fresh_vhost, percentile  # noqa: E402
 from bench.pipeline import raw_broker  # noqa: E402
 from lamplight import parks as park_files  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
@@ -60,36 +59,6 @@ def volunteer(park, i, all_week=False):
                  "skills": ["electrician"] if (i // 4) % 2 == 0 else ["first_aid"], "zone": ZONES[i % 4],
                  "max_open_tasks": None, "active": i % 20 != 0, "registered_at": now, "last_work_at": None,
                  "categories": []}, **_roster_fields({"shifts": shifts, "leave": [], "extra": []}))
-
-
-class Watcher(threading.Thread):
-    """Records when the first event of each subject arrives on our own queue."""
-
-    def __init__(self, uri, exchange, keys):
-        super().__init__(daemon=True)
-        self.uri, self.exchange, self.keys = uri, exchange, keys
-        self.first = {}
-        self.count = 0
-        self.ready = threading.Event()
-        self.stop = threading.Event()
-
-    def run(self):
-        queue = Queue("bench.watch.{}".format(uuid.uuid4().hex[:6]), exchange=Exchange(self.exchange, "topic",
-                                                                                     durable=True),
-                      routing_key=self.keys, auto_delete=True)
-        with Connection(self.uri) as conn:
-            def on_message(body, message):
-                envelope = json.loads(body) if isinstance(body, (str, bytes)) else body
-                self.first.setdefault(envelope["subject"], time.perf_counter())
-                self.count += 1
-                message.ack()
-            with conn.Consumer(queue, callbacks=[on_message], prefetch_count=500, accept=["json"]):
-                self.ready.set()
-                while not self.stop.is_set():
-                    try:
-                        conn.drain_events(timeout=0.5)
-                    except Exception:
-                        pass
 
 
 def raw_round_trips(uri, count):

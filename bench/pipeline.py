@@ -28,12 +28,21 @@ from kombu import Connection, Queue
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import MONGO_URI, delete_vhost, drop_databases, fresh_vhost, percentile  # noqa: E402
+from bench.common import MONGO_URI, Watcher, delete_vhost, drop_databases, fresh_vhost, percentile  # noqa: E402
+from lamplight import demo, parks as park_files  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
-from lamplight.topology import events_exchange  # noqa: E402
 
 PARK = "bench"
-CATEGORIES = ["government_affairs", "public_services", "party_services", "daily_life", "culture_sports", "care"]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def need_body(i, tag):
+    """The demo's kinds of needs in turn, each from a requester of its own
+    (one requester asking twice would be held as a possible duplicate)."""
+    _, need = demo.NEEDS[i % len(demo.NEEDS)]
+    requester = {k: v for k, v in need["requester"].items() if k != "phone"}
+    return dict(need, title="{} {}#{}".format(need["title"], tag, i),
+                requester=dict(requester, name="工友{}{}".format(tag, i)))
 
 
 
@@ -124,38 +133,12 @@ def raw_broker(uri, count, batch=256):
 
 
 # --- the pipeline -----------------------------------------------------------------
-class NoticeWatcher(threading.Thread):
-    """Records when each need's notice.sent event arrives."""
-
-    def __init__(self, uri):
-        super().__init__(daemon=True)
-        self.uri = uri
-        self.arrived = {}
-        self.ready = threading.Event()
-        self.stop = threading.Event()
-
-    def run(self):
-        with Connection(self.uri) as conn:
-            q = Queue("bench.notices", exchange=events_exchange("notify"), routing_key="notice.sent",
-                      durable=True)
-
-            def on_message(message):
-                now = time.perf_counter()
-                envelope = json.loads(message.body)
-                need_id = envelope["data"]["subject"].split(":offer:")[0]
-                self.arrived.setdefault(need_id, now)
-                message.ack()
-
-            with conn.Consumer(q, on_message=on_message, prefetch_count=500, no_ack=False):
-                self.ready.set()
-                while not self.stop.is_set():
-                    try:
-                        conn.drain_events(timeout=0.5)
-                    except Exception:
-                        pass
+def need_of_notice(envelope):
+    """notice.sent for a task offer: its subject is the task <need>:task:<routing>."""
+    return envelope["data"]["subject"].split(":task:")[0]
 
 
-def submit_all(port, count, rate, concurrency):
+def submit_all(port, count, rate, concurrency, tag="run"):
     """POST ``count`` needs; returns {need_id: send time} and the wall time."""
     sent = {}
     errors = []
@@ -175,9 +158,7 @@ def submit_all(port, count, rate, concurrency):
                 delay = start + i / rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            body = json.dumps({
-                "kind": "micro_wish", "category": CATEGORIES[i % len(CATEGORIES)], "channel": "wish_wall",
-                "title": "路灯坏了 #{}".format(i), "requester": {"kind": "worker", "name": "工友{}".format(i)}})
+            body = json.dumps(need_body(i, tag))
             t0 = time.perf_counter()
             try:
                 conn.request("POST", "/api/v1/parks/{}/needs".format(PARK), body,
@@ -224,16 +205,29 @@ def main(argv=None):
     stack.down()  # anything a killed run left behind
     stack.up()
     try:
-        watcher = NoticeWatcher(uri)
+        watcher = Watcher(uri, "notify.events", "notice.sent", key=need_of_notice)
         watcher.start()
         watcher.ready.wait(10)
         conn = http.client.HTTPConnection("127.0.0.1", 28000, timeout=30)
-        for i in range(args.responders):
-            conn.request("POST", "/api/v1/parks/{}/responders".format(PARK), json.dumps({
-                "kind": "volunteer", "name": "志愿者{}".format(i), "categories": [CATEGORIES[i % len(CATEGORIES)]],
-                "external_ref": "B{}".format(i)}), {"Content-Type": "application/json"})
+        park = park_files.load()["quanlinan"]
+        for path, body in (("needs/config", park_files.needs_config(park, 1)),
+                           ("volunteers/config", park_files.volunteers_config(park, 1))):
+            conn.request("PUT", "/api/v1/parks/{}/{}".format(PARK, path), json.dumps(body),
+                         {"Content-Type": "application/json"})
+            answer = conn.getresponse()
+            if answer.status != 200:
+                raise SystemExit("PUT {}: {} {}".format(path, answer.status, answer.read()[:300]))
+            answer.read()
+        for i, volunteer in enumerate(demo.volunteers()):
+            if i == args.responders:
+                break
+            # on duty around the clock, so every need is offered at once
+            volunteer = dict(volunteer, roster={"shifts": [{"day": d, "start": "00:00", "end": "00:00", "overnight": True}
+                                                           for d in DAYS]})
+            conn.request("POST", "/api/v1/parks/{}/responders".format(PARK), json.dumps(volunteer),
+                         {"Content-Type": "application/json"})
             conn.getresponse().read()
-        submit_all(28000, 50, 0, 8)  # warm-up: connections, caches, JIT-free but lazy imports
+        submit_all(28000, 50, 0, 8, tag="warm-up")  # warm-up: connections, caches, JIT-free but lazy imports
         time.sleep(1)
 
         mode = "paced at {:g}/s".format(args.rate) if args.rate else "saturated"
@@ -244,11 +238,11 @@ def main(argv=None):
         sent, errors = submit_all(28000, args.needs, args.rate, args.concurrency)
         accepted_s = time.perf_counter() - t0
         deadline = time.perf_counter() + 120
-        while time.perf_counter() < deadline and not all(n in watcher.arrived for n in sent):
+        while time.perf_counter() < deadline and not all(n in watcher.first for n in sent):
             time.sleep(0.05)
-        done = [n for n in sent if n in watcher.arrived]
-        last = max(watcher.arrived[n] for n in done) if done else t0
-        latencies = [(watcher.arrived[n] - sent[n]) * 1000 for n in done]
+        done = [n for n in sent if n in watcher.first]
+        last = max(watcher.first[n] for n in done) if done else t0
+        latencies = [(watcher.first[n] - sent[n]) * 1000 for n in done]
         cpu = {k: cpu_seconds(p) - cpu_before[k] for k, p in pids.items()}
         rss = stack.rss_mb()
         watcher.stop.set()
