@@ -1,33 +1,78 @@
 """The gateway: Lamplight's one HTTP front door.
 
-Every route has the park in its path. Every error has one body shape,
+Every route has the park in its path and a :class:`~gateway.auth.Policy`:
+who may call it (roles, the caller's own park, a person's own records). A
+call without a credential is answered 401, another park's 403, before any
+service is asked. Every error has one body shape,
 ``{"error": {"code", "message", "fields"}}``, mapped from service errors in
-:meth:`Api.response_from_exception` and nowhere else.
+:meth:`Api.response_from_exception` and nowhere else. Every answer carries
+``X-Request-Id`` and ``traceparent``; both travel with the RPC calls the
+request makes (nameko context headers) and into the events they publish.
 
 A need is accepted only when the needs service has written it (201, or 200
 when an Idempotency-Key replays one already written). When the needs service
-is down the gateway answers 503 with Retry-After; the RPC request carries a
-TTL equal to the gateway's deadline, so a request the gateway gave up on is
-dropped by the broker rather than processed later. A client that retries
-with the same Idempotency-Key can never create a need twice.
+is down the gateway answers 503 with Retry-After and has written nothing; the
+RPC request carries a TTL equal to the gateway's deadline, so a request the
+gateway gave up on is dropped by the broker rather than processed later. A
+client that retries with the same Idempotency-Key can never create a need twice.
 """
 import json
+import math
+import re
+import time
 
+from limits import parse as parse_limit
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.web.handlers import HttpRequestHandler
-from werkzeug.exceptions import HTTPException
+from pymongo import MongoClient
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from lamplight import logs
+from gateway import auth, openapi, parks, wall
+from gateway.auth import PEOPLE, Forbidden, Policy, TooManyRequests, Unauthenticated
+from lamplight.errors import load_or_reject
+from lamplight import logs, settings
+from lamplight.envelope import _TRACEPARENT, new_traceparent
 from lamplight.errors import BadInput, Conflict, LamplightError, NotFound, UnscopedQuery
+from lamplight.ids import new_id
 from lamplight.observability import Observability
+from lamplight.publishing import EventOutbox
 from lamplight.rpc import CachedSignatureCheck, DeadlineRpc, ServiceUnavailable
-from lamplight.storage import check_park_id
+from lamplight.storage import Mongo, check_park_id
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IMPORT_BYTES = 4 * 1024 * 1024  # a list of up to 5,000 recipients
 RETRY_AFTER_S = 5
-_STATUS = {BadInput: 422, NotFound: 404, Conflict: 409}
+_key = auth.KeySchema()
+_token = auth.TokenRequestSchema()
+_park = parks.ParkSchema()
+_configured = parks.ParkConfiguredSchema()
+_STATUS = {BadInput: 422, NotFound: 404, Conflict: 409, Unauthenticated: 401, Forbidden: 403,
+           TooManyRequests: 429}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _log = logs.get_logger(component="gateway")
+
+# who may call what -------------------------------------------------------------------
+ADMIN = Policy(roles=("park_admin",))
+DESK = Policy(roles=auth.STAFF)
+CREW = Policy(roles=auth.STAFF + ("volunteer",))
+ALL = Policy(roles=auth.STAFF + PEOPLE)
+INTAKE = ALL
+PUBLIC = Policy(public=True)
+PLATFORM = Policy(platform=True)
+CREW_OWN_RESPONDER = Policy(roles=auth.STAFF + ("volunteer",), own=("responder_id",))
+CREW_AS_RESPONDER = Policy(roles=auth.STAFF + ("volunteer",), own_body=("responder_id",))
+OWN_RESPONDER_INBOX = Policy(roles=auth.STAFF + PEOPLE, own=("responder_id",))
+OWN_RECIPIENT = Policy(roles=auth.STAFF + PEOPLE, own=("recipient_id",))
+OWN_MEMBER = Policy(roles=auth.STAFF + ("member",), own=("member_id",))
+REDEEM = Policy(roles=auth.STAFF + ("member",), own_body=("member_id",))
+
+SIGNED_IN = Policy(roles=auth.ROLES)
+
+# every route, for the OpenAPI document and the authorization matrix
+ROUTES = []
 
 
 def error_body(code, message, fields=None):
@@ -40,13 +85,100 @@ def json_response(status, payload, headers=None):
                     headers=headers, mimetype="application/json")
 
 
-class Api(CachedSignatureCheck, HttpRequestHandler):
-    """nameko's HTTP entrypoint with JSON in, JSON out and one error mapping."""
+class Guard(SharedExtension):
+    """Credentials and rate limits, shared by every route of a process."""
 
-    def __init__(self, method, url, **kwargs):
+    def setup(self):
+        self.client = MongoClient(settings.get("MONGO_URI"), serverSelectionTimeoutMS=5000,
+                                  connectTimeoutMS=5000, appname="lamplight-gateway-auth", tz_aware=True)
+        self.keys = auth.KeyStore(self.client[settings.get("MONGO_DB_PREFIX") + "gateway"])
+        self.tokens = auth.Tokens(settings.get("GATEWAY_TOKEN_SECRET"))
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.key_limit = parse_limit(settings.get("GATEWAY_RATE_LIMIT"))
+        self.public_limit = parse_limit(settings.get("GATEWAY_PUBLIC_RATE_LIMIT"))
+        self.forwarded_hops = settings.get_int("GATEWAY_FORWARDED_HOPS")
+
+    def stop(self):
+        self.client.close()
+
+    def authenticate(self, request):
+        credential = auth.credential_of(request)
+        if not credential:
+            raise Unauthenticated("a credential is required: 'Authorization: Bearer <API key or token>'")
+        if credential.startswith(auth.KEY_PREFIX):
+            return self.keys.verify(credential)
+        return self.tokens.verify(credential)
+
+    def client_address(self, request):
+        """The caller's address; behind N trusted proxies, the Nth address
+        from the right of X-Forwarded-For."""
+        if self.forwarded_hops:
+            hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+            if len(hops) >= self.forwarded_hops:
+                return hops[-self.forwarded_hops]
+        return request.remote_addr or "unknown"
+
+    def limit(self, principal, request):
+        """429 with the seconds to wait when the caller is over its limit. A
+        key's limit is its own (or GATEWAY_RATE_LIMIT); all tokens of one
+        person share one; public pages are limited per client address."""
+        if principal is None:
+            item, who = self.public_limit, "ip:" + self.client_address(request)
+        elif principal.kind == "token":
+            item, who = self.key_limit, "person:{}:{}".format(principal.park, principal.subject)
+        else:
+            item = parse_limit(principal.rate_limit) if principal.rate_limit else self.key_limit
+            who = principal.id
+        if not self.limiter.hit(item, who):
+            reset = self.limiter.get_window_stats(item, who).reset_time
+            raise TooManyRequests("rate limit {} exceeded".format(item),
+                                  max(1, math.ceil(reset - time.time())))
+
+
+class Api(CachedSignatureCheck, HttpRequestHandler):
+    """nameko's HTTP entrypoint with a policy, JSON in, JSON out and one
+    error mapping."""
+
+    guard = Guard()
+
+    def __init__(self, method, url, policy=None, max_body=MAX_BODY_BYTES, **kwargs):
         # a 4xx or 503 is an answer, not a fault: nameko logs these as warnings
         kwargs.setdefault("expected_exceptions", (LamplightError, ServiceUnavailable, HTTPException))
+        self.policy = policy
+        self.max_body = max_body
         super().__init__(method, url, **kwargs)
+
+    def handle_request(self, request):
+        request_id = request.headers.get("X-Request-Id", "")
+        request_id = request_id if _REQUEST_ID.match(request_id) else new_id("req")
+        traceparent = request.headers.get("traceparent", "")
+        traceparent = traceparent if _TRACEPARENT.match(traceparent) else new_traceparent()
+        # what the worker (lamplight.observability) puts into its context, and RPC carries on
+        request.environ["HTTP_X_REQUEST_ID"] = request_id
+        request.environ["HTTP_TRACEPARENT"] = traceparent
+        try:
+            principal = self.admit(request)
+            request.environ["lamplight.principal"] = principal
+            response = super().handle_request(request)
+        except Exception as exc:
+            response = self.response_from_exception(exc)
+        response.headers["X-Request-Id"] = request_id
+        response.headers["traceparent"] = traceparent
+        return response
+
+    def admit(self, request):
+        """The caller, checked against the route's policy, rate limit and
+        body size (in that order: a stranger learns nothing of the limits)."""
+        principal = None
+        if not self.policy.public:
+            principal = self.guard.authenticate(request)
+            values = getattr(request, "path_values", None) or {}
+            self.policy.check(principal, values.get("park"), values, lambda: peek_json(request, self.max_body))
+        self.guard.limit(principal, request)
+        request.max_content_length = self.max_body
+        if request.content_length and request.content_length > self.max_body:
+            raise RequestEntityTooLarge("request body over {} bytes".format(self.max_body))
+        return principal
 
     def response_from_result(self, result):
         if isinstance(result, Response):
@@ -59,28 +191,53 @@ class Api(CachedSignatureCheck, HttpRequestHandler):
         if isinstance(exc, LamplightError) and not isinstance(exc, UnscopedQuery):
             status = next(code for cls, code in _STATUS.items() if isinstance(exc, cls))
             body = error_body(exc.code, exc.message, exc.fields)
+            if isinstance(exc, TooManyRequests):
+                headers = {"Retry-After": str(exc.retry_after)}
+            elif isinstance(exc, Unauthenticated):
+                headers = {"WWW-Authenticate": 'Bearer realm="lamplight"'}
         elif isinstance(exc, ServiceUnavailable):
             status, headers = 503, {"Retry-After": str(RETRY_AFTER_S)}
             body = error_body("unavailable", str(exc))
         elif isinstance(exc, HTTPException):
             status = exc.code or 400
-            body = error_body("http_{}".format(status), exc.description or exc.name)
+            code = "too_large" if status == 413 else "http_{}".format(status)
+            body = error_body(code, exc.description or exc.name)
         else:
             _log.error("gateway.unhandled", error_type=type(exc).__name__, error=str(exc))
             status, body = 500, error_body("internal", "internal error; it has been logged")
         return Response(body, status=status, headers=headers, mimetype="application/json")
 
 
-api = Api.decorator
+def route(method, url, policy, max_body=MAX_BODY_BYTES):
+    """An HTTP route of the gateway under ``policy`` (recorded in ROUTES)."""
+    def decorate(fn):
+        ROUTES.append({"method": method, "path": url, "name": fn.__name__, "policy": policy,
+                       "doc": (fn.__doc__ or "").strip()})
+        return Api.decorator(method, url, policy=policy, max_body=max_body)(fn)
+    return decorate
+
+
+def principal_of(request):
+    return request.environ.get("lamplight.principal")
+
+
+def peek_json(request, max_bytes=MAX_BODY_BYTES):
+    """The body as JSON for a policy to look at (kept for the route), or None."""
+    if request.content_length and request.content_length > max_bytes:
+        return None
+    try:
+        return json.loads(request.get_data(cache=True) or b"null")
+    except ValueError:
+        return None
 
 
 def read_json(request, max_bytes=MAX_BODY_BYTES):
     """The request body as a JSON object, or a 4xx naming the problem."""
     if request.content_length and request.content_length > max_bytes:
-        raise BadInput("request body over {} bytes".format(max_bytes), {"_body": ["too large"]})
-    raw = request.get_data(cache=False)
+        raise RequestEntityTooLarge("request body over {} bytes".format(max_bytes))
+    raw = request.get_data(cache=True)
     if len(raw) > max_bytes:
-        raise BadInput("request body over {} bytes".format(max_bytes), {"_body": ["too large"]})
+        raise RequestEntityTooLarge("request body over {} bytes".format(max_bytes))
     try:
         body = json.loads(raw or b"null")
     except ValueError as exc:
@@ -90,25 +247,156 @@ def read_json(request, max_bytes=MAX_BODY_BYTES):
     return body
 
 
+class Credentials(DependencyProvider):
+    """What a route gets to manage keys and tokens: the process's Guard."""
+
+    guard = Guard()
+
+    def get_dependency(self, worker_ctx):
+        return self.guard
+
+
 class Gateway:
     name = "gateway"
 
     log = Observability()
+    db = Mongo()
+    events = EventOutbox(collections=("configs",))
+    credentials = Credentials()
     needs = DeadlineRpc("needs")
     volunteers = DeadlineRpc("volunteers")
     notify = DeadlineRpc("notify")
     points = DeadlineRpc("points")
 
+    # who am I, keys and tokens --------------------------------------------------------
+    @route("GET", "/api/v1/whoami", SIGNED_IN)
+    def whoami(self, request):
+        """The caller as the gateway sees it: role, park, subject."""
+        principal = principal_of(request)
+        return {"id": principal.id, "role": principal.role, "park": principal.park,
+                "subject": principal.subject, "kind": principal.kind}
+
+    @route("POST", "/api/v1/keys", PLATFORM)
+    def create_platform_key(self, request):
+        """Make an API key for any park and role (the key is shown once)."""
+        body = load_or_reject(_key, read_json(request), "the API key")
+        return self._create_key(request, body)
+
+    @route("GET", "/api/v1/keys", PLATFORM)
+    def platform_keys(self, request):
+        keys = self.credentials.keys.list(park=request.args.get("park"))
+        return {"keys": keys, "count": len(keys)}
+
+    @route("POST", "/api/v1/parks/<string:park>/keys", ADMIN)
+    def create_key(self, request, park):
+        """Make an API key of this park, for a role below the caller's."""
+        body = load_or_reject(_key, dict(read_json(request), park=check_park_id(park)), "the API key")
+        return self._create_key(request, body)
+
+    def _create_key(self, request, body):
+        grant(principal_of(request), body["role"])
+        key, record = self.credentials.keys.create(body["role"], body.get("park"), body["name"], body.get("subject"),
+                                                   body.get("rate_limit"))
+        self.log.info("gateway.key_created", key_id=record["id"], role=record["role"], key_park=record["park"],
+                      by=principal_of(request).id)
+        return 201, dict(record, key=key)
+
+    @route("GET", "/api/v1/parks/<string:park>/keys", ADMIN)
+    def park_keys(self, request, park):
+        keys = self.credentials.keys.list(park=check_park_id(park))
+        return {"keys": keys, "count": len(keys)}
+
+    @route("DELETE", "/api/v1/parks/<string:park>/keys/<string:key_id>", ADMIN)
+    def revoke_key(self, request, park, key_id):
+        """Revoke a key of this park: refused by every gateway within KEY_CACHE_S seconds."""
+        if self.credentials.keys.get(key_id)["park"] != check_park_id(park):
+            raise NotFound("no API key {} in park {}".format(key_id, park), {"key_id": ["unknown"]})
+        self.credentials.keys.revoke(key_id)
+        self.log.info("gateway.key_revoked", key_id=key_id, by=principal_of(request).id)
+        return {"id": key_id, "revoked": True}
+
+    @route("POST", "/api/v1/parks/<string:park>/tokens", DESK)
+    def mint_token(self, request, park):
+        """A signed token for a person of this park (a volunteer, member or
+        requester signed in through the official account or mini-program)."""
+        body = load_or_reject(_token, read_json(request), "the token request")
+        principal = principal_of(request)
+        grant(principal, body["role"])
+        token, claims = self.credentials.tokens.mint(body["role"], check_park_id(park), body["subject"],
+                                                     body["ttl_s"], principal.id)
+        return 201, {"token": token, "role": claims["role"], "park": claims["park"], "subject": claims["sub"],
+                     "expires_at": claims["exp"]}
+
+    # parks ---------------------------------------------------------------------------
+    @route("GET", "/api/v1/parks", PLATFORM)
+    def list_parks(self, request):
+        rows = self.db.unscoped("configs", reason="the list of parks").find(
+            {}, {"_outbox": 0}).sort("_id", 1)
+        found = [{"park_id": row["park_id"], "version": row["version"], "name": row.get("name")} for row in rows]
+        return {"parks": found, "count": len(found)}
+
+    @route("GET", "/api/v1/parks/<string:park>", ADMIN)
+    def get_park(self, request, park):
+        """The park's whole configuration as of its current version."""
+        return parks.view(park, parks.park_config(self.db.park(check_park_id(park))).require())
+
+    @route("PUT", "/api/v1/parks/<string:park>", ADMIN, max_body=MAX_IMPORT_BYTES)
+    def put_park(self, request, park):
+        """Create a park (version 1, platform admins only) or change its
+        configuration (the current version + 1); each change is announced as
+        park.configured and every service installs its section."""
+        check_park_id(park)
+        config = load_or_reject(_park, read_json(request, MAX_IMPORT_BYTES), "the park configuration")
+        principal = principal_of(request)
+        if config["version"] == 1 and principal.role != "platform_admin":
+            raise Forbidden("only a platform admin creates a park")
+        store = parks.park_config(self.db.park(park))
+        previous = store.current()
+        event = self.events.new("park.configured", park_id=park, subject=park, data=_configured.dump({
+            "park_id": park, "version": config["version"], "name": config["name"],
+            "sections": {name: config[name] for name in parks.SECTIONS if config.get(name) is not None},
+            "changed": parks.changed_sections(previous, config), "saved_by": principal.id}))
+        with self.events.staged([event]) as outbox:
+            version, unchanged = store.install(config, dict(outbox, saved_by=principal.id))
+        if unchanged:
+            self.events.discard([event])
+        else:
+            self.events.publish([event])
+        return {"park_id": park, "version": version, "unchanged": unchanged,
+                "changed": [] if unchanged else event["data"]["changed"]}
+
+    # the API's own description ---------------------------------------------------------
+    @route("GET", "/openapi.json", PUBLIC)
+    def openapi_json(self, request):
+        return json_response(200, openapi.document(ROUTES))
+
+    @route("GET", "/docs", PUBLIC)
+    def docs(self, request):
+        return Response(openapi.DOCS_PAGE, mimetype="text/html")
+
+    # the echo wall as a page: public, in Chinese, for a phone --------------------------------
+    @route("GET", "/parks/<string:park>/wall", PUBLIC)
+    def wall_page(self, request, park):
+        return wall.page(self, request, check_park_id(park))
+
+    @route("GET", "/parks/<string:park>/wall/<string:need_id>", PUBLIC)
+    def wall_entry_page(self, request, park, need_id):
+        return wall.entry_page(self, request, check_park_id(park), need_id)
+
+    @route("POST", "/parks/<string:park>/wall/<string:need_id>/follow", PUBLIC)
+    def wall_follow_form(self, request, park, need_id):
+        return wall.follow_form(self, request, check_park_id(park), need_id)
+
     # needs ----------------------------------------------------------------------
-    @api("GET", "/api/v1/parks/<string:park>/needs/config")
+    @route("GET", "/api/v1/parks/<string:park>/needs/config", ALL)
     def needs_config(self, request, park):
         return self.needs.call("config", check_park_id(park))
 
-    @api("PUT", "/api/v1/parks/<string:park>/needs/config")
+    @route("PUT", "/api/v1/parks/<string:park>/needs/config", ADMIN)
     def set_needs_config(self, request, park):
         return self.needs.call("set_config", check_park_id(park), read_json(request))
 
-    @api("POST", "/api/v1/parks/<string:park>/needs")
+    @route("POST", "/api/v1/parks/<string:park>/needs", INTAKE)
     def submit_need(self, request, park):
         check_park_id(park)
         need = self.needs.call("submit", park, read_json(request), idempotency_key=idempotency_key(request))
@@ -116,171 +404,171 @@ class Gateway:
         headers = {"Location": "/api/v1/parks/{}/needs/{}".format(park, need["id"])}
         return json_response(201 if created else 200, need, headers)
 
-    @api("POST", "/api/v1/parks/<string:park>/needs/batch")
+    @route("POST", "/api/v1/parks/<string:park>/needs/batch", DESK)
     def submit_needs_batch(self, request, park):
         batch = self.needs.call("submit_batch", check_park_id(park), read_json(request),
                                 idempotency_key(request))
         return 201 if batch["created"] else 200, batch
 
-    @api("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>")
+    @route("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>", CREW)
     def get_need(self, request, park, need_id):
         return self.needs.call("get", check_park_id(park), need_id)
 
-    @api("POST", "/api/v1/parks/<string:park>/needs/<string:need_id>/<string:action>")
+    @route("POST", "/api/v1/parks/<string:park>/needs/<string:need_id>/<string:action>", CREW)
     def need_action(self, request, park, need_id, action):
         """triage, assign, start, wait, resume, escalate, release, resolve,
         evaluate, reopen, reject, cancel, link_duplicate, review."""
         return self.needs.call("act", check_park_id(park), need_id, action, read_json(request))
 
-    @api("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>/followers")
+    @route("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>/followers", DESK)
     def need_followers(self, request, park, need_id):
         followers = self.needs.call("followers", check_park_id(park), need_id)
         return {"followers": followers, "count": len(followers)}
 
-    @api("POST", "/api/v1/parks/<string:park>/needs-sweep")
+    @route("POST", "/api/v1/parks/<string:park>/needs-sweep", DESK)
     def sweep_needs(self, request, park):
         return self.needs.call("sweep", check_park_id(park))
 
-    @api("GET", "/api/v1/parks/<string:park>/needs-statistics")
+    @route("GET", "/api/v1/parks/<string:park>/needs-statistics", DESK)
     def needs_statistics(self, request, park):
         return self.needs.call("statistics", check_park_id(park))
 
     # the echo wall: public ------------------------------------------------------------
-    @api("GET", "/api/v1/parks/<string:park>/wall")
+    @route("GET", "/api/v1/parks/<string:park>/wall", PUBLIC)
     def wall(self, request, park):
         return self.needs.call("wall", check_park_id(park), status=request.args.get("status"),
                                category=request.args.get("category"), before=request.args.get("before"),
                                limit=int_arg(request, "limit", 20))
 
-    @api("GET", "/api/v1/parks/<string:park>/wall/<string:need_id>")
+    @route("GET", "/api/v1/parks/<string:park>/wall/<string:need_id>", PUBLIC)
     def wall_entry(self, request, park, need_id):
         return self.needs.call("wall_entry", check_park_id(park), need_id)
 
-    @api("POST", "/api/v1/parks/<string:park>/wall/<string:need_id>/followers")
+    @route("POST", "/api/v1/parks/<string:park>/wall/<string:need_id>/followers", PUBLIC)
     def follow_need(self, request, park, need_id):
         answer = self.needs.call("follow", check_park_id(park), need_id, read_json(request), following=True)
         return 201 if answer["changed"] else 200, answer
 
-    @api("DELETE", "/api/v1/parks/<string:park>/wall/<string:need_id>/followers/<string:follower_id>")
+    @route("DELETE", "/api/v1/parks/<string:park>/wall/<string:need_id>/followers/<string:follower_id>", PUBLIC)
     def unfollow_need(self, request, park, need_id, follower_id):
         return self.needs.call("follow", check_park_id(park), need_id, {"follower_id": follower_id},
                                following=False)
 
     # the three lists ----------------------------------------------------------------------
-    @api("PUT", "/api/v1/parks/<string:park>/resources/<string:code>")
+    @route("PUT", "/api/v1/parks/<string:park>/resources/<string:code>", ADMIN)
     def put_resource(self, request, park, code):
         return self.needs.call("put_resource", check_park_id(park), code, read_json(request))
 
-    @api("PUT", "/api/v1/parks/<string:park>/projects/<string:code>")
+    @route("PUT", "/api/v1/parks/<string:park>/projects/<string:code>", ADMIN)
     def put_project(self, request, park, code):
         return self.needs.call("put_project", check_park_id(park), code, read_json(request))
 
-    @api("GET", "/api/v1/parks/<string:park>/lists")
+    @route("GET", "/api/v1/parks/<string:park>/lists", ALL)
     def three_lists(self, request, park):
         return self.needs.call("lists", check_park_id(park))
 
     # responders -------------------------------------------------------------------
-    @api("POST", "/api/v1/parks/<string:park>/responders")
+    @route("POST", "/api/v1/parks/<string:park>/responders", DESK)
     def register_responder(self, request, park):
         responder = self.volunteers.call("register_responder", check_park_id(park),
                          read_json(request))
         return created_or_replayed(responder)
 
-    @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>")
+    @route("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>", CREW_OWN_RESPONDER)
     def get_responder(self, request, park, responder_id):
         return self.volunteers.call("get_responder", check_park_id(park), responder_id)
 
-    @api("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/roster")
+    @route("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/roster", CREW_OWN_RESPONDER)
     def set_roster(self, request, park, responder_id):
         return self.volunteers.call("set_roster", check_park_id(park), responder_id, read_json(request))
 
-    @api("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/active")
+    @route("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/active", CREW_OWN_RESPONDER)
     def set_active(self, request, park, responder_id):
         """{"active": false, "reason": …} pauses a responder; true resumes."""
         return self.volunteers.call("set_active", check_park_id(park), responder_id, read_json(request))
 
-    @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/tasks")
+    @route("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/tasks", CREW_OWN_RESPONDER)
     def responder_tasks(self, request, park, responder_id):
         return self.volunteers.call("tasks_of", check_park_id(park), responder_id)
 
     # dispatch ----------------------------------------------------------------------
-    @api("GET", "/api/v1/parks/<string:park>/volunteers/config")
+    @route("GET", "/api/v1/parks/<string:park>/volunteers/config", CREW)
     def volunteers_config(self, request, park):
         return self.volunteers.call("config", check_park_id(park))
 
-    @api("PUT", "/api/v1/parks/<string:park>/volunteers/config")
+    @route("PUT", "/api/v1/parks/<string:park>/volunteers/config", ADMIN)
     def set_volunteers_config(self, request, park):
         return self.volunteers.call("set_config", check_park_id(park), read_json(request))
 
-    @api("GET", "/api/v1/parks/<string:park>/on-duty")
+    @route("GET", "/api/v1/parks/<string:park>/on-duty", DESK)
     def on_duty(self, request, park):
         return self.volunteers.call("on_duty", check_park_id(park), at=request.args.get("at"),
                                     team=request.args.get("team"))
 
-    @api("GET", "/api/v1/parks/<string:park>/tasks/<string:task_id>")
+    @route("GET", "/api/v1/parks/<string:park>/tasks/<string:task_id>", CREW)
     def get_task(self, request, park, task_id):
         return self.volunteers.call("get_task", check_park_id(park), task_id)
 
-    @api("POST", "/api/v1/parks/<string:park>/tasks/<string:task_id>/<string:action>")
+    @route("POST", "/api/v1/parks/<string:park>/tasks/<string:task_id>/<string:action>", CREW_AS_RESPONDER)
     def task_action(self, request, park, task_id, action):
         """claim, decline, start, complete, release, request_takeover, answer_takeover."""
         return self.volunteers.call("act", check_park_id(park), task_id, action, read_json(request))
 
-    @api("GET", "/api/v1/parks/<string:park>/wishes")
+    @route("GET", "/api/v1/parks/<string:park>/wishes", ALL)
     def wishes(self, request, park):
         return self.volunteers.call("wishes", check_park_id(park), limit=int_arg(request, "limit", 50))
 
-    @api("POST", "/api/v1/parks/<string:park>/tasks-sweep")
+    @route("POST", "/api/v1/parks/<string:park>/tasks-sweep", DESK)
     def sweep_tasks(self, request, park):
         return self.volunteers.call("sweep", check_park_id(park))
 
     # visit plans -----------------------------------------------------------------------
-    @api("PUT", "/api/v1/parks/<string:park>/households/<string:code>")
+    @route("PUT", "/api/v1/parks/<string:park>/households/<string:code>", DESK)
     def put_household(self, request, park, code):
         return self.volunteers.call("put_household", check_park_id(park), code, read_json(request))
 
-    @api("POST", "/api/v1/parks/<string:park>/visits/generate")
+    @route("POST", "/api/v1/parks/<string:park>/visits/generate", DESK)
     def generate_visits(self, request, park):
         return self.volunteers.call("generate_visits", check_park_id(park), month=read_json(request).get("month"))
 
-    @api("POST", "/api/v1/parks/<string:park>/visits/close-month")
+    @route("POST", "/api/v1/parks/<string:park>/visits/close-month", DESK)
     def close_visit_month(self, request, park):
         return self.volunteers.call("close_month", check_park_id(park), read_json(request).get("month"))
 
-    @api("GET", "/api/v1/parks/<string:park>/visits")
+    @route("GET", "/api/v1/parks/<string:park>/visits", CREW)
     def visits(self, request, park):
         return self.volunteers.call("visits", check_park_id(park), month=request.args.get("month"),
                                     status=request.args.get("status"))
 
-    @api("POST", "/api/v1/parks/<string:park>/visits/<string:visit_id>/proof")
+    @route("POST", "/api/v1/parks/<string:park>/visits/<string:visit_id>/proof", CREW)
     def visit_proof(self, request, park, visit_id):
         return self.volunteers.call("visit_proof", check_park_id(park), visit_id, read_json(request))
 
     # emergency mode --------------------------------------------------------------------
-    @api("GET", "/api/v1/parks/<string:park>/emergency")
+    @route("GET", "/api/v1/parks/<string:park>/emergency", ALL)
     def emergency_mode(self, request, park):
         return self.volunteers.call("mode", check_park_id(park))
 
-    @api("POST", "/api/v1/parks/<string:park>/emergency")
+    @route("POST", "/api/v1/parks/<string:park>/emergency", ADMIN)
     def switch_mode(self, request, park):
         return self.volunteers.call("switch_mode", check_park_id(park), read_json(request))
 
-    @api("POST", "/api/v1/parks/<string:park>/emergency/callouts")
+    @route("POST", "/api/v1/parks/<string:park>/emergency/callouts", DESK)
     def call_out(self, request, park):
         callout = self.volunteers.call("call_out", check_park_id(park), read_json(request),
                                        idempotency_key=idempotency_key(request))
         return 201 if callout["created"] else 200, callout
 
-    @api("GET", "/api/v1/parks/<string:park>/emergency/callouts/<string:callout_id>")
+    @route("GET", "/api/v1/parks/<string:park>/emergency/callouts/<string:callout_id>", CREW)
     def callout(self, request, park, callout_id):
         return self.volunteers.call("callout", check_park_id(park), callout_id)
 
-    @api("POST", "/api/v1/parks/<string:park>/emergency/callouts/<string:callout_id>/replies")
+    @route("POST", "/api/v1/parks/<string:park>/emergency/callouts/<string:callout_id>/replies", CREW_AS_RESPONDER)
     def callout_reply(self, request, park, callout_id):
         return self.volunteers.call("reply", check_park_id(park), callout_id, read_json(request))
 
     # notices ------------------------------------------------------------------------
-    @api("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices")
+    @route("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices", OWN_RESPONDER_INBOX)
     def inbox(self, request, park, responder_id):
         limit = int_arg(request, "limit", 50)
         unread = request.args.get("unread", "false").lower() in ("1", "true", "yes")
@@ -288,55 +576,55 @@ class Gateway:
                        unread_only=unread, limit=limit)
         return {"notices": notices, "count": len(notices)}
 
-    @api("POST", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices/<string:notice_id>/read")
+    @route("POST", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices/<string:notice_id>/read", OWN_RESPONDER_INBOX)
     def mark_read(self, request, park, responder_id, notice_id):
         return self.notify.call("mark_read", check_park_id(park), responder_id, notice_id)
 
-    @api("GET", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices")
+    @route("GET", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices", OWN_RECIPIENT)
     def recipient_inbox(self, request, park, recipient_id):
         return self.inbox(request, park, recipient_id)
 
-    @api("POST", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices/<string:notice_id>/read")
+    @route("POST", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices/<string:notice_id>/read", OWN_RECIPIENT)
     def recipient_mark_read(self, request, park, recipient_id, notice_id):
         return self.notify.call("mark_read", check_park_id(park), recipient_id, notice_id)
 
-    @api("GET", "/api/v1/parks/<string:park>/notify/config")
+    @route("GET", "/api/v1/parks/<string:park>/notify/config", ADMIN)
     def notify_config(self, request, park):
         return self.notify.call("config", check_park_id(park))
 
-    @api("PUT", "/api/v1/parks/<string:park>/notify/config")
+    @route("PUT", "/api/v1/parks/<string:park>/notify/config", ADMIN)
     def set_notify_config(self, request, park):
         return self.notify.call("set_config", check_park_id(park), read_json(request))
 
-    @api("PUT", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>")
+    @route("PUT", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>", OWN_RECIPIENT)
     def put_recipient(self, request, park, recipient_id):
         return self.notify.call("put_recipient", check_park_id(park), recipient_id, read_json(request))
 
-    @api("GET", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>")
+    @route("GET", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>", OWN_RECIPIENT)
     def get_recipient(self, request, park, recipient_id):
         return self.notify.call("get_recipient", check_park_id(park), recipient_id)
 
-    @api("POST", "/api/v1/parks/<string:park>/notify/recipients")
+    @route("POST", "/api/v1/parks/<string:park>/notify/recipients", ADMIN, max_body=MAX_IMPORT_BYTES)
     def import_recipients(self, request, park):
         return self.notify.call("import_recipients", check_park_id(park), read_json(request, MAX_IMPORT_BYTES))
 
-    @api("GET", "/api/v1/parks/<string:park>/notify/templates")
+    @route("GET", "/api/v1/parks/<string:park>/notify/templates", DESK)
     def templates(self, request, park):
         return self.notify.call("templates", check_park_id(park))
 
-    @api("PUT", "/api/v1/parks/<string:park>/notify/templates/<string:key>/<string:locale>")
+    @route("PUT", "/api/v1/parks/<string:park>/notify/templates/<string:key>/<string:locale>", ADMIN)
     def put_template(self, request, park, key, locale):
         return self.notify.call("put_template", check_park_id(park), key, locale, read_json(request))
 
-    @api("DELETE", "/api/v1/parks/<string:park>/notify/templates/<string:key>/<string:locale>")
+    @route("DELETE", "/api/v1/parks/<string:park>/notify/templates/<string:key>/<string:locale>", ADMIN)
     def delete_template(self, request, park, key, locale):
         return self.notify.call("delete_template", check_park_id(park), key, locale)
 
-    @api("POST", "/api/v1/parks/<string:park>/notify/templates/preview")
+    @route("POST", "/api/v1/parks/<string:park>/notify/templates/preview", DESK)
     def preview_template(self, request, park):
         return self.notify.call("preview", check_park_id(park), read_json(request))
 
-    @api("POST", "/api/v1/parks/<string:park>/notify/broadcasts")
+    @route("POST", "/api/v1/parks/<string:park>/notify/broadcasts", DESK)
     def broadcast(self, request, park):
         check_park_id(park)
         accepted = self.notify.call("broadcast", park, read_json(request), idempotency_key=idempotency_key(request))
@@ -344,30 +632,30 @@ class Gateway:
         headers = {"Location": "/api/v1/parks/{}/notify/broadcasts/{}".format(park, accepted["broadcast_id"])}
         return json_response(202 if created else 200, accepted, headers)
 
-    @api("GET", "/api/v1/parks/<string:park>/notify/broadcasts/<string:broadcast_id>")
+    @route("GET", "/api/v1/parks/<string:park>/notify/broadcasts/<string:broadcast_id>", DESK)
     def get_broadcast(self, request, park, broadcast_id):
         return self.notify.call("get_broadcast", check_park_id(park), broadcast_id)
 
-    @api("GET", "/api/v1/parks/<string:park>/notify/deliveries")
+    @route("GET", "/api/v1/parks/<string:park>/notify/deliveries", DESK)
     def deliveries(self, request, park):
         return self.notify.call("deliveries", check_park_id(park), recipient_id=request.args.get("recipient"),
                                 source_id=request.args.get("event"), notice_id=request.args.get("notice"),
                                 limit=int_arg(request, "limit", 200))
 
-    @api("POST", "/api/v1/parks/<string:park>/notify/send-due")
+    @route("POST", "/api/v1/parks/<string:park>/notify/send-due", DESK)
     def notify_send_due(self, request, park):
         return self.notify.call("send_due", check_park_id(park))
 
     # points ----------------------------------------------------------------------------
-    @api("GET", "/api/v1/parks/<string:park>/points/rules")
+    @route("GET", "/api/v1/parks/<string:park>/points/rules", ALL)
     def points_rules(self, request, park):
         return self.points.call("catalogue", check_park_id(park))
 
-    @api("PUT", "/api/v1/parks/<string:park>/points/rules")
+    @route("PUT", "/api/v1/parks/<string:park>/points/rules", ADMIN)
     def set_points_rules(self, request, park):
         return self.points.call("set_catalogue", check_park_id(park), read_json(request))
 
-    @api("POST", "/api/v1/parks/<string:park>/points/entries")
+    @route("POST", "/api/v1/parks/<string:park>/points/entries", DESK)
     def post_points(self, request, park):
         entry = self.points.call("post", check_park_id(park), read_json(request),
                                  idempotency_key=idempotency_key(request))
@@ -376,79 +664,85 @@ class Gateway:
             return 202, entry
         return created_or_replayed(entry)
 
-    @api("GET", "/api/v1/parks/<string:park>/points/approvals")
+    @route("GET", "/api/v1/parks/<string:park>/points/approvals", DESK)
     def points_approvals(self, request, park):
         approvals = self.points.call("approvals", check_park_id(park), status=request.args.get("status", "pending"),
                                      limit=int_arg(request, "limit", 100))
         return {"approvals": approvals, "count": len(approvals)}
 
-    @api("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/approve")
+    @route("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/approve", ADMIN)
     def approve_points(self, request, park, approval_id):
         return self.points.call("approve", check_park_id(park), approval_id, read_json(request))
 
-    @api("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/reject")
+    @route("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/reject", ADMIN)
     def reject_points(self, request, park, approval_id):
         return self.points.call("reject", check_park_id(park), approval_id, read_json(request))
 
-    @api("POST", "/api/v1/parks/<string:park>/points/entries/<path:entry_id>/reversal")
+    @route("POST", "/api/v1/parks/<string:park>/points/entries/<path:entry_id>/reversal", ADMIN)
     def reverse_points(self, request, park, entry_id):
         entry = self.points.call("reverse", check_park_id(park), entry_id, read_json(request))
         return created_or_replayed(entry)
 
-    @api("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points")
+    @route("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points", OWN_MEMBER)
     def member_points(self, request, park, member_id):
         return self.points.call("account", check_park_id(park), member_id,
                                 kind=request.args.get("kind", "discipline"), year=int_arg(request, "year"),
                                 at=request.args.get("at"))
 
-    @api("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points/history")
+    @route("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points/history", OWN_MEMBER)
     def member_points_history(self, request, park, member_id):
         entries = self.points.call("history", check_park_id(park), member_id,
                                    kind=request.args.get("kind", "discipline"), year=int_arg(request, "year"),
                                    limit=int_arg(request, "limit", 50))
         return {"entries": entries, "count": len(entries)}
 
-    @api("POST", "/api/v1/parks/<string:park>/members/<string:member_id>/move")
+    @route("POST", "/api/v1/parks/<string:park>/members/<string:member_id>/move", ADMIN)
     def move_member(self, request, park, member_id):
         return self.points.call("move_member", check_park_id(park), member_id, read_json(request))
 
-    @api("GET", "/api/v1/parks/<string:park>/points/leaderboard")
+    @route("GET", "/api/v1/parks/<string:park>/points/leaderboard", ALL)
     def points_leaderboard(self, request, park):
         rows = self.points.call("leaderboard", check_park_id(park), kind=request.args.get("kind", "service"),
                                 year=int_arg(request, "year"), limit=int_arg(request, "limit", 20))
         return {"leaderboard": rows}
 
-    @api("GET", "/api/v1/parks/<string:park>/points/rewards")
+    @route("GET", "/api/v1/parks/<string:park>/points/rewards", ALL)
     def rewards(self, request, park):
         return {"rewards": self.points.call("rewards", check_park_id(park))}
 
-    @api("PUT", "/api/v1/parks/<string:park>/points/rewards/<string:code>")
+    @route("PUT", "/api/v1/parks/<string:park>/points/rewards/<string:code>", ADMIN)
     def put_reward(self, request, park, code):
         body = read_json(request)
         if body.setdefault("code", code) != code:
             raise BadInput("the body names another reward than the path", {"code": ["must be {}".format(code)]})
         return self.points.call("put_reward", check_park_id(park), body)
 
-    @api("POST", "/api/v1/parks/<string:park>/points/redemptions")
+    @route("POST", "/api/v1/parks/<string:park>/points/redemptions", REDEEM)
     def redeem(self, request, park):
         redemption = self.points.call("redeem", check_park_id(park), read_json(request),
                                       idempotency_key=idempotency_key(request))
         return created_or_replayed(redemption)
 
-    @api("POST", "/api/v1/parks/<string:park>/points/redemptions/<string:redemption_id>/confirm")
+    @route("POST", "/api/v1/parks/<string:park>/points/redemptions/<string:redemption_id>/confirm", DESK)
     def confirm_redemption(self, request, park, redemption_id):
         return self.points.call("confirm_redemption", check_park_id(park), redemption_id,
                                 required(read_json(request), "actor"))
 
-    @api("POST", "/api/v1/parks/<string:park>/points/redemptions/<string:redemption_id>/void")
+    @route("POST", "/api/v1/parks/<string:park>/points/redemptions/<string:redemption_id>/void", DESK)
     def void_redemption(self, request, park, redemption_id):
         body = read_json(request)
         return self.points.call("void_redemption", check_park_id(park), redemption_id, required(body, "actor"),
                                 body.get("reason") or "voided at the desk")
 
-    @api("POST", "/api/v1/parks/<string:park>/points/awards/<string:period>")
+    @route("POST", "/api/v1/parks/<string:park>/points/awards/<string:period>", ADMIN)
     def freeze_award(self, request, park, period):
         return self.points.call("freeze_award", check_park_id(park), period, limit=int_arg(request, "limit", 10))
+
+
+def grant(principal, role):
+    """A credential makes credentials only of the roles below its own."""
+    if role not in auth.GRANTS.get(principal.role, ()):
+        raise Forbidden("a {} may not make credentials for a {}".format(principal.role, role))
 
 
 def created_or_replayed(result):

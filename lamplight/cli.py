@@ -6,6 +6,10 @@
     lamplight points verify [--park P] [--mongo-uri URI] [--database lamplight_points]
     lamplight events catalog [--check] | compat | release
     lamplight events tail [--park P] [--type 'need.*'] [--count N]
+    lamplight parks apply -f parks.yaml [--dry-run] [--yes] [--wait S]
+    lamplight parks get PARK
+    lamplight keys create --role ROLE [--park P] --name NAME   (straight into the database: the first key)
+    lamplight keys list [--park P] | revoke KEY_ID
     lamplight serve SERVICE [--config PATH]   (exec nameko run: what a container runs)
 
 The broker is AMQP_URI (environment) or --amqp-uri. Dead-letter queues are
@@ -143,6 +147,37 @@ def points_verify(mongo_uri, database, park=None):
         client.close()
 
 
+def keys_command(args):
+    import pymongo
+
+    from gateway.auth import KeySchema, KeyStore
+    from lamplight.errors import BadInput, load_or_reject
+
+    client = pymongo.MongoClient(args.mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    try:
+        store = KeyStore(client[args.database])
+        if args.command == "create":
+            try:
+                body = load_or_reject(KeySchema(), {k: v for k, v in (
+                    ("role", args.role), ("park", args.park), ("name", args.name), ("subject", args.subject),
+                    ("rate_limit", args.rate_limit)) if v is not None}, "the key")
+            except BadInput as exc:
+                raise SystemExit("{}: {}".format(exc.message, json.dumps(exc.fields, ensure_ascii=False)))
+            key, record = store.create(body["role"], body["park"], body["name"], body["subject"], body["rate_limit"])
+            print(key)
+            print("key {} ({} of {}) made; it is shown only this once".format(
+                record["id"], record["role"], record["park"] or "every park"), file=sys.stderr)
+        elif args.command == "list":
+            for record in store.list(park=args.park):
+                print("{id}\t{role}\t{park}\t{name}\t{created_at}".format(**record))
+        else:
+            store.revoke(args.key_id)
+            print("revoked {}".format(args.key_id))
+    finally:
+        client.close()
+    return 0
+
+
 def _amqp_uri(args):
     return args.amqp_uri or os.environ.get("AMQP_URI") or settings.DEFAULTS["AMQP_URI"]
 
@@ -183,6 +218,36 @@ def main(argv=None):
     tail.add_argument("--type", dest="type_glob", help="a type or pattern, e.g. 'need.*'")
     tail.add_argument("--count", type=int, help="stop after N events")
 
+    parks = sub.add_parser("parks", help="parks' configurations, declared in a file").add_subparsers(
+        dest="command", required=True)
+    for p in (parks.add_parser("apply", help="show the diff against the gateway, then send each changed park"),
+              parks.add_parser("get", help="print a park's configuration as a parks file")):
+        p.add_argument("--gateway", help="default $LAMPLIGHT_GATEWAY or http://127.0.0.1:8000")
+        p.add_argument("--api-key", help="default $LAMPLIGHT_API_KEY")
+    apply_ = parks.choices["apply"]
+    apply_.add_argument("-f", "--file", required=True, help="a parks file (parks/demo.yaml)")
+    apply_.add_argument("--dry-run", action="store_true", help="print the diff, send nothing; exit 1 if it differs")
+    apply_.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    apply_.add_argument("--wait", type=float, default=0.0, metavar="S",
+                        help="wait up to S seconds for every service to install its section")
+    parks.choices["get"].add_argument("park")
+
+    keys = sub.add_parser("keys", help="API keys, straight in the gateway's database").add_subparsers(
+        dest="command", required=True)
+    for p in (keys.add_parser("create", help="make a key and print it (once)"),
+              keys.add_parser("list", help="the keys (never their secrets)"),
+              keys.add_parser("revoke", help="delete a key")):
+        p.add_argument("--mongo-uri", default=os.environ.get("MONGO_URI") or settings.DEFAULTS["MONGO_URI"])
+        p.add_argument("--database", default=(os.environ.get("MONGO_DB_PREFIX") or settings.DEFAULTS["MONGO_DB_PREFIX"])
+                       + "gateway")
+    keys.choices["create"].add_argument("--role", required=True)
+    keys.choices["create"].add_argument("--park")
+    keys.choices["create"].add_argument("--name", required=True)
+    keys.choices["create"].add_argument("--subject")
+    keys.choices["create"].add_argument("--rate-limit")
+    keys.choices["list"].add_argument("--park")
+    keys.choices["revoke"].add_argument("key_id")
+
     serve = sub.add_parser("serve", help="become the service's nameko process (exec; SIGTERM reaches nameko)")
     serve.add_argument("service", choices=sorted(SERVICES))
     serve.add_argument("--config", default=os.environ.get("LAMPLIGHT_CONFIG", "config.yaml"))
@@ -192,6 +257,12 @@ def main(argv=None):
         # exec, not a child: the container's PID 1 is nameko, which drains in-flight workers on SIGTERM
         os.execvp(sys.executable, [sys.executable, "-m", "nameko", "run", "--config", args.config,
                                    SERVICES[args.service][0]])
+    if args.group == "parks":
+        from lamplight import parksctl
+
+        return parksctl.main(args)
+    if args.group == "keys":
+        return keys_command(args)
     uri = _amqp_uri(args)
     if args.group == "events":
         from lamplight import eventsctl

@@ -8,12 +8,13 @@ park's own numbers and needs carry idempotency keys.
     python -m lamplight.demo [--gateway http://127.0.0.1:8000]
 """
 import argparse
+import os
 import sys
 import time
 
 import requests
 
-from lamplight import parks
+from lamplight import parks, parksctl
 
 PARK = "quanlinan"
 
@@ -61,50 +62,10 @@ NEEDS = [
 ]
 
 
-# Demo data modelled on the Wuhan party-member points system (seed 003: 25
-# behaviours scored against 12 points a year). The seed names the system, not
-# the list; a park sets its own through PUT /points/rules.
-POINTS_RULES = [
-    # deductions from the yearly 12
-    ("absent-org-life", "无故缺席组织生活", "discipline", -2, {}),
-    ("late-dues", "未按时交纳党费", "discipline", -2, {}),
-    ("absent-party-day", "无故不参加主题党日", "discipline", -1, {}),
-    ("missed-study", "未完成学习任务", "discipline", -1, {}),
-    ("no-report", "流动党员未按期报到", "discipline", -1, {}),
-    ("work-discipline", "违反工作纪律", "discipline", -3, {"approval_required": True}),
-    ("improper-speech", "发表不当言论", "discipline", -3, {"approval_required": True}),
-    ("complaint-upheld", "群众投诉属实", "discipline", -2, {"approval_required": True}),
-    ("refused-assignment", "拒不接受组织安排", "discipline", -3, {"approval_required": True}),
-    ("safety-breach", "违反安全生产规定", "discipline", -2, {"approval_required": True}),
-    ("absent-volunteering", "志愿服务无故缺勤", "discipline", -1, {}),
-    ("visit-missed", "未完成“六必访”", "discipline", -1, {"mode": "auto", "event_type": "visit.missed"}),
-    ("poor-review", "群众评价不满意", "discipline", -1,
-     {"mode": "auto", "event_type": "need.evaluated", "rating_at_most": 2}),
-    # additions
-    ("good-deed", "好人好事", "discipline", 1, {"caps": {"month": 2}}),
-    ("model-worker", "获评劳动模范或先进", "discipline", 2, {"caps": {"year": 4}}),
-    ("innovation", "技术创新成果", "discipline", 1, {"caps": {"year": 3}}),
-    ("lead-volunteering", "带头参加志愿服务", "discipline", 1, {"caps": {"month": 1}}),
-    ("micro-lesson", "讲授微党课", "discipline", 1, {"caps": {"year": 2}}),
-    ("mentoring", "培养入党积极分子", "discipline", 1, {"caps": {"year": 2}}),
-    ("emergency-duty", "参加应急救援", "discipline", 1, {"caps": {"month": 2}}),
-    ("mediation", "调解矛盾纠纷", "discipline", 1, {"caps": {"month": 2}}),
-    ("need-resolved", "领办群众需求并办结", "discipline", 1,
-     {"mode": "auto", "event_type": "need.closed", "caps": {"month": 4}}),
-    # volunteer service points, earned and redeemed
-    ("task-done", "完成服务任务", "service", 2, {"mode": "auto", "event_type": "task.completed", "caps": {"day": 10}}),
-    ("service-hours", "志愿服务时长（每小时）", "service", 1,
-     {"mode": "auto", "event_type": "volunteer.service_hours", "per_hour": True}),
-    ("volunteer-event", "参加志愿活动", "service", 3, {"caps": {"day": 6}}),
-]
 REWARDS = [("towel", "毛巾", 20, 100), ("thermos", "保温杯", 50, 40), ("movie", "电影票", 80, 20)]
 
 
-def load_points(http, base):
-    current = http.get(base + "/points/rules", timeout=30).json()
-    if current["version"] == 0:
-        rules = [dict({"code": c, "name": n, "account": a, "points": p}, **extra) for c, n, a, p, extra in POINTS_RULES]
-        http.put(base + "/points/rules", json={"version": 0, "rules": rules}, timeout=30).raise_for_status()
+def load_points(http, base, rules):
     for code, name, cost, stock in REWARDS:
         http.put(base + "/points/rewards/" + code, json={"name": name, "cost": cost, "stock": stock},
                  timeout=30).raise_for_status()
@@ -126,20 +87,18 @@ def load_points(http, base):
     standing = http.get(base + "/members/QLN-M001/points", timeout=30).json()
     board = http.get(base + "/points/leaderboard", timeout=30).json()["leaderboard"]
     print("points: {} rules; QLN-M001 has {} of 12 ({} stars, warning: {}); service leaderboard: {}".format(
-        len(POINTS_RULES), standing["balance"], standing["stars"], standing["warning"],
+        len(rules), standing["balance"], standing["stars"], standing["warning"],
         ", ".join("{} {}".format(r["member_id"], r["balance"]) for r in board[:3])))
 
 
-def load_park(http, base, park):
-    """The park's needs configuration, resources and service projects from
-    parks/demo.yaml; the configuration gets a new version only when it changed."""
-    answer = http.get(base + "/needs/config", timeout=30)
-    version = answer.json()["version"] if answer.status_code == 200 else 0
-    http.put(base + "/needs/config", json=parks.needs_config(park, version + 1), timeout=30).raise_for_status()
-    if http.get(base + "/volunteers/config", timeout=30).status_code == 404:
-        http.put(base + "/volunteers/config", json=parks.volunteers_config(park, 1), timeout=30).raise_for_status()
-    if http.get(base + "/notify/config", timeout=30).status_code == 404:
-        http.put(base + "/notify/config", json=parks.notify_config(park, 1), timeout=30).raise_for_status()
+def load_park(gateway_url, api_key, http, base, park):
+    """The demo parks of parks/demo.yaml as an operator loads them
+    (``lamplight parks apply``: a diff, then a new version only where a park
+    changed, installed by every service); then the park's resources and
+    service projects."""
+    status = parksctl.apply(parks.DEMO_PARKS, parksctl.Gateway(gateway_url, api_key), yes=True, wait=60)
+    if status != 0:
+        raise SystemExit("applying {} failed ({})".format(parks.DEMO_PARKS, status))
     for code, resource in park.get("resources", {}).items():
         http.put(base + "/resources/" + code, json=resource, timeout=30).raise_for_status()
     for code, project in park.get("projects", {}).items():
@@ -259,11 +218,17 @@ def desk(http, base, offers):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lamplight.demo")
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
+    parser.add_argument("--api-key", default=os.environ.get("LAMPLIGHT_API_KEY"),
+                        help="a platform admin's key (default $LAMPLIGHT_API_KEY)")
     args = parser.parse_args(argv)
+    if not args.api_key:
+        raise SystemExit("no API key: pass --api-key or set LAMPLIGHT_API_KEY (./dev up keeps one in .stack/run/admin.key)")
     base = "{}/api/v1/parks/{}".format(args.gateway, PARK)
     http = requests.Session()
+    http.headers["Authorization"] = "Bearer " + args.api_key
+    park = parks.load()[PARK]
 
-    load_park(http, base, parks.load()[PARK])
+    load_park(args.gateway, args.api_key, http, base, park)
     registered = {}
     for v in volunteers():
         r = http.post(base + "/responders", json=v, timeout=30)
@@ -307,12 +272,15 @@ def main(argv=None):
             last = (need_id, offered["id"])
             offers[key] = (need_id, offered)
     desk(http, base, offers)
-    load_points(http, base)
+    load_points(http, base, park["points"]["rules"])
     notices(http, base)
     if NEEDS and offered:
         need_id, rid = last
-        print("\nlook at it:\n  curl -s {}/needs/{}\n  curl -s {}/responders/{}/notices".format(base, need_id, base, rid))
-        print("  curl -s '{}/notify/deliveries?recipient={}'".format(base, worker_id))
+        auth = "-H \"Authorization: Bearer $(cat .stack/run/admin.key)\""
+        print("\nlook at it:\n  curl -s {} {}/needs/{}\n  curl -s {} {}/responders/{}/notices".format(
+            auth, base, need_id, auth, base, rid))
+        print("  curl -s {} '{}/notify/deliveries?recipient={}'".format(auth, base, worker_id))
+        print("  the echo wall, public: {}/parks/{}/wall".format(args.gateway, PARK))
     return 0
 
 

@@ -8,6 +8,7 @@ same processes the same way, on their own ports, vhost and databases.
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -41,6 +42,47 @@ class Stack:
         self.web_port = web_port
         self.env = dict(env or {})
         self.procs = {}
+        if not (self.env.get("GATEWAY_TOKEN_SECRET") or os.environ.get("GATEWAY_TOKEN_SECRET")):
+            self.env["GATEWAY_TOKEN_SECRET"] = self._local_secret()
+
+    def _local_secret(self):
+        """The signing secret of this stack's tokens: made once, kept in the run directory."""
+        path = self.run_dir / "token-secret"
+        if not path.exists():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def admin_key(self, path=None):
+        """A platform admin's API key for this stack, kept in ``path`` (made
+        once, and again if the database no longer knows it)."""
+        path = Path(path or self.run_dir / "admin.key")
+        if path.exists():
+            request = urllib.request.Request(self.gateway_url + "/api/v1/whoami",
+                                             headers={"Authorization": "Bearer " + path.read_text().strip()})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    if answer.status == 200:
+                        return path.read_text().strip()
+            except urllib.error.HTTPError:
+                pass
+        import pymongo
+
+        from gateway.auth import KeyStore
+
+        env = dict(os.environ, **self.env)
+        client = pymongo.MongoClient(env.get("MONGO_URI", "mongodb://127.0.0.1:27018/"), tz_aware=True,
+                                     serverSelectionTimeoutMS=5000)
+        try:
+            key, _ = KeyStore(client[env.get("MONGO_DB_PREFIX", "lamplight_") + "gateway"]).create(
+                "platform_admin", None, "development stack")
+        finally:
+            client.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
 
     def probe_port(self, name):
         return self.port_base + SERVICES[name][1]
@@ -181,6 +223,7 @@ def main(argv=None):
     stack = Stack(args.run_dir, args.port_base, args.web_port)
     if args.command == "up":
         stack.up()
+        stack.admin_key()
     elif args.command == "down":
         stack.down()
     print(json.dumps(stack.status(), indent=2))

@@ -41,9 +41,11 @@ def now_iso():
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_event(event_type, *, source, park_id, subject, data, version=1, traceparent=None):
-    """Build an envelope. ``source`` is the publishing service's name."""
-    return {
+def new_event(event_type, *, source, park_id, subject, data, version=1, traceparent=None, request_id=None):
+    """Build an envelope. ``source`` is the publishing service's name;
+    ``request_id``, the HTTP request that caused it, becomes the CloudEvents
+    extension attribute ``requestid`` when there is one."""
+    envelope = {
         "specversion": SPECVERSION,
         "id": new_id("evt"),
         "source": "lamplight/{}".format(source),
@@ -56,6 +58,9 @@ def new_event(event_type, *, source, park_id, subject, data, version=1, tracepar
         "traceparent": child_traceparent(traceparent),
         "data": data,
     }
+    if request_id:
+        envelope["requestid"] = request_id
+    return envelope
 
 
 class EnvelopeSchema(Schema):
@@ -69,6 +74,7 @@ class EnvelopeSchema(Schema):
     dataschema = fields.String(required=True)
     parkid = fields.String(required=True, validate=validate.Length(min=1, max=64))
     traceparent = fields.String(required=True, validate=validate.Regexp(_TRACEPARENT))
+    requestid = fields.String(validate=validate.Length(min=1, max=128))
     data = fields.Dict(required=True)
 
 

@@ -202,7 +202,8 @@ class Events:
             version = version or registered[event_type].version
         return new_event(event_type, source=self._provider.service, park_id=park_id,
                          subject=subject, data=data, version=version or 1,
-                         traceparent=self._ctx.context_data.get("traceparent"))
+                         traceparent=self._ctx.context_data.get("traceparent"),
+                         request_id=self._ctx.context_data.get("request_id"))
 
     def outbox_fields(self, envelopes):
         """Fields for a document being inserted together with its events."""

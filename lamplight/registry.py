@@ -34,6 +34,7 @@ PUBLISHERS = {
     "volunteers": "services.volunteers.schemas",
     "points": "services.points.schemas",
     "notify": "services.notify.schemas",
+    "gateway": "gateway.parks",
 }
 ASYNCAPI_PATH = "docs/asyncapi.yaml"
 MARKDOWN_PATH = "docs/events.md"
@@ -245,6 +246,8 @@ ENVELOPE_SCHEMA = {
         "subject": {"type": ["string", "null"]}, "time": {"type": "string", "format": "date-time"},
         "datacontenttype": {"const": "application/json"}, "dataschema": {"type": "string"},
         "parkid": {"type": "string"}, "traceparent": {"type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"},
+        "requestid": {"type": "string", "maxLength": 128,
+                      "description": "the X-Request-Id of the HTTP request that caused the event, if one did"},
         "data": {"type": "object"},
     },
 }
@@ -311,7 +314,8 @@ def markdown(cat):
              "[asyncapi.yaml](asyncapi.yaml).", "",
              "Every event is a CloudEvents 1.0 envelope (structured JSON): `id`, `source` (`lamplight/<service>`), "
              "`type`, `subject`, `time`, `datacontenttype`, `dataschema` (`urn:lamplight:events:<type>:v<n>`), "
-             "`parkid`, `traceparent`, `data`. It is published persistent to the topic exchange `<service>.events` "
+             "`parkid`, `traceparent`, `data`, and `requestid` when an HTTP request caused it. "
+             "It is published persistent to the topic exchange `<service>.events` "
              "with the type as routing key (`<type>.v<n>` from version 2 on). Bind your own durable queue, "
              "with patterns such as `need.*` or `points.#`; acknowledge after your own write; expect an event "
              "more than once (deduplicate by `id`) and ignore fields you do not know.", "",

@@ -39,6 +39,14 @@ DEFAULTS = {
     "NOTIFY_SEND_BATCH": 500,
     "NOTIFY_SEND_CONCURRENCY": 32,
     "NOTIFY_SEND_TIMEOUT_S": 120.0,
+    # gateway: the HS256 secret of signed tokens (at least 32 characters; no
+    # default: a gateway without it does not start), the default limit of a
+    # key or a person's tokens, the limit of public pages per client address,
+    # and how many proxies in front of the gateway append to X-Forwarded-For
+    "GATEWAY_TOKEN_SECRET": None,
+    "GATEWAY_RATE_LIMIT": "600/minute",
+    "GATEWAY_PUBLIC_RATE_LIMIT": "120/minute",
+    "GATEWAY_FORWARDED_HOPS": 0,
 }
 
 

@@ -32,9 +32,14 @@ def stack(rabbit_uri, db_prefix, tmp_path):
 
 
 class Api:
-    def __init__(self, base, park=PARK):
+    """HTTP calls to one park's API with one credential."""
+
+    def __init__(self, base, park=PARK, key=None):
+        self.root = base
         self.base = "{}/api/v1/parks/{}".format(base, park)
         self.http = requests.Session()
+        if key:
+            self.http.headers["Authorization"] = "Bearer " + key
 
     def post(self, path, body=None, **kwargs):
         return self.http.post(self.base + path, json=body, timeout=30, **kwargs)
@@ -49,7 +54,7 @@ class Api:
 @pytest.fixture
 def api(stack):
     """The gateway, for the demo park with its needs and volunteers configurations installed."""
-    api = Api(stack.gateway_url)
+    api = Api(stack.gateway_url, key=stack.admin_key())
     answer = api.put("/needs/config", needs_config())
     assert answer.status_code == 200, answer.text
     answer = api.put("/volunteers/config", volunteers_config())

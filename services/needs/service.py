@@ -19,7 +19,7 @@ from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_
 from lamplight.ids import new_id
 from lamplight.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS, NEEDS_SUBMITTED, NEEDS_TRANSITIONS
 from lamplight.observability import Observability
-from lamplight.parkconfig import plain
+from lamplight.parkconfig import editable, plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
@@ -59,12 +59,23 @@ class NeedsService:
     _last_sweep = time.monotonic()
 
     # configuration ------------------------------------------------------------------
+    @subscribe("gateway", "park.configured")
+    def on_park_configured(self, envelope):
+        """The needs section of a park's configuration, installed as the next
+        version; an older park version arriving late changes nothing."""
+        data = envelope["data"]
+        section = data["sections"].get("needs")
+        if section is not None:
+            NeedsStore(self.db, envelope["parkid"]).park_config.project(
+                dict(section, name=data["name"]), data["version"],
+                lambda body: load_or_reject(_config, body, "the needs section of park.configured"))
+
     @rpc(expected_exceptions=EXPECTED)
     def set_config(self, park_id, payload):
         """Install the park's taxonomy, grades and supervision rules as the
         next version (the body's ``version`` is the current version + 1)."""
         check_park_id(park_id)
-        config = load_or_reject(_config, payload, "the needs configuration")
+        config = load_or_reject(_config, editable(payload), "the needs configuration")
         version, unchanged = NeedsStore(self.db, park_id).park_config.install(config)
         if unchanged:  # the same configuration again changes nothing
             return {"park_id": park_id, "version": version, "unchanged": True}

@@ -23,7 +23,7 @@ from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
 from lamplight.ids import fingerprint
 from lamplight.metrics import NOTICE_SEND_SECONDS, NOTICES, NOTICES_PENDING, NOTIFY_UNRESOLVED
 from lamplight.observability import Observability
-from lamplight.parkconfig import plain
+from lamplight.parkconfig import editable, plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id, utcnow
@@ -88,16 +88,31 @@ class NotifyService:
     channels = Channels()
 
     # configuration -----------------------------------------------------------------------
+    @subscribe("gateway", "park.configured")
+    def on_park_configured(self, envelope):
+        """The notify section of a park's configuration, installed as the next
+        version; an older park version arriving late changes nothing."""
+        data = envelope["data"]
+        section = data["sections"].get("notify")
+        if section is not None:
+            NotifyStore(self.db, envelope["parkid"]).config.project(
+                section, data["version"], self._load_config)
+
     @rpc(expected_exceptions=EXPECTED)
     def set_config(self, park_id, payload):
         """The park's channels (provider endpoints and credentials), quiet
         hours, digest time, retries and rate limits, as the next version."""
         check_park_id(park_id)
-        config = load_or_reject(_config, payload, "the notify configuration")
-        config["channels"] = {k: v for k, v in config["channels"].items() if v}
+        config = self._load_config(payload)
         version, unchanged = NotifyStore(self.db, park_id).config.install(config)
         return {"park_id": park_id, "version": version, "unchanged": unchanged,
                 "channels": sorted(config["channels"])}
+
+    @staticmethod
+    def _load_config(payload):
+        config = load_or_reject(_config, editable(payload), "the notify configuration")
+        config["channels"] = {k: v for k, v in config["channels"].items() if v}
+        return config
 
     @rpc(expected_exceptions=EXPECTED)
     def config(self, park_id):

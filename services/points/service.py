@@ -11,6 +11,7 @@ from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import POINTS_ENTRIES, POINTS_SKIPPED
+from lamplight.parkconfig import editable
 from lamplight.observability import Observability
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
@@ -127,15 +128,35 @@ class PointsService:
     # the rule catalogue --------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
     def set_catalogue(self, park_id, payload):
-        data = load_or_reject(_catalogue, payload, "the rule catalogue")
+        data = load_or_reject(_catalogue, editable(payload), "the rule catalogue")
         rules = domain.validate_catalogue(data["rules"])
         saved = PointsStore(self.db, park_id).replace_catalogue(rules, data["star_thresholds"], data["version"])
         return {"version": saved["version"], "rules": len(rules)}
 
+    @subscribe("gateway", "park.configured")
+    def on_park_configured(self, envelope):
+        """The points section of a park's configuration becomes its rule
+        catalogue; an older park version arriving late changes nothing."""
+        data = envelope["data"]
+        section = data["sections"].get("points")
+        if section is None:
+            return
+        store = PointsStore(self.db, envelope["parkid"])
+        current = store.catalogue(fresh=True)
+        if current.get("park_version", 0) >= data["version"]:
+            return
+        loaded = load_or_reject(_catalogue, dict(section, version=current["version"]), "the points section")
+        rules = domain.validate_catalogue(loaded["rules"])
+        if rules == current["rules"] and loaded["star_thresholds"] == current.get("star_thresholds"):
+            store.note_park_version(data["version"])
+        else:
+            store.replace_catalogue(rules, loaded["star_thresholds"], current["version"], park_version=data["version"])
+
     @rpc(expected_exceptions=EXPECTED)
     def catalogue(self, park_id):
         doc = PointsStore(self.db, park_id).catalogue()
-        return {"version": doc["version"], "rules": doc["rules"], "star_thresholds": doc.get("star_thresholds")}
+        return {"version": doc["version"], "rules": doc["rules"], "star_thresholds": doc.get("star_thresholds"),
+                "park_version": doc.get("park_version")}
 
     def _rule(self, store, code):
         rules = {r["code"]: r for r in store.catalogue()["rules"]}

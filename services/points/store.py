@@ -193,20 +193,23 @@ class PointsStore:
         return scores
 
     # the rule catalogue ---------------------------------------------------------------
-    def catalogue(self):
+    def catalogue(self, fresh=False):
         cached = _catalogue_cache.get(self.park_id)
-        if cached and time.monotonic() - cached[0] < CATALOGUE_CACHE_S:
+        if cached and not fresh and time.monotonic() - cached[0] < CATALOGUE_CACHE_S:
             return cached[1]
         doc = self.catalogues.find_one({"_id": self._key("catalogue", "rules")}) or {"version": 0, "rules": [],
                                                                              "star_thresholds": None}
         _catalogue_cache[self.park_id] = (time.monotonic(), doc)
         return doc
 
-    def replace_catalogue(self, rules, star_thresholds, expected_version):
-        """Replace the catalogue if it is still at ``expected_version``."""
+    def replace_catalogue(self, rules, star_thresholds, expected_version, park_version=None):
+        """Replace the catalogue if it is still at ``expected_version``
+        (``park_version``: the park configuration it was installed from)."""
         doc_id = self._key("catalogue", "rules")
         new = {"rules": rules, "star_thresholds": star_thresholds, "updated_at": utcnow(),
                "version": expected_version + 1}
+        if park_version is not None:
+            new["park_version"] = park_version
         if expected_version == 0:
             try:
                 self.catalogues.insert_one(dict(new, _id=doc_id))
@@ -217,6 +220,11 @@ class PointsStore:
             raise Conflict("the catalogue is not at version {}".format(expected_version), {"version": ["stale"]})
         _catalogue_cache.pop(self.park_id, None)
         return new
+
+    def note_park_version(self, park_version):
+        """The park's configuration ``park_version`` changed nothing here: remember it was seen."""
+        self.catalogues.update_one({"_id": self._key("catalogue", "rules")}, {"$max": {"park_version": park_version}})
+        _catalogue_cache.pop(self.park_id, None)
 
     # rewards and stock ------------------------------------------------------------------
     def put_reward(self, reward):

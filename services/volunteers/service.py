@@ -21,7 +21,7 @@ from lamplight.metrics import (
     VISITS_MISSED,
 )
 from lamplight.observability import Observability
-from lamplight.parkconfig import plain
+from lamplight.parkconfig import editable, plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
@@ -70,12 +70,23 @@ class VolunteersService:
     _last_sweep = time.monotonic()
 
     # configuration ------------------------------------------------------------------
+    @subscribe("gateway", "park.configured")
+    def on_park_configured(self, envelope):
+        """The volunteers section of a park's configuration, installed as the next
+        version; an older park version arriving late changes nothing."""
+        data = envelope["data"]
+        section = data["sections"].get("volunteers")
+        if section is not None:
+            VolunteersStore(self.db, envelope["parkid"]).park_config.project(
+                section, data["version"],
+                lambda body: load_or_reject(_config, body, "the volunteers section of park.configured"))
+
     @rpc(expected_exceptions=EXPECTED)
     def set_config(self, park_id, payload):
         """Install the park's teams, skills, zones and dispatch rules as the
         next version (the body's ``version`` is the current version + 1)."""
         check_park_id(park_id)
-        config = load_or_reject(_config, payload, "the volunteers configuration")
+        config = load_or_reject(_config, editable(payload), "the volunteers configuration")
         version, unchanged = VolunteersStore(self.db, park_id).park_config.install(config)
         return {"park_id": park_id, "version": version, "unchanged": unchanged, "teams": len(config["teams"]),
                 "skills": len(config["skills"]), "zones": len(config["zones"])}

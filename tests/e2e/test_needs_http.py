@@ -19,7 +19,7 @@ def seed_secrets():
 
 
 def test_the_echo_wall_of_the_seeded_park_shows_no_name_or_phone_number(stack, api):
-    assert demo.main(["--gateway", stack.gateway_url]) == 0
+    assert demo.main(["--gateway", stack.gateway_url, "--api-key", stack.admin_key()]) == 0
     wall = wait_for(lambda: (lambda w: w if len(w["entries"]) == len(demo.NEEDS) else None)(
         api.get("/wall", params={"limit": 100}).json()), what="every seeded need on the wall")
     pages = [wall]
