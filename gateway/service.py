@@ -149,6 +149,7 @@ class Api(CachedSignatureCheck, HttpRequestHandler):
         super().__init__(method, url, **kwargs)
 
     def handle_request(self, request):
+        request.shallow = False  # a policy may read the body before the route does
         request_id = request.headers.get("X-Request-Id", "")
         request_id = request_id if _REQUEST_ID.match(request_id) else new_id("req")
         traceparent = request.headers.get("traceparent", "")

@@ -78,6 +78,12 @@ def db(mongo_client, db_prefix):
 
 
 @pytest.fixture
+def stack_env():
+    """Settings of a test's stack (tests/stackfixtures.py) beyond its defaults; a module may override it."""
+    return {}
+
+
+@pytest.fixture
 def broker(rabbit_config):
     """A kombu connection to this test's vhost, and helpers on it."""
     with Connection(config["AMQP_URI"]) as conn:
@@ -118,6 +124,7 @@ class Broker:
                 seen.append(json.loads(message.body))
             return [(e["type"], e["data"]) for e in seen if subject is None or e["subject"] == subject]
 
+        drain.envelopes = seen  # the whole envelopes, as drained so far
         try:
             yield drain
         finally:

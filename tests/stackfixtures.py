@@ -13,8 +13,9 @@ PARK = "quanlinan"
 
 
 @pytest.fixture
-def stack(rabbit_uri, db_prefix, tmp_path):
+def stack(rabbit_uri, db_prefix, tmp_path, stack_env):
     stack = Stack(tmp_path / "run", TEST_PORT_BASE, TEST_WEB_PORT, env={
+        **stack_env,
         "AMQP_URI": rabbit_uri,
         "MONGO_URI": MONGO_URI,
         "MONGO_DB_PREFIX": db_prefix,
