@@ -108,7 +108,7 @@ def document(routes):
         name, policy = route["name"], route["policy"]
         parameters = []
         for _, param in _PARAM.findall(route["path"]):
-            schema = {"type": "string", "pattern": PARK_PATTERN} if param == "park" else \
+            schema = {"type": "string", "pattern": PARK_PATTERN, "example": "quanlinan"} if param == "park" else \
                 {"type": "string", "minLength": 1, "maxLength": 200}
             parameters.append({"name": param, "in": "path", "required": True, "schema": schema})
         for param, (kind, text) in QUERIES.get(name, {}).items():

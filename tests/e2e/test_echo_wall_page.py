@@ -25,7 +25,6 @@ def test_a_visitor_reads_the_wall_on_a_phone_and_follows_a_need(stack, api):
     light_id = api.post("/needs", NEED).json()["id"]
     wait_for(lambda: api.post("/needs-sweep").json()["overdue"] >= 2 or None, timeout=20, interval=0.5,
              what="both needs overdue")
-    wall_url = "{}/parks/quanlinan/wall".format(stack.gateway_url)
 
     visitor = subprocess.run([sys.executable, str(Path(__file__).with_name("wall_visitor.py")), stack.gateway_url,
                               "quanlinan", light_id, str(ARTIFACTS), CHROMIUM],

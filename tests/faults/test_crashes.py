@@ -3,6 +3,8 @@ the publish, and the needs service down while the gateway takes a need."""
 import signal
 import time
 
+import requests
+
 from tests.conftest import wait_for
 from tests.stackfixtures import NEED, VOLUNTEER, api, stack  # noqa: F401 (fixtures)
 
@@ -51,6 +53,9 @@ def test_with_the_needs_service_down_the_gateway_answers_503_and_writes_nothing(
     assert answer.json()["error"]["code"] == "unavailable"
     assert int(answer.headers["Retry-After"]) > 0
     assert time.monotonic() - started < 10
+    # the public wall says so too, as a page
+    page = requests.get(stack.gateway_url + "/parks/quanlinan/wall", timeout=30)
+    assert page.status_code == 503 and "暂时无法访问" in page.text and page.headers["Retry-After"]
 
     time.sleep(1)  # past the request's TTL: the broker has dropped it
     stack.start("needs")
