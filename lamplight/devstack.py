@@ -54,10 +54,10 @@ class Stack:
             path.chmod(0o600)
         return path.read_text().strip()
 
-    def admin_key(self, path=None):
+    def admin_key(self, path=None, rate_limit=None):
         """A platform admin's API key for this stack, kept in ``path`` (made
         once, and again if the database no longer knows it)."""
-        path = Path(path or self.run_dir / "admin.key")
+        path = Path(path or self.run_dir / ("admin.key" if rate_limit is None else "admin-unlimited.key"))
         if path.exists():
             request = urllib.request.Request(self.gateway_url + "/api/v1/whoami",
                                              headers={"Authorization": "Bearer " + path.read_text().strip()})
@@ -76,7 +76,7 @@ class Stack:
                                      serverSelectionTimeoutMS=5000)
         try:
             key, _ = KeyStore(client[env.get("MONGO_DB_PREFIX", "lamplight_") + "gateway"]).create(
-                "platform_admin", None, "development stack")
+                "platform_admin", None, "development stack", rate_limit=rate_limit)
         finally:
             client.close()
         path.parent.mkdir(parents=True, exist_ok=True)
