@@ -229,6 +229,10 @@ def _operator_pods(objects):
             yield ident(obj), {"app": obj["metadata"]["name"] + "-svc"}
 
 
+# Secrets the installer creates before applying prod (deploy/k8s/README.md says how)
+INSTALLER_SECRETS = ("lamplight-mongo-password", "lamplight-gateway-token")
+
+
 def _operator_secrets(objects):
     for obj in objects:
         if obj["kind"] == "RabbitmqCluster":
@@ -245,7 +249,7 @@ def policies(name, objects):
         problems.append("{}: {}: {}".format(name, ident(obj), what))
 
     have = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    secrets = {n for k, n in have if k == "Secret"} | set(_operator_secrets(objects))
+    secrets = {n for k, n in have if k == "Secret"} | set(_operator_secrets(objects)) | set(INSTALLER_SECRETS)
     config_maps = {n for k, n in have if k == "ConfigMap"}
     accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
     workloads = [o for o in objects if o["kind"] in WORKLOADS]
