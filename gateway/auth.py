@@ -117,11 +117,14 @@ class KeyStore:
             raise Unauthenticated("malformed API key")
         key_id, secret = match.groups()
         cached = self._cache.get(key_id)
-        if cached is None or cached[0] < time.monotonic():
+        if cached is not None and cached[0] >= time.monotonic():
+            doc = cached[1]
+        else:
             doc = self.keys.find_one({"_id": key_id})
-            cached = (time.monotonic() + KEY_CACHE_S, doc)
-            self._cache[key_id] = cached
-        doc = cached[1]
+            if doc is None:  # only keys that exist are kept: made-up ids must not grow the cache
+                self._cache.pop(key_id, None)
+            else:
+                self._cache[key_id] = (time.monotonic() + KEY_CACHE_S, doc)
         if doc is None or not hmac.compare_digest(doc["hash"], hash_secret(secret)):
             raise Unauthenticated("unknown or revoked API key")
         return Principal("key:" + key_id, doc["role"], doc.get("park"), doc.get("subject"), "key",

@@ -153,7 +153,7 @@ def document(routes):
 
 def _tag(path):
     parts = [p for p in path.split("/") if p and not p.startswith("<")]
-    if parts[:1] == ["parks"] or path.startswith("/parks/"):
+    if parts[:1] == ["parks"]:
         return "echo wall (pages)"
     if parts[:3] == ["api", "v1", "parks"] and len(parts) > 3:
         return parts[3].split("-")[0]

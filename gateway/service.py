@@ -16,6 +16,7 @@ RPC request carries a TTL equal to the gateway's deadline, so a request the
 gateway gave up on is dropped by the broker rather than processed later. A
 client that retries with the same Idempotency-Key can never create a need twice.
 """
+import functools
 import json
 import math
 import re
@@ -358,7 +359,7 @@ class Gateway:
             "sections": {name: config[name] for name in parks.SECTIONS if config.get(name) is not None},
             "changed": parks.changed_sections(previous, config), "saved_by": principal.id}))
         with self.events.staged([event]) as outbox:
-            version, unchanged = store.install(config, dict(outbox, saved_by=principal.id))
+            version, unchanged = store.install_over(previous, config, dict(outbox, saved_by=principal.id))
         if unchanged:
             self.events.discard([event])
         else:
@@ -369,7 +370,7 @@ class Gateway:
     # the API's own description ---------------------------------------------------------
     @route("GET", "/openapi.json", PUBLIC)
     def openapi_json(self, request):
-        return json_response(200, openapi.document(ROUTES))
+        return Response(openapi_text(), mimetype="application/json")
 
     @route("GET", "/docs", PUBLIC)
     def docs(self, request):
@@ -738,6 +739,12 @@ class Gateway:
     @route("POST", "/api/v1/parks/<string:park>/points/awards/<string:period>", ADMIN)
     def freeze_award(self, request, park, period):
         return self.points.call("freeze_award", check_park_id(park), period, limit=int_arg(request, "limit", 10))
+
+
+@functools.cache
+def openapi_text():
+    """The OpenAPI document: the routes are fixed when the module is loaded, so it is built once."""
+    return json.dumps(openapi.document(ROUTES), ensure_ascii=False)
 
 
 def grant(principal, role):

@@ -70,12 +70,14 @@ class Stack:
         import pymongo
 
         from gateway.auth import KeyStore
+        from lamplight import settings
 
         env = dict(os.environ, **self.env)
-        client = pymongo.MongoClient(env.get("MONGO_URI", "mongodb://127.0.0.1:27018/"), tz_aware=True,
+        client = pymongo.MongoClient(env.get("MONGO_URI") or settings.DEFAULTS["MONGO_URI"], tz_aware=True,
                                      serverSelectionTimeoutMS=5000)
         try:
-            key, _ = KeyStore(client[env.get("MONGO_DB_PREFIX", "lamplight_") + "gateway"]).create(
+            database = (env.get("MONGO_DB_PREFIX") or settings.DEFAULTS["MONGO_DB_PREFIX"]) + "gateway"
+            key, _ = KeyStore(client[database]).create(
                 "platform_admin", None, "development stack", rate_limit=rate_limit)
         finally:
             client.close()

@@ -39,7 +39,10 @@ class ParkConfig:
         """Install ``config`` (loaded, with its ``version``); returns
         (version now current, unchanged). ``extra`` fields are written with a
         change but are not part of the configuration (an outbox, who saved it)."""
-        current = self.current()
+        return self.install_over(self.current(), config, extra)
+
+    def install_over(self, current, config, extra=None):
+        """:meth:`install` over ``current``, the document as the caller has just read it."""
         current_version = current["version"] if current else 0
         if config["version"] != current_version + 1:
             raise Conflict("park {} is at {} version {}; send version {}".format(
@@ -53,7 +56,6 @@ class ParkConfig:
                            {"version": ["changed concurrently"]})
         return current_version + 1, False
 
-
     def project(self, section, park_version, load):
         """Install a park's section from ``park.configured`` of ``park_version``
         (``load`` validates it with its version): a version already projected,
@@ -62,7 +64,7 @@ class ParkConfig:
         if current is not None and current.get("park_version", 0) >= park_version:
             return current["version"], True
         config = load(dict(section, version=(current["version"] if current else 0) + 1))
-        version, unchanged = self.install(config, {"park_version": park_version})
+        version, unchanged = self.install_over(current, config, {"park_version": park_version})
         if unchanged:  # still: an older park version arriving late must not be installed
             self.configs.update_one({"_id": self.doc_id}, {"$max": {"park_version": park_version}})
         return version, unchanged
