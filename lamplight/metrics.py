@@ -20,6 +20,12 @@ ENTRYPOINT_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+RPC_REPLIES_LOST = Counter(
+    "lamplight_rpc_replies_lost_total",
+    "RPC replies that could not be published (the broker was away); the caller times out and retries.",
+    ["service", "entrypoint"],
+)
+
 # events
 EVENTS_PUBLISHED = Counter(
     "lamplight_events_published_total",

@@ -25,7 +25,10 @@ from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY, NON_P
 from nameko.exceptions import IncorrectSignature, UnknownService
 from nameko.rpc import ReplyListener, Responder, Rpc as NamekoRpc, RpcConsumer, ServiceRpc, get_rpc_exchange
 
-from lamplight import settings
+from lamplight import logs, settings
+from lamplight.metrics import RPC_REPLIES_LOST
+
+_log = logs.get_logger(component="rpc")
 
 
 class CachedSignatureCheck:
@@ -57,7 +60,21 @@ class LightRpcConsumer(RpcConsumer):
         responder = LightResponder(self.amqp_uri, get_rpc_exchange(), message,
                                    ssl=config.get(AMQP_SSL_CONFIG_KEY),
                                    login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
-        result, exc_info = responder.send_response(result, exc_info)
+        try:
+            result, exc_info = responder.send_response(result, exc_info)
+        except Exception as exc:
+            # The broker is away. nameko lets this escape the worker, and an
+            # exception there kills the whole container: one broker restart
+            # took a service down. The request stays unacked, so the broker
+            # takes it back with the lost connection (and drops it once its
+            # TTL, the caller's deadline, has passed); the caller times out and
+            # retries with its idempotency key.
+            routing_key = (message.delivery_info or {}).get("routing_key", "")
+            entrypoint = routing_key.rsplit(".", 1)[-1]
+            RPC_REPLIES_LOST.labels(self.container.service_name, entrypoint).inc()
+            _log.warning("rpc.reply_lost", entrypoint=entrypoint, error="{}: {}".format(type(exc).__name__, exc),
+                         correlation_id=(message.properties or {}).get("correlation_id"))
+            return result, exc_info
         self.consumer.ack_message(message)
         return result, exc_info
 
