@@ -226,7 +226,9 @@ class VolunteersService:
         """Offer ``task`` to the next K eligible responders; nobody left → the
         team's leads (once). Returns the (event type, responder, reason) to publish."""
         tz = domain.zone(config["timezone"])
-        horizon = min(task["due_at"], at + timedelta(days=7))
+        # a need already past its due time (re-triaged, reopened, an event
+        # delivered late) is still offered to whoever is on duty now
+        horizon = max(at, min(task["due_at"], at + timedelta(days=7)))
         hours = {domain.hour_of_week(at + timedelta(hours=h), tz)
                  for h in range(int((horizon - at).total_seconds() // 3600) + 1)}
         pool = store.on_duty_candidates(hours, teams=task["teams"] or None, skills=task["skills"], now=at)
