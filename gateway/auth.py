@@ -28,6 +28,7 @@ import jwt
 from limits import parse as parse_limit
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from lamplight import fields as strict
 from lamplight.errors import BadInput, LamplightError, NotFound
 
 ROLES = ("platform_admin", "park_admin", "dispatcher", "volunteer", "member", "requester")
@@ -249,4 +250,4 @@ class TokenRequestSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(PEOPLE + ("dispatcher", "park_admin")))
     subject = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.:@-]{1,100}$"),
                             metadata={"description": "the person: a responder id, member id or requester id"})
-    ttl_s = fields.Integer(load_default=3600, validate=validate.Range(min=60, max=TOKEN_MAX_TTL_S))
+    ttl_s = strict.Integer(load_default=3600, validate=validate.Range(min=60, max=TOKEN_MAX_TTL_S))

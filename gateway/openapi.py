@@ -27,7 +27,7 @@ BODIES = {
     "visit_proof": volunteers.VisitProofSchema, "switch_mode": volunteers.EmergencySwitchSchema,
     "call_out": volunteers.CalloutSchema, "callout_reply": volunteers.ReplySchema,
     "set_notify_config": notify.NotifyConfigSchema, "put_recipient": notify.RecipientSchema,
-    "import_recipients": notify.RecipientImportSchema, "put_template": notify.TemplateSchema,
+    "import_recipients": notify.RecipientImportBatchSchema, "put_template": notify.TemplateSchema,
     "preview_template": notify.PreviewSchema, "broadcast": notify.BroadcastSchema,
     "set_points_rules": points.CatalogueSchema, "post_points": points.PostingSchema,
     "approve_points": points.DecisionSchema, "reject_points": points.DecisionSchema,
@@ -66,7 +66,10 @@ HTML = ("docs", "wall_page", "wall_entry_page", "wall_follow_form")
 ERRORS = {"401": "no credential, or not a valid one", "403": "another park's data, or not the caller's role",
           "404": "not found", "409": "a conflict: stale version, idempotency key reused with another body",
           "413": "request body too large", "422": "the input is not valid: fields name each problem",
-          "429": "over the rate limit: see Retry-After", "503": "a service is down: nothing was written; retry"}
+          "429": "over the rate limit: see Retry-After",
+          "400": "the request itself is malformed (a header given twice)",
+          "503": "a service is down or did not answer in time: the call may or may not have taken effect; "
+                 "retry after Retry-After with the same Idempotency-Key"}
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 

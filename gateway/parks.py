@@ -11,6 +11,7 @@ service was sent is what the gateway validated with that service's own schema.
 """
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from lamplight import fields as strict
 from lamplight.errors import BadInput
 from lamplight.parkconfig import ParkConfig
 from lamplight.registry import Published
@@ -32,7 +33,7 @@ class ParkSchema(Schema):
     """PUT /api/v1/parks/{park}: the park's name and a section per service;
     ``version`` is the current version + 1 (1 creates the park)."""
 
-    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    version = strict.Integer(required=True, validate=validate.Range(min=1))
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     needs = fields.Dict(required=True, metadata={"description": "as PUT …/needs/config, without version"})
     volunteers = fields.Dict(load_default=None, metadata={"description": "as PUT …/volunteers/config"})
@@ -65,7 +66,7 @@ class ParkSchema(Schema):
 
 class ParkViewSchema(Schema):
     park_id = fields.String()
-    version = fields.Integer()
+    version = strict.Integer()
     name = fields.String()
     needs = fields.Dict()
     volunteers = fields.Dict(allow_none=True)
@@ -79,7 +80,7 @@ class ParkConfiguredSchema(Schema):
     """Data of park.configured: the whole configuration as of ``version``."""
 
     park_id = fields.String(required=True)
-    version = fields.Integer(required=True)
+    version = strict.Integer(required=True)
     name = fields.String(required=True)
     sections = fields.Dict(keys=fields.String(validate=validate.OneOf(tuple(SECTIONS))), values=fields.Dict(),
                            required=True, metadata={"description": "needs, volunteers, notify, points: what each "

@@ -16,11 +16,20 @@ RPC request carries a TTL equal to the gateway's deadline, so a request the
 gateway gave up on is dropped by the broker rather than processed later. A
 client that retries with the same Idempotency-Key can never create a need twice.
 """
+import contextvars
 import functools
 import json
 import math
 import re
+import socket
 import time
+from datetime import date, datetime
+from decimal import Decimal
+
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from bson import ObjectId
+from kombu.exceptions import OperationalError as KombuOperationalError
+from pymongo.errors import ConnectionFailure as MongoConnectionFailure
 
 from limits import parse as parse_limit
 from limits.storage import MemoryStorage
@@ -38,6 +47,7 @@ from lamplight import logs, settings
 from lamplight.envelope import _TRACEPARENT, new_traceparent
 from lamplight.errors import BadInput, Conflict, LamplightError, NotFound, UnscopedQuery
 from lamplight.ids import new_id
+from lamplight.metrics import SERVER_ERRORS
 from lamplight.observability import Observability
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import CachedSignatureCheck, DeadlineRpc, ServiceUnavailable
@@ -50,9 +60,22 @@ _key = auth.KeySchema()
 _token = auth.TokenRequestSchema()
 _park = parks.ParkSchema()
 _configured = parks.ParkConfiguredSchema()
+
+
+class MalformedRequest(LamplightError):
+    """The HTTP request itself is wrong (a header given twice): 400."""
+
+    code = "bad_request"
+
+
 _STATUS = {BadInput: 422, NotFound: 404, Conflict: 409, Unauthenticated: 401, Forbidden: 403,
-           TooManyRequests: 429}
+           TooManyRequests: 429, MalformedRequest: 400}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# the exceptions that mean a dependency is away, not that the request is wrong
+DEPENDENCY_DOWN = (AmqpConnectionError, KombuOperationalError, MongoConnectionFailure, socket.error,
+                   ConnectionError, TimeoutError)
+# the request id of the request being answered, for the log line of a 500
+current_request_id = contextvars.ContextVar("request_id", default=None)
 _log = logs.get_logger(component="gateway")
 
 # who may call what -------------------------------------------------------------------
@@ -76,14 +99,30 @@ SIGNED_IN = Policy(roles=auth.ROLES)
 ROUTES = []
 
 
+def _encode(value):
+    """What JSON lacks, written once for every answer: times as ISO 8601
+    (services return datetimes over RPC: a proof's visited_at, an
+    escalation's at), and ids of other types as strings."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (ObjectId, Decimal)):
+        return str(value)
+    raise TypeError("{} is not JSON serializable".format(type(value).__name__))
+
+
+def dumps(payload):
+    """Every JSON answer of the gateway goes through here."""
+    return json.dumps(payload, ensure_ascii=False, default=_encode)
+
+
 def error_body(code, message, fields=None):
-    return json.dumps({"error": {"code": code, "message": message, "fields": fields or {}}},
-                      ensure_ascii=False)
+    return dumps({"error": {"code": code, "message": message, "fields": fields or {}}})
 
 
 def json_response(status, payload, headers=None):
-    return Response(json.dumps(payload, ensure_ascii=False), status=status,
-                    headers=headers, mimetype="application/json")
+    return Response(dumps(payload), status=status, headers=headers, mimetype="application/json")
 
 
 class Guard(SharedExtension):
@@ -158,6 +197,7 @@ class Api(CachedSignatureCheck, HttpRequestHandler):
         # what the worker (lamplight.observability) puts into its context, and RPC carries on
         request.environ["HTTP_X_REQUEST_ID"] = request_id
         request.environ["HTTP_TRACEPARENT"] = traceparent
+        current_request_id.set(request_id)
         try:
             principal = self.admit(request)
             request.environ["lamplight.principal"] = principal
@@ -200,13 +240,26 @@ class Api(CachedSignatureCheck, HttpRequestHandler):
         elif isinstance(exc, ServiceUnavailable):
             status, headers = 503, {"Retry-After": str(RETRY_AFTER_S)}
             body = error_body("unavailable", str(exc))
+        elif isinstance(exc, DEPENDENCY_DOWN):
+            # the broker or the database is away (ECONNREFUSED while RabbitMQ
+            # restarts, AutoReconnect while MongoDB fails over): an answer to
+            # retry, not a fault of ours
+            _log.warning("gateway.dependency_down", error_type=type(exc).__name__, error=str(exc))
+            status, headers = 503, {"Retry-After": str(RETRY_AFTER_S)}
+            body = error_body("unavailable", "a service the platform depends on is not reachable; "
+                                             "try again shortly with the same Idempotency-Key")
         elif isinstance(exc, HTTPException):
             status = exc.code or 400
             code = "too_large" if status == 413 else "http_{}".format(status)
             body = error_body(code, exc.description or exc.name)
         else:
-            _log.error("gateway.unhandled", error_type=type(exc).__name__, error=str(exc))
-            status, body = 500, error_body("internal", "internal error; it has been logged")
+            request_id = current_request_id.get()
+            _log.error("gateway.unhandled", error_type=type(exc).__name__, error=str(exc), request_id=request_id,
+                       exc_info=exc)
+            status, body = 500, error_body("internal", "internal error; it has been logged as request {}".format(
+                request_id))
+        if status >= 500:
+            SERVER_ERRORS.labels("gateway", str(status)).inc()
         return Response(body, status=status, headers=headers, mimetype="application/json")
 
 
@@ -246,7 +299,37 @@ def read_json(request, max_bytes=MAX_BODY_BYTES):
         raise BadInput("request body is not valid JSON: {}".format(exc), {"_body": ["invalid JSON"]})
     if not isinstance(body, dict):
         raise BadInput("request body must be a JSON object", {"_body": ["not an object"]})
+    bad = _unencodable(body)
+    if bad is not None:
+        raise BadInput("{} holds a lone UTF-16 surrogate (\\ud800-\\udfff): not text".format(bad or "the body"),
+                       {bad or "_body": ["not valid Unicode text"]})
     return body
+
+
+def _unencodable(value, path=""):
+    """The path of the first string (or key) in ``value`` that is not valid
+    Unicode (JSON's "\\ud800" parses to a lone surrogate, which no UTF-8
+    encoder takes: the database and the broker would fail on it), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = "{}.{}".format(path, key) if path else str(key)
+            if _unencodable(key) is not None:
+                return inner.encode("utf-8", "backslashreplace").decode("utf-8")
+            found = _unencodable(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _unencodable(item, "{}.{}".format(path, i) if path else str(i))
+            if found is not None:
+                return found
+    return None
 
 
 class Credentials(DependencyProvider):
@@ -660,7 +743,7 @@ class Gateway:
     @route("POST", "/api/v1/parks/<string:park>/points/entries", DESK)
     def post_points(self, request, park):
         entry = self.points.call("post", check_park_id(park), read_json(request),
-                                 idempotency_key=idempotency_key(request))
+                                 idempotency_key=idempotency_key(request, required=True))
         if entry.pop("approval_pending", False):  # the rule needs a second person: nothing posted yet
             entry.pop("created")
             return 202, entry
@@ -758,9 +841,23 @@ def created_or_replayed(result):
     return 201 if result.pop("created") else 200, result
 
 
-def idempotency_key(request):
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 128:
+def idempotency_key(request, required=False):
+    """The request's Idempotency-Key: one header, 1-128 characters without a
+    comma. Given twice it is 400 (which of the two would make a retry
+    safe?); a route
+    that must not be repeated by accident requires it (422 naming it)."""
+    # a WSGI server joins a repeated header into one value with commas
+    keys = [part.strip() for value in request.headers.getlist("Idempotency-Key") for part in value.split(",")]
+    if len(keys) > 1:
+        raise MalformedRequest("Idempotency-Key is given {} times; send it once".format(len(keys)),
+                               {"Idempotency-Key": ["given more than once"]})
+    key = keys[0] if keys else None
+    if key is None:
+        if required:
+            raise BadInput("this call needs an Idempotency-Key header, so that a retry cannot post twice",
+                           {"Idempotency-Key": ["Missing data for required field."]})
+        return None
+    if not 1 <= len(key) <= 128:
         raise BadInput("Idempotency-Key must be 1-128 characters", {"Idempotency-Key": ["bad length"]})
     return key
 

@@ -20,6 +20,16 @@ ENTRYPOINT_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+SERVER_ERRORS = Counter(
+    "lamplight_http_server_errors_total",
+    "HTTP answers of status 5xx (500: a fault of ours, logged with its request id; 503: a dependency away).",
+    ["service", "status"],
+)
+RPC_EXPIRED = Counter(
+    "lamplight_rpc_expired_total",
+    "RPC requests dropped unrun: their caller's deadline had passed when a worker was free to take them.",
+    ["service", "entrypoint"],
+)
 RPC_REPLIES_LOST = Counter(
     "lamplight_rpc_replies_lost_total",
     "RPC replies that could not be published (the broker was away); the caller times out and retries.",

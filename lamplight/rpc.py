@@ -16,17 +16,23 @@ Signatures. nameko checks every call's arguments with ``inspect.getcallargs``,
 which rebuilds the method's signature each time; here it is built once.
 """
 import inspect
+import time
+from functools import partial
 
 import eventlet
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from kombu.exceptions import OperationalError as KombuOperationalError
 from nameko import config
 from nameko.amqp import get_connection
 from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY, NON_PERSISTENT
-from nameko.exceptions import IncorrectSignature, UnknownService
+from nameko.containers import ContainerBeingKilled
+from nameko.exceptions import IncorrectSignature, MalformedRequest, UnknownService
+from nameko.messaging import decode_from_headers
 from nameko.rpc import ReplyListener, Responder, Rpc as NamekoRpc, RpcConsumer, ServiceRpc, get_rpc_exchange
 
 from lamplight import logs, settings
-from lamplight.metrics import RPC_REPLIES_LOST
+from lamplight.metrics import RPC_EXPIRED, RPC_REPLIES_LOST
 
 _log = logs.get_logger(component="rpc")
 
@@ -79,8 +85,64 @@ class LightRpcConsumer(RpcConsumer):
         return result, exc_info
 
 
+DEADLINE_KEY = "lamplight_deadline"  # context key (header nameko.lamplight_deadline): epoch seconds
+
+
+def deadline_passed(context_data, now=None):
+    """True when the caller stamped a deadline on the request and it has passed."""
+    raw = (context_data or {}).get(DEADLINE_KEY)
+    if raw is None:
+        return False
+    try:
+        return float(raw) < (time.time() if now is None else now)
+    except (TypeError, ValueError):
+        return False
+
+
 class Rpc(CachedSignatureCheck, NamekoRpc):
+    """nameko's RPC entrypoint that never runs a request its caller gave up on.
+
+    A request's TTL drops it only while it waits in the queue; once it is
+    prefetched it waits in this process for a free worker, and nameko would
+    run it however late. Here the deadline the caller stamped on it
+    (:class:`DeadlineRpc`) is checked when a worker is free, right before
+    the work starts: a request past it is acked and dropped (counted in
+    lamplight_rpc_expired_total), so a client that got 503 and retries with
+    its key does not race a late copy of its own first attempt."""
+
     rpc_consumer = LightRpcConsumer()
+
+    def handle_message(self, body, message):
+        try:
+            args = body["args"]
+            kwargs = body["kwargs"]
+        except KeyError:
+            raise MalformedRequest("Message missing `args` or `kwargs`")
+        self.check_signature(args, kwargs)
+        context_data = decode_from_headers(message.headers)
+        handle_result = partial(self.handle_result, message)
+
+        def spawn_worker():
+            # wait for a free worker first (nameko's pool; private, but the
+            # only place that knows), then decide with the time the work starts
+            pool = self.container._worker_pool
+            pool.sem.acquire()
+            pool.sem.release()
+            if deadline_passed(context_data):
+                RPC_EXPIRED.labels(self.container.service_name, self.method_name).inc()
+                _log.info("rpc.expired_dropped", entrypoint=self.method_name,
+                          correlation_id=(message.properties or {}).get("correlation_id"))
+                self.rpc_consumer.consumer.ack_message(message)
+                return
+            try:
+                self.container.spawn_worker(self, args, kwargs, context_data=context_data,
+                                            handle_result=handle_result)
+            except ContainerBeingKilled:
+                self.rpc_consumer.consumer.requeue_message(message)
+
+        self.container.spawn_managed_thread(
+            spawn_worker, identifier="Rpc.wait_for_worker_pool[{}.{}]".format(
+                self.container.service_name, self.method_name))
 
 
 rpc = Rpc.decorator
@@ -134,13 +196,26 @@ class DeadlineRpc(ServiceRpc):
 class DeadlineClient:
     def __init__(self, client, service, timeout):
         self._client = client
+        self._context = dict(client.context_data)
         self._service = service
         self._timeout = timeout
 
     def call(self, method, *args, **kwargs):
-        """Call ``method``; ServiceUnavailable when nobody answers in time."""
+        """Call ``method``; ServiceUnavailable when nobody answers in time or
+        the broker cannot take the request.
+
+        What ServiceUnavailable means: the outcome is unknown. The request
+        was dropped unrun if it was still waiting (its TTL, or the deadline
+        checked when a worker takes it), but a request already running when
+        the deadline passed completes. Retrying with the same idempotency
+        key is always safe: it answers the first outcome or makes it now."""
+        deadline = time.time() + self._timeout
+        self._client.context_data = dict(self._context, **{DEADLINE_KEY: "{:.3f}".format(deadline)})
         try:
             with eventlet.Timeout(self._timeout):
                 return getattr(self._client, method).call_async(*args, **kwargs).result()
         except (eventlet.Timeout, UnknownService):
             raise ServiceUnavailable(self._service)
+        except (OSError, KombuOperationalError, AmqpConnectionError) as exc:
+            # the broker is away (ECONNREFUSED while it restarts)
+            raise ServiceUnavailable(self._service) from exc

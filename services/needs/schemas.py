@@ -5,6 +5,7 @@ from functools import lru_cache
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.needs import domain
+from lamplight import fields as strict
 from lamplight.registry import Published
 
 CODE = validate.Regexp(r"^[a-z0-9_-]{1,64}$", error="lower-case letters, digits, _ and - (1-64)")
@@ -24,10 +25,10 @@ class FieldSpecSchema(Schema):
     name = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$"))
     label = fields.String(load_default=None, validate=validate.Length(max=100))
     type = fields.String(required=True, validate=validate.OneOf(FIELD_TYPES))
-    required = fields.Boolean(load_default=False)
-    max_length = fields.Integer(load_default=None, validate=validate.Range(min=1, max=DESCRIPTION_MAX))
-    min = fields.Float(load_default=None)
-    max = fields.Float(load_default=None)
+    required = strict.Boolean(load_default=False)
+    max_length = strict.Integer(load_default=None, validate=validate.Range(min=1, max=DESCRIPTION_MAX))
+    min = strict.Float(load_default=None)
+    max = strict.Float(load_default=None)
     choices = fields.List(fields.String(validate=validate.Length(min=1, max=100)), load_default=None)
 
     @validates_schema
@@ -58,27 +59,27 @@ class CategorySchema(Schema):
 class GradeSchema(Schema):
     code = fields.String(required=True, validate=CODE)
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    due_minutes = fields.Float(required=True, validate=validate.Range(min=0, max=60 * 24 * 366, min_inclusive=False))
+    due_minutes = strict.Float(required=True, validate=validate.Range(min=0, max=60 * 24 * 366, min_inclusive=False))
 
 
 class RungSchema(Schema):
     level = fields.String(required=True, validate=CODE)
-    after_minutes = fields.Float(required=True, validate=validate.Range(min=0))
+    after_minutes = strict.Float(required=True, validate=validate.Range(min=0))
 
 
 class NeedsConfigSchema(Schema):
     """PUT /api/v1/parks/{park}/needs/config — the park's taxonomy, grades and
     supervision rules, versioned: ``version`` is the current version + 1."""
 
-    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    version = strict.Integer(required=True, validate=validate.Range(min=1))
     name = fields.String(load_default=None, validate=validate.Length(max=100))
     categories = fields.List(fields.Nested(CategorySchema), required=True, validate=validate.Length(min=1, max=100))
     grades = fields.List(fields.Nested(GradeSchema), required=True, validate=validate.Length(min=1, max=20))
     kind_grades = fields.Dict(keys=fields.String(validate=validate.OneOf(domain.NEED_KINDS)),
                               values=fields.String(validate=CODE), load_default=dict)
-    auto_triage = fields.Boolean(load_default=True)
-    duplicate_window_hours = fields.Float(load_default=168, validate=validate.Range(min=0, max=24 * 366))
-    evaluation_days = fields.Float(load_default=7, validate=validate.Range(min=0, max=366, min_inclusive=False))
+    auto_triage = strict.Boolean(load_default=True)
+    duplicate_window_hours = strict.Float(load_default=168, validate=validate.Range(min=0, max=24 * 366))
+    evaluation_days = strict.Float(load_default=7, validate=validate.Range(min=0, max=366, min_inclusive=False))
     escalation = fields.List(fields.Nested(RungSchema), load_default=lambda: [
         {"level": "supervisor", "after_minutes": 0}, {"level": "park_admin", "after_minutes": 1440}],
         validate=validate.Length(min=1, max=10))
@@ -121,11 +122,11 @@ def _field_for(spec):
         limit = spec.get("max_length") or (500 if kind == "string" else DESCRIPTION_MAX)
         return fields.String(validate=validate.Length(min=1 if required else 0, max=limit), **extra)
     if kind == "integer":
-        return fields.Integer(strict=True, validate=bounds, **extra)
+        return strict.Integer(strict=True, validate=bounds, **extra)
     if kind == "number":
-        return fields.Float(validate=bounds, allow_nan=False, **extra)
+        return strict.Float(validate=bounds, allow_nan=False, **extra)
     if kind == "boolean":
-        return fields.Boolean(**extra)
+        return strict.Boolean(**extra)
     if kind == "date":
         return fields.Date(**extra)
     if kind == "choice":
@@ -207,7 +208,7 @@ class TriageSchema(ActionSchema):
     grade = fields.String(load_default=None, validate=CODE)
     team = fields.String(load_default=None, validate=CODE)
     unit = fields.String(load_default=None, validate=validate.Length(max=100))
-    public = fields.Boolean(load_default=None)
+    public = strict.Boolean(load_default=None)
     public_title = fields.String(load_default=None, validate=validate.Length(min=2, max=TITLE_MAX))
 
 
@@ -242,7 +243,7 @@ class DuplicateSchema(ActionSchema):
 class EvaluationSchema(Schema):
     """The requester's answer: a rating and whether it was fixed."""
 
-    rating = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
+    rating = strict.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
     outcome = fields.String(required=True, validate=validate.OneOf(domain.EVALUATION_OUTCOMES))
     comment = fields.String(load_default=None, validate=NOTE)
     actor = fields.String(load_default="requester", validate=ACTOR)
@@ -250,7 +251,7 @@ class EvaluationSchema(Schema):
 
 class ReviewSchema(ActionSchema):
     by = fields.String(required=True, validate=validate.OneOf(domain.REVIEWERS))
-    score = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=100))
+    score = strict.Integer(required=True, strict=True, validate=validate.Range(min=0, max=100))
 
 
 COMMAND_SCHEMAS = {
@@ -312,13 +313,13 @@ class TimelineEntrySchema(Schema):
 
 
 class EvaluationViewSchema(Schema):
-    rating = fields.Integer(allow_none=True)
+    rating = strict.Integer(allow_none=True)
     outcome = fields.String()
     at = fields.DateTime()
 
 
 class ReviewViewSchema(Schema):
-    score = fields.Integer()
+    score = strict.Integer()
     note = fields.String()
     at = fields.DateTime()
 
@@ -328,7 +329,7 @@ class NeedViewSchema(Schema):
 
     id = fields.String(attribute="need_id")
     park_id = fields.String()
-    version = fields.Integer()
+    version = strict.Integer()
     status = fields.String()
     allowed_actions = fields.Method("_allowed")
     kind = fields.String()
@@ -342,7 +343,7 @@ class NeedViewSchema(Schema):
     channel = fields.String()
     title = fields.String()
     public_title = fields.String()
-    public = fields.Boolean()
+    public = strict.Boolean()
     description = fields.String()
     details = fields.Dict()
     requester = fields.Nested(RequesterSchema)
@@ -351,7 +352,7 @@ class NeedViewSchema(Schema):
     submitted_at = fields.DateTime()
     due_at = fields.DateTime()
     paused_at = fields.DateTime(allow_none=True)
-    overdue_count = fields.Integer()
+    overdue_count = strict.Integer()
     ladder_level = fields.String(allow_none=True)
     escalated_to = fields.String(allow_none=True)
     resolved_at = fields.DateTime(allow_none=True)
@@ -362,7 +363,7 @@ class NeedViewSchema(Schema):
     cancel_reason = fields.String(allow_none=True)
     duplicate_of = fields.String(allow_none=True)
     possible_duplicates = fields.List(fields.String())
-    reopen_count = fields.Integer()
+    reopen_count = strict.Integer()
     reviews = fields.Dict(keys=fields.String(), values=fields.Nested(ReviewViewSchema))
     timeline = fields.List(fields.Nested(TimelineEntrySchema))
 
@@ -381,8 +382,8 @@ class WallEntrySchema(Schema):
     no details, no internal notes, no responder."""
 
     need_id = fields.String(required=True)
-    version = fields.Integer(required=True)
-    public = fields.Boolean(required=True)
+    version = strict.Integer(required=True)
+    public = strict.Boolean(required=True)
     title = fields.String(required=True)
     kind = fields.String(required=True)
     category = fields.String(required=True)
@@ -392,11 +393,11 @@ class WallEntrySchema(Schema):
     due_at = fields.DateTime(required=True)
     resolved_at = fields.DateTime(allow_none=True)
     closed_at = fields.DateTime(allow_none=True)
-    rating = fields.Integer(allow_none=True)
+    rating = strict.Integer(allow_none=True)
     outcome = fields.String(allow_none=True)
     redirect_to = fields.String(allow_none=True)
-    overdue_count = fields.Integer(required=True)
-    clock_running = fields.Boolean(required=True)
+    overdue_count = strict.Integer(required=True)
+    clock_running = strict.Boolean(required=True)
     notes = fields.List(fields.Nested(WallNoteSchema), required=True)
     updated_at = fields.DateTime(required=True)
 
@@ -424,7 +425,7 @@ class NeedChangedSchema(Schema):
     the change. Optional fields are set by the actions they belong to."""
 
     need_id = fields.String(required=True)
-    version = fields.Integer(required=True)
+    version = strict.Integer(required=True)
     action = fields.String(required=True)
     from_status = fields.String(required=True)
     status = fields.String(required=True)
@@ -434,7 +435,7 @@ class NeedChangedSchema(Schema):
     grade = fields.String(required=True)
     team = fields.String(allow_none=True)
     unit = fields.String(allow_none=True)
-    routing = fields.Integer(required=True)
+    routing = strict.Integer(required=True)
     summary = fields.String(required=True)
     due_at = fields.DateTime(required=True)
     at = fields.DateTime(required=True)
@@ -444,7 +445,7 @@ class NeedChangedSchema(Schema):
     task_id = fields.String(allow_none=True)
     requester_member_id = fields.String(allow_none=True)
     public_note = fields.String(allow_none=True)
-    rating = fields.Integer(allow_none=True)
+    rating = strict.Integer(allow_none=True)
     outcome = fields.String(allow_none=True)
     redirect_to = fields.String(allow_none=True)
     level = fields.String(allow_none=True)
@@ -452,13 +453,13 @@ class NeedChangedSchema(Schema):
     duplicate_of = fields.String(allow_none=True)
     zone = fields.String(allow_none=True)
     reviewer = fields.String(allow_none=True)
-    score = fields.Integer(allow_none=True)
+    score = strict.Integer(allow_none=True)
 
 
 class NeedFollowedSchema(Schema):
     need_id = fields.String(required=True)
     follower_id = fields.String(required=True)
-    following = fields.Boolean(required=True)
+    following = strict.Boolean(required=True)
 
 
 class WallEntryChangedSchema(WallEntrySchema):

@@ -4,6 +4,7 @@ import re
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.notify import domain
+from lamplight import fields as strict
 from lamplight.parkconfig import time_zone
 from lamplight.registry import Published
 
@@ -26,8 +27,8 @@ class NightSchema(Schema):
 
 class QuietSchema(Schema):
     night = fields.Nested(NightSchema, load_default=lambda: {"start": "22:00", "end": "07:00"})
-    sleep_hours = fields.Float(load_default=8.0, validate=validate.Range(min=0.001, max=16))
-    settle_minutes = fields.Float(load_default=30.0, validate=validate.Range(min=0, max=240))
+    sleep_hours = strict.Float(load_default=8.0, validate=validate.Range(min=0.001, max=16))
+    settle_minutes = strict.Float(load_default=30.0, validate=validate.Range(min=0, max=240))
 
 
 class DigestSchema(Schema):
@@ -35,8 +36,8 @@ class DigestSchema(Schema):
 
 
 class RetrySchema(Schema):
-    attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
-    backoff_s = fields.Float(load_default=2.0, validate=validate.Range(min=0.05, max=600))
+    attempts = strict.Integer(load_default=3, validate=validate.Range(min=1, max=10))
+    backoff_s = strict.Float(load_default=2.0, validate=validate.Range(min=0.05, max=600))
 
 
 class ChannelSettingsSchema(Schema):
@@ -46,17 +47,17 @@ class ChannelSettingsSchema(Schema):
 
 class EmailSettingsSchema(ChannelSettingsSchema):
     host = fields.String(required=True)
-    port = fields.Integer(required=True, validate=validate.Range(min=1, max=65535))
+    port = strict.Integer(required=True, validate=validate.Range(min=1, max=65535))
     sender = fields.Email(required=True)
-    starttls = fields.Boolean(load_default=False)
+    starttls = strict.Boolean(load_default=False)
     username = fields.String(load_default=None)
     password = fields.String(load_default=None)
-    timeout_s = fields.Float(load_default=10, validate=validate.Range(min=0.1, max=60))
+    timeout_s = strict.Float(load_default=10, validate=validate.Range(min=0.1, max=60))
 
 
 class WebhookSettingsSchema(ChannelSettingsSchema):
     secret = fields.String(required=True, validate=validate.Length(min=16, max=200))
-    timeout_s = fields.Float(load_default=5, validate=validate.Range(min=0.1, max=60))
+    timeout_s = strict.Float(load_default=5, validate=validate.Range(min=0.1, max=60))
 
 
 class SmsSettingsSchema(ChannelSettingsSchema):
@@ -72,7 +73,7 @@ class SmsSettingsSchema(ChannelSettingsSchema):
     secret_id = fields.String(load_default=None)
     secret_key = fields.String(load_default=None)
     sdk_app_id = fields.String(load_default=None)
-    timeout_s = fields.Float(load_default=5, validate=validate.Range(min=0.1, max=60))
+    timeout_s = strict.Float(load_default=5, validate=validate.Range(min=0.1, max=60))
 
     @validates_schema
     def _credentials(self, data, **kwargs):
@@ -92,7 +93,7 @@ class WeChatSettingsSchema(ChannelSettingsSchema):
     fields_ = fields.Dict(data_key="fields", attribute="fields", keys=fields.String(),
                           values=fields.String(validate=validate.OneOf(("title", "body", "time"))), load_default=None)
     link = fields.String(load_default=None)
-    timeout_s = fields.Float(load_default=5, validate=validate.Range(min=0.1, max=60))
+    timeout_s = strict.Float(load_default=5, validate=validate.Range(min=0.1, max=60))
 
 
 class ChannelsSchema(Schema):
@@ -105,7 +106,7 @@ class ChannelsSchema(Schema):
 class NotifyConfigSchema(Schema):
     """PUT /api/v1/parks/{park}/notify/config"""
 
-    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    version = strict.Integer(required=True, validate=validate.Range(min=1))
     timezone = fields.String(load_default="Asia/Shanghai", validate=time_zone)
     channels = fields.Nested(ChannelsSchema, load_default=dict)
     quiet = fields.Nested(QuietSchema, load_default=lambda: QuietSchema().load({}))
@@ -113,7 +114,7 @@ class NotifyConfigSchema(Schema):
     retry = fields.Nested(RetrySchema, load_default=lambda: RetrySchema().load({}))
     # sends per second per channel, for the whole park across every process
     rate_limits = fields.Dict(keys=fields.String(validate=validate.OneOf(domain.PUSH_CHANNELS)),
-                              values=fields.Integer(validate=validate.Range(min=1, max=10000)), load_default=dict)
+                              values=strict.Integer(validate=validate.Range(min=1, max=10000)), load_default=dict)
 
 
 SECRET_KEYS = ("password", "secret", "access_key_secret", "secret_key", "app_secret")
@@ -123,7 +124,7 @@ class ShiftSchema(Schema):
     day = fields.String(required=True, validate=validate.OneOf(domain.DAYS))
     start = fields.String(required=True, validate=CLOCK)
     end = fields.String(required=True, validate=CLOCK)
-    overnight = fields.Boolean(load_default=False)
+    overnight = strict.Boolean(load_default=False)
 
     @validates_schema
     def _ends_after_start(self, data, **kwargs):
@@ -176,7 +177,18 @@ class RecipientImportSchema(RecipientSchema):
 
 
 class RecipientBatchSchema(Schema):
+    """POST …/notify/recipients: {"recipients": [RecipientImport, …]}. The
+    rows are checked one by one (RecipientImportSchema), so that every bad
+    row is named at once; the documented body says what each row is."""
+
     recipients = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1, max=5000))
+
+
+class RecipientImportBatchSchema(Schema):
+    """The body of POST …/notify/recipients as documented (RecipientBatchSchema loads it)."""
+
+    recipients = fields.List(fields.Nested(RecipientImportSchema), required=True,
+                             validate=validate.Length(min=1, max=5000))
 
 
 class TemplateSchema(Schema):
@@ -211,7 +223,7 @@ class BroadcastSchema(Schema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=domain.TITLE_MAX))
     body = fields.String(required=True, validate=validate.Length(min=1, max=domain.BODY_MAX))
     audience = fields.Nested(AudienceSchema, load_default=lambda: {"kind": "park", "value": None})
-    critical = fields.Boolean(load_default=False)
+    critical = strict.Boolean(load_default=False)
     channels = fields.List(fields.String(validate=validate.OneOf(domain.PUSH_CHANNELS)), load_default=None)
     actor = fields.String(required=True, validate=validate.Length(min=1, max=64))
 
@@ -228,7 +240,7 @@ class NoticeViewSchema(Schema):
     source_id = fields.String()
     title = fields.String()
     body = fields.String()
-    read = fields.Boolean()
+    read = strict.Boolean()
     created_at = fields.DateTime()
 
 
@@ -242,7 +254,7 @@ class DeliveryViewSchema(Schema):
     at = fields.DateTime()
     reason = fields.String(allow_none=True)
     until = fields.DateTime(allow_none=True)
-    attempt = fields.Integer(allow_none=True)
+    attempt = strict.Integer(allow_none=True)
     provider_id = fields.String(allow_none=True)
 
 
@@ -271,7 +283,7 @@ class VolunteerEventSchema(Schema):
     member_id = fields.String(load_default=None, allow_none=True)
     teams = fields.List(fields.String(), load_default=list)
     zone = fields.String(load_default=None, allow_none=True)
-    active = fields.Boolean(required=True)
+    active = strict.Boolean(required=True)
 
 
 class NeedFollowedSchema(Schema):
@@ -280,7 +292,7 @@ class NeedFollowedSchema(Schema):
 
     need_id = fields.String(required=True)
     follower_id = fields.String(required=True)
-    following = fields.Boolean(required=True)
+    following = strict.Boolean(required=True)
 
 
 class NoticeSentSchema(Schema):
@@ -301,9 +313,9 @@ class BroadcastEventSchema(Schema):
 
     broadcast_id = fields.String(required=True)
     audience = fields.Dict(required=True)
-    critical = fields.Boolean(required=True)
+    critical = strict.Boolean(required=True)
     actor = fields.String(required=True)
-    recipients = fields.Integer(allow_none=True)
+    recipients = strict.Integer(allow_none=True)
     at = fields.DateTime(required=True)
 
 

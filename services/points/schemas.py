@@ -2,6 +2,7 @@
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.points import domain
+from lamplight import fields as strict
 from lamplight.registry import Published
 
 CODE = validate.Regexp(r"^[a-z0-9_.-]{1,64}$")
@@ -11,22 +12,22 @@ AUTO_EVENT_TYPES = ("task.completed", "volunteer.service_hours", "visit.missed",
 
 
 class CapsSchema(Schema):
-    day = fields.Integer(load_default=None, validate=validate.Range(min=1))
-    month = fields.Integer(load_default=None, validate=validate.Range(min=1))
-    year = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    day = strict.Integer(load_default=None, validate=validate.Range(min=1))
+    month = strict.Integer(load_default=None, validate=validate.Range(min=1))
+    year = strict.Integer(load_default=None, validate=validate.Range(min=1))
 
 
 class RuleSchema(Schema):
     code = fields.String(required=True, validate=CODE)
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     account = fields.String(required=True, validate=validate.OneOf(domain.ACCOUNT_KINDS))
-    points = fields.Integer(required=True, validate=validate.Range(min=-100, max=100))
+    points = strict.Integer(required=True, validate=validate.Range(min=-100, max=100))
     caps = fields.Nested(CapsSchema, load_default=dict)
     mode = fields.String(load_default="manual", validate=validate.OneOf(("manual", "auto")))
     event_type = fields.String(load_default=None, validate=validate.OneOf(AUTO_EVENT_TYPES))
-    per_hour = fields.Boolean(load_default=False)
-    rating_at_most = fields.Integer(load_default=None, validate=validate.Range(min=1, max=5))
-    approval_required = fields.Boolean(load_default=False)
+    per_hour = strict.Boolean(load_default=False)
+    rating_at_most = strict.Integer(load_default=None, validate=validate.Range(min=1, max=5))
+    approval_required = strict.Boolean(load_default=False)
 
     @validates_schema
     def auto_needs_event(self, data, **_):
@@ -39,10 +40,10 @@ class RuleSchema(Schema):
 class CatalogueSchema(Schema):
     """PUT /api/v1/parks/{park}/points/rules"""
 
-    version = fields.Integer(required=True, validate=validate.Range(min=0))
+    version = strict.Integer(required=True, validate=validate.Range(min=0))
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1, max=200))
     star_thresholds = fields.Dict(keys=fields.String(validate=validate.OneOf(("1", "2", "3", "4", "5"))),
-                                  values=fields.Integer(), load_default=None)
+                                  values=strict.Integer(), load_default=None)
 
 
 class PostingSchema(Schema):
@@ -52,7 +53,7 @@ class PostingSchema(Schema):
     rule_code = fields.String(required=True, validate=CODE)
     actor = fields.String(required=True, validate=validate.Length(min=1, max=64))
     reason = fields.String(required=True, validate=validate.Length(min=2, max=500))
-    year = fields.Integer(load_default=None, validate=validate.Range(min=2000, max=2100))
+    year = strict.Integer(load_default=None, validate=validate.Range(min=2000, max=2100))
     metadata = fields.Dict(load_default=dict)
 
 
@@ -87,11 +88,11 @@ class RewardSchema(Schema):
 
     code = fields.String(required=True, validate=CODE)
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    cost = fields.Integer(required=True, validate=validate.Range(min=1, max=100000))
-    stock = fields.Integer(required=True, validate=validate.Range(min=0, max=1000000))
+    cost = strict.Integer(required=True, validate=validate.Range(min=1, max=100000))
+    stock = strict.Integer(required=True, validate=validate.Range(min=0, max=1000000))
     window_start = fields.AwareDateTime(load_default=None)
     window_end = fields.AwareDateTime(load_default=None)
-    hold_minutes = fields.Integer(load_default=30, validate=validate.Range(min=1, max=7 * 24 * 60))
+    hold_minutes = strict.Integer(load_default=30, validate=validate.Range(min=1, max=7 * 24 * 60))
 
 
 class RedeemSchema(Schema):
@@ -110,12 +111,12 @@ class EntryViewSchema(Schema):
     account_id = fields.String()
     member_id = fields.String()
     account_kind = fields.String()
-    year = fields.Integer(allow_none=True)
-    seq = fields.Integer()
+    year = strict.Integer(allow_none=True)
+    seq = strict.Integer()
     kind = fields.String()
-    amount = fields.Integer()
-    balance_after = fields.Integer()
-    held_after = fields.Integer()
+    amount = strict.Integer()
+    balance_after = strict.Integer()
+    held_after = strict.Integer()
     rule_code = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
     actor = fields.String(allow_none=True)
@@ -131,14 +132,14 @@ class AccountViewSchema(Schema):
     park_id = fields.String()
     member_id = fields.String()
     kind = fields.String()
-    year = fields.Integer(allow_none=True)
-    balance = fields.Integer()
-    held = fields.Integer()
-    available = fields.Integer()
-    entries = fields.Integer(attribute="seq")
+    year = strict.Integer(allow_none=True)
+    balance = strict.Integer()
+    held = strict.Integer()
+    available = strict.Integer()
+    entries = strict.Integer(attribute="seq")
     warning = fields.String(allow_none=True)
-    stars = fields.Integer(allow_none=True)
-    eligible_for_awards = fields.Boolean(allow_none=True)
+    stars = strict.Integer(allow_none=True)
+    eligible_for_awards = strict.Boolean(allow_none=True)
     as_of = fields.DateTime(allow_none=True)
 
 
@@ -146,7 +147,7 @@ class RedemptionViewSchema(Schema):
     id = fields.String(attribute="_id")
     member_id = fields.String()
     reward_code = fields.String()
-    cost = fields.Integer()
+    cost = strict.Integer()
     status = fields.String()
     reason = fields.String(allow_none=True)
     created_at = fields.DateTime()
@@ -161,10 +162,10 @@ class PointsEntrySchema(Schema):
     account_id = fields.String(required=True)
     member_id = fields.String(required=True)
     account_kind = fields.String(required=True)
-    year = fields.Integer(allow_none=True)
-    amount = fields.Integer(required=True)
-    balance_after = fields.Integer(required=True)
-    held_after = fields.Integer(required=True)
+    year = strict.Integer(allow_none=True)
+    amount = strict.Integer(required=True)
+    balance_after = strict.Integer(required=True)
+    held_after = strict.Integer(required=True)
     rule_code = fields.String(allow_none=True)
     reverses = fields.String(allow_none=True)
     source_event_id = fields.String(allow_none=True)
@@ -174,10 +175,10 @@ class ThresholdCrossedSchema(Schema):
     """Payload of points.threshold_crossed v1."""
 
     member_id = fields.String(required=True)
-    year = fields.Integer(required=True)
-    threshold = fields.Integer(required=True)
+    year = strict.Integer(required=True)
+    threshold = strict.Integer(required=True)
     level = fields.String(required=True)
-    balance = fields.Integer(required=True)
+    balance = strict.Integer(required=True)
     entry_id = fields.String(required=True)
 
 
@@ -192,8 +193,8 @@ class SourceEventSchema(Schema):
     need_id = fields.String(load_default=None)
     task_id = fields.String(load_default=None)
     visit_id = fields.String(load_default=None)
-    hours = fields.Float(load_default=None, validate=validate.Range(min=0, max=24))
-    rating = fields.Integer(load_default=None, validate=validate.Range(min=1, max=5))
+    hours = strict.Float(load_default=None, validate=validate.Range(min=0, max=24))
+    rating = strict.Integer(load_default=None, validate=validate.Range(min=1, max=5))
 
 
 # what this service publishes (lamplight.registry; the catalogue is generated from it)

@@ -4,6 +4,7 @@ configuration, commands, views and event payloads."""
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.volunteers import domain
+from lamplight import fields as strict
 from lamplight.parkconfig import time_zone
 from lamplight.registry import Published
 
@@ -20,15 +21,15 @@ class TeamSchema(Schema):
     # the external refs of the team's leads: an offer nobody takes goes to them
     leads = fields.List(fields.String(validate=REF), load_default=list)
     # the emergency squad (应急小分队): paged at night, called out in an emergency
-    squad = fields.Boolean(load_default=False)
+    squad = strict.Boolean(load_default=False)
 
 
 class ZoneSchema(Schema):
     code = fields.String(required=True, validate=CODE)
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     # metres on the park's own grid: how near a responder is to a need
-    x = fields.Float(required=True)
-    y = fields.Float(required=True)
+    x = strict.Float(required=True)
+    y = strict.Float(required=True)
 
 
 class WindowSchema(Schema):
@@ -37,25 +38,25 @@ class WindowSchema(Schema):
 
 
 class DispatchSettingsSchema(Schema):
-    offer_k = fields.Integer(load_default=3, validate=validate.Range(min=1, max=50))
-    offer_minutes = fields.Float(load_default=30, validate=validate.Range(min=0.005, max=10080))
-    default_cap = fields.Integer(load_default=3, validate=validate.Range(min=1, max=100))
+    offer_k = strict.Integer(load_default=3, validate=validate.Range(min=1, max=50))
+    offer_minutes = strict.Float(load_default=30, validate=validate.Range(min=0.005, max=10080))
+    default_cap = strict.Integer(load_default=3, validate=validate.Range(min=1, max=100))
     night = fields.Nested(WindowSchema, load_default=lambda: {"start": "22:00", "end": "06:00"})
-    night_page_after_minutes = fields.Float(load_default=15, validate=validate.Range(min=0, max=1440))
+    night_page_after_minutes = strict.Float(load_default=15, validate=validate.Range(min=0, max=1440))
     night_grades = fields.List(fields.String(validate=CODE), load_default=lambda: ["urgent"])
 
 
 class WishSettingsSchema(Schema):
-    claim_cap = fields.Integer(load_default=2, validate=validate.Range(min=1, max=50))
-    stale_claim_hours = fields.Float(load_default=72, validate=validate.Range(min=0.0001, max=24 * 60))
-    takeover_answer_hours = fields.Float(load_default=24, validate=validate.Range(min=0.0001, max=24 * 30))
+    claim_cap = strict.Integer(load_default=2, validate=validate.Range(min=1, max=50))
+    stale_claim_hours = strict.Float(load_default=72, validate=validate.Range(min=0.0001, max=24 * 60))
+    takeover_answer_hours = strict.Float(load_default=24, validate=validate.Range(min=0.0001, max=24 * 30))
 
 
 class VolunteersConfigSchema(Schema):
     """PUT /api/v1/parks/{park}/volunteers/config: the park's teams, skills,
     zones and dispatch rules, as the next version."""
 
-    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    version = strict.Integer(required=True, validate=validate.Range(min=1))
     timezone = fields.String(load_default="Asia/Shanghai", validate=time_zone)
     teams = fields.List(fields.Nested(TeamSchema), required=True, validate=validate.Length(min=1, max=50))
     skills = fields.List(fields.String(validate=CODE), load_default=list)
@@ -87,7 +88,7 @@ class ShiftSchema(Schema):
     start = fields.String(required=True, validate=HHMM)
     end = fields.String(required=True, validate=HHMM)
     # ends the next day (a night shift); a Sunday night shift ends on Monday
-    overnight = fields.Boolean(load_default=False)
+    overnight = strict.Boolean(load_default=False)
 
     @validates_schema
     def _ends_after_start(self, data, **kwargs):
@@ -124,15 +125,15 @@ class ResponderRegistrationSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(domain.RESPONDER_KINDS))
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     phone = fields.String(load_default=None, validate=validate.Regexp(r"^\+?[0-9-]{5,20}$"))
-    party_member = fields.Boolean(load_default=False)
+    party_member = strict.Boolean(load_default=False)
     member_id = fields.String(load_default=None, validate=validate.Length(max=64))
     # a unit is a department, the community or the park office
     unit_kind = fields.String(load_default=None, validate=validate.OneOf(domain.UNIT_KINDS))
     teams = fields.List(fields.String(validate=CODE), load_default=list)
     skills = fields.List(fields.String(validate=CODE), load_default=list)
     zone = fields.String(load_default=None, validate=CODE)
-    max_open_tasks = fields.Integer(load_default=None, validate=validate.Range(min=1, max=100))
-    active = fields.Boolean(load_default=True)
+    max_open_tasks = strict.Integer(load_default=None, validate=validate.Range(min=1, max=100))
+    active = strict.Boolean(load_default=True)
     roster = fields.Nested(RosterSchema, load_default=None)
     # the park's own number for this responder; registering it again returns
     # the responder already registered
@@ -145,7 +146,7 @@ class ResponderRegistrationSchema(Schema):
 
 
 class PauseSchema(Schema):
-    active = fields.Boolean(required=True)
+    active = strict.Boolean(required=True)
     reason = fields.String(load_default=None, validate=validate.Length(max=200))
 
 
@@ -162,18 +163,18 @@ class ResponderViewSchema(Schema):
     kind = fields.String()
     unit_kind = fields.String(allow_none=True)
     name = fields.String()
-    party_member = fields.Boolean()
+    party_member = strict.Boolean()
     member_id = fields.String(allow_none=True)
     teams = fields.List(fields.String())
     categories = fields.List(fields.String())
     skills = fields.List(fields.String())
     zone = fields.String(allow_none=True)
-    max_open_tasks = fields.Integer(allow_none=True)
-    active = fields.Boolean()
+    max_open_tasks = strict.Integer(allow_none=True)
+    active = strict.Boolean()
     shifts = fields.List(fields.Dict())
     leave = fields.List(fields.Nested(SpanViewSchema))
     extra = fields.List(fields.Nested(SpanViewSchema))
-    duty_hours = fields.List(fields.Integer())
+    duty_hours = fields.List(strict.Integer())
 
 
 # tasks ------------------------------------------------------------------------------------
@@ -185,14 +186,14 @@ class TaskActionSchema(Schema):
     # complete: proof of the work
     photo_ref = fields.String(load_default=None, validate=PHOTO_REF)
     place = fields.String(load_default=None, validate=validate.Length(max=200))
-    hours = fields.Float(load_default=None, validate=validate.Range(min=0, max=24))
+    hours = strict.Float(load_default=None, validate=validate.Range(min=0, max=24))
     # answer_takeover
-    accept = fields.Boolean(load_default=None)
+    accept = strict.Boolean(load_default=None)
 
 
 class OfferViewSchema(Schema):
     status = fields.String()
-    round = fields.Integer()
+    round = strict.Integer()
     offered_at = fields.DateTime()
     expires_at = fields.DateTime()
     reason = fields.String()
@@ -201,7 +202,7 @@ class OfferViewSchema(Schema):
 class TaskViewSchema(Schema):
     task_id = fields.String()
     need_id = fields.String()
-    routing = fields.Integer()
+    routing = strict.Integer()
     kind = fields.String(allow_none=True)
     category = fields.String()
     item = fields.String(allow_none=True)
@@ -213,7 +214,7 @@ class TaskViewSchema(Schema):
     skills = fields.List(fields.String())
     mode = fields.String()
     status = fields.String()
-    round = fields.Integer()
+    round = strict.Integer()
     offers = fields.Dict(keys=fields.String(), values=fields.Nested(OfferViewSchema))
     holder = fields.Dict(allow_none=True)
     claimed_at = fields.DateTime(allow_none=True)
@@ -222,7 +223,7 @@ class TaskViewSchema(Schema):
     completion = fields.Dict(allow_none=True)
     escalations = fields.List(fields.Dict())
     takeover = fields.Dict(allow_none=True)
-    version = fields.Integer()
+    version = strict.Integer()
 
 
 class WishViewSchema(Schema):
@@ -256,7 +257,7 @@ class NeedRoutedSchema(Schema):
     team = fields.String(load_default=None, allow_none=True)
     unit = fields.String(load_default=None, allow_none=True)
     zone = fields.String(load_default=None, allow_none=True)
-    routing = fields.Integer(load_default=1)
+    routing = strict.Integer(load_default=1)
     task_id = fields.String(load_default=None, allow_none=True)
 
 
@@ -266,7 +267,7 @@ class TaskEventSchema(Schema):
 
     task_id = fields.String(required=True)
     need_id = fields.String(required=True)
-    routing = fields.Integer(required=True)
+    routing = strict.Integer(required=True)
     status = fields.String(required=True)
     mode = fields.String(required=True)
     category = fields.String(required=True)
@@ -274,14 +275,14 @@ class TaskEventSchema(Schema):
     grade = fields.String(required=True)
     summary = fields.String(required=True)
     due_at = fields.DateTime(required=True)
-    round = fields.Integer(required=True)
+    round = strict.Integer(required=True)
     # the responder the event is about (offered to, claimed by, completed by, …)
     responder_id = fields.String(allow_none=True)
     member_id = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
     level = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
-    hours = fields.Float(allow_none=True)
+    hours = strict.Float(allow_none=True)
     at = fields.DateTime(required=True)
     # kept for subscribers of the foundation's task.offered
     offered_at = fields.DateTime(allow_none=True)
@@ -295,7 +296,7 @@ class ServiceHoursSchema(Schema):
     member_id = fields.String(allow_none=True)
     task_id = fields.String(required=True)
     need_id = fields.String(required=True)
-    hours = fields.Float(required=True)
+    hours = strict.Float(required=True)
     at = fields.DateTime(required=True)
 
 
@@ -307,7 +308,7 @@ class VolunteerEventSchema(Schema):
     member_id = fields.String(allow_none=True)
     teams = fields.List(fields.String())
     zone = fields.String(allow_none=True)
-    active = fields.Boolean(required=True)
+    active = strict.Boolean(required=True)
     change = fields.String(required=True)
 
 
@@ -322,7 +323,7 @@ class HouseholdSchema(Schema):
     # who visits: a volunteer (their external ref) or a party group (a team code)
     visitor_ref = fields.String(load_default=None, validate=REF)
     team = fields.String(load_default=None, validate=CODE)
-    active = fields.Boolean(load_default=True)
+    active = strict.Boolean(load_default=True)
 
     @validates_schema
     def _someone_visits(self, data, **kwargs):
@@ -394,7 +395,7 @@ class EmergencyEventSchema(Schema):
     mode = fields.String(required=True)
     reason = fields.String(required=True)
     actor = fields.String(required=True)
-    version = fields.Integer(required=True)
+    version = strict.Integer(required=True)
     at = fields.DateTime(required=True)
 
 

@@ -20,7 +20,8 @@ def test_points_over_http(api):
     replay = api.post("/points/entries", {"member_id": "M-7", "rule_code": "absent-org-life", "actor": "desk",
                                           "reason": "三会一课缺席"}, headers={"Idempotency-Key": "desk-0007"})
     assert replay.status_code == 200 and replay.json()["id"] == posted.json()["id"]
-    unknown = api.post("/points/entries", {"member_id": "M-7", "rule_code": "nope", "actor": "desk", "reason": "xx"})
+    unknown = api.post("/points/entries", {"member_id": "M-7", "rule_code": "nope", "actor": "desk", "reason": "xx"},
+                       headers={"Idempotency-Key": "desk-0008"})
     assert unknown.status_code == 422 and "absent-org-life" in unknown.json()["error"]["fields"]["rule_code"][0]
 
     standing = api.get("/members/M-7/points").json()
@@ -32,14 +33,16 @@ def test_points_over_http(api):
     assert [e["kind"] for e in history] == ["reversal", "posting", "opening"]
 
     api.http.put(api.base + "/points/rewards/towel", json={"name": "毛巾", "cost": 5, "stock": 2}, timeout=30)
-    api.post("/points/entries", {"member_id": "M-8", "rule_code": "volunteer-event", "actor": "desk", "reason": "活动"})
+    api.post("/points/entries", {"member_id": "M-8", "rule_code": "volunteer-event", "actor": "desk", "reason": "活动"},
+             headers={"Idempotency-Key": "desk-0009"})
     short = api.post("/points/redemptions", {"member_id": "M-9", "reward_code": "towel"})
     assert short.status_code == 409
     assert short.json()["error"]["code"] == "insufficient_points" and short.json()["error"]["fields"]["available"] == 0
     too_much = api.post("/points/redemptions", {"member_id": "M-8", "reward_code": "towel"})
     assert too_much.status_code == 409 and too_much.json()["error"]["fields"]["available"] == 3
 
-    api.post("/points/entries", {"member_id": "M-8", "rule_code": "volunteer-event", "actor": "desk", "reason": "活动"})
+    api.post("/points/entries", {"member_id": "M-8", "rule_code": "volunteer-event", "actor": "desk", "reason": "活动"},
+             headers={"Idempotency-Key": "desk-0010"})
     held = api.post("/points/redemptions", {"member_id": "M-8", "reward_code": "towel"}, headers={"Idempotency-Key": "r1"})
     assert held.status_code == 201 and held.json()["status"] == "held"
     confirmed = api.post("/points/redemptions/{}/confirm".format(held.json()["id"]), {"actor": "desk"})
