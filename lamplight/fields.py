@@ -11,8 +11,6 @@ from marshmallow import fields
 
 
 class Boolean(fields.Boolean):
-    default_error_messages = {"invalid": "Not a boolean: write true or false."}
-
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, bool):
             raise self.make_error("invalid", input=value)
@@ -24,8 +22,6 @@ def _is_number(value):
 
 
 class Integer(fields.Integer):
-    default_error_messages = {"invalid": "Not an integer."}
-
     def _validated(self, value):
         if not _is_number(value) or (isinstance(value, float) and not value.is_integer()):
             raise self.make_error("invalid", input=value)
@@ -33,8 +29,6 @@ class Integer(fields.Integer):
 
 
 class Float(fields.Float):
-    default_error_messages = {"invalid": "Not a number."}
-
     def _validated(self, value):
         if not _is_number(value):
             raise self.make_error("invalid", input=value)

@@ -196,7 +196,7 @@ class DeadlineRpc(ServiceRpc):
 class DeadlineClient:
     def __init__(self, client, service, timeout):
         self._client = client
-        self._context = dict(client.context_data)
+        self._context = client.context_data  # the worker's: filled in after injection (request id, trace)
         self._service = service
         self._timeout = timeout
 

@@ -70,6 +70,7 @@ SUBSCRIPTIONS = (
     Subscription("notify", "volunteers", "emergency.declared"),
     Subscription("notify", "volunteers", "visit.scheduled"),
     Subscription("notify", "volunteers", "visit.missed"),
+    Subscription("notify", "volunteers", "visit.escalated"),
     Subscription("notify", "volunteers", "volunteer.registered"),
     Subscription("notify", "volunteers", "volunteer.changed"),
     Subscription("notify", "needs", "need.triaged"),

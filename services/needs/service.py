@@ -395,16 +395,23 @@ class NeedsService:
                 taxonomy.category(category)
         if not isinstance(limit, int) or not 1 <= limit <= 100:
             raise BadInput("limit is 1-100", {"limit": [str(limit)]})
+        after_need = None
         if before is not None:
-            before = time_or_reject(before, "before")
+            # a page's next_before is "<time>~<need id>": lines changed at the
+            # same millisecond (a liaison meeting's batch) are told apart by id,
+            # so paging never skips one; a bare time is accepted too
+            when, _, after_need = str(before).partition("~")
+            before = time_or_reject(when, "before")
+            after_need = after_need or None
         head = store.wall_head() if status is None and category is None and before is None else None
         if head is not None and (len(head["lines"]) >= limit or head["complete"]):
             lines = head["lines"][:limit]
         else:
-            lines = store.wall_page(status, category, before, limit)
+            lines = store.wall_page(status, category, before, limit, after_need)
         now = utcnow()
+        last = lines[-1] if len(lines) == limit else None
         return {"park_id": park_id, "entries": [domain.wall_view(line, now, taxonomy.config) for line in lines],
-                "next_before": lines[-1]["updated_at"].isoformat() if len(lines) == limit else None}
+                "next_before": "{}~{}".format(last["updated_at"].isoformat(), last["need_id"]) if last else None}
 
     @rpc(expected_exceptions=EXPECTED)
     def wall_entry(self, park_id, need_id):

@@ -156,13 +156,17 @@ class NeedsStore:
         head = self.wall_heads.find_one({"_id": self.key("wall-head")})
         return head or {"lines": [], "complete": True}
 
-    def wall_page(self, status=None, category=None, before=None, limit=20):
+    def wall_page(self, status=None, category=None, before=None, limit=20, before_need=None):
+        """A page of the wall, newest change first: (updated_at, need_id)
+        descending, after the cursor (``before``, ``before_need``)."""
         query = {"public": True}
         if status:
             query["status"] = status
         if category:
             query["category"] = category
-        if before is not None:
+        if before is not None and before_need is not None:
+            query["$or"] = [{"updated_at": {"$lt": before}}, {"updated_at": before, "need_id": {"$lt": before_need}}]
+        elif before is not None:
             query["updated_at"] = {"$lt": before}
         return list(self.wall.find(query, {"_id": 0, "park_id": 0}).sort(
             [("updated_at", DESCENDING), ("need_id", DESCENDING)]).limit(limit))

@@ -63,6 +63,7 @@ RULES = {
     "emergency.declared": Rule("park", "emergency", "critical"),
     "visit.scheduled": Rule("responder", "visits", "low"),
     "visit.missed": Rule("responder", "visits", "normal"),
+    "visit.escalated": Rule("visit_escalation", "supervision", "normal"),
     "need.triaged": Rule("requester_and_followers", "needs", "normal"),
     "need.assigned": Rule("requester_and_followers", "needs", "low"),
     "need.resolved": Rule("requester_and_followers", "needs", "normal"),
@@ -92,6 +93,10 @@ DEFAULT_TEMPLATES = {
     ("visit.missed", "zh-CN"): ("走访未完成", "{{ month }} 对 {{ household }} 的走访未完成，已按规则记录。"),
     ("visit.missed", "en"): ("Visit missed", "The {{ month }} visit to {{ household }} was not made and has been "
                              "recorded."),
+    ("visit.escalated", "zh-CN"): ("走访未完成督办", "{{ month }} 对 {{ household }}（{{ kind }}）的走访未按时完成，"
+                                   "请督促落实。"),
+    ("visit.escalated", "en"): ("Missed visit to follow up", "The {{ month }} visit to {{ household }} ({{ kind }}) "
+                                "was not made in time: please see that it is."),
     ("need.triaged", "zh-CN"): ("诉求已受理", "您反映的「{{ summary }}」已受理，办理时限 " + _WHEN + "。"),
     ("need.triaged", "en"): ("Your need is accepted", "「{{ summary }}」 is accepted and due " + _WHEN + "."),
     ("need.assigned", "zh-CN"): ("诉求已分派", "「{{ summary }}」已交由{{ unit or team or '承办人' }}办理。"),
@@ -134,6 +139,8 @@ EXAMPLES = {
                         "status": "scheduled", "responder_id": "rsp_01"},
     "visit.missed": {"visit_id": "v_01", "household": "H-001", "kind": "difficulty", "month": "2026-10",
                      "status": "missed", "responder_id": "rsp_01"},
+    "visit.escalated": {"visit_id": "v_01", "household": "H-001", "kind": "difficulty", "month": "2026-10",
+                        "status": "missed", "responder_id": "rsp_01", "level": "lead", "to": ["rsp_02"]},
     "need.supervision_raised": {"need_id": "need_01", "summary": "工资拖欠三个月", "level": "supervisor",
                                 "status": "triaged", "due_at": "2026-11-21T10:00:00+00:00"},
     "points.threshold_crossed": {"member_id": "M-01", "year": 2026, "threshold": 6, "level": "red_warning",

@@ -271,6 +271,7 @@ class SourceEventSchema(Schema):
     requester_member_id = fields.String(load_default=None, allow_none=True)
     need_id = fields.String(load_default=None, allow_none=True)
     level = fields.String(load_default=None, allow_none=True)
+    to = fields.List(fields.String(), load_default=list)  # the responders a rung names
 
 
 class VolunteerEventSchema(Schema):

@@ -227,6 +227,7 @@ class NotifyService:
     @subscribe("volunteers", "emergency.called_out")
     @subscribe("volunteers", "visit.scheduled")
     @subscribe("volunteers", "visit.missed")
+    @subscribe("volunteers", "visit.escalated")
     @subscribe("needs", "need.triaged")
     @subscribe("needs", "need.assigned")
     @subscribe("needs", "need.resolved")
@@ -259,6 +260,11 @@ class NotifyService:
         if rule.audience == "requester_and_followers":
             ids = store.members(refs["requester_member_id"]) if refs["requester_member_id"] else []
             return sorted(set(ids) | set(store.followers_of(refs["need_id"]) if refs["need_id"] else ()))
+        if rule.audience == "visit_escalation":
+            # a missed visit: the party group's leads first, then the park's supervisors
+            if refs["level"] == "lead":
+                return list(refs["to"])
+            return [p["_id"] for p in store.audience("role", "supervisor")]
         if rule.audience == "supervision":
             # the ladder's rung names the role it reaches; past the supervisors it is the park's admins
             role = "supervisor" if refs["level"] == "supervisor" else "park_admin"

@@ -476,3 +476,31 @@ def month_after(month):
 def month_start(month, tz):
     year, mon = (int(x) for x in month.split("-"))
     return datetime(year, mon, 1, tzinfo=tz).astimezone(timezone.utc)
+
+
+VISIT_RULES = {"grace_days": 5, "supervise_after_days": 3}
+
+
+def visit_rules(config):
+    """The park's rules for must-visits (a configuration saved before they
+    existed gets the defaults)."""
+    return dict(VISIT_RULES, **(config.get("visit_rules") or {}))
+
+
+def visit_deadline(month, tz, grace_days):
+    """Until when a month's visits can be proved: the month's end in the
+    park's time zone, plus the park's grace (a visit made on the 31st is often
+    written up days later). Only after it is a visit missed."""
+    return month_start(month_after(month), tz) + timedelta(days=grace_days)
+
+
+def visit_escalation(level, at, to):
+    """A rung of a missed visit's escalation: the level reached and who was told."""
+    return {"level": level, "at": at, "to": list(to)}
+
+
+def supervision_due(visit, at, supervise_after_days):
+    """Whether a missed visit told to its lead is due at the park's supervisors."""
+    rungs = visit.get("escalations") or []
+    return bool(rungs) and rungs[-1]["level"] == "lead" and \
+        rungs[-1]["at"] + timedelta(days=supervise_after_days) <= at

@@ -52,6 +52,13 @@ class WishSettingsSchema(Schema):
     takeover_answer_hours = strict.Float(load_default=24, validate=validate.Range(min=0.0001, max=24 * 30))
 
 
+class VisitRulesSchema(Schema):
+    # a month's visits can be proved until its end plus this many days; then they are missed
+    grace_days = strict.Integer(load_default=5, validate=validate.Range(min=0, max=28))
+    # a missed visit goes to the party group's lead at once, and to the park's supervisors after this
+    supervise_after_days = strict.Float(load_default=3, validate=validate.Range(min=0, max=60))
+
+
 class VolunteersConfigSchema(Schema):
     """PUT /api/v1/parks/{park}/volunteers/config: the park's teams, skills,
     zones and dispatch rules, as the next version."""
@@ -67,6 +74,7 @@ class VolunteersConfigSchema(Schema):
     dispatch = fields.Nested(DispatchSettingsSchema, load_default=lambda: DispatchSettingsSchema().load({}))
     wishes = fields.Nested(WishSettingsSchema, load_default=lambda: WishSettingsSchema().load({}))
     visit_kinds = fields.List(fields.String(validate=CODE), load_default=lambda: list(domain.VISIT_KINDS))
+    visit_rules = fields.Nested(VisitRulesSchema, load_default=lambda: VisitRulesSchema().load({}))
 
     @validates_schema
     def _consistent(self, data, **kwargs):
@@ -323,6 +331,8 @@ class HouseholdSchema(Schema):
     # who visits: a volunteer (their external ref) or a party group (a team code)
     visitor_ref = fields.String(load_default=None, validate=REF)
     team = fields.String(load_default=None, validate=CODE)
+    # how many people live there (Sujiacun: 321 households, 924 people)
+    members = strict.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=100))
     active = strict.Boolean(load_default=True)
 
     @validates_schema
@@ -355,16 +365,32 @@ class VisitEventSchema(Schema):
     at = fields.DateTime(required=True)
 
 
+class VisitEscalationEventSchema(VisitEventSchema):
+    """Payload of visit.escalated v1: a missed visit reaches the party
+    group's lead (``to``), then the park's supervisors."""
+
+    level = fields.String(required=True, validate=validate.OneOf(("lead", "supervisor")))
+    to = fields.List(fields.String(), required=True)
+
+
+class VisitRungSchema(Schema):
+    level = fields.String()
+    at = fields.DateTime()
+    to = fields.List(fields.String())
+
+
 class VisitViewSchema(Schema):
     visit_id = fields.String()
     household = fields.String()
     label = fields.String()
+    members = fields.Integer(allow_none=True)
     kind = fields.String()
     month = fields.String()
     status = fields.String()
     visitor_ref = fields.String(allow_none=True)
     team = fields.String(allow_none=True)
     proof = fields.Dict(allow_none=True)
+    escalations = fields.List(fields.Nested(VisitRungSchema))
 
 
 # emergency ---------------------------------------------------------------------------------
@@ -431,6 +457,8 @@ PUBLISHED = (
     Published("visit.scheduled", VisitEventSchema, "A must-visit was scheduled for the month."),
     Published("visit.completed", VisitEventSchema, "A must-visit was proved."),
     Published("visit.missed", VisitEventSchema, "A month closed with a must-visit not made."),
+    Published("visit.escalated", VisitEscalationEventSchema,
+              "A missed must-visit reached the party group's lead, or later the park's supervisors."),
     Published("emergency.declared", EmergencyEventSchema, "The park went into emergency mode."),
     Published("emergency.ended", EmergencyEventSchema, "The park went back to normal."),
     Published("emergency.called_out", CalloutEventSchema, "One person was called out in an emergency."),

@@ -29,7 +29,7 @@ from services.volunteers import domain
 from services.volunteers.schemas import (
     CalloutEventSchema, CalloutSchema, EmergencyEventSchema, EmergencySwitchSchema, HouseholdSchema,
     NeedRoutedSchema, PauseSchema, ReplySchema, ResponderRegistrationSchema, ResponderViewSchema, RosterSchema,
-    ServiceHoursSchema, TaskActionSchema, TaskEventSchema, TaskViewSchema, VisitEventSchema, VisitProofSchema,
+    ServiceHoursSchema, TaskActionSchema, TaskEventSchema, TaskViewSchema, VisitEscalationEventSchema, VisitEventSchema, VisitProofSchema,
     VisitViewSchema, VolunteerEventSchema, VolunteersConfigSchema, WishViewSchema,
 )
 from services.volunteers.store import INDEXES, PARTITIONED, VolunteersStore, parks_with, utcnow
@@ -52,6 +52,7 @@ _volunteer_event = VolunteerEventSchema()
 _household = HouseholdSchema()
 _proof = VisitProofSchema()
 _visit_event = VisitEventSchema()
+_visit_escalation = VisitEscalationEventSchema()
 _visit_view = VisitViewSchema()
 _switch = EmergencySwitchSchema()
 _callout = CalloutSchema()
@@ -285,8 +286,14 @@ class VolunteersService:
         config = self._config(store)
         try:
             self._change_task(store, config, own, lambda task, at: _withdraw(task, at, envelope["type"]))
-        except (NotFound, _Skip):
-            pass
+        except NotFound:
+            return
+        except _Skip:
+            pass  # withdrawn already (a redelivery): its holder's slot is freed below all the same
+        task = store.get_task(own)
+        holder = (task.get("holder") or {}).get("responder_id")
+        if task["status"] == domain.WITHDRAWN and holder:
+            store.free_slot(holder, own)  # the holder's cap counts open tasks only
 
     # claiming and the task lifecycle ---------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
@@ -548,7 +555,13 @@ class VolunteersService:
         if month > current:
             raise BadInput("month {} has not begun in {}".format(month, config["timezone"]),
                            {"month": ["a future month"]})
-        return self._generate_visits(store, month)
+        deadline = domain.visit_deadline(month, tz, domain.visit_rules(config)["grace_days"])
+        if utcnow() >= deadline:
+            raise BadInput("month {} has ended and its visits could be proved until {}: it is too late to plan "
+                           "them".format(month, deadline.astimezone(tz).isoformat()),
+                           {"month": ["ended, grace closed {}".format(deadline.astimezone(tz).date())]})
+        # a month that has ended but is in its grace may still be planned: said plainly in the answer
+        return dict(self._generate_visits(store, month), proof_until=deadline.isoformat())
 
     def _generate_visits(self, store, month):
         park_id = store.park_id
@@ -560,6 +573,7 @@ class VolunteersService:
             visitor = visitors.get(household.get("visitor_ref"))
             visit = {"_id": domain.visit_id(household["code"], month), "visit_id": domain.visit_id(
                 household["code"], month), "park_id": park_id, "household": household["code"], "label": household["label"],
+                "members": household.get("members"),
                 "kind": household["kind"], "month": month, "status": domain.VISIT_PLANNED,
                 "visitor_ref": household.get("visitor_ref"), "team": household.get("team"),
                 "responder_id": visitor["_id"] if visitor else None,
@@ -572,9 +586,12 @@ class VolunteersService:
         fresh = self.events.publish_inserted(visits, envelopes, store.insert_visits(visits))
         return {"park_id": park_id, "month": month, "scheduled": len(fresh), "households": len(visits)}
 
-    def _visit_event(self, visit, event_type, at):
-        return self.events.new(event_type, park_id=visit["park_id"], subject=visit["visit_id"],
-                               data=_visit_event.dump(dict(visit, at=at)))
+    def _visit_event(self, visit, event_type, at, rung=None):
+        if rung is not None:
+            data = _visit_escalation.dump(dict(visit, at=at, level=rung["level"], to=rung["to"]))
+        else:
+            data = _visit_event.dump(dict(visit, at=at))
+        return self.events.new(event_type, park_id=visit["park_id"], subject=visit["visit_id"], data=data)
 
     @rpc(expected_exceptions=EXPECTED)
     def visit_proof(self, park_id, visit_id, payload):
@@ -588,9 +605,13 @@ class VolunteersService:
             raise BadInput("the visit of {} must be made in {}".format(visit["household"], visit["month"]),
                            {"visited_at": ["not in {}".format(visit["month"])]})
         responder = self._responder(store, proof["responder_id"])
-        return _visit_view.dump(self._change_visit(store, visit_id, domain.VISIT_DONE, "visit.completed", {
-            "proof": dict(proof, visited_at=proof["visited_at"]), "responder_id": responder["_id"],
-            "member_id": responder.get("member_id")}))
+
+        def prove(visit, at):
+            _must_be_planned(visit)
+            return {"status": domain.VISIT_DONE, "proof": dict(proof, visited_at=proof["visited_at"]),
+                    "responder_id": responder["_id"], "member_id": responder.get("member_id"),
+                    "closed_at": at}, [("visit.completed", None)]
+        return _visit_view.dump(self._change_visit(store, visit_id, prove))
 
     def _visit(self, store, visit_id, internal=False):
         visit = store.get_visit(visit_id, internal=internal)
@@ -598,45 +619,98 @@ class VolunteersService:
             raise NotFound("no visit {} in park {}".format(visit_id, store.park_id), {"visit_id": ["unknown"]})
         return visit
 
-    def _change_visit(self, store, visit_id, status, event_type, extra, attempts=8):
+    def _change_visit(self, store, visit_id, decide, attempts=8):
+        """Read the visit, ``decide(visit, at)`` → (fields to set, [(event
+        type, escalation rung or None)]), write the next version with its
+        events; on a lost race read again and decide on what the winner left."""
         for _ in range(attempts):
             visit = self._visit(store, visit_id, internal=True)
-            if visit["status"] != domain.VISIT_PLANNED:
-                raise Conflict("visit {} is {}".format(visit_id, visit["status"]), {"status": [visit["status"]]},
-                               code="illegal_transition")
             at = utcnow()
-            after = dict(visit, status=status, **extra, closed_at=at)
-            envelope = self._visit_event(after, event_type, at)
-            fields = dict({k: after[k] for k in ("status", "proof", "responder_id", "member_id", "closed_at")},
-                          **self.events.outbox_appended(visit.get("_outbox"), [envelope]))
+            change, events = decide(visit, at)
+            after = dict(visit, **change)
+            envelopes = [self._visit_event(after, event_type, at, rung) for event_type, rung in events]
+            fields = dict(change, **self.events.outbox_appended(visit.get("_outbox"), envelopes))
             if store.write_visit(visit, fields):
-                self.events.publish([envelope])
+                self.events.publish(envelopes)
                 return dict(after, **fields)
-            self.events.discard([envelope])
+            self.events.discard(envelopes)
         raise Conflict("visit {} kept changing".format(visit_id), {"version": ["changed concurrently"]})
+
+    def _leads_of(self, store, config, visit):
+        """The party group's leads for a visit: its household's team, else the visitor's teams."""
+        teams = [visit["team"]] if visit.get("team") else []
+        if not teams and visit.get("responder_id"):
+            visitor = store.get_responder(visit["responder_id"]) or {}
+            teams = list(visitor.get("teams") or ())
+        refs = {ref for t in config["teams"] if t["code"] in teams for ref in t.get("leads", ())}
+        return [r["_id"] for r in store.responders_by_ref(refs) if r.get("active", True)] if refs else []
+
+    def _miss(self, store, config, visit_id):
+        """Mark a planned visit missed and escalate it: the party group's lead
+        at once (the park's supervisors later), or the supervisors at once
+        when the group has no lead."""
+        def miss(visit, at):
+            _must_be_planned(visit)
+            leads = self._leads_of(store, config, visit)
+            rung = domain.visit_escalation("lead" if leads else "supervisor", at, leads)
+            return {"status": domain.VISIT_MISSED, "closed_at": at, "escalations": [rung],
+                    "supervision_pending": bool(leads)}, [("visit.missed", None), ("visit.escalated", rung)]
+        visit = self._change_visit(store, visit_id, miss)
+        VISITS_MISSED.labels(store.park_id, visit["kind"]).inc()
+        return visit
+
+    def _supervise(self, store, config, visit_id):
+        """The next rung of a missed visit, once due: the park's supervisors."""
+        after_days = domain.visit_rules(config)["supervise_after_days"]
+
+        def supervise(visit, at):
+            if not (visit.get("supervision_pending") and domain.supervision_due(visit, at, after_days)):
+                raise Conflict("visit {} has no rung due".format(visit_id), code="illegal_transition")
+            rung = domain.visit_escalation("supervisor", at, [])
+            return {"escalations": list(visit["escalations"]) + [rung], "supervision_pending": False}, [
+                ("visit.escalated", rung)]
+        return self._change_visit(store, visit_id, supervise)
 
     @rpc(expected_exceptions=EXPECTED)
     def close_month(self, park_id, month):
-        """Mark the month's visits nobody proved as missed: each is published
-        (visit.missed, which the points service may deduct on) and listed."""
+        """Close a month whose grace is over: the visits nobody proved are
+        missed (each published as visit.missed, which the points service may
+        deduct on, and escalated). The sweep does the same by itself."""
         store = VolunteersStore(self.db, park_id)
         config = self._config(store)
         tz = domain.zone(config["timezone"])
         month = _month(month)
-        if month >= domain.local_month(utcnow(), tz):
-            raise BadInput("month {} has not ended in {}".format(month, config["timezone"]),
-                           {"month": ["not over yet"]})
-        return {"park_id": park_id, "month": month, "missed": self._close_months(store, config, tz,
-                                                                                 domain.month_after(month))}
+        deadline = domain.visit_deadline(month, tz, domain.visit_rules(config)["grace_days"])
+        if utcnow() < deadline:
+            raise BadInput("month {} can be proved until {}: close it after that".format(
+                month, deadline.astimezone(tz).isoformat()), {"month": ["in its grace until {}".format(
+                    deadline.astimezone(tz).date())]})
+        marked = self._close_months(store, config, tz, month)
+        missed = store.visits_of(month, domain.VISIT_MISSED)
+        return {"park_id": park_id, "month": month, "missed": len(missed), "marked_now": marked,
+                "visits": [_visit_view.dump(v) for v in missed]}
 
-    def _close_months(self, store, config, tz, before=None):
-        before = before or domain.local_month(utcnow(), tz)
+    def _close_months(self, store, config, tz, month=None):
+        """Miss the planned visits of every month (or of ``month``) whose grace
+        is over; escalate missed visits whose next rung is due."""
+        now = utcnow()
+        grace = domain.visit_rules(config)["grace_days"]
         missed = 0
-        for visit in store.planned_before(before, SWEEP_BATCH):
+        current = domain.local_month(now, tz)
+        for visit in store.planned_before(domain.month_after(month) if month else current, SWEEP_BATCH):
+            if now < domain.visit_deadline(visit["month"], tz, grace):
+                continue  # still in its grace
             try:
-                self._change_visit(store, visit["visit_id"], domain.VISIT_MISSED, "visit.missed", {})
+                self._miss(store, config, visit["visit_id"])
                 missed += 1
-                VISITS_MISSED.labels(store.park_id, visit["kind"]).inc()
+            except Conflict:
+                pass  # proved, or missed by another replica, meanwhile
+        after_days = domain.visit_rules(config)["supervise_after_days"]
+        for visit in store.missed_to_supervise(SWEEP_BATCH):
+            if not domain.supervision_due(visit, now, after_days):
+                continue
+            try:
+                self._supervise(store, config, visit["visit_id"])
             except Conflict:
                 pass
         return missed
@@ -777,6 +851,12 @@ def _on_duty_now(store, at, tz, teams=None):
     exact minute, leave and extra shifts."""
     return [r for r in store.on_duty_candidates({domain.hour_of_week(at, tz)}, teams=teams, now=at)
             if domain.on_duty(r, at, tz)]
+
+
+def _must_be_planned(visit):
+    if visit["status"] != domain.VISIT_PLANNED:
+        raise Conflict("visit {} is {}".format(visit["visit_id"], visit["status"]), {"status": [visit["status"]]},
+                       code="illegal_transition")
 
 
 def _withdraw(task, at, why):

@@ -201,6 +201,11 @@ class VolunteersStore:
     def planned_before(self, month, limit):
         return list(self.visits.find({"status": "planned", "month": {"$lt": month}}, {"_outbox": 0}).limit(limit))
 
+    def missed_to_supervise(self, limit):
+        """Missed visits told to their lead, whose next rung (the park's supervisors) is still to come."""
+        return list(self.visits.find({"status": "missed", "supervision_pending": True}, {"_outbox": 0})
+                    .limit(limit))
+
     def write_visit(self, visit, fields):
         return self.versioned_visits.write(visit, fields)
 

@@ -373,3 +373,32 @@ def test_wall_lines_end_at_their_newest_version_whatever_the_order_of_delivery(n
     assert needs.wall_entry(park, need["id"])["status"] == "assigned"
     assert [e["need_id"] for e in needs.wall(park)["entries"]] == [need["id"]]
     assert db("needs").wall.find_one({"need_id": need["id"]})["version"] == 2
+
+
+def test_the_wall_pages_through_a_thousand_needs_each_once(needs, park, db):
+    """Five liaison meetings of 200 needs each: many lines change in the same
+    millisecond, and paging by time alone skipped them."""
+    ids = set()
+    for meeting in range(5):
+        batch = {"meeting": {"title": "第{}次企业联席会".format(meeting + 1), "held_on": "2026-11-20"},
+                 "entered_by": "desk-01",
+                 "needs": [dict(LIGHT, title="宿舍区第{}处路灯坏了".format(n),
+                                requester={"kind": "worker", "name": "工友{}".format(n)})
+                           for n in range(meeting * 200, (meeting + 1) * 200)]}
+        ids |= {n["id"] for n in needs.submit_batch(park, batch, "meeting-{}".format(meeting))["needs"]}
+    assert len(ids) == 1000
+    wait_for(lambda: db("needs").wall.count_documents({"park_id": park, "public": True}) == 1000, timeout=120,
+             what="a wall line for each need")
+    seen, before, pages = [], None, 0
+    while True:
+        page = needs.wall(park, before=before, limit=100)
+        seen += [entry["need_id"] for entry in page["entries"]]
+        pages += 1
+        before = page["next_before"]
+        if before is None:
+            break
+    assert len(seen) == len(set(seen)) == 1000 and set(seen) == ids
+    assert pages in (10, 11)
+    # each page in order: newest change first
+    filtered = needs.wall(park, status=needs.wall(park, limit=1)["entries"][0]["status"], limit=100)
+    assert len(filtered["entries"]) == 100 and filtered["next_before"]

@@ -271,6 +271,26 @@ def test_a_redelivered_need_event_makes_one_task_and_a_cancelled_need_withdraws_
     assert volunteers.tasks_of(park, rid) == {"held": [], "offered": []}
 
 
+def test_a_withdrawn_claimed_task_gives_its_holder_the_slot_back(volunteers, broker, db, task_events):
+    park = new_park(volunteers)
+    rid = register(volunteers, park, "R1", max_open_tasks=1)["id"]
+    first = route(broker, park)
+    volunteers.act(park, task_of(volunteers, park, first)["task_id"], "claim", {"responder_id": rid})
+    capped = route(broker, park)
+    assert live(task_of(volunteers, park, capped)) == []  # at the cap: not offered
+    for _ in range(2):  # the desk cancels the first need; the event is delivered twice
+        route(broker, park, need_id=first, event_type="need.cancelled", status="cancelled", action="cancel")
+    wait_for(lambda: volunteers.get_task(park, domain.task_id(first, 1))["status"] == "withdrawn",
+             what="the withdrawal")
+    wait_for(lambda: broker.depth("volunteers--need.cancelled") == 0, what="both deliveries consumed")
+    assert [d["responder_id"] for t, d in task_events(domain.task_id(first, 1)) if t == "task.withdrawn"] == [rid]
+    assert db("volunteers")["slots." + park].count_documents({"responder_id": rid}) == 0
+    # the slot is back: the next need is offered to them, and they can claim it
+    after = route(broker, park)
+    assert live(task_of(volunteers, park, after)) == [rid]
+    assert volunteers.act(park, domain.task_id(after, 1), "claim", {"responder_id": rid})["status"] == "claimed"
+
+
 # rosters, the duty index, parks kept apart --------------------------------------------------------
 def test_who_is_on_duty_follows_overnight_shifts_across_midnight_and_the_week_boundary(volunteers):
     park = new_park(volunteers)
@@ -339,43 +359,67 @@ def test_bad_input_is_refused_with_the_field_named(volunteers):
 
 
 # visit plans -------------------------------------------------------------------------------------
-def test_monthly_visits_are_scheduled_proved_or_missed_and_published(volunteers, task_events):
-    park = new_park(volunteers)
+def test_monthly_visits_are_missed_only_after_their_grace_then_escalate_to_the_lead_and_the_supervisors(
+        volunteers, task_events, db):
+    park = new_park(volunteers)  # visits can be proved until the month's end plus 5 days
     visitor = register(volunteers, park, "VIS")
-    volunteers.put_household(park, "hh-1", {"kind": "elderly_alone", "label": "3栋独居老人", "visitor_ref": "VIS"})
-    volunteers.put_household(park, "hh-2", {"kind": "left_behind_children", "label": "留守儿童A", "team": "red"})
+    lead = register(volunteers, park, "QLN-V024", teams=("red",))  # the red party group's lead
+    volunteers.put_household(park, "hh-1", {"kind": "elderly_alone", "label": "3栋独居老人", "visitor_ref": "VIS",
+                                            "members": 1})
+    volunteers.put_household(park, "hh-2", {"kind": "left_behind_children", "label": "留守儿童A", "team": "red",
+                                            "members": 4})
     with pytest.raises(BadInput):
         volunteers.put_household(park, "hh-3", {"kind": "tourists", "label": "x", "team": "red"})
+    with pytest.raises(BadInput):
+        volunteers.put_household(park, "hh-3", {"kind": "disabled", "label": "x", "team": "red", "members": "4"})
     local_now = datetime.now(timezone.utc).astimezone(SHANGHAI)
-    last_month = (local_now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
-    assert volunteers.generate_visits(park, last_month)["scheduled"] == 2
-    assert volunteers.generate_visits(park, last_month)["scheduled"] == 0  # again: nothing twice
+    this_month = local_now.strftime("%Y-%m")
+    old = (local_now.replace(day=1) - timedelta(days=70)).strftime("%Y-%m")  # its grace closed long ago
+    with pytest.raises(BadInput) as too_late:
+        volunteers.generate_visits(park, old)
+    assert "month" in too_late.value.fields
     with pytest.raises(BadInput):
         volunteers.generate_visits(park, "2999-01")
+    planned = volunteers.generate_visits(park, this_month)
+    assert planned["scheduled"] == 2
+    assert datetime.fromisoformat(planned["proof_until"]) > datetime.now(timezone.utc) + timedelta(days=5)
+    assert volunteers.generate_visits(park, this_month)["scheduled"] == 0  # again: nothing twice
 
-    visited_at = (local_now.replace(day=1) - timedelta(days=3)).isoformat()
-    done = volunteers.visit_proof(park, "hh-1:" + last_month, {
-        "responder_id": visitor["id"], "visited_at": visited_at, "note": "身体健康，需要代购药品", "photo_ref": "oss://v/1.jpg"})
-    assert done["status"] == "done"
+    done = volunteers.visit_proof(park, "hh-1:" + this_month, {
+        "responder_id": visitor["id"], "visited_at": local_now.isoformat(), "note": "身体健康，需要代购药品",
+        "photo_ref": "oss://v/1.jpg"})
+    assert done["status"] == "done" and done["members"] == 1
     with pytest.raises(BadInput):  # a proof dated in another month
-        volunteers.visit_proof(park, "hh-2:" + last_month, {"responder_id": visitor["id"],
-                                                           "visited_at": local_now.isoformat(), "note": "x"})
-    assert volunteers.close_month(park, last_month)["missed"] == 1
-    listed = volunteers.visits(park, month=last_month)
-    assert listed["counts"] == {"done": 1, "missed": 1}
-    assert [v["household"] for v in volunteers.visits(park, status="missed")["visits"]] == ["hh-2"]
-    events = wait_for(lambda: [t for t, _ in task_events() if t.startswith("visit.")].count("visit.missed") and
-                      task_events(), what="visit events")
-    types = [t for t, _ in events if t.startswith("visit.")]
-    assert types.count("visit.scheduled") == 2 and types.count("visit.completed") == 1 and \
-        types.count("visit.missed") == 1
-    completed = next(d for t, d in events if t == "visit.completed")
-    assert completed["member_id"] == "M-VIS"
-    with pytest.raises(BadInput):
-        volunteers.close_month(park, local_now.strftime("%Y-%m"))
-    # the sweep schedules this month's visits by itself
-    assert volunteers.sweep(park)["visits_scheduled"] == 2
-    assert volunteers.visits(park, month=local_now.strftime("%Y-%m"))["counts"] == {"planned": 2}
+        volunteers.visit_proof(park, "hh-2:" + this_month, {"responder_id": visitor["id"],
+                                                            "visited_at": (local_now - timedelta(days=40)).isoformat(),
+                                                            "note": "x"})
+    with pytest.raises(BadInput) as in_grace:  # a month in progress (or in its grace) is not closed
+        volunteers.close_month(park, this_month)
+    assert "month" in in_grace.value.fields
+    assert volunteers.sweep(park)["visits_missed"] == 0  # this month's visits are not missed while it runs
+    assert volunteers.visits(park, month=this_month)["counts"] == {"done": 1, "planned": 1}
+
+    # a visit planned for a month whose grace closed long ago, as the sweep planned it then
+    visits = db("volunteers")["visits." + park]
+    aged = {k: v for k, v in visits.find_one({"_id": "hh-2:" + this_month}).items() if not k.startswith("_outbox")}
+    visits.insert_one(dict(aged, _id="hh-2:" + old, visit_id="hh-2:" + old, month=old))
+    assert volunteers.sweep(park)["visits_missed"] == 1
+    closed = volunteers.close_month(park, old)
+    assert (closed["missed"], closed["marked_now"]) == (1, 0)  # what the sweep marked is reported
+    assert [v["household"] for v in closed["visits"]] == ["hh-2"] and closed["visits"][0]["members"] == 4
+    events = wait_for(lambda: any(t == "visit.escalated" for t, _ in task_events("hh-2:" + old)) and
+                      task_events("hh-2:" + old), what="the missed visit's events")
+    assert [t for t, _ in events] == ["visit.missed", "visit.escalated"]
+    assert (events[1][1]["level"], events[1][1]["to"]) == ("lead", [lead["id"]])
+
+    # the next rung, once it is due: the park's supervisors
+    volunteers.set_config(park, dict(volunteers_config(version=2), visit_rules={"supervise_after_days": 0}))
+    volunteers.sweep(park)
+    rungs = wait_for(lambda: [d for t, d in task_events("hh-2:" + old) if t == "visit.escalated"][1:] and
+                     [d for t, d in task_events("hh-2:" + old) if t == "visit.escalated"], what="the second rung")
+    assert [(d["level"], d["to"]) for d in rungs] == [("lead", [lead["id"]]), ("supervisor", [])]
+    volunteers.sweep(park)  # nothing climbs twice
+    assert len(volunteers.visits(park, month=old)["visits"][0]["escalations"]) == 2
 
 
 # emergency mode -----------------------------------------------------------------------------------
