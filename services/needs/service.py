@@ -478,8 +478,8 @@ class NeedsService:
     @rpc(expected_exceptions=EXPECTED)
     def statistics(self, park_id):
         store = NeedsStore(self.db, park_id)
-        self._taxonomy(store)
-        return dict(domain.statistics(store.statistics_rows(), utcnow()), park_id=park_id)
+        taxonomy = self._taxonomy(store)
+        return dict(domain.statistics(store.statistics_rows(), utcnow(), taxonomy.config), park_id=park_id)
 
 
 _HEAD_LOCKS = defaultdict(Semaphore)

@@ -104,7 +104,8 @@ class NeedsStore:
 
     def statistics_rows(self):
         return self.needs.find({}, {"status": 1, "category": 1, "grade": 1, "item": 1, "submitted_at": 1,
-                                    "resolved_at": 1, "paused_seconds": 1, "overdue_count": 1, "evaluation": 1})
+                                    "resolved_at": 1, "paused_seconds": 1, "overdue_count": 1, "evaluation": 1,
+                                    "details": 1})
 
     # duplicates -----------------------------------------------------------------------
     def recent_of(self, requester_key):
@@ -192,9 +193,8 @@ class NeedsStore:
 
     # the three lists ---------------------------------------------------------------------
     def needs_by_item(self):
-        rows = self.needs.aggregate([
-            {"$group": {"_id": {"category": "$category", "item": "$item", "status": "$status"}, "n": {"$sum": 1}}}])
-        return list(rows)
+        """The park's needs as the three lists count them (typed details included, for the sums)."""
+        return list(self.needs.find({}, {"_id": 0, "category": 1, "item": 1, "status": 1, "details": 1}))
 
     def put_listing(self, collection, code, doc):
         collection = getattr(self, collection)

@@ -308,7 +308,9 @@ def test_the_echo_wall_shows_progress_and_nothing_personal(needs, park):
 
 
 def test_the_three_lists_and_statistics(needs, park):
-    for need in (WAGES, WAGES, LIGHT):
+    cases = [dict(WAGES["details"], amount_owed=15600, workers_affected=12),
+             dict(WAGES["details"], amount_owed=8400.5, workers_affected=None)]
+    for need in (dict(WAGES, details=cases[0]), dict(WAGES, details=cases[1]), LIGHT):
         needs.submit(park, dict(need, title=need["title"] + uuid.uuid4().hex[:4],
                                 requester=dict(need["requester"], phone=None, name=uuid.uuid4().hex[:6])))
     with pytest.raises(BadInput) as refused:
@@ -328,9 +330,15 @@ def test_the_three_lists_and_statistics(needs, park):
     by_item = {row["item"]: row for row in lists["needs_list"]}
     assert by_item["wage_arrears"]["total"] == 2 and by_item["wage_arrears"]["projects"] == ["wage-guard"]
     assert by_item["facilities_repair"]["open"] == 1 and by_item["tax_policy"]["total"] == 0
+    # the typed fields summed per item, as the centres report them (cases, workers, yuan)
+    wages = {"amount_owed": {"sum": 24000.5, "count": 2}, "workers_affected": {"sum": 12, "count": 1},
+             "months": {"sum": 6, "count": 2}}
+    assert by_item["wage_arrears"]["fields"] == wages and by_item["facilities_repair"]["fields"] == {}
     stats = needs.statistics(park)
     assert stats["total"] == 3 and stats["by_grade"] == {"urgent": 2, "routine": 1}
     assert stats["by_status"] == {"triaged": 3} and stats["overdue_rate"] == 0.0
+    assert stats["by_item"]["wage_arrears"] == {"needs": 2, "fields": wages}
+    assert stats["by_item"]["facilities_repair"] == {"needs": 1, "fields": {}}
 
 
 def _seconds(iso):
