@@ -55,6 +55,7 @@ from lamplight.storage import Mongo, check_park_id
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IMPORT_BYTES = 4 * 1024 * 1024  # a list of up to 5,000 recipients
+MAX_DEPTH = 32  # lists and objects within each other: the deepest schema needs 5
 RETRY_AFTER_S = 5
 _key = auth.KeySchema()
 _token = auth.TokenRequestSchema()
@@ -282,8 +283,8 @@ def peek_json(request, max_bytes=MAX_BODY_BYTES):
         return None
     try:
         return json.loads(request.get_data(cache=True) or b"null")
-    except ValueError:
-        return None
+    except (ValueError, RecursionError):
+        return None  # the route's read_json names the problem
 
 
 def read_json(request, max_bytes=MAX_BODY_BYTES):
@@ -295,15 +296,39 @@ def read_json(request, max_bytes=MAX_BODY_BYTES):
         raise RequestEntityTooLarge("request body over {} bytes".format(max_bytes))
     try:
         body = json.loads(raw or b"null")
+    except RecursionError:
+        raise BadInput("request body is nested too deeply", {"_body": [
+            "nested deeper than {} levels".format(MAX_DEPTH)]})
     except ValueError as exc:
         raise BadInput("request body is not valid JSON: {}".format(exc), {"_body": ["invalid JSON"]})
     if not isinstance(body, dict):
         raise BadInput("request body must be a JSON object", {"_body": ["not an object"]})
+    if _depth(body) > MAX_DEPTH:
+        raise BadInput("request body is nested too deeply", {"_body": [
+            "nested deeper than {} levels".format(MAX_DEPTH)]})
     bad = _unencodable(body)
     if bad is not None:
         raise BadInput("{} holds a lone UTF-16 surrogate (\\ud800-\\udfff): not text".format(bad or "the body"),
                        {bad or "_body": ["not valid Unicode text"]})
     return body
+
+
+def _depth(value):
+    """How deeply ``value`` nests lists and objects (counted without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            items = item.values()
+        elif isinstance(item, list):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in items)
+    return deepest
 
 
 def _unencodable(value, path=""):

@@ -73,8 +73,10 @@ class ParkConfig:
 def time_zone(value):
     """marshmallow validator of a configuration's ``timezone``: an IANA name."""
     try:
+        if not isinstance(value, str) or not 1 <= len(value) <= 64:
+            raise ValueError(value)  # the longest IANA name has 32 characters
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name the file system refuses
         raise ValidationError("unknown time zone {!r} (an IANA name such as Asia/Shanghai)".format(value))
 
 
