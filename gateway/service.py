@@ -10,11 +10,13 @@ service is asked. Every error has one body shape,
 request makes (nameko context headers) and into the events they publish.
 
 A need is accepted only when the needs service has written it (201, or 200
-when an Idempotency-Key replays one already written). When the needs service
-is down the gateway answers 503 with Retry-After and has written nothing; the
-RPC request carries a TTL equal to the gateway's deadline, so a request the
-gateway gave up on is dropped by the broker rather than processed later. A
-client that retries with the same Idempotency-Key can never create a need twice.
+when an Idempotency-Key replays one already written). A 503 (with
+Retry-After) means the outcome is unknown: the service was down or did not
+answer within the deadline. A request still waiting when its deadline passed
+is dropped unrun (by the broker's TTL, or when a worker takes it), but one
+already running completes — so a need may exist after a 503. A client retries
+with the same Idempotency-Key, which is always safe: it gets 201 if the retry
+wrote the need, 200 if an earlier attempt had, and never two needs.
 """
 import contextvars
 import functools

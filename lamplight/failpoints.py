@@ -1,11 +1,13 @@
 """Named failpoints for fault tests, in the manner of etcd's gofail.
 
 ``LAMPLIGHT_FAILPOINTS="outbox.after_write=kill"`` makes the process SIGKILL
-itself the first time it reaches that point. Unset (always, in production) a
+itself the first time it reaches that point; ``=raise`` raises there, and
+``=sleep:0.5`` waits there half a second every time (a slow dependency). Unset (always, in production) a
 failpoint costs one dict lookup.
 """
 import os
 import signal
+import time
 
 _ACTIONS = {}
 
@@ -26,3 +28,5 @@ def hit(name):
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "raise":
         raise RuntimeError("failpoint {} reached".format(name))
+    elif action and action.startswith("sleep:"):
+        time.sleep(float(action[len("sleep:"):]))  # green under eventlet

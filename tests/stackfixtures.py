@@ -15,7 +15,6 @@ PARK = "quanlinan"
 @pytest.fixture
 def stack(rabbit_uri, db_prefix, tmp_path, stack_env):
     stack = Stack(tmp_path / "run", TEST_PORT_BASE, TEST_WEB_PORT, env={
-        **stack_env,
         "AMQP_URI": rabbit_uri,
         "MONGO_URI": MONGO_URI,
         "MONGO_DB_PREFIX": db_prefix,
@@ -23,6 +22,7 @@ def stack(rabbit_uri, db_prefix, tmp_path, stack_env):
         "OUTBOX_RELAY_GRACE_S": "1",
         "OUTBOX_RELAY_INTERVAL_S": "0.5",
         "EVENT_RETRY_DELAYS_MS": "100,200",
+        **stack_env,  # a test module's own settings win
     })
     try:
         stack.up()

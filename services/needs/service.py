@@ -13,7 +13,7 @@ from eventlet.semaphore import Semaphore
 from marshmallow import ValidationError
 from nameko.timer import timer
 
-from lamplight import settings
+from lamplight import failpoints, settings
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_or_reject, time_or_reject
 from lamplight.ids import new_id
@@ -99,6 +99,8 @@ class NeedsService:
         taxonomy = self._taxonomy(store)
         submission = self._validate(taxonomy, store, payload, "the need")
         need, created = self._accept(store, taxonomy, submission, idempotency_key)
+        if created:
+            failpoints.hit("needs.submit.after_write")
         return dict(_view.dump(need), created=created)
 
     @rpc(expected_exceptions=EXPECTED)
