@@ -12,6 +12,7 @@ from services.needs.service import NeedsService
 from services.volunteers.service import VolunteersService
 from tests.conftest import wait_for
 from tests.parks import ALL_WEEK, needs_config, volunteers_config
+from tests.stackfixtures import stack  # noqa: F401 (fixture)
 
 DEV = str(Path(__file__).resolve().parents[2] / "dev")
 NEED = {"kind": "urgent_matter", "category": "care", "item": "safety_hazard", "channel": "hotline",
@@ -63,3 +64,29 @@ def test_a_need_accepted_during_a_broker_outage_is_published_when_it_returns(
                     what="the task offer after the broker came back")
     assert list(task["offers"]) == [responder["id"]]
     assert tasks.count_documents({"need_id": need["id"]}) == 1
+
+
+def test_while_the_broker_restarts_the_gateway_answers_503_not_500_and_serves_again(stack, broker_outage):
+    from tests.stackfixtures import NEED as HTTP_NEED, Api
+
+    api = Api(stack.gateway_url, key=stack.admin_key())
+    assert api.put("/needs/config", needs_config()).status_code == 200
+    written = api.post("/needs", HTTP_NEED, headers={"Idempotency-Key": "before-outage"})
+    assert written.status_code == 201
+    broker_outage()
+    for attempt in range(3):
+        answer = api.post("/needs", dict(HTTP_NEED, title="停电期间提交的诉求"), headers={"Idempotency-Key": "during"})
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"] and answer.json()["error"]["code"] == "unavailable"
+        read = api.get("/needs/" + written.json()["id"])
+        assert read.status_code == 503, read.text
+    rabbitctl("start_app")
+    rabbitctl("await_startup", "--timeout", "60")
+    again = wait_for(lambda: (lambda r: r.status_code != 503 and r)(
+        api.post("/needs", dict(HTTP_NEED, title="停电期间提交的诉求"), headers={"Idempotency-Key": "during"})),
+        timeout=60, interval=1, what="the gateway serving again")
+    assert again.status_code in (200, 201)
+    for name in ("gateway", "needs", "volunteers", "points", "notify"):
+        assert stack.pid(name), "{} died with the broker".format(name)
+    text = __import__("requests").get(stack.probe_url("gateway", "/metrics"), timeout=10).text
+    assert 'lamplight_http_server_errors_total{service="gateway",status="500"}' not in text
