@@ -126,3 +126,44 @@ def thread_rpc(state, uri):
 
         state["rpc"] = ClusterRpcClient(uri=uri).start()
     return state["rpc"]
+
+
+SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
+
+
+def db_requests(stack, services=SERVICES):
+    """{(service, command, collection): count} of lamplight_db_requests_total, read from each process."""
+    import re
+
+    found = {}
+    pattern = re.compile(r'^lamplight_db_requests_total\{(.*)\} ([0-9.e+]+)$')
+    for name in services:
+        try:
+            with urllib.request.urlopen(stack.probe_url(name, "/metrics"), timeout=10) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            match = pattern.match(line)
+            if match:
+                labels = dict(part.split("=", 1) for part in match.group(1).split(","))
+                key = tuple(labels[k].strip('"') for k in ("service", "command", "collection"))
+                found[key] = found.get(key, 0) + float(match.group(2))
+    return found
+
+
+def db_request_lines(before, after, units, unit="need", top=8):
+    """The lines a bench prints: requests per unit, per service, and the busiest commands."""
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+    delta = {k: v for k, v in delta.items() if v > 0}
+    total = sum(delta.values())
+    per_service = {}
+    for (service, _, _), n in delta.items():
+        per_service[service] = per_service.get(service, 0) + n
+    lines = ["{:.1f} database requests per {} ({:.0f} in all; {})".format(
+        total / units if units else 0, unit, total,
+        ", ".join("{} {:.1f}".format(s, n / units) for s, n in sorted(per_service.items(), key=lambda kv: -kv[1])))]
+    busiest = sorted(delta.items(), key=lambda kv: -kv[1])[:top]
+    lines.append("  busiest: " + ", ".join("{}.{} {} {:.2f}".format(s, c, cmd, n / units)
+                                           for (s, cmd, c), n in busiest))
+    return lines

@@ -28,7 +28,8 @@ from kombu import Connection, Queue
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import MONGO_URI, Watcher, delete_vhost, drop_databases, fresh_vhost, percentile  # noqa: E402
+from bench.common import (MONGO_URI, Watcher, db_request_lines, db_requests, delete_vhost,  # noqa: E402
+                          drop_databases, fresh_vhost, percentile)
 from lamplight import demo, parks as park_files  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
 
@@ -239,6 +240,7 @@ def main(argv=None):
         print("submitting {} needs, {}, {} client connections".format(args.needs, mode, args.concurrency), flush=True)
         pids = process_table(stack)
         cpu_before = {k: cpu_seconds(p) for k, p in pids.items()}
+        requests_before = db_requests(stack)
         t0 = time.perf_counter()
         sent, errors = submit_all(28000, args.needs, args.rate, args.concurrency)
         accepted_s = time.perf_counter() - t0
@@ -249,6 +251,8 @@ def main(argv=None):
         last = max(watcher.first[n] for n in done) if done else t0
         latencies = [(watcher.first[n] - sent[n]) * 1000 for n in done]
         cpu = {k: cpu_seconds(p) - cpu_before[k] for k, p in pids.items()}
+        time.sleep(1.5)  # the relay and the send loop finish their round
+        requests_after = db_requests(stack)
         rss = stack.rss_mb()
         watcher.stop.set()
     finally:
@@ -275,6 +279,11 @@ def main(argv=None):
     print("raw broker: {:.0f} msgs/s (persistent, durable queue, pipelined confirms, consume+ack)".format(raw))
     print("cpu s during the run ({:.1f} s wall, 2 cores): ".format(last - t0) + ", ".join(
         "{} {:.1f}".format(k, v) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+    if done:
+        print("cpu ms per need: " + ", ".join("{} {:.1f}".format(k, v * 1000 / len(done))
+                                              for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+        for line in db_request_lines(requests_before, requests_after, len(done)):
+            print(line)
     print("rss MB: " + ", ".join("{} {:.0f}".format(k, v) for k, v in sorted(rss.items())))
     print("ratio pipeline/raw-broker: {:.3f}".format(through / raw if raw else 0))
     return 0 if len(done) == args.needs and not errors else 1

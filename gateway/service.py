@@ -51,9 +51,10 @@ from lamplight.errors import BadInput, Conflict, LamplightError, NotFound, Unsco
 from lamplight.ids import new_id
 from lamplight.metrics import SERVER_ERRORS
 from lamplight.observability import Observability
+from lamplight.parkconfig import ConfigWatch
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import CachedSignatureCheck, DeadlineRpc, ServiceUnavailable
-from lamplight.storage import Mongo, check_park_id
+from lamplight.storage import Mongo, RequestCounter, check_park_id
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IMPORT_BYTES = 4 * 1024 * 1024  # a list of up to 5,000 recipients
@@ -133,7 +134,8 @@ class Guard(SharedExtension):
 
     def setup(self):
         self.client = MongoClient(settings.get("MONGO_URI"), serverSelectionTimeoutMS=5000,
-                                  connectTimeoutMS=5000, appname="lamplight-gateway-auth", tz_aware=True)
+                                  connectTimeoutMS=5000, appname="lamplight-gateway-auth", tz_aware=True,
+                                  event_listeners=[RequestCounter("gateway")])
         self.keys = auth.KeyStore(self.client[settings.get("MONGO_DB_PREFIX") + "gateway"])
         self.tokens = auth.Tokens(settings.get("GATEWAY_TOKEN_SECRET"))
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
@@ -372,6 +374,7 @@ class Gateway:
     name = "gateway"
 
     log = Observability()
+    configs = ConfigWatch()  # keeps this process's cache of park configurations true
     db = Mongo()
     events = EventOutbox(collections=("configs",))
     credentials = Credentials()

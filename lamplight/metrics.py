@@ -20,6 +20,11 @@ ENTRYPOINT_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+DB_REQUESTS = Counter(
+    "lamplight_db_requests_total",
+    "Commands sent to the database, by command and collection (a partition counts as its collection).",
+    ["service", "command", "collection"],
+)
 SERVER_ERRORS = Counter(
     "lamplight_http_server_errors_total",
     "HTTP answers of status 5xx (500: a fault of ours, logged with its request id; 503: a dependency away).",

@@ -29,6 +29,10 @@ DEFAULTS = {
     # publisher: at most this many messages in flight before waiting for confirms
     "PUBLISH_BATCH_MAX": 256,
     "RPC_TIMEOUT_S": 10.0,
+    # a park's configuration is read once per process and kept; every install
+    # is announced to every process of the service, and this bounds an entry's
+    # life in case an announcement was lost
+    "CONFIG_CACHE_S": 30.0,
     # needs: how often the time-limit sweep visits every park
     "NEEDS_SWEEP_INTERVAL_S": 30.0,
     "VOLUNTEERS_SWEEP_INTERVAL_S": 5.0,

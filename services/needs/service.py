@@ -19,7 +19,7 @@ from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_
 from lamplight.ids import new_id
 from lamplight.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS, NEEDS_SUBMITTED, NEEDS_TRANSITIONS
 from lamplight.observability import Observability
-from lamplight.parkconfig import editable, plain
+from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
@@ -52,6 +52,7 @@ class NeedsService:
     name = "needs"
 
     log = Observability()
+    configs = ConfigWatch()  # keeps this process's cache of park configurations true
     db = Mongo(indexes=INDEXES, group_commit=("needs",))
     events = EventOutbox(collections=("needs", "followers"))
 

@@ -48,10 +48,9 @@ class NeedsStore:
         self.requesters = scope["requesters"]
         self.resources = scope["resources"]
         self.projects = scope["projects"]
-        # every version of a need is kept (its claim): the audit trail of who changed what
-        self.versioned_needs = VersionedDocument(self.needs, scope["need_versions"])
-        self.versioned_heads = VersionedDocument(self.wall_heads, scope["wall_head_versions"], keep=100)
-        self.versioned_lines = VersionedDocument(self.wall, scope["wall_line_versions"])
+        self.versioned_needs = VersionedDocument(self.needs)  # its timeline is the audit trail
+        self.versioned_heads = VersionedDocument(self.wall_heads)
+        self.versioned_lines = VersionedDocument(self.wall)
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)

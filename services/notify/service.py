@@ -23,7 +23,7 @@ from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
 from lamplight.ids import fingerprint
 from lamplight.metrics import NOTICE_SEND_SECONDS, NOTICES, NOTICES_PENDING, NOTIFY_UNRESOLVED
 from lamplight.observability import Observability
-from lamplight.parkconfig import editable, plain
+from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id, utcnow
@@ -83,6 +83,7 @@ class NotifyService:
     _last_housekeeping = 0.0
 
     log = Observability()
+    configs = ConfigWatch()  # keeps this process's cache of park configurations true
     db = Mongo(indexes=INDEXES, partitioned=PARTITIONED)
     events = EventOutbox(collections=("notices", "deliveries", "broadcasts"))
     channels = Channels()
@@ -124,7 +125,7 @@ class NotifyService:
         return config
 
     def _config(self, store):
-        config = store.config.current()
+        config = store.config.cached()
         return dict(config, park_id=store.park_id) if config else _default_config(store.park_id)
 
     # recipients --------------------------------------------------------------------------

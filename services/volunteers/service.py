@@ -21,7 +21,7 @@ from lamplight.metrics import (
     VISITS_MISSED,
 )
 from lamplight.observability import Observability
-from lamplight.parkconfig import editable, plain
+from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
@@ -65,6 +65,7 @@ class VolunteersService:
     name = "volunteers"
 
     log = Observability()
+    configs = ConfigWatch()  # keeps this process's cache of park configurations true
     db = Mongo(indexes=INDEXES, partitioned=PARTITIONED)
     events = EventOutbox(collections=("responders", "tasks", "visits", "callout_recipients", "parkstate"))
 

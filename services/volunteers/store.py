@@ -62,9 +62,9 @@ class VolunteersStore:
         self.park_config = ParkConfig(scope, "volunteers configuration")
         self.parkstate = scope["parkstate"]
         # every version of a task is kept (its claim): who claimed, started, released, when
-        self.versioned_tasks = VersionedDocument(self.tasks, scope["task_versions"])
-        self.versioned_visits = VersionedDocument(self.visits, scope["visit_versions"])
-        self.versioned_state = VersionedDocument(self.parkstate, scope["parkstate_versions"], keep=100)
+        self.versioned_tasks = VersionedDocument(self.tasks)  # its history is the audit trail
+        self.versioned_visits = VersionedDocument(self.visits)
+        self.versioned_state = VersionedDocument(self.parkstate, scope["parkstate_versions"])  # mode switches
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)

@@ -109,12 +109,13 @@ def test_group_commit_batches_concurrent_inserts_and_reports_each_outcome(store,
     assert db("storage").things.count_documents({"park_id": "a"}) == 199
 
 
-def test_an_id_that_begins_with_the_park_is_scoped_by_itself(store, db):
+def test_an_id_that_names_another_park_is_refused_and_every_filter_is_scoped(store, db):
     things = store.park("a")["things"]
     things.insert_one({"_id": "a/t1", "kind": "wish", "key": 1})
     assert things.find_one({"_id": "a/t1"})["park_id"] == "a"
-    assert things._filter({"_id": "a/t1"}) == {"_id": "a/t1"}  # no park_id condition needed
-    assert things._filter({"_id": "b/t1"}) == {"_id": "b/t1", "park_id": "a"}  # still scoped
+    # every filter names the park (the _id index serves {_id, park_id}: no shortcut for ids that begin with it)
+    assert things._filter({"_id": "a/t1"}) == {"_id": "a/t1", "park_id": "a"}
+    assert things._filter({"_id": "b/t1"}) == {"_id": "b/t1", "park_id": "a"}
     assert store.park("b")["things"].find_one({"_id": "a/t1"}) is None
     with pytest.raises(UnscopedQuery, match="another park"):
         things.insert_one({"_id": "b/t2", "kind": "wish", "key": 2})
@@ -128,10 +129,12 @@ def test_an_upsert_by_a_park_id_creates_a_document_of_that_park(store, db):
     assert [d["_id"] for d in store.park("a")["things"].find({"kind": "x"})] == ["a/u1"]
 
 
-def test_a_versioned_write_has_one_winner_where_a_conditional_update_has_several(store):
+def test_a_versioned_write_and_a_conditional_update_each_have_exactly_one_winner(store):
+    """On MongoDB, and on the development server with ferretdb/patches (stock
+    FerretDB let 2 to 7 of 20 win)."""
     scope = store.park("p1")
-    docs, claims = scope["counters"], scope["counter_versions"]
-    versioned = VersionedDocument(docs, claims)
+    docs, history = scope["counters"], scope["counter_versions"]
+    versioned = VersionedDocument(docs, history)
 
     def race(write):
         docs.delete_one({"_id": "p1/c"})
@@ -144,26 +147,27 @@ def test_a_versioned_write_has_one_winner_where_a_conditional_update_has_several
     def conditional_update(n):
         return docs.update_one({"_id": "p1/c", "version": 1}, {"$set": {"version": 2, "by": n}}).modified_count
 
-    for trial in range(3):
-        claims.delete_one({"_id": "p1/c@2"})
+    for trial in range(5):
+        history.delete_one({"_id": "p1/c@2"})
         assert race(versioned_write) == 1
-        assert docs.find_one({"_id": "p1/c"})["version"] == 2
-    # what the versioned write is for: on FerretDB v1 this is usually more than 1
-    print("conditional update winners out of 20:", race(conditional_update))
+        stored = docs.find_one({"_id": "p1/c"})
+        assert stored["version"] == 2 and history.find_one({"_id": "p1/c@2"})["fields"]["by"] == stored["by"]
+        assert race(conditional_update) == 1
 
 
-def test_a_claim_whose_writer_died_is_rolled_forward_and_nothing_moves_back(store):
+def test_a_projection_keeps_the_newest_version_whatever_the_order(store):
     scope = store.park("p1")
-    docs, claims = scope["counters"], scope["counter_versions"]
-    versioned = VersionedDocument(docs, claims)
-    docs.insert_one({"_id": "p1/d", "version": 1, "n": 1})
-    claims.insert_one({"_id": "p1/d@2", "fields": {"n": 2, "version": 2}})  # died before setting the document
-    assert versioned.write({"_id": "p1/d", "version": 1}, {"n": 99}) is False  # lost to the claim, rolled it forward
-    assert docs.find_one({"_id": "p1/d"})["n"] == 2
-    assert versioned.write({"_id": "p1/d", "version": 2}, {"n": 3}) is True
-    versioned._set("p1/d", {"n": 2, "version": 2})  # a stalled writer of version 2 sets it late: undone
-    stored = docs.find_one({"_id": "p1/d"})
-    assert (stored["version"], stored["n"]) == (3, 3)
+    docs = scope["lines"]
+    versioned = VersionedDocument(docs)
+    assert versioned.project("p1/l", {"version": 2, "n": 2}) is True
+    assert versioned.project("p1/l", {"version": 1, "n": 1}) is False  # older, arriving late
+    assert versioned.project("p1/l", {"version": 2, "n": 2}) is False  # the same, delivered again
+    assert docs.find_one({"_id": "p1/l"})["n"] == 2
+    assert versioned.project("p1/l", {"version": 3, "n": 3}) is True
+    # concurrent projections of one new document: the newest stays
+    outcomes = list(eventlet.GreenPool(10).imap(
+        lambda v: versioned.project("p1/m", {"version": v, "n": v}), range(1, 11)))
+    assert docs.find_one({"_id": "p1/m"})["n"] == 10 and outcomes[-1] is True
 
 
 class PartitionedService:

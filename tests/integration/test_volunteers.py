@@ -107,7 +107,7 @@ def test_fifty_concurrent_claims_on_one_task_have_one_winner_and_fortynine_clear
         assert "is claimed" in message and winner not in message
     stored = volunteers.get_task(park, task["task_id"])
     assert stored["status"] == "claimed" and stored["holder"]["responder_id"] == winner
-    assert stored["version"] == 2 and db("volunteers")["task_versions." + park].count_documents({}) == 1
+    assert stored["version"] == 2
     # the losers gave back the slots they took; the winner holds one
     slots = list(db("volunteers")["slots." + park].find({}))
     assert [(s["responder_id"], s["task_id"]) for s in slots] == [(winner, task["task_id"])]
