@@ -35,7 +35,7 @@ class ConfigCache:
 
     def __init__(self):
         self._entries = {}  # key -> (config, read at)
-        self._announced = {}  # key -> newest version announced
+        self._announced = {}  # key -> newest stamp announced: (version, park_version)
 
     @staticmethod
     def key(configs, park_id):
@@ -45,25 +45,33 @@ class ConfigCache:
         entry = self._entries.get(key)
         now = time.monotonic()
         if entry is not None and now - entry[1] < settings.get_float("CONFIG_CACHE_S") and \
-                entry[0]["version"] >= self._announced.get(key, 0):
+                stamp(entry[0]) >= self._announced.get(key, (0, 0)):
             return _copy(entry[0])
         config = read()
-        if config is not None and config["version"] >= self._announced.get(key, 0):
+        if config is not None and stamp(config) >= self._announced.get(key, (0, 0)):
             self._entries[key] = (config, now)
         else:
             self._entries.pop(key, None)
         return _copy(config)
 
-    def announce(self, key, version):
-        if version > self._announced.get(key, 0):
-            self._announced[key] = version
+    def announce(self, key, announced):
+        """A configuration of ``key`` reached ``announced`` = (version, park_version)."""
+        announced = tuple(announced)
+        if announced > self._announced.get(key, (0, 0)):
+            self._announced[key] = announced
         entry = self._entries.get(key)
-        if entry is not None and entry[0]["version"] < version:
+        if entry is not None and stamp(entry[0]) < announced:
             del self._entries[key]
 
     def clear(self):
         self._entries.clear()
         self._announced.clear()
+
+
+def stamp(config):
+    """What orders the states of a configuration: its version, then the park
+    version it was installed from (recorded even when the content is unchanged)."""
+    return (config["version"], config.get("park_version") or 0)
 
 
 def _copy(config):
@@ -122,13 +130,14 @@ class ConfigWatch(DependencyProvider):
                 time.sleep(1)
 
     def _on_message(self, body, message):
-        CACHE.announce((body["database"], body["park_id"]), int(body["version"]))
+        CACHE.announce((body["database"], body["park_id"]), (int(body["version"]), int(body["park_version"])))
 
-    def announce(self, key, version):
+    def announce(self, key, announced):
         try:
             with Connection(self.uri, connect_timeout=5) as conn:
                 Producer(conn).publish(
-                    {"database": key[0], "park_id": key[1], "version": version}, exchange=CONFIG_EXCHANGE,
+                    {"database": key[0], "park_id": key[1], "version": announced[0], "park_version": announced[1]},
+                    exchange=CONFIG_EXCHANGE,
                     routing_key="{}.{}".format(self.service, key[1]), serializer="json", declare=[CONFIG_EXCHANGE],
                     retry=True, retry_policy={"max_retries": 2})
         except Exception as exc:  # other processes see it within CONFIG_CACHE_S
@@ -138,11 +147,10 @@ class ConfigWatch(DependencyProvider):
 _WATCHES = {}
 
 
-def _announce(key, version, service=None):
-    CACHE.announce(key, version)
-    for name, watch in list(_WATCHES.items()):
-        if service is None or name == service:
-            watch.announce(key, version)
+def _announce(key, announced):
+    CACHE.announce(key, announced)
+    for watch in list(_WATCHES.values()):
+        watch.announce(key, announced)
 
 
 class ParkConfig:
@@ -190,7 +198,8 @@ class ParkConfig:
         if not self.versions.write({"_id": self.doc_id, "version": current_version}, fields):
             raise Conflict("another change of {} of {} came first".format(self.what, self.park_id),
                            {"version": ["changed concurrently"]})
-        _announce(self.cache_key, current_version + 1)
+        park_version = (extra or {}).get("park_version", (current or {}).get("park_version") or 0)
+        _announce(self.cache_key, (current_version + 1, park_version))
         return current_version + 1, False
 
     def project(self, section, park_version, load):
@@ -204,6 +213,7 @@ class ParkConfig:
         version, unchanged = self.install_over(current, config, {"park_version": park_version})
         if unchanged:  # still: an older park version arriving late must not be installed
             self.configs.update_one({"_id": self.doc_id}, {"$max": {"park_version": park_version}})
+            _announce(self.cache_key, (version, park_version))
         return version, unchanged
 
 

@@ -346,8 +346,8 @@ def _seconds(iso):
 
 
 def test_concurrent_desks_changing_one_need_have_exactly_one_winner(needs, park, db):
-    """FerretDB does not make a conditional update atomic; the versioned
-    write does (storage.VersionedDocument)."""
+    """One conditional update per change (storage.VersionedDocument): one
+    winner on MongoDB and on the patched development server."""
     import eventlet
 
     need = needs.submit(park, LIGHT)
@@ -365,7 +365,7 @@ def test_concurrent_desks_changing_one_need_have_exactly_one_winner(needs, park,
     assert set(outcomes) == {"won", "illegal_transition"}
     stored = db("needs").needs.find_one({"need_id": need["id"]})
     assert [e["action"] for e in stored["timeline"]] == ["submit", "triage", "assign"]
-    assert stored["version"] == 2 and db("needs").need_versions.count_documents({}) == 1
+    assert stored["version"] == 2
 
 
 def test_wall_lines_end_at_their_newest_version_whatever_the_order_of_delivery(needs, park, broker, db):
