@@ -48,7 +48,8 @@ class ConfigCache:
                 stamp(entry[0]) >= self._announced.get(key, (0, 0)):
             return _copy(entry[0])
         config = read()
-        if config is not None and stamp(config) >= self._announced.get(key, (0, 0)):
+        # a park without one is remembered too (notify's defaults): its first install is announced
+        if stamp(config) >= self._announced.get(key, (0, 0)):
             self._entries[key] = (config, now)
         else:
             self._entries.pop(key, None)
@@ -71,6 +72,8 @@ class ConfigCache:
 def stamp(config):
     """What orders the states of a configuration: its version, then the park
     version it was installed from (recorded even when the content is unchanged)."""
+    if config is None:  # none installed yet
+        return (0, 0)
     return (config["version"], config.get("park_version") or 0)
 
 
