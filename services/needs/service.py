@@ -8,6 +8,7 @@ evaluation and the three lists.
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from datetime import timezone
 
 from eventlet.semaphore import Semaphore
 from marshmallow import ValidationError
@@ -414,7 +415,7 @@ class NeedsService:
         now = utcnow()
         last = lines[-1] if len(lines) == limit else None
         return {"park_id": park_id, "entries": [domain.wall_view(line, now, taxonomy.config) for line in lines],
-                "next_before": "{}~{}".format(last["updated_at"].isoformat(), last["need_id"]) if last else None}
+                "next_before": _cursor(last) if last else None}
 
     @rpc(expected_exceptions=EXPECTED)
     def wall_entry(self, park_id, need_id):
@@ -486,6 +487,13 @@ class NeedsService:
 
 
 _HEAD_LOCKS = defaultdict(Semaphore)
+
+
+def _cursor(line):
+    """The next page's ``before``: UTC with a Z and the need id, nothing a URL
+    mangles (a "+00:00" pasted into a query string arrives as " 00:00")."""
+    at = line["updated_at"].astimezone(timezone.utc)
+    return "{}Z~{}".format(at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], line["need_id"])
 
 
 class _Skip(Exception):

@@ -70,3 +70,35 @@ def test_the_desk_moves_a_need_and_every_answer_is_json(api):
                                       "entered_by": "desk-02", "needs": [NEED, dict(NEED, title="食堂排队太久")]},
                      headers={"Idempotency-Key": "meeting-11"})
     assert batch.status_code == 201 and batch.json()["created"] == 2
+
+
+def test_the_wall_pages_over_http_with_the_cursor_as_given(api):
+    """A park of 235 needs (five liaison meetings), paged 100 at a time by
+    pasting next_before into the URL as it comes: every need once. (A cursor
+    with "+00:00" arrived as " 00:00" and paging stopped after 100 lines.)"""
+    ids = set()
+    for meeting, count in enumerate((47, 47, 47, 47, 47)):
+        needs = [dict(NEED, title="宿舍区第{}处路灯坏了".format(meeting * 100 + n),
+                      requester={"kind": "worker", "name": "工友{}-{}".format(meeting, n)}) for n in range(count)]
+        batch = api.post("/needs/batch", {"meeting": {"title": "第{}次联席会".format(meeting + 1),
+                                                      "held_on": "2026-11-20"}, "entered_by": "desk-02",
+                                          "needs": needs}, headers={"Idempotency-Key": "wall-{}".format(meeting)})
+        assert batch.status_code == 201, batch.text
+        ids |= {n["id"] for n in batch.json()["needs"]}
+    assert len(ids) == 235
+    wait_for(lambda: len(_all_pages(api)) == 235, timeout=90, interval=1, what="235 lines on the wall")
+    seen = _all_pages(api)
+    assert len(seen) == len(set(seen)) and set(seen) == ids
+
+
+def _all_pages(api):
+    seen, before = [], None
+    for _ in range(10):
+        path = "/wall?limit=100" + ("&before=" + before if before else "")  # as a client pastes it
+        answer = api.get(path)
+        assert answer.status_code == 200, answer.text
+        seen += [entry["need_id"] for entry in answer.json()["entries"]]
+        before = answer.json()["next_before"]
+        if before is None:
+            return seen
+    raise AssertionError("more than 10 pages")
