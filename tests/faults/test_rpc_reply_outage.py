@@ -3,24 +3,15 @@ published, and the service must live on — report the lost reply, let the
 broker hand the request back, and serve again once the broker returns.
 (Before, the failed reply publish raised out of the worker and nameko killed
 the whole container: one broker restart took the needs service down.)"""
-import subprocess
-from pathlib import Path
-
 import eventlet
-import pytest
 from eventlet.event import Event
 from nameko.standalone.rpc import ServiceRpcClient
 
 from lamplight.rpc import rpc
-
-DEV = str(Path(__file__).resolve().parents[2] / "dev")
+from tests.faults.test_broker_outage import broker_outage, rabbitctl  # noqa: F401 (fixture)
 
 entered = Event()
 release = Event()
-
-
-def rabbitctl(*args):
-    subprocess.run([DEV, "rabbitctl", *args], check=True, capture_output=True, timeout=120)
 
 
 class SlowService:
@@ -36,15 +27,6 @@ class SlowService:
     @rpc
     def echo(self, value):
         return value
-
-
-@pytest.fixture
-def broker_outage():
-    try:
-        yield lambda: rabbitctl("stop_app")
-    finally:
-        rabbitctl("start_app")
-        rabbitctl("await_startup", "--timeout", "60")
 
 
 def test_a_reply_that_cannot_be_published_does_not_kill_the_service(container_factory, rabbit_config,
