@@ -9,8 +9,9 @@ Writes are inserts with deterministic ids wherever it matters: a notice
 ``<notice>#<step>``, its place in the send queue ``pending`` under the
 notice's id. A redelivered event or a fan-out started again inserts nothing
 twice, and an attempt to send is claimed by inserting ``<notice>#try<n>``, so
-two processes never send the same attempt (FerretDB v1's conditional updates
-are not atomic; an insert with a given _id is).
+two processes never send the same attempt (written when the stock development
+server's conditional updates were not atomic; it holds on every server, and
+the log line is wanted anyway).
 """
 from pymongo import ASCENDING, DESCENDING, IndexModel
 

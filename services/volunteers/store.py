@@ -4,13 +4,11 @@ A park's responders, tasks, slots, visits and call-outs live in collections
 of their own (``tasks.<park>``, see lamplight.storage.Partitions): dispatch in
 one park reads only that park's documents, however big the other parks are.
 
-Atomicity, on every server we support (FerretDB v1 included, whose
-conditional updates are not atomic): a task changes through
-``VersionedDocument`` (the writer of version n+1 inserts the claim
-``<task>@<n+1>``; of fifty concurrent claimers exactly one inserts it), and
-a responder's cap on open tasks is a set of numbered slot documents
-``<responder>#task<n>`` taken by insert, so two claims at once cannot both
-take the last slot.
+Atomicity, on every server we support: a task changes through
+``VersionedDocument`` (one conditional update on its version: of fifty
+concurrent claimers exactly one wins), and a responder's cap on open tasks
+is a set of numbered slot documents ``<responder>#task<n>`` taken by
+insert, so two claims at once cannot both take the last slot.
 """
 
 from pymongo import ASCENDING, IndexModel
