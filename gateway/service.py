@@ -23,7 +23,6 @@ import functools
 import json
 import math
 import re
-import socket
 import time
 from datetime import date, datetime
 from decimal import Decimal
@@ -76,8 +75,8 @@ _STATUS = {BadInput: 422, NotFound: 404, Conflict: 409, Unauthenticated: 401, Fo
            TooManyRequests: 429, MalformedRequest: 400}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # the exceptions that mean a dependency is away, not that the request is wrong
-DEPENDENCY_DOWN = (AmqpConnectionError, KombuOperationalError, MongoConnectionFailure, socket.error,
-                   ConnectionError, TimeoutError)
+# (OSError: ECONNREFUSED, a reset or a timeout on a socket of ours)
+DEPENDENCY_DOWN = (AmqpConnectionError, KombuOperationalError, MongoConnectionFailure, OSError)
 # the request id of the request being answered, for the log line of a 500
 current_request_id = contextvars.ContextVar("request_id", default=None)
 _log = logs.get_logger(component="gateway")
@@ -312,8 +311,8 @@ def read_json(request, max_bytes=MAX_BODY_BYTES):
             "nested deeper than {} levels".format(MAX_DEPTH)]})
     bad = _unencodable(body)
     if bad is not None:
-        raise BadInput("{} holds a lone UTF-16 surrogate (\\ud800-\\udfff): not text".format(bad or "the body"),
-                       {bad or "_body": ["not valid Unicode text"]})
+        raise BadInput("{} holds a lone UTF-16 surrogate (\\ud800-\\udfff): not text".format(bad),
+                       {bad: ["not valid Unicode text"]})
     return body
 
 

@@ -34,6 +34,3 @@ class Float(fields.Float):
             raise self.make_error("invalid", input=value)
         return super()._validated(value)
 
-
-Bool = Boolean
-Int = Integer

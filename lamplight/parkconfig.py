@@ -4,7 +4,6 @@ A change names the version it makes (the current version + 1), so two
 administrators editing at once cannot silently overwrite each other: the
 second gets 409 and reads again. The same content sent again changes nothing.
 """
-import json
 import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -29,8 +29,8 @@ from services.volunteers import domain
 from services.volunteers.schemas import (
     CalloutEventSchema, CalloutSchema, EmergencyEventSchema, EmergencySwitchSchema, HouseholdSchema,
     NeedRoutedSchema, PauseSchema, ReplySchema, ResponderRegistrationSchema, ResponderViewSchema, RosterSchema,
-    ServiceHoursSchema, TaskActionSchema, TaskEventSchema, TaskViewSchema, VisitEscalationEventSchema, VisitEventSchema, VisitProofSchema,
-    VisitViewSchema, VolunteerEventSchema, VolunteersConfigSchema, WishViewSchema,
+    ServiceHoursSchema, TaskActionSchema, TaskEventSchema, TaskViewSchema, VisitEscalationEventSchema, VisitEventSchema,
+    VisitProofSchema, VisitViewSchema, VolunteerEventSchema, VolunteersConfigSchema, WishViewSchema,
 )
 from services.volunteers.store import INDEXES, PARTITIONED, VolunteersStore, parks_with, utcnow
 
@@ -241,9 +241,7 @@ class VolunteersService:
             TASKS_OFFERED.labels(store.park_id).inc(len(chosen))
             return [("task.offered", r["_id"], reason) for r in chosen]
         if not any(e["level"] == "lead" for e in task["escalations"]):
-            leads = [r for r in store.responders_by_ref(
-                {ref for t in config["teams"] if t["code"] in task["teams"] for ref in t.get("leads", ())})
-                if r.get("active", True) and r["_id"] not in task["offered_to"]]
+            leads = [r for r in _team_leads(store, config, task["teams"]) if r["_id"] not in task["offered_to"]]
             task["escalations"].append({"level": "lead", "at": at, "to": [r["_id"] for r in leads]})
             TASK_ESCALATIONS.labels(store.park_id, "lead").inc()
             if leads:
@@ -643,8 +641,7 @@ class VolunteersService:
         if not teams and visit.get("responder_id"):
             visitor = store.get_responder(visit["responder_id"]) or {}
             teams = list(visitor.get("teams") or ())
-        refs = {ref for t in config["teams"] if t["code"] in teams for ref in t.get("leads", ())}
-        return [r["_id"] for r in store.responders_by_ref(refs) if r.get("active", True)] if refs else []
+        return [r["_id"] for r in _team_leads(store, config, teams)]
 
     def _miss(self, store, config, visit_id):
         """Mark a planned visit missed and escalate it: the party group's lead
@@ -852,6 +849,12 @@ def _on_duty_now(store, at, tz, teams=None):
     exact minute, leave and extra shifts."""
     return [r for r in store.on_duty_candidates({domain.hour_of_week(at, tz)}, teams=teams, now=at)
             if domain.on_duty(r, at, tz)]
+
+
+def _team_leads(store, config, teams):
+    """The active responders who lead any of ``teams`` (the configuration names them by ref)."""
+    refs = {ref for t in config["teams"] if t["code"] in teams for ref in t.get("leads", ())}
+    return [r for r in store.responders_by_ref(refs) if r.get("active", True)] if refs else []
 
 
 def _must_be_planned(visit):
