@@ -152,8 +152,11 @@ def db_requests(stack, services=SERVICES):
     return found
 
 
-def db_request_lines(before, after, units, unit="need", top=8):
-    """The lines a bench prints: requests per unit, per service, and the busiest commands."""
+def db_request_lines(before, after, units, unit="need", top=None):
+    """The lines a bench prints: requests per unit, per service, and the busiest commands
+    (``BENCH_DB_TOP`` of them, 8 unless set; 0 lists them all)."""
+    if top is None:
+        top = int(os.environ.get("BENCH_DB_TOP", "8")) or None
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
     delta = {k: v for k, v in delta.items() if v > 0}
     total = sum(delta.values())

@@ -7,7 +7,9 @@ What the patches must give, as MongoDB does:
   index's fields, served by the index (the server's explain, and time that
   stays flat as the collection grows);
 - a conditional update or findAndModify has exactly one winner;
-- every filter returns exactly the documents the stock server returns.
+- every filter returns exactly the documents the stock server returns;
+- every stored value reads back as it was written, as the stock server
+  reads it (0005 decodes values without a json.Decoder each).
 """
 import os
 import socket
@@ -215,3 +217,36 @@ def test_every_filter_returns_what_the_stock_server_returns(patched, stock, filt
     theirs = sorted(repr(d["_id"]) for d in stock.test.table.find(filter_))
     assert ours == theirs
     assert patched.test.table.count_documents(filter_) == len(theirs)
+
+
+# what 0005's direct parsing must read as json.Unmarshal did: integers at the edges of
+# their width, strings with escapes, control characters, quotes, backslashes and
+# characters past the BMP, booleans inside arrays, and arrays of every kind (no nested arrays: FerretDB v1 refuses them)
+VALUES = {
+    "int32": [0, -1, 2 ** 31 - 1, -2 ** 31, 7, -0],
+    "int64": [2 ** 31, -2 ** 31 - 1, 2 ** 63 - 1, -2 ** 63, 9007199254740993],
+    "double": [0.5, -0.0, 1e21, 2.0 ** 60, 5.0, -1e-300, 1.7976931348623157e308],
+    "strings": ["", "plain", "工资 拖欠", "a\"b", "back\\slash", "tab\tnew\nline\r", "\u0000nul", "\u001f",
+                "\u2028\u2029", "emoji \U0001F600", "<a&b>", "[open]", "5f0c3e9b8d1e4a2b3c4d5e6f", "\x7f del"],
+    "bools": [True, False, True],
+    "mixed": [1, "1", 1.5, True, None, {"a": [2, "b"]}, {"x": [3, 4]}, WHEN, OID, 2 ** 40],
+    "duty_hours": list(range(168)),
+    "nested": {"k": "v", "n": -42, "t": True, "deep": {"e": "\"quoted\"", "l": [2 ** 31 - 1]}},
+}
+
+
+def test_every_value_reads_back_as_written_and_as_the_stock_server_reads_it(patched, stock):
+    doc = dict(VALUES, _id="values", when=WHEN, oid=OID, flag=False, empty=[], none=None)
+    read = []
+    for client in (patched, stock):
+        coll = client.test.values
+        coll.delete_many({})
+        coll.insert_one(dict(doc))
+        read.append(coll.find_one({"_id": "values"}))
+    ours, theirs = read
+    assert ours == theirs
+    assert ours["strings"] == VALUES["strings"]
+    assert ours["int64"] == VALUES["int64"] and ours["int32"] == VALUES["int32"]
+    assert [type(v) for v in ours["mixed"]] == [type(v) for v in theirs["mixed"]]
+    assert ours["duty_hours"] == list(range(168))
+    assert ours["nested"] == VALUES["nested"]
