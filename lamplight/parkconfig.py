@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from kombu import Connection, Exchange, Producer, Queue
 from marshmallow import ValidationError
 from nameko.extensions import DependencyProvider
+from pymongo import ReturnDocument
 
 from lamplight import logs, settings
 from lamplight.errors import Conflict, NotFound
@@ -153,6 +154,38 @@ def _announce(key, announced):
     CACHE.announce(key, announced)
     for watch in list(_WATCHES.values()):
         watch.announce(key, announced)
+
+
+class CachedProjection:
+    """Another slow-changing projection of a park kept in :data:`CACHE`
+    beside the configurations, with the same guarantee: a change is seen at
+    once by every process of the service.
+
+    ``collection`` is a park scope's collection holding the projection's
+    documents and one counter document (``_id`` :attr:`COUNTER`) that every
+    change increments after writing. A reader reads the counter first and the
+    documents second, so what it caches is never older than the counter says;
+    the writer announces the counter's new value, which drops older entries."""
+
+    COUNTER = "~version"
+
+    def __init__(self, collection, park_id, name, read):
+        self.collection = collection
+        self.key = (collection.database_name + "#" + name, park_id)
+        self._read = read
+
+    def get(self):
+        return CACHE.get(self.key, self._load)["value"]
+
+    def _load(self):
+        counter = self.collection.find_one({"_id": self.COUNTER}) or {}
+        return {"version": counter.get("version", 0), "park_version": 0, "value": self._read()}
+
+    def changed(self):
+        """Call after each change of the projection's documents."""
+        counter = self.collection.find_one_and_update({"_id": self.COUNTER}, {"$inc": {"version": 1}},
+                                                      upsert=True, return_document=ReturnDocument.AFTER)
+        _announce(self.key, (counter["version"], 0))
 
 
 class ParkConfig:

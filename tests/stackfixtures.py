@@ -51,6 +51,9 @@ class Api:
     def put(self, path, body=None, **kwargs):
         return self.http.put(self.base + path, json=body, timeout=30, **kwargs)
 
+    def delete(self, path, **kwargs):
+        return self.http.delete(self.base + path, timeout=30, **kwargs)
+
 
 @pytest.fixture
 def api(stack):

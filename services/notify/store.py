@@ -15,7 +15,7 @@ the log line is wanted anyway).
 """
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from lamplight.parkconfig import ParkConfig
+from lamplight.parkconfig import CachedProjection, ParkConfig
 from services.notify import domain
 
 PARTITIONED = ("recipients", "responders", "followers", "notices", "deliveries", "pending", "broadcasts",
@@ -60,6 +60,7 @@ class NotifyStore:
         self.config = ParkConfig(scope, "notify configuration")
         for name in PARTITIONED:
             setattr(self, name, scope[name])
+        self._templates = CachedProjection(self.templates, park_id, "templates", self._read_overrides)
 
     # recipients ------------------------------------------------------------------------
     def put_recipient(self, recipient_id, profile, at):
@@ -130,15 +131,25 @@ class NotifyStore:
 
     # templates -------------------------------------------------------------------------
     def overrides(self):
-        return {(d["key"], d["locale"]): (d["title"], d["body"]) for d in self.templates.find({})}
+        """The park's own templates, {(key, locale): (title, body)}: cached in
+        the process (every notice rendered read them), current after any change."""
+        return self._templates.get()
+
+    def _read_overrides(self):
+        return {(d["key"], d["locale"]): (d["title"], d["body"])
+                for d in self.templates.find({"_id": {"$ne": CachedProjection.COUNTER}})}
 
     def put_template(self, key, locale, title, body, at):
         doc_id = "{}:{}".format(key, locale)
         self.templates.replace_one({"_id": doc_id}, {"_id": doc_id, "key": key, "locale": locale, "title": title,
                                                      "body": body, "saved_at": at}, upsert=True)
+        self._templates.changed()
 
     def delete_template(self, key, locale):
-        return self.templates.delete_one({"_id": "{}:{}".format(key, locale)}).deleted_count == 1
+        deleted = self.templates.delete_one({"_id": "{}:{}".format(key, locale)}).deleted_count == 1
+        if deleted:
+            self._templates.changed()
+        return deleted
 
     # notices, their log, the send queue --------------------------------------------------
     def write_plan(self, notices, records, pending):

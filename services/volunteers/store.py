@@ -94,8 +94,8 @@ class VolunteersStore:
     def note_work(self, responder_ids, at):
         """Fairness: when each was last given work. A plain last-writer-wins
         set: two dispatchers racing write nearly the same time."""
-        for rid in responder_ids:
-            self.responders.update_one({"_id": rid}, {"$set": {"last_work_at": at}})
+        if responder_ids:  # one request for all of them
+            self.responders.update_many({"_id": {"$in": list(responder_ids)}}, {"$set": {"last_work_at": at}})
 
     def on_duty_candidates(self, hours, teams=None, skills=None, now=None, kind="volunteer"):
         """Active responders of ``teams`` whose weekly template touches any of

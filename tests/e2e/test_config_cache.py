@@ -82,3 +82,39 @@ def test_every_replica_sees_a_new_configuration_at_once(stack, api):
     finally:
         replica.terminate()
         replica.wait(20)
+
+
+def test_every_notify_replica_renders_a_park_template_changed_a_moment_ago(stack, api):
+    """The park's own templates are cached in each notify process too (each
+    notice read them): after a change, every replica renders the new one."""
+    replica = _replica(stack, "notify", REPLICA_PROBE_PORT + 1)
+    try:
+        urls = [stack.probe_url("notify", "/metrics"), "http://127.0.0.1:{}/metrics".format(REPLICA_PROBE_PORT + 1)]
+
+        def preview():
+            answer = api.post("/notify/templates/preview", {"key": "need.triaged", "locale": "zh-CN"})
+            assert answer.status_code == 200, answer.text
+            return answer.json()["title"]
+
+        n = 0
+        while min(_calls(url, "preview") for url in urls) < 3:  # both replicas warm
+            n += 1
+            assert n < 200, "the previews did not reach both replicas"
+            preview()
+        reads_before = sum(_db_reads(url, "templates") for url in urls)
+        titles = {preview() for _ in range(10)}
+        assert sum(_db_reads(url, "templates") for url in urls) - reads_before == 0, "read from the cache"
+        assert len(titles) == 1
+
+        for version in ("一", "二"):
+            title = "需求已受理（第{}版）".format(version)
+            answer = api.put("/notify/templates/need.triaged/zh-CN", {"title": title, "body": "{{ summary }}"})
+            assert answer.status_code == 200, answer.text
+            calls = [_calls(url, "preview") for url in urls]
+            assert [preview() for _ in range(20)] == [title] * 20  # at once, on both replicas
+            assert all(_calls(url, "preview") > before for url, before in zip(urls, calls))
+        assert api.delete("/notify/templates/need.triaged/zh-CN").status_code == 200
+        assert {preview() for _ in range(10)} == titles
+    finally:
+        replica.terminate()
+        replica.wait(20)

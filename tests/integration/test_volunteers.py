@@ -157,6 +157,19 @@ def test_an_unclaimed_urgent_task_goes_to_the_next_k_then_the_lead_then_pages_th
     assert claimed["status"] == "claimed"
 
 
+def test_offers_go_first_to_those_given_work_longest_ago_and_every_offer_is_noted(volunteers, broker, db):
+    park = new_park(volunteers, offer_k=2)
+    team = [register(volunteers, park, "F{}".format(n))["id"] for n in range(4)]
+    first = live(task_of(volunteers, park, route(broker, park)))
+    noted = {d["_id"]: d.get("last_work_at") for d in db("volunteers")["responders." + park].find({})}
+    assert all(noted[rid] is not None for rid in first), "each responder offered work is noted"
+    assert all(noted[rid] is None for rid in set(team) - set(first))
+    # the next need goes to the two not given work yet, then back to the first two
+    second = live(task_of(volunteers, park, route(broker, park)))
+    assert sorted(first + second) == sorted(team)
+    assert live(task_of(volunteers, park, route(broker, park))) == first
+
+
 def test_a_routine_task_in_the_day_pages_nobody_and_an_empty_team_goes_to_the_lead(volunteers, broker):
     now = datetime.now(timezone.utc)
     park = new_park(volunteers, offer_minutes=0.02, night_page_after_minutes=0,
