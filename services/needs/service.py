@@ -389,7 +389,9 @@ class NeedsService:
     @rpc(expected_exceptions=EXPECTED)
     def wall(self, park_id, status=None, category=None, before=None, limit=20):
         """The public echo wall of a park, newest change first. The first
-        page without filters is read from the park's head document."""
+        page without filters is the park's head document and the lines it
+        names; another page, or a head that changed while it was read, is a
+        query of the wall."""
         store = NeedsStore(self.db, park_id)
         taxonomy = self._taxonomy(store)
         if status is not None and status not in domain.STATUSES:
@@ -408,9 +410,10 @@ class NeedsService:
             before = time_or_reject(when, "before")
             after_need = after_need or None
         head = store.wall_head() if status is None and category is None and before is None else None
+        lines = None
         if head is not None and (len(head["lines"]) >= limit or head["complete"]):
-            lines = head["lines"][:limit]
-        else:
+            lines = store.head_lines(head["lines"][:limit])
+        if lines is None:
             lines = store.wall_page(status, category, before, limit, after_need)
         now = utcnow()
         last = lines[-1] if len(lines) == limit else None

@@ -29,9 +29,13 @@ INDEXES = {
         IndexModel([("park_id", ASCENDING), ("need_id", ASCENDING)], name="park_need"),
     ],
 }
-# how many of the newest wall lines the head document of a park keeps: the
-# first page of the public wall is read from it alone
+# how many of the newest public wall lines the head document of a park lists
+# (need, version, time of change): the first page of the public wall is the
+# head and the lines it names, read by _id. Only those three fields are kept:
+# the head is read and written again for every change of the park's wall,
+# and with whole lines it was 31 KB (a third of the database's work per need)
 WALL_HEAD_SIZE = 60
+HEAD_FIELDS = ("need_id", "version", "updated_at")
 # how many recent needs per requester are kept for duplicate detection
 RECENT_PER_REQUESTER = 20
 
@@ -133,7 +137,7 @@ class NeedsStore:
         for _ in range(attempts):
             head = self.wall_heads.find_one({"_id": _id})
             if head is None:
-                lines = [entry] if entry["public"] else []
+                lines = [{k: entry[k] for k in HEAD_FIELDS}] if entry["public"] else []
                 try:
                     self.wall_heads.insert_one({"_id": _id, "version": 1, "lines": lines, "complete": True})
                     return
@@ -144,7 +148,8 @@ class NeedsStore:
             if current is not None and current["version"] >= entry["version"]:
                 return
             if entry["public"]:
-                lines.append(entry)
+                lines.append({k: entry[k] for k in HEAD_FIELDS})
+            lines = [{k: line[k] for k in HEAD_FIELDS} for line in lines]  # a head written with whole lines
             lines.sort(key=lambda line: (line["updated_at"], line["need_id"]), reverse=True)
             # complete: the head holds every public line of the park (nothing was ever cut off its end)
             complete = head.get("complete", True) and len(lines) <= WALL_HEAD_SIZE
@@ -170,6 +175,18 @@ class NeedsStore:
             query["updated_at"] = {"$lt": before}
         return list(self.wall.find(query, {"_id": 0, "park_id": 0}).sort(
             [("updated_at", DESCENDING), ("need_id", DESCENDING)]).limit(limit))
+
+    def head_lines(self, head_lines):
+        """The wall lines the head lists, in its order; None when one is no
+        longer the version the head lists (it changed after the head was read)."""
+        if not head_lines:
+            return []
+        found = {line["need_id"]: line for line in self.wall.find(
+            {"_id": {"$in": [self.key(h["need_id"]) for h in head_lines]}}, {"_id": 0, "park_id": 0})}
+        lines = [found.get(h["need_id"]) for h in head_lines]
+        if all(line is not None and line["version"] == h["version"] for line, h in zip(lines, head_lines)):
+            return lines
+        return None
 
     def wall_line(self, need_id):
         return self.wall.find_one({"_id": self.key(need_id)}, {"_id": 0, "park_id": 0})

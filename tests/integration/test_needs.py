@@ -383,6 +383,30 @@ def test_wall_lines_end_at_their_newest_version_whatever_the_order_of_delivery(n
     assert db("needs").wall.find_one({"need_id": need["id"]})["version"] == 2
 
 
+def test_the_first_page_is_the_small_head_and_the_lines_it_names_and_a_stale_head_is_not_trusted(needs, park, db):
+    batch = {"meeting": {"title": "企业联席会", "held_on": "2026-11-20"}, "entered_by": "desk-01",
+             "needs": [dict(LIGHT, title="厂区第{}处路灯坏了".format(n), requester={"kind": "worker", "name": "工友{}".format(n)})
+                       for n in range(25)]}
+    needs.submit_batch(park, batch, "head-meeting")
+    heads = db("needs").wall_heads
+    wait_for(lambda: len((heads.find_one({"_id": park + "/wall-head"}) or {"lines": []})["lines"]) == 25,
+             what="the head lists every line")
+    head = heads.find_one({"_id": park + "/wall-head"})
+    # the head lists lines, it does not hold them: it is read and written for every change of the wall
+    assert all(set(line) == {"need_id", "version", "updated_at"} for line in head["lines"])
+    lines = sorted(db("needs").wall.find({"park_id": park, "public": True}),
+                   key=lambda line: (line["updated_at"], line["need_id"]), reverse=True)
+    expected = [line["need_id"] for line in lines[:20]]
+    page = needs.wall(park, limit=20)
+    assert [e["need_id"] for e in page["entries"]] == expected
+    assert page["entries"][0]["title"] == lines[0]["title"]
+    # a head read just before one of its lines changed: the page is the wall's own query, not the stale order
+    stale = [dict(line) for line in reversed(head["lines"])]
+    stale[0]["version"] -= 1
+    heads.update_one({"_id": park + "/wall-head"}, {"$set": {"lines": stale}})
+    assert [e["need_id"] for e in needs.wall(park, limit=20)["entries"]] == expected
+
+
 def test_the_wall_pages_through_a_thousand_needs_each_once(needs, park, db):
     """Five liaison meetings of 200 needs each: many lines change in the same
     millisecond, and paging by time alone skipped them."""
