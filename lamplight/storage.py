@@ -137,15 +137,16 @@ class GroupCommit:
 
 
 class ParkScopedCollection:
-    """A collection seen from inside one park. A partitioned collection holds
-    that one park's documents only, so its filters need no park_id."""
+    """A collection seen from inside one park. Every filter names the park,
+    in a partition too (which holds that one park's documents only): the
+    indexes lead with park_id, and the development server serves a filter
+    from an index only when it names the index's leading fields."""
 
-    def __init__(self, collection, park_id, committer=None, partitioned=False, name=None):
+    def __init__(self, collection, park_id, committer=None, name=None):
         self._c = collection
         self.database_name = collection.database.name
         self.park_id = park_id
         self._committer = committer
-        self._partitioned = partitioned
         self.name = name or collection.name
 
     def _filter(self, filter_):
@@ -155,10 +156,7 @@ class ParkScopedCollection:
             raise UnscopedQuery(
                 "filter on {} names park {!r} inside the scope of park {!r}".format(
                     self.name, named, self.park_id))
-        if self._partitioned:  # a partition holds one park's documents only
-            filter_.pop("park_id", None)
-        else:
-            filter_["park_id"] = self.park_id
+        filter_["park_id"] = self.park_id
         return filter_
 
     def _own_id(self, value):
@@ -256,8 +254,7 @@ class ParkScopedCollection:
         return self._c.delete_many(self._filter(filter_))
 
     def aggregate(self, pipeline, **kwargs):
-        match = [] if self._partitioned else [{"$match": {"park_id": self.park_id}}]
-        return self._c.aggregate(match + list(pipeline), **kwargs)
+        return self._c.aggregate([{"$match": {"park_id": self.park_id}}] + list(pipeline), **kwargs)
 
 
 class VersionedDocument:
@@ -381,7 +378,7 @@ class Store:
         check_park_id(park_id)
         if self._partitions is not None and name in self._partitions.names:
             physical = self._partitions.ensure(name, park_id)
-            return ParkScopedCollection(self.db[physical], park_id, partitioned=True, name=name)
+            return ParkScopedCollection(self.db[physical], park_id, name=name)
         return ParkScopedCollection(self.db[name], park_id, self._committers.get(name))
 
     def park(self, park_id):
