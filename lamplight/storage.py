@@ -96,9 +96,17 @@ class GroupCommit:
         self.thread = None
 
     def insert(self, doc):
-        done = Event()
-        self.queue.put((doc, done))
-        return done.wait()
+        return self.submit([doc])[0].wait()
+
+    def submit(self, docs):
+        """Queue ``docs`` (they go out in the same batch unless it is full);
+        an Event per document, sent its _id or its own exception."""
+        events = []
+        for doc in docs:
+            done = Event()
+            self.queue.put((doc, done))
+            events.append(done)
+        return events
 
     def run(self):
         while True:
@@ -236,10 +244,21 @@ class ParkScopedCollection:
 
     def insert_many_once(self, docs):
         """Insert what is not there yet (by _id or unique key); returns the
-        documents inserted. For idempotent bulk work (a call-out, a month's visits)."""
+        documents inserted. For idempotent bulk work (a call-out, a month's
+        visits, a notice's log lines). Through the group commit when there is
+        one: concurrent workers' documents share one insert."""
         docs = [self._doc(d) for d in docs]
         if not docs:
             return []
+        if self._committer is not None:
+            inserted = []
+            for doc, done in zip(docs, self._committer.submit(docs)):
+                try:
+                    done.wait()
+                    inserted.append(doc)
+                except DuplicateKeyError:
+                    pass
+            return inserted
         try:
             self._c.insert_many(docs, ordered=False)
             return docs
@@ -366,9 +385,9 @@ def partition_name(name, park_id):
 class Store:
     """What a service worker gets from the Mongo provider."""
 
-    def __init__(self, db, committers, log, partitions=None):
+    def __init__(self, db, committer, log, partitions=None):
         self.db = db
-        self._committers = committers
+        self._committer = committer  # (physical, name) -> the GroupCommit of that collection, or None
         self._log = log
         self._partitions = partitions
 
@@ -378,8 +397,8 @@ class Store:
         check_park_id(park_id)
         if self._partitions is not None and name in self._partitions.names:
             physical = self._partitions.ensure(name, park_id)
-            return ParkScopedCollection(self.db[physical], park_id, name=name)
-        return ParkScopedCollection(self.db[name], park_id, self._committers.get(name))
+            return ParkScopedCollection(self.db[physical], park_id, self._committer(physical, name), name=name)
+        return ParkScopedCollection(self.db[name], park_id, self._committer(name, name))
 
     def park(self, park_id):
         return ParkScope(self, park_id)
@@ -457,9 +476,6 @@ class Mongo(DependencyProvider):
         self.indexes = {name: list(models) for name, models in (indexes or {}).items()}
         self.group_commit = tuple(group_commit)
         self.partitioned = frozenset(partitioned)
-        if self.partitioned & set(self.group_commit):
-            raise ValueError("a partitioned collection cannot use group commit: {}".format(
-                sorted(self.partitioned & set(self.group_commit))))
         check_indexes(self.indexes)
         self.kernel_indexes = {}
 
@@ -484,11 +500,11 @@ class Mongo(DependencyProvider):
         )
         self.db = self.client[self.database_name]
         self.partitions = Partitions(self.db, self.partitioned, self.indexes)
-        self.committers = {
-            name: GroupCommit(self.db[name], settings.get_int("STORE_BATCH_MAX"),
-                              settings.get_float("STORE_BATCH_WAIT_MS") / 1000.0)
-            for name in self.group_commit
-        }
+        self.committers = {}  # physical collection -> GroupCommit; a partition's is made on first use
+        self.started = False
+        for name in self.group_commit:
+            if name not in self.partitioned:
+                self.committer(name, name)
 
     def start(self):
         wanted = {name: list(models) for name, models in self.indexes.items() if name not in self.partitioned}
@@ -503,9 +519,27 @@ class Mongo(DependencyProvider):
                 # connection when one createIndexes re-creates several
                 if model.document["name"] not in existing:
                     self.db[collection].create_indexes([model])
-        for committer in self.committers.values():
-            committer.thread = self.container.spawn_managed_thread(
-                committer.run, identifier="group-commit-{}".format(committer.collection.name))
+        self.started = True
+        for committer in list(self.committers.values()):
+            self._run(committer)
+
+    def committer(self, physical, name):
+        """The group commit of a collection named in ``group_commit`` (one per
+        park partition of a partitioned one), or None."""
+        if name not in self.group_commit:
+            return None
+        committer = self.committers.get(physical)
+        if committer is None:
+            committer = self.committers[physical] = GroupCommit(
+                self.db[physical], settings.get_int("STORE_BATCH_MAX"),
+                settings.get_float("STORE_BATCH_WAIT_MS") / 1000.0)
+            if self.started:
+                self._run(committer)
+        return committer
+
+    def _run(self, committer):
+        committer.thread = self.container.spawn_managed_thread(
+            committer.run, identifier="group-commit-{}".format(committer.collection.name))
 
     def stop(self):
         for committer in self.committers.values():
@@ -516,7 +550,7 @@ class Mongo(DependencyProvider):
     kill = stop
 
     def store(self):
-        return Store(self.db, self.committers, self.log, self.partitions)
+        return Store(self.db, self.committer, self.log, self.partitions)
 
     def get_dependency(self, worker_ctx):
         return self.store()

@@ -84,7 +84,8 @@ class NotifyService:
 
     log = Observability()
     configs = ConfigWatch()  # keeps this process's cache of park configurations true
-    db = Mongo(indexes=INDEXES, partitioned=PARTITIONED)
+    # concurrent workers' inserts share one request
+    db = Mongo(indexes=INDEXES, partitioned=PARTITIONED, group_commit=("notices", "deliveries", "pending"))
     events = EventOutbox(collections=("notices", "deliveries", "broadcasts"))
     channels = Channels()
 

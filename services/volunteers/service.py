@@ -66,7 +66,8 @@ class VolunteersService:
 
     log = Observability()
     configs = ConfigWatch()  # keeps this process's cache of park configurations true
-    db = Mongo(indexes=INDEXES, partitioned=PARTITIONED)
+    # concurrent workers' inserts share one request
+    db = Mongo(indexes=INDEXES, partitioned=PARTITIONED, group_commit=("tasks",))
     events = EventOutbox(collections=("responders", "tasks", "visits", "callout_recipients", "parkstate"))
 
     _last_sweep = time.monotonic()

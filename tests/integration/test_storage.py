@@ -7,6 +7,7 @@ from nameko.rpc import rpc
 from pymongo import ASCENDING, IndexModel
 
 from lamplight.errors import UnscopedQuery
+from lamplight.metrics import DB_REQUESTS
 from lamplight.storage import DuplicateKeyError, Mongo, VersionedDocument
 
 INDEXES = {"things": [IndexModel([("park_id", ASCENDING), ("kind", ASCENDING)], name="park_kind"),
@@ -175,7 +176,7 @@ def test_a_projection_keeps_the_newest_version_whatever_the_order(store):
 class PartitionedService:
     name = "partitioned"
     db = Mongo(indexes={"crews": [IndexModel([("park_id", ASCENDING), ("ref", ASCENDING)], name="park_ref",
-                                             unique=True)]}, partitioned=("crews",))
+                                             unique=True)]}, partitioned=("crews", "logs"), group_commit=("logs",))
 
     @rpc
     def noop(self):
@@ -205,3 +206,26 @@ def test_a_partitioned_collection_keeps_each_park_apart_with_its_own_indexes(con
         store.unscoped("crews", "a cross-park job must walk the partitions")
     assert [park for park, _ in store.partitions("crews", "test")] == ["park-a", "park-b"]
     assert "crews" not in db("partitioned").list_collection_names()
+
+
+def test_a_partition_group_commits_concurrent_inserts_each_caller_hearing_its_own_outcome(
+        container_factory, service_config, db):
+    container = container_factory(PartitionedService)
+    container.start()
+    store = next(d for d in container.dependencies if isinstance(d, Mongo)).store()
+    logs = store.park("park-g")["logs"]
+    logs.insert_one({"_id": "n3#1"})
+    before = DB_REQUESTS.labels("partitioned", "insert", "logs")._value.get()
+
+    def plan(n):  # a notice's log lines, one of them written before
+        return [d["_id"] for d in logs.insert_many_once([{"_id": "n{}#{}".format(n, step)} for step in (1, 2)])]
+
+    results = list(eventlet.GreenPool(50).imap(plan, range(50)))
+    assert results[3] == ["n3#2"]  # only what was not there yet
+    assert all(results[n] == ["n{}#1".format(n), "n{}#2".format(n)] for n in range(50) if n != 3)
+    assert db("partitioned")["logs.park-g"].count_documents({}) == 100
+    assert list(eventlet.GreenPool(5).imap(plan, range(5))) == [[]] * 5  # all there already
+    # 50 callers at once share a few inserts, not one each
+    assert DB_REQUESTS.labels("partitioned", "insert", "logs")._value.get() - before < 25
+    # the other park's partition has a committer of its own
+    assert store.park("park-h")["logs"].insert_many_once([{"_id": "n3#1"}]) != []
