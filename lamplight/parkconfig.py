@@ -64,9 +64,14 @@ class ConfigCache:
         if entry is not None and stamp(entry[0]) < announced:
             del self._entries[key]
 
+    def announced(self, key):
+        """The newest stamp announced for ``key``, (0, 0) if none."""
+        return self._announced.get(key, (0, 0))
+
     def clear(self):
         self._entries.clear()
         self._announced.clear()
+        CachedRecords.clear()
 
 
 def stamp(config):
@@ -186,6 +191,53 @@ class CachedProjection:
         counter = self.collection.find_one_and_update({"_id": self.COUNTER}, {"$inc": {"version": 1}},
                                                       upsert=True, return_document=ReturnDocument.AFTER)
         _announce(self.key, (counter["version"], 0))
+
+
+class CachedRecords(CachedProjection):
+    """Documents of a park read by ``_id`` and kept in the process one by
+    one (a recipient's profile for each notice), with the guarantee of
+    :class:`CachedProjection`: every change increments the collection's
+    counter and announces it, and a process's records of that park are
+    dropped when a newer counter is announced (or after ``CONFIG_CACHE_S``).
+    At most ``limit`` records are kept per park; past that they are dropped."""
+
+    _parks = {}  # key -> {"stamp": (version, 0), "at": monotonic read time, "docs": {id: doc or None}}
+
+    def __init__(self, collection, park_id, name, limit=50000):
+        super().__init__(collection, park_id, name, read=None)
+        self.limit = limit
+
+    def get_many(self, ids, read_many):
+        """{id: the document, or None where there is none}; ``read_many(ids)``
+        reads those this process does not hold (one request). The documents
+        are the cache's own: callers copy what they change."""
+        park = self._current()
+        docs = park["docs"]
+        result = {i: docs[i] for i in ids if i in docs}
+        missing = [i for i in dict.fromkeys(ids) if i not in docs]
+        if missing:
+            found = {doc["_id"]: doc for doc in read_many(missing)}
+            fresh = {i: found.get(i) for i in missing}
+            if CACHE.announced(self.key) <= park["stamp"]:  # nothing announced since the counter was read
+                if len(docs) + len(fresh) > self.limit:
+                    docs.clear()
+                docs.update(fresh)
+            result.update(fresh)
+        return result
+
+    def _current(self):
+        park = self._parks.get(self.key)
+        now = time.monotonic()
+        if park is None or now - park["at"] >= settings.get_float("CONFIG_CACHE_S") or \
+                CACHE.announced(self.key) > park["stamp"]:
+            counter = self.collection.find_one({"_id": self.COUNTER}) or {}
+            park = {"stamp": (counter.get("version", 0), 0), "at": now, "docs": {}}
+            self._parks[self.key] = park
+        return park
+
+    @classmethod
+    def clear(cls):
+        cls._parks.clear()
 
 
 class ParkConfig:

@@ -15,7 +15,7 @@ the log line is wanted anyway).
 """
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from lamplight.parkconfig import CachedProjection, ParkConfig
+from lamplight.parkconfig import CachedProjection, CachedRecords, ParkConfig
 from services.notify import domain
 
 PARTITIONED = ("recipients", "responders", "followers", "notices", "deliveries", "pending", "broadcasts",
@@ -61,30 +61,39 @@ class NotifyStore:
         for name in PARTITIONED:
             setattr(self, name, scope[name])
         self._templates = CachedProjection(self.templates, park_id, "templates", self._read_overrides)
+        # every notice reads its recipients' profiles: kept in the process, dropped on any change
+        self._profiles = CachedRecords(self.recipients, park_id, "recipients")
 
     # recipients ------------------------------------------------------------------------
     def put_recipient(self, recipient_id, profile, at):
         doc = dict(profile, _id=recipient_id, updated_at=at)
         self.recipients.replace_one({"_id": recipient_id}, doc, upsert=True)
+        self._profiles.changed()
         return doc
 
     def import_recipients(self, docs):
         """Insert the profiles not there yet; returns the ids already there."""
         inserted = set()
-        for chunk in chunks(docs):
-            inserted |= {d["_id"] for d in self.recipients.insert_many_once(chunk)}
+        try:
+            for chunk in chunks(docs):
+                inserted |= {d["_id"] for d in self.recipients.insert_many_once(chunk)}
+        finally:
+            if inserted:
+                self._profiles.changed()
         return [d["_id"] for d in docs if d["_id"] not in inserted]
 
     def recipient(self, recipient_id):
         return self.recipients.find_one({"_id": recipient_id})
 
     def profiles(self, ids):
-        """A profile for each id, the default where notify knows only the id."""
-        found = {}
-        for chunk in chunks(sorted(set(ids))):
-            for doc in self.recipients.find({"_id": {"$in": chunk}}):
-                found[doc["_id"]] = dict(doc, known=True)
-        return [found.get(i) or domain.default_profile(i) for i in sorted(set(ids))]
+        """A profile for each id, the default where notify knows only the id
+        (read through this process's cache of the park's profiles)."""
+        ids = sorted(set(ids))
+        found = self._profiles.get_many(ids, self._read_profiles)
+        return [dict(found[i], known=True) if found.get(i) else domain.default_profile(i) for i in ids]
+
+    def _read_profiles(self, ids):
+        return [doc for chunk in chunks(ids) for doc in self.recipients.find({"_id": {"$in": chunk}})]
 
     def members(self, member_id):
         ids = [d["_id"] for d in self.recipients.find({"member_id": member_id}, {"_id": 1})]
@@ -96,8 +105,8 @@ class NotifyStore:
         volunteers service gets the default profile. Read with the audience's
         own filter, not by id: FerretDB answers ``$in`` over a long list
         slowly (measured: 0.96 s for 1,000 ids among 20,000 documents)."""
-        if kind == "park":
-            query, responders = {}, {"active": True}
+        if kind == "park":  # every profile but the counter of changes (CachedRecords)
+            query, responders = {"_id": {"$ne": CachedRecords.COUNTER}}, {"active": True}
         elif kind == "team":
             query, responders = {"teams": value}, {"teams": value, "active": True}
         elif kind == "building":

@@ -10,6 +10,7 @@ import time
 import requests
 
 from lamplight.devstack import ROOT, SERVICES
+from tests.conftest import wait_for
 from tests.parks import needs_config
 from tests.stackfixtures import NEED, api, stack  # noqa: F401 (fixtures)
 
@@ -115,6 +116,51 @@ def test_every_notify_replica_renders_a_park_template_changed_a_moment_ago(stack
             assert all(_calls(url, "preview") > before for url, before in zip(urls, calls))
         assert api.delete("/notify/templates/need.triaged/zh-CN").status_code == 200
         assert {preview() for _ in range(10)} == titles
+    finally:
+        replica.terminate()
+        replica.wait(20)
+
+
+def test_every_notify_replica_uses_a_recipient_profile_changed_a_moment_ago(stack, api):
+    """Recipients' profiles are cached in each notify process (each notice
+    read them): after a change, every replica's notices follow the new one."""
+    replica = _replica(stack, "notify", REPLICA_PROBE_PORT + 2)
+    try:
+        urls = [stack.probe_url("notify", "/metrics"), "http://127.0.0.1:{}/metrics".format(REPLICA_PROBE_PORT + 2)]
+        member, recipient = "M-CACHE", "worker-cache"
+        profile = {"member_id": member, "locale": "zh-CN"}  # the in-app inbox only
+        assert api.put("/notify/recipients/" + recipient, profile).status_code == 200
+        rules = {"version": 0, "rules": [{"code": "volunteer-event", "name": "参加志愿活动", "account": "service",
+                                          "points": 3}]}
+        assert api.put("/points/rules", rules).status_code == 200
+        posted = [0]
+
+        def credit():
+            posted[0] += 1
+            answer = api.post("/points/entries", {"member_id": member, "rule_code": "volunteer-event", "actor": "desk",
+                                                  "reason": "活动{}".format(posted[0])},
+                              headers={"Idempotency-Key": "cache-credit-{}".format(posted[0])})
+            assert answer.status_code == 201, answer.text
+
+        def titles():
+            notices = api.get("/notify/recipients/{}/notices".format(recipient), params={"limit": 100}).json()
+            return [n["title"] for n in notices["notices"]]
+
+        n = 0
+        while min(_calls(url, "on_event") for url in urls) < 3:  # both replicas have read the profile
+            n += 1
+            assert n < 100, "the events did not reach both replicas"
+            credit()
+            wait_for(lambda: len(titles()) == posted[0], what="the notice of credit {}".format(posted[0]))
+        assert set(titles()) == {"积分到账"}
+
+        assert api.put("/notify/recipients/" + recipient, dict(profile, locale="en")).status_code == 200
+        calls = [_calls(url, "on_event") for url in urls]
+        for _ in range(12):
+            credit()
+        wait_for(lambda: len(titles()) == posted[0], what="the notices of the last credits")
+        assert titles()[:12] == ["Points credited"] * 12  # newest first: every one in the new locale
+        assert all(_calls(url, "on_event") > before for url, before in zip(urls, calls)), "both replicas sent some"
     finally:
         replica.terminate()
         replica.wait(20)
