@@ -232,6 +232,11 @@ VALUES = {
     "mixed": [1, "1", 1.5, True, None, {"a": [2, "b"]}, {"x": [3, 4]}, WHEN, OID, 2 ** 40],
     "duty_hours": list(range(168)),
     "nested": {"k": "v", "n": -42, "t": True, "deep": {"e": "\"quoted\"", "l": [2 ** 31 - 1]}},
+    # 0007 splits arrays and documents without decoding them: brackets, quotes and
+    # escapes inside strings, keys that need escaping, empty and deep structures
+    "brackets": ["]", "[", "}", "{", ",", ":", "\\", "\\\"", "]},{[", "", "\"],[\""],
+    "keys": {"a\"b": 1, "c\\d": [{"]": "}"}], "工\n资": {"": True}, "x y": [], "z": {}},
+    "deep_docs": [{"l": [{"m": [{"n": ["end", {"o": None}]}]}]}, {}, {"p": [1, {"q": "]"}]}],
 }
 
 
@@ -250,3 +255,5 @@ def test_every_value_reads_back_as_written_and_as_the_stock_server_reads_it(patc
     assert [type(v) for v in ours["mixed"]] == [type(v) for v in theirs["mixed"]]
     assert ours["duty_hours"] == list(range(168))
     assert ours["nested"] == VALUES["nested"]
+    for key in ("brackets", "keys", "deep_docs"):
+        assert ours[key] == VALUES[key], key
