@@ -35,6 +35,9 @@ DEFAULTS = {
     "CONFIG_CACHE_S": 30.0,
     # needs: how often the time-limit sweep visits every park
     "NEEDS_SWEEP_INTERVAL_S": 30.0,
+    # needs: how often the sweep also counts a park's open needs by category (a read of
+    # every open need; the overdue count is read by each sweep through the due-time index)
+    "NEEDS_OPEN_GAUGE_S": 300.0,
     "VOLUNTEERS_SWEEP_INTERVAL_S": 5.0,
     # notify: how often the send loop visits every park's queue, how many due
     # notices it takes per park and pass, how many it sends at once, and when

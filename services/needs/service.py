@@ -367,10 +367,14 @@ class NeedsService:
                     done[action] += 1
                 except (_Skip, Conflict):
                     pass  # another replica's sweep, or a desk, got there first
-        opened, overdue = store.open_counts(utcnow(), domain.OPEN, domain.CLOCK_RUNNING)
+        overdue = store.overdue_counts(utcnow(), domain.CLOCK_RUNNING)
         for category in taxonomy.categories:
-            NEEDS_OPEN.labels(park_id, category).set(opened.get(category, 0))
             NEEDS_OVERDUE.labels(park_id, category).set(overdue.get(category, 0))
+        if time.monotonic() - _OPEN_COUNTED.get(park_id, -1e9) >= settings.get_float("NEEDS_OPEN_GAUGE_S"):
+            _OPEN_COUNTED[park_id] = time.monotonic()
+            opened = store.open_counts(domain.OPEN)
+            for category in taxonomy.categories:
+                NEEDS_OPEN.labels(park_id, category).set(opened.get(category, 0))
         return done
 
     # the echo wall -----------------------------------------------------------------------------
@@ -490,6 +494,8 @@ class NeedsService:
 
 
 _HEAD_LOCKS = defaultdict(Semaphore)
+# park -> when this process last counted its open needs (NEEDS_OPEN_GAUGE_S)
+_OPEN_COUNTED = {}
 
 
 def _cursor(line):

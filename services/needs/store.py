@@ -20,6 +20,9 @@ INDEXES = {
         IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("due_at", ASCENDING)],
                    name="park_status_due"),
         IndexModel([("park_id", ASCENDING), ("item", ASCENDING), ("status", ASCENDING)], name="park_item_status"),
+        # the sweep's second question: resolved needs whose evaluation window has closed
+        IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("evaluation_due", ASCENDING)],
+                   name="park_status_evaluation_due"),
     ],
     "wall": [
         IndexModel([("park_id", ASCENDING), ("public", ASCENDING), ("updated_at", DESCENDING)],
@@ -96,14 +99,20 @@ class NeedsStore:
                                       {"timeline": 0, "_outbox": 0}).limit(limit))
         return late + lapsed
 
-    def open_counts(self, now, open_statuses, running):
-        """(category -> open count, category -> overdue count)."""
-        opened, overdue = {}, {}
-        for doc in self.needs.find({"status": {"$in": list(open_statuses)}}, {"category": 1, "status": 1, "due_at": 1}):
+    def open_counts(self, open_statuses):
+        """category -> how many needs are open (a read of every open need)."""
+        opened = {}
+        for doc in self.needs.find({"status": {"$in": list(open_statuses)}}, {"category": 1}):
             opened[doc["category"]] = opened.get(doc["category"], 0) + 1
-            if doc["status"] in running and doc["due_at"] <= now:
-                overdue[doc["category"]] = overdue.get(doc["category"], 0) + 1
-        return opened, overdue
+        return opened
+
+    def overdue_counts(self, now, running):
+        """category -> how many needs with a running clock are past their due
+        time (read through the (park, status, due time) index)."""
+        overdue = {}
+        for doc in self.needs.find({"status": {"$in": list(running)}, "due_at": {"$lte": now}}, {"category": 1}):
+            overdue[doc["category"]] = overdue.get(doc["category"], 0) + 1
+        return overdue
 
     def statistics_rows(self):
         return self.needs.find({}, {"status": 1, "category": 1, "grade": 1, "item": 1, "submitted_at": 1,

@@ -13,6 +13,7 @@ from nameko.standalone.rpc import ClusterRpcClient
 
 from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict, NotFound
+from lamplight.metrics import NEEDS_OPEN, NEEDS_OVERDUE
 from services.needs.service import NeedsService
 from tests.conftest import wait_for
 from tests.parks import fast_needs_config, needs_config
@@ -232,6 +233,9 @@ def test_overdue_is_published_once_per_crossing_and_the_ladder_climbs(needs, fas
     assert needs.sweep(fast_park)["overdue"] == 0  # once per crossing
     marked = needs.get(fast_park, need["id"])
     assert marked["overdue_count"] == 1 and marked["ladder_level"] == "supervisor"
+    # the gauges: overdue read through the due-time index each sweep, open counted on the first
+    assert NEEDS_OVERDUE.labels(fast_park, marked["category"])._value.get() == 1
+    assert NEEDS_OPEN.labels(fast_park, marked["category"])._value.get() == 1
     time.sleep(2.1)
     assert needs.sweep(fast_park)["supervise"] == 1
     assert needs.sweep(fast_park)["supervise"] == 0

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -82,9 +82,13 @@ def _plan(client, coll, filter_):
     return " ".join(out["queryPlanner"]["Plan"])
 
 
+BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
 def _fill(coll, n, start=0):
     docs = [{"_id": "need_{:07d}".format(i), "park_id": "park-{}".format(i % 20),
-             "status": ("open", "routed", "resolved", "closed")[i % 4], "seq": i}
+             "status": ("open", "routed", "resolved", "closed")[i % 4], "seq": i,
+             "due_at": BASE + timedelta(minutes=i)}
             for i in range(start, start + n)]
     for i in range(0, len(docs), 5000):
         coll.insert_many(docs[i:i + 5000], ordered=False)
@@ -110,6 +114,14 @@ def test_id_and_compound_equalities_are_served_by_indexes(patched, stock):
     assert "park_status" not in _plan(stock, "plan", {"park_id": "park-3", "status": "routed"})
     within = _plan(patched, "plan", {"park_id": "park-3", "status": {"$in": ["open", "routed"]}})
     assert "park_status" in within and "SCAN" not in within, within
+    # a range on a date after the equalities: an index range (0008), on the stock server a scan
+    for client in (patched, stock):
+        client.test.plan.create_index([("park_id", ASCENDING), ("status", ASCENDING), ("due_at", ASCENDING)],
+                                      name="park_status_due")
+    due = {"park_id": "park-3", "status": {"$in": ["open", "routed"]}, "due_at": {"$lte": BASE + timedelta(hours=1)}}
+    ranged = _plan(patched, "plan", due)
+    assert "park_status_due" in ranged and "SCAN" not in ranged, ranged
+    assert "SCAN" in _plan(stock, "plan", due)
     # a field no index serves is left to the handler (checking it row by row in SQL costs more)
     unindexed = patched.test.command("explain", {"find": "plan", "filter": {"status": "routed"}})
     assert unindexed["filterPushdown"] is False and "SCAN" in " ".join(unindexed["queryPlanner"]["Plan"])
@@ -118,8 +130,13 @@ def test_id_and_compound_equalities_are_served_by_indexes(patched, stock):
 def test_lookups_and_updates_by_id_stay_flat_as_the_collection_grows(patched):
     coll = patched.test.flat
     coll.create_index([("park_id", ASCENDING), ("status", ASCENDING)], name="park_status")
+    coll.create_index([("park_id", ASCENDING), ("status", ASCENDING), ("due_at", ASCENDING)], name="park_status_due")
     _fill(coll, 1000)
+    # what a sweep asks: a park's open documents due by now (the first 400 minutes: 20 of them)
+    due = {"park_id": "park-8", "status": "open", "due_at": {"$lte": BASE + timedelta(minutes=400)}}
+    assert coll.count_documents(due) == 20
     small = {
+        "find due": _median_ms(lambda: list(coll.find(due))),
         "find _id": _median_ms(lambda: coll.find_one({"_id": "need_0000500"})),
         "update _id": _median_ms(lambda: coll.update_one({"_id": "need_0000500"}, {"$inc": {"seq": 1}})),
         "find park+status": _median_ms(lambda: coll.find_one({"park_id": "park-7", "status": "closed",
@@ -127,6 +144,7 @@ def test_lookups_and_updates_by_id_stay_flat_as_the_collection_grows(patched):
     }
     _fill(coll, LARGE - 1000, start=1000)
     large = {
+        "find due": _median_ms(lambda: list(coll.find(due))),
         "find _id": _median_ms(lambda: coll.find_one({"_id": "need_0000500"})),
         "update _id": _median_ms(lambda: coll.update_one({"_id": "need_0000500"}, {"$inc": {"seq": 1}})),
         # a park's share of the documents grows with the collection: this one
@@ -134,7 +152,7 @@ def test_lookups_and_updates_by_id_stay_flat_as_the_collection_grows(patched):
         "find park+status": _median_ms(lambda: coll.find_one({"park_id": "park-7", "status": "closed",
                                                                "seq": 7})),
     }
-    for what in ("find _id", "update _id"):
+    for what in ("find _id", "update _id", "find due"):
         # 3x, with a floor of 2 ms for timer noise at these sizes
         assert large[what] <= max(3 * small[what], 2.0), (what, small, large)
     assert coll.count_documents({}) == LARGE
@@ -189,6 +207,15 @@ DOCS = [
     {"_id": 9, "s": [{"a": "open"}], "n": 2.0 ** 60, "b": "true"},
     {"_id": "10", "s": "OPEN", "n": "5", "d": WHEN.timestamp() * 1000},
     {"_id": OID, "s": "", "n": 1152921504606846976},
+    # dates before 1970 and past 2286 (their milliseconds have other lengths), a date's
+    # milliseconds as a number, booleans, strings and arrays where a date is expected
+    {"_id": 12, "d": datetime(1960, 5, 1, tzinfo=timezone.utc), "s": "open"},
+    {"_id": 13, "d": datetime(2300, 1, 1, tzinfo=timezone.utc)},
+    {"_id": 14, "d": True, "n": 1},
+    {"_id": 15, "d": "2026-10-22", "n": True},
+    {"_id": 16, "d": [1, datetime(2026, 10, 21, tzinfo=timezone.utc)], "s": "open"},
+    {"_id": 17, "d": int(WHEN.timestamp() * 1000), "n": 0.0},
+    {"_id": 18, "d": datetime(1970, 1, 1, 0, 0, 0, 5000, tzinfo=timezone.utc), "s": ["x", "open"]},
 ]
 FILTERS = [
     {"_id": 1}, {"_id": "10"}, {"_id": OID}, {"_id": {"$in": [1, "10", OID]}},
@@ -203,6 +230,13 @@ FILTERS = [
     {"sub.s": "open"}, {"missing": None}, {"missing": "x"},
     {"s": "open", "n": 5}, {"s": "open", "n": 5, "b": True, "d": WHEN, "_id": 1},
     {"$or": [{"s": "open"}, {"n": 0}]}, {"s": "open", "$comment": "x"},
+    # 0008: dates in numeric order in a typed column, ranges on them pushed down
+    {"d": {"$lte": WHEN}}, {"d": {"$lt": WHEN}}, {"d": {"$gte": WHEN}}, {"d": {"$gt": WHEN}},
+    {"d": {"$gt": datetime(1950, 1, 1, tzinfo=timezone.utc)}},
+    {"d": {"$gte": datetime(1965, 1, 1, tzinfo=timezone.utc), "$lt": datetime(2027, 1, 1, tzinfo=timezone.utc)}},
+    {"d": {"$lte": datetime(2400, 1, 1, tzinfo=timezone.utc)}}, {"d": {"$lt": datetime(1970, 1, 2, tzinfo=timezone.utc)}},
+    {"d": {"$lte": WHEN}, "s": "open"}, {"s": "open", "d": {"$gte": datetime(2000, 1, 1, tzinfo=timezone.utc)}},
+    {"d": True}, {"n": True}, {"n": 1}, {"d": "2026-10-22"}, {"n": {"$lte": 5}}, {"d": {"$in": [WHEN, 1]}},
 ]
 
 
@@ -212,6 +246,9 @@ def test_every_filter_returns_what_the_stock_server_returns(patched, stock, filt
         coll = client.test.table
         if coll.estimated_document_count() == 0:
             coll.create_index([("s", ASCENDING), ("n", ASCENDING)], name="s_n")
+            coll.create_index([("d", ASCENDING)], name="d")
+            coll.create_index([("s", ASCENDING), ("d", ASCENDING)], name="s_d")
+            coll.create_index([("n", ASCENDING)], name="n_unique_free")
             coll.insert_many([dict(d) for d in DOCS])
     ours = sorted(repr(d["_id"]) for d in patched.test.table.find(filter_))
     theirs = sorted(repr(d["_id"]) for d in stock.test.table.find(filter_))
