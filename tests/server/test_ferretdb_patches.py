@@ -3,9 +3,9 @@ v1.24.2 built beside it (``./dev test`` builds both into .stack/bin).
 
 Each server runs here in its own process and data directory on 127.0.0.1.
 What the patches must give, as MongoDB does:
-- _id lookups, updates and deletes, and top-level equalities on a compound
-  index's fields, served by the index (the server's explain, and time that
-  stays flat as the collection grows);
+- _id lookups, updates and deletes, top-level equalities on a compound
+  index's fields and a range on a date after them, served by the index (the
+  server's explain, and time that stays flat as the collection grows);
 - a conditional update or findAndModify has exactly one winner;
 - every filter returns exactly the documents the stock server returns;
 - every stored value reads back as it was written, as the stock server
