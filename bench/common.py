@@ -152,6 +152,26 @@ def db_requests(stack, services=SERVICES):
     return found
 
 
+def db_scans(stack, services=SERVICES):
+    """{(service, collection): count} of lamplight_db_scans_total (DB_EXPLAIN_SCANS=1)."""
+    import re
+
+    found = {}
+    pattern = re.compile(r'^lamplight_db_scans_total\{(.*)\} ([0-9.e+]+)$')
+    for name in services:
+        try:
+            with urllib.request.urlopen(stack.probe_url(name, "/metrics"), timeout=10) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            match = pattern.match(line)
+            if match and float(match.group(2)) > 0:
+                labels = dict(part.split("=", 1) for part in match.group(1).split(","))
+                found[(labels["service"].strip('"'), labels["collection"].strip('"'))] = float(match.group(2))
+    return found
+
+
 def db_request_lines(before, after, units, unit="need", top=None):
     """The lines a bench prints: requests per unit, per service, and the busiest commands
     (``BENCH_DB_TOP`` of them, 8 unless set; 0 lists them all)."""

@@ -28,7 +28,7 @@ from kombu import Connection, Queue
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (MONGO_URI, Watcher, db_request_lines, db_requests, delete_vhost,  # noqa: E402
+from bench.common import (MONGO_URI, Watcher, db_request_lines, db_requests, db_scans, delete_vhost,  # noqa: E402
                           drop_databases, fresh_vhost, percentile)
 from lamplight import demo, parks as park_files  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
@@ -193,6 +193,8 @@ def main(argv=None):
     parser.add_argument("--responders", type=int, default=45)
     parser.add_argument("--raw-messages", type=int, default=20000)
     parser.add_argument("--keep", action="store_true", help="leave the bench platform running")
+    parser.add_argument("--fail-on-scan", action="store_true",
+                        help="check every new shape of query against the indexes; fail if one reads its park whole")
     args = parser.parse_args(argv)
 
     run_id = uuid.uuid4().hex[:8]
@@ -200,7 +202,7 @@ def main(argv=None):
     run_dir = ROOT / ".stack" / "bench"
     stack = Stack(run_dir, port_base=29100, web_port=28000, env={
         "AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": "bench{}_".format(run_id),
-        "LOG_LEVEL": "WARNING"})
+        "LOG_LEVEL": "WARNING", "DB_EXPLAIN_SCANS": "1" if args.fail_on_scan else "0"})
     for name in ("gateway", "needs", "volunteers", "points", "notify"):
         log = stack.log_dir / "{}.log".format(name)
         if log.exists():
@@ -253,6 +255,7 @@ def main(argv=None):
         cpu = {k: cpu_seconds(p) - cpu_before[k] for k, p in pids.items()}
         time.sleep(1.5)  # the relay and the send loop finish their round
         requests_after = db_requests(stack)
+        scans = db_scans(stack) if args.fail_on_scan else {}
         rss = stack.rss_mb()
         watcher.stop.set()
     finally:
@@ -286,7 +289,10 @@ def main(argv=None):
             print(line)
     print("rss MB: " + ", ".join("{} {:.0f}".format(k, v) for k, v in sorted(rss.items())))
     print("ratio pipeline/raw-broker: {:.3f}".format(through / raw if raw else 0))
-    return 0 if len(done) == args.needs and not errors else 1
+    if args.fail_on_scan:
+        print("shapes of query no index serves beyond their park (their park read whole): {}".format(
+            ", ".join("{}.{} {:.0f}".format(s, c, n) for (s, c), n in sorted(scans.items())) or "none"))
+    return 0 if len(done) == args.needs and not errors and not scans else 1
 
 
 if __name__ == "__main__":

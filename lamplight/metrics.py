@@ -20,6 +20,11 @@ ENTRYPOINT_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+DB_SCANS = Counter(
+    "lamplight_db_scans_total",
+    "Shapes of query no index serves beyond their park: the park's documents read whole (DB_EXPLAIN_SCANS=1 only).",
+    ["service", "collection"],
+)
 DB_REQUESTS = Counter(
     "lamplight_db_requests_total",
     "Commands sent to the database, by command and collection (a partition counts as its collection).",

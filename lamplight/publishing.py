@@ -286,6 +286,9 @@ class EventOutbox(DependencyProvider):
         for name in self.collections:
             self.mongo.add_kernel_indexes(name, [IndexModel(
                 [("_outbox_by", ASCENDING), ("_outbox_at", ASCENDING)], name="outbox_writer")])
+        # the relay's question: this service's writers whose heartbeat stopped
+        self.mongo.add_kernel_indexes("_writers", [IndexModel(
+            [("service", ASCENDING), ("heartbeat", ASCENDING)], name="service_heartbeat")])
         self.pipeline = ConfirmPipeline(settings.get("AMQP_URI"), self.service,
                                         settings.get_int("PUBLISH_BATCH_MAX"))
         self.relay_interval = settings.get_float("OUTBOX_RELAY_INTERVAL_S")

@@ -22,7 +22,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from lamplight import logs, settings
 from lamplight.errors import BadInput, UnscopedQuery
-from lamplight.metrics import DB_REQUESTS
+from lamplight.metrics import DB_REQUESTS, DB_SCANS
 
 PARK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -41,13 +41,19 @@ def utcnow():
 
 class RequestCounter(monitoring.CommandListener):
     """Counts every command a process sends to the database
-    (lamplight_db_requests_total): what the benchmarks divide by the work done."""
+    (lamplight_db_requests_total): what the benchmarks divide by the work done.
+
+    With ``shapes`` (a queue), each new shape of filter — the collection and
+    the filter's fields and operators, not its values — is put there once, for
+    :class:`ScanFinder` to have explained."""
 
     _SKIP = frozenset({"hello", "ismaster", "isMaster", "ping", "endSessions", "saslStart", "saslContinue"})
 
-    def __init__(self, service):
+    def __init__(self, service, shapes=None):
         self.service = service
         self._children = {}
+        self._shapes = shapes
+        self._seen = set()
 
     def started(self, event):
         name = event.command_name
@@ -60,12 +66,106 @@ class RequestCounter(monitoring.CommandListener):
         if child is None:
             child = self._children[key] = DB_REQUESTS.labels(self.service, name, collection)
         child.inc()
+        if self._shapes is not None and isinstance(target, str):
+            filter_ = _filter_of(name, event.command)
+            if filter_ is not None:
+                shape = (event.database_name, target, _shape(filter_))
+                if shape not in self._seen:
+                    self._seen.add(shape)
+                    self._shapes.put((event.database_name, target, filter_, shape[2]))
 
     def succeeded(self, event):
         pass
 
     def failed(self, event):
         pass
+
+
+def _filter_of(command_name, command):
+    """The filter of a command that reads or changes documents, or None."""
+    if command_name in ("find", "findAndModify", "count"):
+        return command.get("filter", command.get("query")) or {}
+    if command_name in ("update", "delete"):
+        statements = command.get("updates") or command.get("deletes") or []
+        return statements[0].get("q", {}) if statements else None
+    return None
+
+
+def _shape(value):
+    """A filter's fields and operators, without its values."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _shape(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(sorted({_shape(v) for v in value}, key=repr))
+    return None
+
+
+class ScanFinder:
+    """For the benchmarks (DB_EXPLAIN_SCANS=1): checks each new shape of
+    query a process sends against the collection's declared indexes and
+    counts those no index serves beyond their park — nothing but ``park_id``
+    (or nothing at all) narrows the read, so the database reads every
+    document of the park to answer (lamplight_db_scans_total, and a warning
+    naming the shape). An index serves the equalities (and ``$in``) on a
+    prefix of its fields and a range after them, as on MongoDB and on the
+    patched development server; an equality on ``_id`` is always served.
+    A filter that names nothing but the park (a listing) is not counted."""
+
+    RANGES = frozenset({"$lt", "$lte", "$gt", "$gte"})
+
+    def __init__(self, service, provider, log):
+        self.service = service
+        self.provider = provider  # its indexes, and the kernel's (the outbox relay's), are read when first needed
+        self.log = log
+        self.shapes = LightQueue()
+        self._indexes = None
+
+    def _keys(self, collection):
+        if self._indexes is None:
+            self._indexes = {}
+            for declared in (self.provider.indexes, self.provider.kernel_indexes):
+                for name, models in declared.items():
+                    self._indexes.setdefault(name, []).extend(list(m.document["key"]) for m in models)
+        return self._indexes.get(collection, [])
+
+    def run(self):
+        while True:
+            _, collection, filter_, shape = self.shapes.get()
+            logical = collection.split(".", 1)[0]
+            if self.scans(logical, filter_):
+                DB_SCANS.labels(self.service, logical).inc()
+                self.log.warning("store.scan", collection=collection, shape=repr(shape))
+
+    def scans(self, collection, filter_):
+        fields = {k: v for k, v in filter_.items() if not k.startswith("$")}
+        if not set(fields) - {"park_id"}:
+            return False
+        if self._kind(fields.get("_id")) == "eq":
+            return False
+        best = 0
+        for keys in self._keys(collection):
+            served = 0
+            for key in keys:
+                kind = self._kind(fields.get(key))
+                if kind is None:
+                    break
+                served += 1
+                if kind == "range":
+                    break
+            best = max(best, served)
+        return best <= 1
+
+    def _kind(self, value):
+        """How a filter value narrows an index: "eq", "range" or None."""
+        if value is None:
+            return None
+        if isinstance(value, dict) and value and all(k.startswith("$") for k in value):
+            if set(value) == {"$in"} or set(value) == {"$eq"}:
+                return "eq"
+            if set(value) <= self.RANGES:
+                return "range"
+            return None
+        return "eq"
 
 
 def check_park_id(park_id):
@@ -488,6 +588,8 @@ class Mongo(DependencyProvider):
 
     def setup(self):
         self.log = logs.get_logger(component="mongo")
+        self.scans = None
+        self.requests = RequestCounter(self.container.service_name)
         self.database_name = "{}{}".format(settings.get("MONGO_DB_PREFIX"), self.container.service_name)
         self.client = MongoClient(
             settings.get("MONGO_URI"),
@@ -496,9 +598,12 @@ class Mongo(DependencyProvider):
             socketTimeoutMS=60000,  # bounds a write, so a staged event is settled within minutes
             appname="lamplight-{}".format(self.container.service_name),
             tz_aware=True,
-            event_listeners=[RequestCounter(self.container.service_name)],
+            event_listeners=[self.requests],
         )
         self.db = self.client[self.database_name]
+        if settings.get_int("DB_EXPLAIN_SCANS"):
+            self.scans = ScanFinder(self.container.service_name, self, self.log)
+            self.requests._shapes = self.scans.shapes
         self.partitions = Partitions(self.db, self.partitioned, self.indexes)
         self.committers = {}  # physical collection -> GroupCommit; a partition's is made on first use
         self.started = False
@@ -522,6 +627,8 @@ class Mongo(DependencyProvider):
         self.started = True
         for committer in list(self.committers.values()):
             self._run(committer)
+        if self.scans is not None:
+            self.container.spawn_managed_thread(self.scans.run, identifier="scan-finder")
 
     def committer(self, physical, name):
         """The group commit of a collection named in ``group_commit`` (one per

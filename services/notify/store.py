@@ -146,7 +146,7 @@ class NotifyStore:
 
     def _read_overrides(self):
         return {(d["key"], d["locale"]): (d["title"], d["body"])
-                for d in self.templates.find({"_id": {"$ne": CachedProjection.COUNTER}})}
+                for d in self.templates.find({}) if d["_id"] != CachedProjection.COUNTER}
 
     def put_template(self, key, locale, title, body, at):
         doc_id = "{}:{}".format(key, locale)

@@ -235,7 +235,7 @@ class VolunteersService:
         hours = {domain.hour_of_week(at + timedelta(hours=h), tz)
                  for h in range(int((horizon - at).total_seconds() // 3600) + 1)}
         pool = store.on_duty_candidates(hours, teams=task["teams"] or None, skills=task["skills"], now=at)
-        ranked = domain.rank(pool, task, store.park_id, at, tz, store.open_counts(), config)
+        ranked = domain.rank(pool, task, store.park_id, at, tz, store.open_counts([r["_id"] for r in pool]), config)
         chosen = [r for r, _ in ranked[:config["dispatch"]["offer_k"]]]
         if chosen:
             domain.add_offers(task, chosen, at, config, reason)

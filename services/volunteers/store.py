@@ -34,7 +34,11 @@ INDEXES = {
     ],
     "slots": [IndexModel([("park_id", ASCENDING), ("responder_id", ASCENDING)], name="park_responder")],
     "visits": [IndexModel([("park_id", ASCENDING), ("month", ASCENDING), ("status", ASCENDING)],
-                          name="park_month_status")],
+                          name="park_month_status"),
+               # the sweep's question: missed visits still waiting for the supervisors
+               IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("supervision_pending", ASCENDING)],
+                          name="park_status_supervision")],
+    "households": [IndexModel([("park_id", ASCENDING), ("active", ASCENDING)], name="park_active")],
     "callout_recipients": [IndexModel([("park_id", ASCENDING), ("callout_id", ASCENDING), ("answer", ASCENDING)],
                                       name="park_callout_answer")],
     "configs": [],
@@ -116,10 +120,12 @@ class VolunteersStore:
         return self.responders.find_one({"ref": ref, "kind": "unit"}, NO_PII)
 
     # slots: the cap on open tasks ----------------------------------------------------------
-    def open_counts(self, kind="task"):
+    def open_counts(self, responder_ids, kind="task"):
+        """responder -> slots held, for these responders (dispatch's candidates)."""
         counts = {}
-        for slot in self.slots.find({"kind": kind}, {"responder_id": 1}):
-            counts[slot["responder_id"]] = counts.get(slot["responder_id"], 0) + 1
+        for chunk in (list(responder_ids)[i:i + 1000] for i in range(0, len(responder_ids), 1000)):
+            for slot in self.slots.find({"responder_id": {"$in": chunk}, "kind": kind}, {"responder_id": 1}):
+                counts[slot["responder_id"]] = counts.get(slot["responder_id"], 0) + 1
         return counts
 
     def take_slot(self, responder_id, kind, cap, task_id):

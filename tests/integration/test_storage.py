@@ -3,12 +3,14 @@ import json
 
 import eventlet
 import pytest
+from nameko import config
 from nameko.rpc import rpc
 from pymongo import ASCENDING, IndexModel
 
 from lamplight.errors import UnscopedQuery
-from lamplight.metrics import DB_REQUESTS
+from lamplight.metrics import DB_REQUESTS, DB_SCANS
 from lamplight.storage import DuplicateKeyError, Mongo, VersionedDocument
+from tests.conftest import wait_for
 
 INDEXES = {"things": [IndexModel([("park_id", ASCENDING), ("kind", ASCENDING)], name="park_kind"),
                       IndexModel([("park_id", ASCENDING), ("key", ASCENDING)], name="park_key", unique=True)]}
@@ -229,3 +231,24 @@ def test_a_partition_group_commits_concurrent_inserts_each_caller_hearing_its_ow
     assert DB_REQUESTS.labels("partitioned", "insert", "logs")._value.get() - before < 25
     # the other park's partition has a committer of its own
     assert store.park("park-h")["logs"].insert_many_once([{"_id": "n3#1"}]) != []
+
+
+def test_with_explain_on_each_new_shape_of_query_is_checked_once_and_those_reading_their_park_whole_counted(
+        container_factory, service_config, db):
+    with config.patch({"DB_EXPLAIN_SCANS": 1}):
+        container = container_factory(StorageService)
+        container.start()
+    store = next(d for d in container.dependencies if isinstance(d, Mongo)).store()
+    things = store.park("scan")["things"]
+    things.insert_one({"_id": "s1", "kind": "x", "key": 1, "colour": "red"})
+    scans = DB_SCANS.labels("storage", "things")
+    before = scans._value.get()
+    for i in range(5):  # one shape, whatever its values: counted once
+        assert things.find_one({"colour": "red-{}".format(i)}) is None  # no index names colour
+    things.update_one({"colour": "blue"}, {"$set": {"n": 1}})  # the same shape in an update
+    things.find_one({"kind": {"$in": ["x", "y"]}, "colour": "red"})  # (park_id, kind) serves it
+    things.find_one({"_id": "s1", "colour": "red"})
+    list(things.find({}))  # a listing of the park
+    wait_for(lambda: scans._value.get() - before == 1, what="the scan counted")
+    eventlet.sleep(0.5)
+    assert scans._value.get() - before == 1
