@@ -40,6 +40,18 @@ def recipients(count):
                "building": BUILDINGS[i % len(BUILDINGS)], "member_id": "M{:06d}".format(i) if i % 3 == 0 else None}
 
 
+def import_recipients(rpc, park, count, batch_size=5000):
+    """``count`` recipients into ``park`` through notify's RPC, as an operator imports an HR roster."""
+    batch = []
+    for row in recipients(count):
+        batch.append(row)
+        if len(batch) == batch_size:
+            rpc.notify.import_recipients(park, {"recipients": batch})
+            batch = []
+    if batch:
+        rpc.notify.import_recipients(park, {"recipients": batch})
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=20000)
@@ -59,14 +71,7 @@ def main(argv=None):
             rpc.notify.set_config(PARK, {"version": 1})
             print("importing {} recipients into {} ...".format(args.recipients, PARK), flush=True)
             t0 = time.perf_counter()
-            batch = []
-            for row in recipients(args.recipients):
-                batch.append(row)
-                if len(batch) == 5000:
-                    rpc.notify.import_recipients(PARK, {"recipients": batch})
-                    batch = []
-            if batch:
-                rpc.notify.import_recipients(PARK, {"recipients": batch})
+            import_recipients(rpc, PARK, args.recipients)
             print("imported in {:.1f} s".format(time.perf_counter() - t0), flush=True)
 
             done = Watcher(uri, "notify.events", "broadcast.completed")

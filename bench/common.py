@@ -131,12 +131,11 @@ def thread_rpc(state, uri):
 SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
 
 
-def db_requests(stack, services=SERVICES):
-    """{(service, command, collection): count} of lamplight_db_requests_total, read from each process."""
+def _samples(stack, metric, services):
+    """(labels, value) of every sample of ``metric`` on the /metrics of each service."""
     import re
 
-    found = {}
-    pattern = re.compile(r'^lamplight_db_requests_total\{(.*)\} ([0-9.e+]+)$')
+    pattern = re.compile(r'^' + metric + r'\{(.*)\} ([0-9.e+]+)$')
     for name in services:
         try:
             with urllib.request.urlopen(stack.probe_url(name, "/metrics"), timeout=10) as resp:
@@ -147,29 +146,22 @@ def db_requests(stack, services=SERVICES):
             match = pattern.match(line)
             if match:
                 labels = dict(part.split("=", 1) for part in match.group(1).split(","))
-                key = tuple(labels[k].strip('"') for k in ("service", "command", "collection"))
-                found[key] = found.get(key, 0) + float(match.group(2))
+                yield {k: v.strip('"') for k, v in labels.items()}, float(match.group(2))
+
+
+def db_requests(stack, services=SERVICES):
+    """{(service, command, collection): count} of lamplight_db_requests_total, read from each process."""
+    found = {}
+    for labels, value in _samples(stack, "lamplight_db_requests_total", services):
+        key = (labels["service"], labels["command"], labels["collection"])
+        found[key] = found.get(key, 0) + value
     return found
 
 
 def db_scans(stack, services=SERVICES):
     """{(service, collection): count} of lamplight_db_scans_total (DB_EXPLAIN_SCANS=1)."""
-    import re
-
-    found = {}
-    pattern = re.compile(r'^lamplight_db_scans_total\{(.*)\} ([0-9.e+]+)$')
-    for name in services:
-        try:
-            with urllib.request.urlopen(stack.probe_url(name, "/metrics"), timeout=10) as resp:
-                text = resp.read().decode()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            match = pattern.match(line)
-            if match and float(match.group(2)) > 0:
-                labels = dict(part.split("=", 1) for part in match.group(1).split(","))
-                found[(labels["service"].strip('"'), labels["collection"].strip('"'))] = float(match.group(2))
-    return found
+    return {(labels["service"], labels["collection"]): value
+            for labels, value in _samples(stack, "lamplight_db_scans_total", services) if value > 0}
 
 
 def db_request_lines(before, after, units, unit="need", top=None):

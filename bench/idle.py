@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import dispatch as dispatch_bench, needs as needs_bench, points as points_bench  # noqa: E402
-from bench.broadcast import recipients  # noqa: E402
+from bench.broadcast import import_recipients  # noqa: E402
 from bench.common import (MONGO_URI, db_request_lines, db_requests, delete_vhost, drop_databases,  # noqa: E402
                           fresh_vhost)
 from bench.pipeline import cpu_seconds, process_table  # noqa: E402
@@ -71,14 +71,7 @@ def seed(stack, uri, client, prefix, args):
         print("  {} needs with their wall lines in {:.0f} s".format(args.needs, time.perf_counter() - t0), flush=True)
 
         t0 = time.perf_counter()
-        batch = []
-        for row in recipients(args.recipients):
-            batch.append(row)
-            if len(batch) == 1000:
-                rpc.notify.import_recipients(PARK, {"recipients": batch})
-                batch = []
-        if batch:
-            rpc.notify.import_recipients(PARK, {"recipients": batch})
+        import_recipients(rpc, PARK, args.recipients)
         accepted = rpc.notify.broadcast(PARK, {"title": "通知", "body": "本周六上午九点，服务中心举办消防演练。",
                                                "critical": False, "actor": "bench"},
                                         idempotency_key="bench-idle-" + uuid.uuid4().hex[:8])
