@@ -120,12 +120,50 @@ def run_threads(threads, count, work):
 
 def thread_rpc(state, uri):
     """The RPC client of one run_threads worker (``state`` is per thread): a
-    standalone nameko client is not safe to share between threads."""
+    standalone nameko client is not safe to share between threads. Its
+    requests are transient and unconfirmed, as the gateway's are
+    (lamplight.rpc.DeadlineRpc): what is measured is the service, not a
+    persistent publish with its confirm for every call
+    (BENCH_RPC_PERSISTENT=1 measures the standalone client's default)."""
     if "rpc" not in state:
+        from nameko.constants import NON_PERSISTENT
         from nameko.standalone.rpc import ClusterRpcClient
 
-        state["rpc"] = ClusterRpcClient(uri=uri).start()
+        options = {} if os.environ.get("BENCH_RPC_PERSISTENT") == "1" else {
+            "delivery_mode": NON_PERSISTENT, "use_confirms": False}
+        client = ClusterRpcClient(uri=uri, **options)
+        client.reply_listener.__class__ = _reply_listener_class()
+        state["rpc"] = client.start()
     return state["rpc"]
+
+
+def _reply_listener_class():
+    """nameko's standalone reply listener opens an AMQP connection for every
+    reply it waits for (a new ``consume()`` each time: about 5 ms a call on
+    this machine); this one keeps one consuming connection for all of them,
+    as a service's RPC proxy does."""
+    import socket
+
+    from nameko.exceptions import RpcTimeout
+    from nameko.standalone.rpc import ReplyListener
+
+    class KeptReplyListener(ReplyListener):
+        _replies = None
+
+        def consume_reply(self, correlation_id):
+            if self.consumer.should_stop:
+                raise RuntimeError("Stopped and can no longer be used")
+            while not self.pending.get(correlation_id):
+                if self._replies is None:
+                    self._replies = self.consumer.consume(timeout=self.timeout)
+                try:
+                    next(self._replies)
+                except (socket.timeout, StopIteration):
+                    self._replies = None
+                    raise RpcTimeout()
+            return self.pending.pop(correlation_id)
+
+    return KeptReplyListener
 
 
 SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
