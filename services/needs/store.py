@@ -25,6 +25,13 @@ INDEXES = {
                    name="park_status_evaluation_due"),
     ],
     "wall": [
+        # a page filtered by status or category reads that status's or category's lines only
+        # (listed first: where two indexes serve a filter equally, the development server takes
+        # the first made); every other page goes through (park, public, updated_at)
+        IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("updated_at", DESCENDING)],
+                   name="park_status_updated"),
+        IndexModel([("park_id", ASCENDING), ("category", ASCENDING), ("updated_at", DESCENDING)],
+                   name="park_category_updated"),
         IndexModel([("park_id", ASCENDING), ("public", ASCENDING), ("updated_at", DESCENDING)],
                    name="park_public_updated"),
     ],
