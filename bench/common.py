@@ -197,7 +197,7 @@ def db_requests(stack, services=SERVICES):
 
 
 def db_scans(stack, services=SERVICES):
-    """{(service, collection): count} of lamplight_db_scans_total (DB_EXPLAIN_SCANS=1)."""
+    """{(service, collection): count} of lamplight_db_scans_total (DB_CHECK_SCANS=1)."""
     return {(labels["service"], labels["collection"]): value
             for labels, value in _samples(stack, "lamplight_db_scans_total", services) if value > 0}
 

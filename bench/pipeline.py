@@ -202,7 +202,7 @@ def main(argv=None):
     run_dir = ROOT / ".stack" / "bench"
     stack = Stack(run_dir, port_base=29100, web_port=28000, env={
         "AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": "bench{}_".format(run_id),
-        "LOG_LEVEL": "WARNING", "DB_EXPLAIN_SCANS": "1" if args.fail_on_scan else "0"})
+        "LOG_LEVEL": "WARNING", "DB_CHECK_SCANS": "1" if args.fail_on_scan else "0"})
     for name in ("gateway", "needs", "volunteers", "points", "notify"):
         log = stack.log_dir / "{}.log".format(name)
         if log.exists():

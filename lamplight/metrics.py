@@ -22,7 +22,7 @@ ENTRYPOINT_DURATION = Histogram(
 
 DB_SCANS = Counter(
     "lamplight_db_scans_total",
-    "Shapes of query no index serves beyond their park: the park's documents read whole (DB_EXPLAIN_SCANS=1 only).",
+    "Shapes of query no index serves beyond their park: the park's documents read whole (DB_CHECK_SCANS=1 only).",
     ["service", "collection"],
 )
 DB_REQUESTS = Counter(

@@ -36,7 +36,7 @@ DEFAULTS = {
     # benchmarks: check each new shape of query a process sends against the
     # collection's indexes, and count those no index serves beyond their park
     # (lamplight_db_scans_total); off in production
-    "DB_EXPLAIN_SCANS": 0,
+    "DB_CHECK_SCANS": 0,
     # needs: how often the time-limit sweep visits every park
     "NEEDS_SWEEP_INTERVAL_S": 30.0,
     # needs: how often the sweep also counts a park's open needs by category (a read of

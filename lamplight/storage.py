@@ -45,7 +45,7 @@ class RequestCounter(monitoring.CommandListener):
 
     With ``shapes`` (a queue), each new shape of filter — the collection and
     the filter's fields and operators, not its values — is put there once, for
-    :class:`ScanFinder` to have explained."""
+    :class:`ScanFinder` to check."""
 
     _SKIP = frozenset({"hello", "ismaster", "isMaster", "ping", "endSessions", "saslStart", "saslContinue"})
 
@@ -101,7 +101,7 @@ def _shape(value):
 
 
 class ScanFinder:
-    """For the benchmarks (DB_EXPLAIN_SCANS=1): checks each new shape of
+    """For the benchmarks (DB_CHECK_SCANS=1): checks each new shape of
     query a process sends against the collection's declared indexes and
     counts those no index serves beyond their park — nothing but ``park_id``
     (or nothing at all) narrows the read, so the database reads every
@@ -588,8 +588,9 @@ class Mongo(DependencyProvider):
 
     def setup(self):
         self.log = logs.get_logger(component="mongo")
-        self.scans = None
-        self.requests = RequestCounter(self.container.service_name)
+        self.scans = ScanFinder(self.container.service_name, self, self.log) \
+            if settings.get_int("DB_CHECK_SCANS") else None
+        self.requests = RequestCounter(self.container.service_name, self.scans.shapes if self.scans else None)
         self.database_name = "{}{}".format(settings.get("MONGO_DB_PREFIX"), self.container.service_name)
         self.client = MongoClient(
             settings.get("MONGO_URI"),
@@ -601,9 +602,6 @@ class Mongo(DependencyProvider):
             event_listeners=[self.requests],
         )
         self.db = self.client[self.database_name]
-        if settings.get_int("DB_EXPLAIN_SCANS"):
-            self.scans = ScanFinder(self.container.service_name, self, self.log)
-            self.requests._shapes = self.scans.shapes
         self.partitions = Partitions(self.db, self.partitioned, self.indexes)
         self.committers = {}  # physical collection -> GroupCommit; a partition's is made on first use
         self.started = False

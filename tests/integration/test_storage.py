@@ -233,9 +233,9 @@ def test_a_partition_group_commits_concurrent_inserts_each_caller_hearing_its_ow
     assert store.park("park-h")["logs"].insert_many_once([{"_id": "n3#1"}]) != []
 
 
-def test_with_explain_on_each_new_shape_of_query_is_checked_once_and_those_reading_their_park_whole_counted(
+def test_with_scan_checks_each_new_shape_of_query_is_checked_once_and_those_reading_their_park_whole_counted(
         container_factory, service_config, db):
-    with config.patch({"DB_EXPLAIN_SCANS": 1}):
+    with config.patch({"DB_CHECK_SCANS": 1}):
         container = container_factory(StorageService)
         container.start()
     store = next(d for d in container.dependencies if isinstance(d, Mongo)).store()
