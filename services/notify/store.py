@@ -105,15 +105,16 @@ class NotifyStore:
         volunteers service gets the default profile. Read with the audience's
         own filter, not by id: FerretDB answers ``$in`` over a long list
         slowly (measured: 0.96 s for 1,000 ids among 20,000 documents)."""
-        if kind == "park":  # every profile but the counter of changes (CachedRecords)
-            query, responders = {"_id": {"$ne": CachedRecords.COUNTER}}, {"active": True}
+        if kind == "park":
+            query, responders = {}, {"active": True}
         elif kind == "team":
             query, responders = {"teams": value}, {"teams": value, "active": True}
         elif kind == "building":
             query, responders = {"building": value}, None
         else:
             query, responders = {"roles": value}, None
-        profiles = {d["_id"]: dict(d, known=True) for d in self.recipients.find(query)}
+        profiles = {d["_id"]: dict(d, known=True) for d in self.recipients.find(query)
+                    if d["_id"] != CachedRecords.COUNTER}  # the counter of changes (CachedRecords) is no one
         if responders is not None:
             missing = [d["_id"] for d in self.responders.find(responders, {"_id": 1}) if d["_id"] not in profiles]
             # park-wide, every profile was read already: the rest have none; a team's
