@@ -122,6 +122,12 @@ def test_id_and_compound_equalities_are_served_by_indexes(patched, stock):
     ranged = _plan(patched, "plan", due)
     assert "park_status_due" in ranged and "SCAN" not in ranged, ranged
     assert "SCAN" in _plan(stock, "plan", due)
+    # the outbox relay taking over a dead writer's events: that writer's, since its checkpoint,
+    # through the kernel's (_outbox_by, _outbox_at) index rather than the whole collection
+    for client in (patched, stock):
+        client.test.plan.create_index([("_outbox_by", ASCENDING), ("_outbox_at", ASCENDING)], name="outbox_writer")
+    relay = _plan(patched, "plan", {"_outbox_by": "needs-1", "_outbox_at": {"$gte": BASE}})
+    assert "outbox_writer" in relay and "SCAN" not in relay and "<expr>=? AND <expr>>?" in relay, relay
     # a field no index serves is left to the handler (checking it row by row in SQL costs more)
     unindexed = patched.test.command("explain", {"find": "plan", "filter": {"status": "routed"}})
     assert unindexed["filterPushdown"] is False and "SCAN" in " ".join(unindexed["queryPlanner"]["Plan"])
