@@ -36,7 +36,7 @@ from lamplight import parks as park_files  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
 from services.needs import domain  # noqa: E402
 from services.needs.schemas import NeedsConfigSchema  # noqa: E402
-from services.needs.store import HEAD_FIELDS, WALL_HEAD_SIZE, utcnow  # noqa: E402
+from services.needs.store import WALL_HEAD_SIZE, head_line, utcnow  # noqa: E402
 
 VHOST = "lamplight_bench_needs"
 BIG = "bench-big"
@@ -93,7 +93,7 @@ def seed(db, taxonomy, park, count, rng, now, start):
         db.wall.insert_many(lines, ordered=False)
     head = sorted(head, key=lambda line: (line["updated_at"], line["need_id"]), reverse=True)[:WALL_HEAD_SIZE]
     db.wall_heads.insert_one({"_id": "{}/wall-head".format(park), "park_id": park, "version": 1,
-                              "lines": [{k: line[k] for k in HEAD_FIELDS} for line in head],
+                              "lines": [head_line(line) for line in head],
                               "complete": count <= WALL_HEAD_SIZE})
 
 

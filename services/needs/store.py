@@ -46,6 +46,11 @@ INDEXES = {
 # and with whole lines it was 31 KB (a third of the database's work per need)
 WALL_HEAD_SIZE = 60
 HEAD_FIELDS = ("need_id", "version", "updated_at")
+
+
+def head_line(line):
+    """What the head keeps of a wall line (or of a head line written whole, before)."""
+    return {k: line[k] for k in HEAD_FIELDS}
 # how many recent needs per requester are kept for duplicate detection
 RECENT_PER_REQUESTER = 20
 
@@ -153,19 +158,18 @@ class NeedsStore:
         for _ in range(attempts):
             head = self.wall_heads.find_one({"_id": _id})
             if head is None:
-                lines = [{k: entry[k] for k in HEAD_FIELDS}] if entry["public"] else []
+                lines = [head_line(entry)] if entry["public"] else []
                 try:
                     self.wall_heads.insert_one({"_id": _id, "version": 1, "lines": lines, "complete": True})
                     return
                 except DuplicateKeyError:
                     continue
-            lines = [line for line in head["lines"] if line["need_id"] != entry["need_id"]]
             current = next((line for line in head["lines"] if line["need_id"] == entry["need_id"]), None)
             if current is not None and current["version"] >= entry["version"]:
                 return
+            lines = [head_line(line) for line in head["lines"] if line["need_id"] != entry["need_id"]]
             if entry["public"]:
-                lines.append({k: entry[k] for k in HEAD_FIELDS})
-            lines = [{k: line[k] for k in HEAD_FIELDS} for line in lines]  # a head written with whole lines
+                lines.append(head_line(entry))
             lines.sort(key=lambda line: (line["updated_at"], line["need_id"]), reverse=True)
             # complete: the head holds every public line of the park (nothing was ever cut off its end)
             complete = head.get("complete", True) and len(lines) <= WALL_HEAD_SIZE
