@@ -161,30 +161,23 @@ def _announce(key, announced):
         watch.announce(key, announced)
 
 
-class CachedProjection:
-    """Another slow-changing projection of a park kept in :data:`CACHE`
-    beside the configurations, with the same guarantee: a change is seen at
-    once by every process of the service.
-
-    ``collection`` is a park scope's collection holding the projection's
-    documents and one counter document (``_id`` :attr:`COUNTER`) that every
-    change increments after writing. A reader reads the counter first and the
-    documents second, so what it caches is never older than the counter says;
-    the writer announces the counter's new value, which drops older entries."""
+class _Counted:
+    """What a cached projection of a park shares: ``collection`` (a park
+    scope's) holds its documents and one counter document (``_id``
+    :attr:`COUNTER`) that every change increments after writing, and the
+    writer announces the counter's new value on ``lamplight.configs``. A
+    reader reads the counter before the documents, so nothing it keeps is
+    older than the counter says, and an announced newer value drops it."""
 
     COUNTER = "~version"
 
-    def __init__(self, collection, park_id, name, read):
+    def __init__(self, collection, park_id, name):
         self.collection = collection
         self.key = (collection.database_name + "#" + name, park_id)
-        self._read = read
 
-    def get(self):
-        return CACHE.get(self.key, self._load)["value"]
-
-    def _load(self):
+    def _stamp(self):
         counter = self.collection.find_one({"_id": self.COUNTER}) or {}
-        return {"version": counter.get("version", 0), "park_version": 0, "value": self._read()}
+        return (counter.get("version", 0), 0)
 
     def changed(self):
         """Call after each change of the projection's documents."""
@@ -193,18 +186,34 @@ class CachedProjection:
         _announce(self.key, (counter["version"], 0))
 
 
-class CachedRecords(CachedProjection):
+class CachedProjection(_Counted):
+    """A slow-changing projection of a park read whole (a park's own
+    templates) and kept in :data:`CACHE` beside the configurations, with
+    their guarantee: a change is seen at once by every process of the service."""
+
+    def __init__(self, collection, park_id, name, read):
+        super().__init__(collection, park_id, name)
+        self._read = read
+
+    def get(self):
+        return CACHE.get(self.key, self._load)["value"]
+
+    def _load(self):
+        version, park_version = self._stamp()
+        return {"version": version, "park_version": park_version, "value": self._read()}
+
+
+class CachedRecords(_Counted):
     """Documents of a park read by ``_id`` and kept in the process one by
-    one (a recipient's profile for each notice), with the guarantee of
-    :class:`CachedProjection`: every change increments the collection's
-    counter and announces it, and a process's records of that park are
-    dropped when a newer counter is announced (or after ``CONFIG_CACHE_S``).
-    At most ``limit`` records are kept per park; past that they are dropped."""
+    one (a recipient's profile for each notice). A process's records of a
+    park are dropped when a newer counter is announced (or after
+    ``CONFIG_CACHE_S``). At most ``limit`` records are kept per park; past
+    that they are dropped."""
 
     _parks = {}  # key -> {"stamp": (version, 0), "at": monotonic read time, "docs": {id: doc or None}}
 
     def __init__(self, collection, park_id, name, limit=50000):
-        super().__init__(collection, park_id, name, read=None)
+        super().__init__(collection, park_id, name)
         self.limit = limit
 
     def get_many(self, ids, read_many):
@@ -230,8 +239,7 @@ class CachedRecords(CachedProjection):
         now = time.monotonic()
         if park is None or now - park["at"] >= settings.get_float("CONFIG_CACHE_S") or \
                 CACHE.announced(self.key) > park["stamp"]:
-            counter = self.collection.find_one({"_id": self.COUNTER}) or {}
-            park = {"stamp": (counter.get("version", 0), 0), "at": now, "docs": {}}
+            park = {"stamp": self._stamp(), "at": now, "docs": {}}
             self._parks[self.key] = park
         return park
 
