@@ -36,7 +36,7 @@ from lamplight import parks as park_files  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
 from services.needs import domain  # noqa: E402
 from services.needs.schemas import NeedsConfigSchema  # noqa: E402
-from services.needs.store import WALL_HEAD_SIZE, head_line, utcnow  # noqa: E402
+from services.needs.store import END_OF_TIME, WALL_HEAD_SIZE, head_line, utcnow  # noqa: E402
 
 VHOST = "lamplight_bench_needs"
 BIG = "bench-big"
@@ -166,7 +166,8 @@ def main(argv=None):
             list(db.wall.find({"_id": {"$in": ids}, "park_id": BIG}))
 
         def plain_page(i, state):
-            list(db.wall.find({"park_id": BIG, "public": True, "status": "assigned"}).sort(
+            list(db.wall.find({"park_id": BIG, "public": True, "status": "assigned",
+                               "updated_at": {"$lt": END_OF_TIME}}).sort(
                 [("updated_at", pymongo.DESCENDING), ("need_id", pymongo.DESCENDING)]).limit(20))
 
         ins_lat, ins_err, ins_s = run_threads(args.threads, args.submissions, plain_insert)

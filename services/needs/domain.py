@@ -445,16 +445,15 @@ def wall_entry(need):
     }
 
 
-def wall_view(line, now, config):
+def wall_view(line, now, taxonomy):
     """A wall line as a reader gets it: names of the taxonomy, days open,
     whether it is overdue right now."""
-    categories = {c["code"]: c for c in config["categories"]}
-    items = {i["code"]: i["name"] for c in config["categories"] for i in c["items"]}
     end = line.get("closed_at") or line.get("resolved_at") or now
+    item = taxonomy.items.get(line.get("item"))
     return {
         "need_id": line["need_id"], "title": line["title"], "kind": line["kind"],
-        "category": line["category"], "category_name": categories.get(line["category"], {}).get("name"),
-        "item": line.get("item"), "item_name": items.get(line.get("item")),
+        "category": line["category"], "category_name": taxonomy.categories.get(line["category"], {}).get("name"),
+        "item": line.get("item"), "item_name": item[1]["name"] if item else None,
         "status": line["status"], "status_label": STATUS_LABELS[line["status"]],
         "submitted_at": line["submitted_at"].isoformat(), "due_at": line["due_at"].isoformat(),
         "days_open": max(0, (end - line["submitted_at"]).days),

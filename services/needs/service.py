@@ -421,7 +421,7 @@ class NeedsService:
             lines = store.wall_page(status, category, before, limit, after_need)
         now = utcnow()
         last = lines[-1] if len(lines) == limit else None
-        return {"park_id": park_id, "entries": [domain.wall_view(line, now, taxonomy.config) for line in lines],
+        return {"park_id": park_id, "entries": [domain.wall_view(line, now, taxonomy) for line in lines],
                 "next_before": _cursor(last) if last else None}
 
     @rpc(expected_exceptions=EXPECTED)
@@ -431,7 +431,7 @@ class NeedsService:
         line = store.wall_line(need_id)
         if line is None or not line["public"]:
             raise NotFound("no public need {} on the wall of {}".format(need_id, park_id), {"need_id": ["unknown"]})
-        return domain.wall_view(line, utcnow(), taxonomy.config)
+        return domain.wall_view(line, utcnow(), taxonomy)
 
     @rpc(expected_exceptions=EXPECTED)
     def follow(self, park_id, need_id, payload, following=True):

@@ -7,6 +7,8 @@ desk and a dispatch event) changing the same need cannot both win, and the
 change, its timeline entry and its events land together or not at all.
 """
 
+from datetime import datetime, timezone
+
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 # utcnow is millisecond-exact: a timeline replayed from the database computes what was computed before
@@ -46,6 +48,8 @@ INDEXES = {
 # and with whole lines it was 31 KB (a third of the database's work per need)
 WALL_HEAD_SIZE = 60
 HEAD_FIELDS = ("need_id", "version", "updated_at")
+# the upper end of the first wall page's range of times (see NeedsStore.wall_page)
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 
 def head_line(line):
@@ -189,10 +193,14 @@ class NeedsStore:
             query["status"] = status
         if category:
             query["category"] = category
+        # every page is a range of times, the first up to the end of time: an index range on
+        # (park, status or category, updated_at) read in its order and stopped after the page
+        # (ferretdb/patches/0009 reads a sort that way only when its field has a date range)
         if before is not None and before_need is not None:
-            query["$or"] = [{"updated_at": {"$lt": before}}, {"updated_at": before, "need_id": {"$lt": before_need}}]
-        elif before is not None:
-            query["updated_at"] = {"$lt": before}
+            query["updated_at"] = {"$lte": before}
+            query["$or"] = [{"updated_at": {"$lt": before}}, {"need_id": {"$lt": before_need}}]
+        else:
+            query["updated_at"] = {"$lt": before if before is not None else END_OF_TIME}
         return list(self.wall.find(query, {"_id": 0, "park_id": 0}).sort(
             [("updated_at", DESCENDING), ("need_id", DESCENDING)]).limit(limit))
 
