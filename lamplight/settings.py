@@ -48,6 +48,7 @@ DEFAULTS = {
     # an attempt with no outcome counts as lost with its process
     "NOTIFY_TICK_S": 1.0,
     "NOTIFY_SEND_BATCH": 500,
+    "NOTIFY_PENDING_GAUGE_S": 15.0,
     "NOTIFY_SEND_CONCURRENCY": 32,
     "NOTIFY_SEND_TIMEOUT_S": 120.0,
     # gateway: the HS256 secret of signed tokens (at least 32 characters; no

@@ -289,9 +289,15 @@ class WeChat(Channel):
         raise SendFailed("WeChat kept refusing the access token")  # pragma: no cover - loop returns or raises
 
 
-def adapters():
-    """One adapter per channel; the SMS adapter is chosen by the park's provider."""
+def adapters(concurrency=10):
+    """One adapter per channel; the SMS adapter is chosen by the park's provider.
+    They share one session, which keeps a connection per concurrent send to a
+    host (requests keeps 10 by default: past that, each send opened a
+    connection of its own and closed it)."""
     session = requests.Session()
+    keep = requests.adapters.HTTPAdapter(pool_connections=10, pool_maxsize=max(10, concurrency))
+    session.mount("http://", keep)
+    session.mount("https://", keep)
     return {"email": Email(session), "webhook": Webhook(session), "wechat": WeChat(session),
             "sms": {"aliyun": AliyunSms(session), "tencent": TencentSms(session)}}
 

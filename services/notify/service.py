@@ -13,6 +13,7 @@ building or a role.
 import time
 from datetime import timedelta
 
+import eventlet
 from eventlet.greenpool import GreenPool
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
@@ -38,6 +39,8 @@ from services.notify.store import INDEXES, PARTITIONED, PROFILE_FIELDS, NotifySt
 
 EXPECTED = (BadInput, Conflict, NotFound)
 _config = NotifyConfigSchema()
+# park -> when this process last counted its pending sends (NOTIFY_PENDING_GAUGE_S)
+_PENDING_COUNTED = {}
 _import = RecipientImportSchema()
 _batch = RecipientBatchSchema()
 _template = TemplateSchema()
@@ -57,8 +60,9 @@ class Channels(DependencyProvider):
     shared by the workers of one process."""
 
     def setup(self):
-        self.registry = adapters()
-        self.pool = GreenPool(settings.get_int("NOTIFY_SEND_CONCURRENCY"))
+        concurrency = settings.get_int("NOTIFY_SEND_CONCURRENCY")
+        self.registry = adapters(concurrency)
+        self.pool = GreenPool(concurrency)
 
     def get_dependency(self, worker_ctx):
         return self
@@ -79,7 +83,7 @@ def _mask(value):
 
 class NotifyService:
     name = "notify"
-    _last_tick = 0.0
+    _last_tick = 0  # the period of the last pass (see tick)
     _last_housekeeping = 0.0
 
     log = Observability()
@@ -422,9 +426,12 @@ class NotifyService:
     # the send loop ---------------------------------------------------------------------------
     @timer(interval=0.1)
     def tick(self):
-        if time.monotonic() - NotifyService._last_tick < settings.get_float("NOTIFY_TICK_S"):
+        # once a period of NOTIFY_TICK_S, at its start by the clock: a park's rate limit is per
+        # second of the clock, and a pass that starts as a second starts has that second to send in
+        period = int(time.time() / settings.get_float("NOTIFY_TICK_S"))
+        if period == NotifyService._last_tick:
             return
-        NotifyService._last_tick = time.monotonic()
+        NotifyService._last_tick = period
         housekeeping = time.monotonic() - NotifyService._last_housekeeping > 60
         if housekeeping:
             NotifyService._last_housekeeping = time.monotonic()
@@ -456,44 +463,68 @@ class NotifyService:
         config = self._config(store)
         tz = domain.zone(config["timezone"])
         due = store.due(now, settings.get_int("NOTIFY_SEND_BATCH"))
-        NOTICES_PENDING.labels(store.park_id).set(store.pending_count())
+        if time.monotonic() - _PENDING_COUNTED.get(store.park_id, -1e9) >= settings.get_float(
+                "NOTIFY_PENDING_GAUGE_S"):
+            # a count reads the park's whole queue (20,000 after a broadcast): not every tick
+            _PENDING_COUNTED[store.park_id] = time.monotonic()
+            NOTICES_PENDING.labels(store.park_id).set(store.pending_count())
         if not due:
             return {"due": 0, "finished": 0}
-        window = int(now.timestamp())
         digest = [p for p in due if p["kind"] == "digest"]
         by_channel = {}
         for p in due:
             if p["kind"] == "send":
                 by_channel.setdefault(p["channel"], []).append(p)
-        jobs = []
+        for channel, items in by_channel.items():
+            by_channel[channel] = items[:config["rate_limits"].get(channel) or len(items)]
+        finished = []
+        if digest and store.take_lease("digest", int(now.timestamp()), now):
+            finished += self._digest(store, config, tz, digest, now)
+        # the sends' notices in one read, their recipients through the cache of profiles, before
+        # a rate-limited channel's second starts: that second is for sending
+        ids = [p["_id"] for items in by_channel.values() for p in items]
+        notices = {n["_id"]: n for chunk in chunks(ids) for n in store.notices_of(chunk)}
+        profiles = {p["_id"]: p for p in store.profiles([n["recipient_id"] for n in notices.values()])}
+        start = time.time()
+        window = int(start)
+        jobs = []  # (pending send, the time before which it is not sent, the time from which it is not)
         for channel, items in sorted(by_channel.items()):
             limit = config["rate_limits"].get(channel)
             if limit:
-                # one process a second sends for this park and channel, at most `limit`
-                if not store.take_lease("rate:" + channel, window, now):
+                # one process a second sends for this park and channel, at most `limit`, one every
+                # 1/limit s from now to the second's end: a provider counting any second of its own
+                # sees at most `limit` (+1); what the second does not reach is left for the next
+                if not store.take_lease("rate:" + channel, window, utcnow()):
                     continue
-                items = items[:limit]
-            jobs += items
-        finished = []
-        if digest and store.take_lease("digest", window, now):
-            finished += self._digest(store, config, tz, digest, now)
+                jobs += [(p, start + k / limit, window + 1) for k, p in enumerate(items)]
+            else:
+                jobs += [(p, None, None) for p in items]
         finished += [nid for nid in self.channels.pool.imap(
-            lambda p: self._attempt(store, config, tz, p), jobs) if nid]
+            lambda job: self._attempt(store, config, tz, *job, notices, profiles), jobs) if nid]
         store.done(finished)
         return {"due": len(due), "finished": len(finished)}
 
-    def _attempt(self, store, config, tz, pending):
-        """One attempt at one notice; returns its id when it needs no more sending."""
+    def _attempt(self, store, config, tz, pending, not_before, not_after, notices, profiles):
+        """One attempt at one notice, in its time (epoch seconds, None: now);
+        returns its id when it needs no more sending."""
+        if not_before is not None:
+            if not_before >= not_after:
+                return None  # past its second: the next one sends it
+            eventlet.sleep(max(0.0, not_before - time.time()))
+            if time.time() >= not_after:
+                return None
         try:
-            return self._try_send(store, config, tz, pending)
+            return self._try_send(store, config, tz, pending, notices.get(pending["_id"]),
+                                  profiles.get((notices.get(pending["_id"]) or {}).get("recipient_id")))
         except Exception as exc:  # a bug or the database: the notice stays queued for the next pass
             self.log.error("notify.attempt_failed", park_id=store.park_id, notice_id=pending["_id"],
                            error="{}: {}".format(type(exc).__name__, exc))
             return None
 
-    def _try_send(self, store, config, tz, pending):
+    def _try_send(self, store, config, tz, pending, notice, profile):
+        """``notice`` is the pending send's notice as read for its batch (None: gone),
+        ``profile`` its recipient's."""
         nid, attempt = pending["_id"], pending["attempt"]
-        notice = store.notice(nid)
         if notice is None:
             return nid
         now = utcnow()
@@ -502,7 +533,7 @@ class NotifyService:
             return self._claimed_elsewhere(store, notice, pending, step, now)
         channel = notice["channel"]
         settings_ = config["channels"].get(channel)
-        profile = store.recipient(notice["recipient_id"]) or domain.default_profile(notice["recipient_id"])
+        profile = profile or domain.default_profile(notice["recipient_id"])
         address = (profile.get("addresses") or {}).get(channel)
         if not settings_ or not address:
             reason = ("channel {} is not configured for park {}".format(channel, store.park_id) if not settings_

@@ -3,6 +3,7 @@ against real peers on 127.0.0.1 (tests/peers.py: an SMTP server, and HTTP
 servers that check Aliyun's, Tencent's, WeChat's and our webhook's request
 formats and signatures): quiet hours, critical notices, redelivered events,
 retries and fallback, digests, rate limits, broadcasts, templates."""
+import statistics
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -239,6 +240,23 @@ def test_a_park_rate_limit_spreads_sends_over_seconds(notify, peers, broker):
     # time overlaps at most two windows, so holds at most four sends
     assert arrivals[-1] - arrivals[0] >= 1.0, arrivals
     assert all(arrivals[i + 4] - arrivals[i] >= 1.0 for i in range(2)), arrivals
+
+
+def test_a_park_rate_limit_paces_sends_within_each_second(notify, peers, broker):
+    # five a second, one every 0.2 s: never a burst of the second's five at its start, which
+    # a provider counting seconds of its own (not ours) would see as up to ten in one
+    park = new_park(notify, peers, rate_limits={"webhook": 5})
+    for i in range(15):
+        person(notify, park, "pace-{}".format(i), ["webhook"], port=peers.http_port)
+        offered(broker, park, "pace-{}".format(i))
+    for i in range(15):
+        wait_status(notify, park, "pace-{}".format(i), "webhook", "sent", timeout=30)
+    arrivals = sorted(r["at"] for r in peers.requests("/webhook/pace-"))
+    assert len(arrivals) == 15
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    assert statistics.median(gaps) >= 0.15, gaps  # a burst's gaps are a few milliseconds
+    # any one second of time holds at most seven (the limit, and one at each of its edges)
+    assert all(arrivals[i + 7] - arrivals[i] >= 1.0 for i in range(len(arrivals) - 7)), arrivals
 
 
 # recipients, events without one, broadcasts -----------------------------------------------------
