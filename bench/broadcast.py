@@ -2,13 +2,22 @@
 the raw broker.
 
     ./dev bench-broadcast [--recipients 20000] [--raw-messages 20000]
+                          [--sms-rate 200] [--sms-watch 30]
 
-Starts the notify service as its own ``nameko run`` process, imports
-``--recipients`` recipients into one park through its RPC (as an operator
-imports an HR roster), then measures in the same run:
+Starts the notify service as its own ``nameko run`` process and the local
+channel peers (tests/peers.py: an HTTP server that plays Aliyun SMS and
+checks every request's parameters and signature), imports ``--recipients``
+recipients into one park through its RPC (as an operator imports an HR
+roster; each with a mobile number and SMS as their channel), sets the park's
+SMS rate limit to ``--sms-rate`` sends/s, then measures in the same run:
 - the broadcast: seconds from the RPC that accepts a critical park-wide
   broadcast to its broadcast.completed event, by which time every recipient
-  has an in-app notice and a line in the delivery log (both counted after);
+  has an in-app notice, an SMS notice queued and their lines in the delivery
+  log (counted after);
+- SMS handed to the provider: what the peer accepted while the broadcast
+  fanned out and in as long again after it (``--sms-watch`` seconds from
+  the acceptance at least), per second and in the busiest second, against
+  the park's limit (``--sms-rate 0``: no SMS leg, in-app only);
 - the raw broker on the same vhost: persistent messages with pipelined
   confirms into a durable queue, consumed and acked, as messages/s, and the
   seconds the same number of messages takes.
@@ -17,6 +26,7 @@ import argparse
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import pymongo
@@ -28,22 +38,27 @@ sys.path.insert(0, str(ROOT))
 from bench.common import MONGO_URI, Watcher, delete_vhost, fresh_vhost  # noqa: E402
 from bench.pipeline import raw_broker  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402
+from tests.peers import running_peers  # noqa: E402
 
 VHOST = "lamplight_bench_broadcast"
 PARK = "bench-broadcast"
 BUILDINGS = ("dorm-1", "dorm-2", "dorm-3", "plant-a", "plant-b")
 
 
-def recipients(count):
+def recipients(count, sms=False):
     for i in range(count):
-        yield {"id": "worker-{:06d}".format(i), "locale": "zh-CN" if i % 10 else "en",
+        row = {"id": "worker-{:06d}".format(i), "locale": "zh-CN" if i % 10 else "en",
                "building": BUILDINGS[i % len(BUILDINGS)], "member_id": "M{:06d}".format(i) if i % 3 == 0 else None}
+        if sms:
+            row.update(addresses={"sms": "138{:08d}".format(i)}, channels=["sms"])
+        yield row
 
 
-def import_recipients(rpc, park, count, batch_size=5000):
-    """``count`` recipients into ``park`` through notify's RPC, as an operator imports an HR roster."""
+def import_recipients(rpc, park, count, batch_size=5000, sms=False):
+    """``count`` recipients into ``park`` through notify's RPC, as an operator
+    imports an HR roster (``sms``: each with a mobile number, SMS their channel)."""
     batch = []
-    for row in recipients(count):
+    for row in recipients(count, sms):
         batch.append(row)
         if len(batch) == batch_size:
             rpc.notify.import_recipients(park, {"recipients": batch})
@@ -56,8 +71,27 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=20000)
     parser.add_argument("--raw-messages", type=int, default=20000)
+    parser.add_argument("--sms-rate", type=int, default=200, help="the park's SMS rate limit, sends/s (0: no SMS)")
+    parser.add_argument("--sms-watch", type=float, default=30,
+                        help="seconds of SMS sending watched from the broadcast's acceptance (at least the "
+                             "fan-out and as long again)")
     args = parser.parse_args(argv)
+    with ExitStack() as stack_:
+        peers = stack_.enter_context(running_peers()) if args.sms_rate else None
+        return run(args, peers)
 
+
+def sms_handed(peers, start, end):
+    """What the SMS peer accepted between ``start`` and ``end`` (epoch seconds):
+    (count, per second over that time, busiest whole second)."""
+    times = [r["at"] for r in peers.requests("/aliyun") if r["verdict"] == "ok" and start <= r["at"] < end]
+    per_second = {}
+    for at in times:
+        per_second[int(at)] = per_second.get(int(at), 0) + 1
+    return len(times), len(times) / (end - start), max(per_second.values(), default=0)
+
+
+def run(args, peers):
     prefix = "benchbc{}_".format(uuid.uuid4().hex[:6])
     client = pymongo.MongoClient(MONGO_URI, tz_aware=True)
     db = client[prefix + "notify"]
@@ -68,16 +102,19 @@ def main(argv=None):
         stack.down(names=("notify",))
         stack.up(names=("notify",))
         with ClusterRpcClient(uri=uri, timeout=600) as rpc:
-            rpc.notify.set_config(PARK, {"version": 1})
+            config = {"version": 1}
+            if peers:
+                config.update(channels={"sms": peers.channels("aliyun")["sms"]}, rate_limits={"sms": args.sms_rate})
+            rpc.notify.set_config(PARK, config)
             print("importing {} recipients into {} ...".format(args.recipients, PARK), flush=True)
             t0 = time.perf_counter()
-            import_recipients(rpc, PARK, args.recipients)
+            import_recipients(rpc, PARK, args.recipients, sms=bool(peers))
             print("imported in {:.1f} s".format(time.perf_counter() - t0), flush=True)
 
             done = Watcher(uri, "notify.events", "broadcast.completed")
             done.start()
             done.ready.wait(10)
-            started = time.perf_counter()
+            started, started_epoch = time.perf_counter(), time.time()
             accepted = rpc.notify.broadcast(PARK, {
                 "title": "紧急通知", "body": "暴雨红色预警：请勿外出，低洼处宿舍人员请到服务中心避险。", "critical": True,
                 "actor": "bench"}, idempotency_key="bench-" + uuid.uuid4().hex[:8])
@@ -90,9 +127,19 @@ def main(argv=None):
             fan_out_s = done.first[accepted["broadcast_id"]] - started
             done.stop.set()
             report = rpc.notify.get_broadcast(PARK, accepted["broadcast_id"])
-        notices = db["notices." + PARK].count_documents({"source_id": accepted["broadcast_id"]})
+        notices = db["notices." + PARK].count_documents({"source_id": accepted["broadcast_id"], "channel": "inapp"})
+        sms_notices = db["notices." + PARK].count_documents({"source_id": accepted["broadcast_id"], "channel": "sms"})
         logged = db["deliveries." + PARK].count_documents({"source_id": accepted["broadcast_id"], "status": "sent"})
+        if peers:
+            # while the broadcast fans out, then as long again after it (--sms-watch at least)
+            done_epoch = started_epoch + fan_out_s
+            end_epoch = done_epoch + max(fan_out_s, args.sms_watch - fan_out_s)
+            time.sleep(max(0.0, end_epoch + 0.5 - time.time()))
+            during = sms_handed(peers, started_epoch, done_epoch)
+            after = sms_handed(peers, done_epoch, end_epoch)
+            refused = [r for r in peers.requests("/aliyun") if r["verdict"] != "ok"]
         rss = stack.rss_mb()
+        stack.down(names=("notify",))  # the SMS still queued would share the machine with the raw broker
         raw_rate = raw_broker(uri, args.raw_messages)
     finally:
         stack.down(names=("notify",))
@@ -105,8 +152,17 @@ def main(argv=None):
     print("park-wide critical broadcast to {} recipients (FerretDB/MongoDB at {})".format(args.recipients, MONGO_URI))
     print("accepted in {:.3f} s; fanned out in {:.2f} s ({:.0f} recipients/s)".format(
         accept_s, fan_out_s, args.recipients / fan_out_s))
-    print("broadcast reports {} recipients, {} notices; counted: {} in-app notices, {} 'sent' lines in the log".format(
-        report["recipients"], report["notices"], notices, logged))
+    print("broadcast reports {} recipients, {} notices; counted: {} in-app notices, {} SMS notices, "
+          "{} 'sent' lines in the log".format(report["recipients"], report["notices"], notices, sms_notices, logged))
+    if peers:
+        for name, (handed, rate, busiest), seconds in (("during the fan-out", during, fan_out_s),
+                                                        ("after it", after, end_epoch - done_epoch)):
+            print("SMS handed to the provider peer {} ({:.1f} s): {}, {:.0f}/s, busiest second {}; "
+                  "the park's limit {}/s".format(name, seconds, handed, rate, busiest, args.sms_rate))
+        print("SMS refused by the peer (parameters, signature): {}{}".format(
+            len(refused), " (first: {})".format(refused[0]["verdict"]) if refused else ""))
+        print("ratio sms-rate-after/limit: {:.2f}; busiest-second/limit: {:.2f}".format(
+            after[1] / args.sms_rate, max(during[2], after[2]) / args.sms_rate))
     print("raw broker: {:.0f} msgs/s (persistent, durable queue, pipelined confirms, consume+ack): "
           "{} messages in {:.2f} s".format(raw_rate, args.recipients, raw_s))
     print("rss MB: notify {:.0f}".format(rss.get("notify", 0)))

@@ -21,6 +21,7 @@ import sys
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
 import time
@@ -30,7 +31,7 @@ from email import message_from_bytes, policy
 from urllib.parse import quote, urlencode
 
 import requests
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 SECRETS = {
@@ -295,6 +296,13 @@ def _json(payload, status=200):
     return Response(json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json")
 
 
+class KeepAlive(WSGIRequestHandler):
+    """HTTP/1.1: a client's connection serves many requests, as the providers' do
+    (werkzeug's default, HTTP/1.0, closes each)."""
+
+    protocol_version = "HTTP/1.1"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--http-port", type=int, required=True)
@@ -305,7 +313,8 @@ def main():
     peer = Peer(SECRETS)
     smtp = Controller(MailKeeper(peer), hostname="127.0.0.1", port=args.smtp_port)
     smtp.start()
-    server = make_server("127.0.0.1", args.http_port, peer, threaded=True)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    server = make_server("127.0.0.1", args.http_port, peer, threaded=True, request_handler=KeepAlive)
     try:
         server.serve_forever()
     finally:
