@@ -310,9 +310,37 @@ def test_every_sorted_page_returns_what_the_stock_server_returns(patched, stock,
             ours = [d["_id"] for d in patched.test.sorted.find(filter_).sort(sort).skip(skip).limit(limit)]
             theirs = [d["_id"] for d in stock.test.sorted.find(filter_).sort(sort).skip(skip).limit(limit)]
             assert ours == theirs, (sort, limit, skip)
+    # one key: ties in any order (MongoDB leaves it open), so the values are compared, not the
+    # ids, and without arrays (an array ties with its smallest or largest element)
+    scalars = dict(filter_, **{"$and": [{"at": {"$not": {"$type": "array"}}}]})
+    for direction in (-1, 1):
+        for limit, skip in PAGES:
+            ours = [repr(d.get("at")) for d in patched.test.sorted.find(scalars).sort("at", direction)
+                    .skip(skip).limit(limit)]
+            theirs = [repr(d.get("at")) for d in stock.test.sorted.find(scalars).sort("at", direction)
+                      .skip(skip).limit(limit)]
+            assert ours == theirs, (direction, limit, skip)
     # a cursor read in batches (getMore) goes on where the first batch stopped
     ours = [d["_id"] for d in patched.test.sorted.find(filter_).sort(SORTS[0]).batch_size(7)]
     assert ours == [d["_id"] for d in stock.test.sorted.find(filter_).sort(SORTS[0])]
+
+
+def test_a_page_sorted_by_one_key_does_not_read_a_run_of_equal_times_whole(patched):
+    # a broadcast queues 20,000 sends due at the same millisecond: a page of them by due time
+    # reads the page, not the run (with no other key there is nothing to sort the run by)
+    coll = patched.test.ties
+    coll.create_index([("park_id", ASCENDING), ("due_at", ASCENDING)], name="park_due")
+    n = 20000
+    coll.insert_many([{"_id": i, "park_id": "p", "due_at": BASE if i < n else BASE + timedelta(seconds=i)}
+                      for i in range(2 * n)])
+    until = {"$lte": BASE + timedelta(days=1)}
+
+    def page(filter_):
+        return lambda: list(coll.find(filter_).sort("due_at", 1).limit(20))
+
+    equal = _median_ms(page({"park_id": "p", "due_at": until}), runs=5)
+    distinct = _median_ms(page({"park_id": "p", "due_at": {"$gt": BASE, "$lte": until["$lte"]}}), runs=5)
+    assert equal < 10 * distinct + 5, (equal, distinct)
 
 
 def test_a_sorted_page_on_a_date_range_is_read_in_the_index_order(patched):
