@@ -123,7 +123,8 @@ def test_an_unclaimed_urgent_task_goes_to_the_next_k_then_the_lead_then_pages_th
     now = datetime.now(timezone.utc)
     # the night window is now, so the night rule applies whenever the test runs
     park = new_park(volunteers, offer_k=2, offer_minutes=0.02, night_page_after_minutes=0.08,
-                    night={"start": local_clock(now - timedelta(hours=1)), "end": local_clock(now + timedelta(hours=1))})
+                    night={"start": local_clock(now - timedelta(hours=1)),
+                           "end": local_clock(now + timedelta(hours=1))})
     team = [register(volunteers, park, "O{}".format(n))["id"] for n in range(4)]
     lead = register(volunteers, park, "QLN-V035", teams=("green",))["id"]  # the orange team's lead in the config
     squad = [register(volunteers, park, "S{}".format(n), teams=("squad",))["id"] for n in range(2)]
@@ -161,8 +162,12 @@ def test_offers_go_first_to_those_given_work_longest_ago_and_every_offer_is_note
     park = new_park(volunteers, offer_k=2)
     team = [register(volunteers, park, "F{}".format(n))["id"] for n in range(4)]
     first = live(task_of(volunteers, park, route(broker, park)))
-    noted = {d["_id"]: d.get("last_work_at") for d in db("volunteers")["responders." + park].find({})}
-    assert all(noted[rid] is not None for rid in first), "each responder offered work is noted"
+
+    def noted():  # noted just after the task is written and its events published
+        found = {d["_id"]: d.get("last_work_at") for d in db("volunteers")["responders." + park].find({})}
+        return found if all(found[rid] is not None for rid in first) else None
+
+    noted = wait_for(noted, what="each responder offered work noted")
     assert all(noted[rid] is None for rid in set(team) - set(first))
     # the next need goes to the two not given work yet, then back to the first two
     second = live(task_of(volunteers, park, route(broker, park)))
@@ -173,7 +178,8 @@ def test_offers_go_first_to_those_given_work_longest_ago_and_every_offer_is_note
 def test_a_routine_task_in_the_day_pages_nobody_and_an_empty_team_goes_to_the_lead(volunteers, broker):
     now = datetime.now(timezone.utc)
     park = new_park(volunteers, offer_minutes=0.02, night_page_after_minutes=0,
-                    night={"start": local_clock(now + timedelta(hours=2)), "end": local_clock(now + timedelta(hours=3))})
+                    night={"start": local_clock(now + timedelta(hours=2)),
+                           "end": local_clock(now + timedelta(hours=3))})
     lead = register(volunteers, park, "QLN-V035", teams=("green",))["id"]
     register(volunteers, park, "S1", teams=("squad",))
     task = task_of(volunteers, park, route(broker, park, grade="urgent"))
@@ -448,9 +454,11 @@ def test_an_emergency_call_out_reaches_the_squad_and_everyone_on_duty_and_counts
     switched = volunteers.switch_mode(park, {"mode": "emergency", "reason": "暴雨红色预警", "actor": "admin"})
     assert switched["mode"] == "emergency" and switched["changed"] is True
     assert volunteers.switch_mode(park, {"mode": "emergency", "reason": "again", "actor": "admin"})["changed"] is False
-    callout = volunteers.call_out(park, {"message": "暴雨预警，请立即到服务中心集合", "actor": "admin"}, idempotency_key="storm-1")
+    callout = volunteers.call_out(park, {"message": "暴雨预警，请立即到服务中心集合", "actor": "admin"},
+                                  idempotency_key="storm-1")
     assert callout["recipients"] == 4 and callout["squad"] == 1 and callout["on_duty"] == 3
-    again = volunteers.call_out(park, {"message": "暴雨预警，请立即到服务中心集合", "actor": "admin"}, idempotency_key="storm-1")
+    again = volunteers.call_out(park, {"message": "暴雨预警，请立即到服务中心集合", "actor": "admin"},
+                                idempotency_key="storm-1")
     assert again["created"] is False
     volunteers.reply(park, callout["callout_id"], {"responder_id": on_duty[0], "answer": "coming"})
     volunteers.reply(park, callout["callout_id"], {"responder_id": squad, "answer": "coming"})
