@@ -17,6 +17,7 @@ from services.notify import domain
 from services.notify.service import NotifyService
 from tests.conftest import wait_for
 
+
 @pytest.fixture
 def notify(container_factory, service_config):
     with config.patch({"NOTIFY_TICK_S": 0.2, "max_workers": 20}):
@@ -227,15 +228,21 @@ def test_low_priority_notices_are_batched_into_one_digest(notify, peers, broker)
     assert all("获得 {} 分".format(a) in mail["body"] for a in (2, 3, 5))
 
 
+def _webhook_arrivals(notify, peers, broker, prefix, limit, count):
+    """When the peer received ``count`` webhook sends of a park limited to ``limit`` a second."""
+    park = new_park(notify, peers, rate_limits={"webhook": limit})
+    for i in range(count):
+        person(notify, park, "{}-{}".format(prefix, i), ["webhook"], port=peers.http_port)
+        offered(broker, park, "{}-{}".format(prefix, i))
+    for i in range(count):
+        wait_status(notify, park, "{}-{}".format(prefix, i), "webhook", "sent", timeout=30)
+    arrivals = sorted(r["at"] for r in peers.requests("/webhook/{}-".format(prefix)))
+    assert len(arrivals) == count
+    return arrivals
+
+
 def test_a_park_rate_limit_spreads_sends_over_seconds(notify, peers, broker):
-    park = new_park(notify, peers, rate_limits={"webhook": 2})
-    for i in range(6):
-        person(notify, park, "rl-{}".format(i), ["webhook"], port=peers.http_port)
-        offered(broker, park, "rl-{}".format(i))
-    for i in range(6):
-        wait_status(notify, park, "rl-{}".format(i), "webhook", "sent", timeout=20)
-    arrivals = sorted(r["at"] for r in peers.requests("/webhook/rl-"))
-    assert len(arrivals) == 6
+    arrivals = _webhook_arrivals(notify, peers, broker, "rl", 2, 6)
     # two a second, in whole seconds: six sends take three windows, and any one second of
     # time overlaps at most two windows, so holds at most four sends
     assert arrivals[-1] - arrivals[0] >= 1.0, arrivals
@@ -245,14 +252,7 @@ def test_a_park_rate_limit_spreads_sends_over_seconds(notify, peers, broker):
 def test_a_park_rate_limit_paces_sends_within_each_second(notify, peers, broker):
     # five a second, one every 0.2 s: never a burst of the second's five at its start, which
     # a provider counting seconds of its own (not ours) would see as up to ten in one
-    park = new_park(notify, peers, rate_limits={"webhook": 5})
-    for i in range(15):
-        person(notify, park, "pace-{}".format(i), ["webhook"], port=peers.http_port)
-        offered(broker, park, "pace-{}".format(i))
-    for i in range(15):
-        wait_status(notify, park, "pace-{}".format(i), "webhook", "sent", timeout=30)
-    arrivals = sorted(r["at"] for r in peers.requests("/webhook/pace-"))
-    assert len(arrivals) == 15
+    arrivals = _webhook_arrivals(notify, peers, broker, "pace", 5, 15)
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
     assert statistics.median(gaps) >= 0.15, gaps  # a burst's gaps are a few milliseconds
     # any one second of time holds at most seven (the limit, and one at each of its edges)
@@ -307,7 +307,8 @@ def test_a_critical_broadcast_reaches_a_team_on_every_channel_past_quiet_hours_a
     assert notify.broadcast(park, body, idempotency_key="flood-1")["created"] is False
     with pytest.raises(Conflict):
         notify.broadcast(park, dict(body, body="别的内容"), idempotency_key="flood-1")
-    done = wait_for(lambda: (lambda b: b["status"] == "done" and b)(notify.get_broadcast(park, accepted["broadcast_id"])),
+    done = wait_for(lambda: (lambda b: b["status"] == "done" and b)(notify.get_broadcast(park,
+                                                                                         accepted["broadcast_id"])),
                     what="the fan-out")
     assert done["recipients"] == 3  # t-1, t-2 and the volunteer of the red team; not "other"
     lines = wait_status(notify, park, "t-1", "email", "sent")
@@ -340,8 +341,8 @@ def test_a_template_that_would_not_render_is_refused_when_saved(notify, peers, b
         notify.put_template(park, "task.offered", "zh-CN",
                             {"title": "x", "body": "{{ summary.__class__.__mro__[1].__subclasses__() }}"})
     assert "unsafe" in escape.value.message or "SecurityError" in escape.value.message
-    saved = notify.put_template(park, "task.offered", "zh-CN", {"title": "【认领】{{ category }}",
-                                                                "body": "{{ summary }}，请于 {{ due_at | when }} 前处理"})
+    saved = notify.put_template(park, "task.offered", "zh-CN", {
+        "title": "【认领】{{ category }}", "body": "{{ summary }}，请于 {{ due_at | when }} 前处理"})
     assert saved["preview"]["title"] == "【认领】daily_life"
     offered(broker, park, "tp-1", summary="三号楼电梯停运")
     notice = wait_for(lambda: notify.inbox(park, "tp-1"), what="the notice")[0]
