@@ -116,7 +116,8 @@ def run(args, peers):
             done.ready.wait(10)
             started, started_epoch = time.perf_counter(), time.time()
             accepted = rpc.notify.broadcast(PARK, {
-                "title": "紧急通知", "body": "暴雨红色预警：请勿外出，低洼处宿舍人员请到服务中心避险。", "critical": True,
+                "title": "紧急通知", "body": "暴雨红色预警：请勿外出，低洼处宿舍人员请到服务中心避险。",
+                "critical": True,
                 "actor": "bench"}, idempotency_key="bench-" + uuid.uuid4().hex[:8])
             accept_s = time.perf_counter() - started
             deadline = time.monotonic() + 1200

@@ -32,10 +32,11 @@ from nameko.standalone.rpc import ClusterRpcClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import dispatch as dispatch_bench, needs as needs_bench, points as points_bench  # noqa: E402
+from bench import dispatch as dispatch_bench  # noqa: E402
+from bench import needs as needs_bench
+from bench import points as points_bench
 from bench.broadcast import import_recipients  # noqa: E402
-from bench.common import (MONGO_URI, db_request_lines, db_requests, delete_vhost, drop_databases,  # noqa: E402
-                          fresh_vhost)
+from bench.common import MONGO_URI, db_request_lines, db_requests, delete_vhost, drop_databases, fresh_vhost  # noqa: E402
 from bench.pipeline import cpu_seconds, process_table  # noqa: E402
 from lamplight import parks as park_files  # noqa: E402
 from lamplight.devstack import Stack  # noqa: E402

@@ -189,8 +189,9 @@ def main(argv=None):
     rate = len(intake_lat) / intake_s
     plain_rate = len(ins_lat) / ins_s
     print("parks: {} with {} needs, {} others with {} each".format(BIG, in_big, args.other_parks, args.other_needs))
-    print("intake: {:.0f} needs/s through the service ({} submissions, {} threads); p50 {:.1f} ms, p99 {:.1f} ms".format(
-        rate, args.submissions, args.threads, percentile(intake_lat, 50), percentile(intake_lat, 99)))
+    print("intake: {:.0f} needs/s through the service ({} submissions, {} threads); "
+          "p50 {:.1f} ms, p99 {:.1f} ms".format(
+              rate, args.submissions, args.threads, percentile(intake_lat, 50), percentile(intake_lat, 99)))
     print("plain pymongo insert_one of a need-sized document: {:.0f}/s; p50 {:.1f} ms, p99 {:.1f} ms".format(
         plain_rate, percentile(ins_lat, 50), percentile(ins_lat, 99)))
     print("echo wall, first page (head): p50 {:.1f} ms, p99 {:.1f} ms, {:.0f} reads/s".format(

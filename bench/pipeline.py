@@ -28,9 +28,19 @@ from kombu import Connection, Queue
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (MONGO_URI, Watcher, db_request_lines, db_requests, db_scans, delete_vhost,  # noqa: E402
-                          drop_databases, fresh_vhost, percentile)
-from lamplight import demo, parks as park_files  # noqa: E402
+from bench.common import (  # noqa: E402
+    MONGO_URI,
+    Watcher,
+    db_request_lines,
+    db_requests,
+    db_scans,
+    delete_vhost,
+    drop_databases,
+    fresh_vhost,
+    percentile,
+)
+from lamplight import demo  # noqa: E402
+from lamplight import parks as park_files
 from lamplight.devstack import Stack  # noqa: E402
 
 PARK = "bench"
@@ -230,7 +240,8 @@ def main(argv=None):
             if i == args.responders:
                 break
             # on duty around the clock, so every need is offered at once
-            volunteer = dict(volunteer, roster={"shifts": [{"day": d, "start": "00:00", "end": "00:00", "overnight": True}
+            volunteer = dict(volunteer, roster={"shifts": [{"day": d, "start": "00:00", "end": "00:00",
+                                                            "overnight": True}
                                                            for d in DAYS]})
             conn.request("POST", "/api/v1/parks/{}/responders".format(PARK), json.dumps(volunteer),
                          HEADERS)

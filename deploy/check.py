@@ -249,89 +249,121 @@ def policies(name, objects):
         problems.append("{}: {}: {}".format(name, ident(obj), what))
 
     have = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    secrets = {n for k, n in have if k == "Secret"} | set(_operator_secrets(objects)) | set(INSTALLER_SECRETS)
-    config_maps = {n for k, n in have if k == "ConfigMap"}
+    refs = {"Secret": {n for k, n in have if k == "Secret"} | set(_operator_secrets(objects)) | set(INSTALLER_SECRETS),
+            "ConfigMap": {n for k, n in have if k == "ConfigMap"}, "have": have}
     accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
     workloads = [o for o in objects if o["kind"] in WORKLOADS]
     for obj in workloads:
-        pod = _pod_spec(obj)
-        context = pod.get("securityContext", {})
-        account = pod.get("serviceAccountName")
-        if account and account not in accounts:
-            bad(obj, "serviceAccountName {} is not defined".format(account))
-        token = pod.get("automountServiceAccountToken",
-                        (accounts.get(account) or {}).get("automountServiceAccountToken"))
-        if token is not False:
-            bad(obj, "automountServiceAccountToken is not false (pod or service account)")
-        if (pod.get("terminationGracePeriodSeconds") or 30) <= SLOWEST_HANDLER_S:
-            bad(obj, "terminationGracePeriodSeconds must be over {} s (the slowest handler)".format(SLOWEST_HANDLER_S))
-        for container in pod.get("containers", []) + pod.get("initContainers", []):
-            where = "container {}".format(container["name"])
-            sc = container.get("securityContext", {})
-            resources = container.get("resources", {})
-            for part in ("requests", "limits"):
-                for res in ("cpu", "memory"):
-                    if res not in resources.get(part, {}):
-                        bad(obj, "{} has no {} {}".format(where, res, part[:-1] if part == "limits" else "request"))
-            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-                if container in pod.get("containers", []) and probe not in container:
-                    bad(obj, "{} has no {}".format(where, probe))
-            if (container.get("livenessProbe", {}).get("httpGet") or {}).get("path") == "/readyz":
-                bad(obj, "{}: liveness must not depend on RabbitMQ or MongoDB (/readyz)".format(where))
-            if not (sc.get("runAsNonRoot") or context.get("runAsNonRoot")):
-                bad(obj, "{} may run as root (runAsNonRoot)".format(where))
-            if sc.get("readOnlyRootFilesystem") is not True:
-                bad(obj, "{} root filesystem is writable".format(where))
-            if sc.get("allowPrivilegeEscalation") is not False:
-                bad(obj, "{} allows privilege escalation".format(where))
-            if "ALL" not in (sc.get("capabilities") or {}).get("drop", []):
-                bad(obj, "{} keeps its capabilities (drop ALL)".format(where))
-            seccomp = (sc.get("seccompProfile") or context.get("seccompProfile") or {}).get("type")
-            if seccomp != "RuntimeDefault":
-                bad(obj, "{} seccomp profile is not RuntimeDefault".format(where))
-            for source in container.get("envFrom", []):
-                if "configMapRef" in source and source["configMapRef"]["name"] not in config_maps:
-                    bad(obj, "{} envFrom ConfigMap {} is not defined".format(where, source["configMapRef"]["name"]))
-                if "secretRef" in source and source["secretRef"]["name"] not in secrets:
-                    bad(obj, "{} envFrom Secret {} is not defined".format(where, source["secretRef"]["name"]))
-            for env in container.get("env", []):
-                ref = env.get("valueFrom", {})
-                if "secretKeyRef" in ref and ref["secretKeyRef"]["name"] not in secrets:
-                    bad(obj, "{} env {} reads Secret {} which nothing defines or creates".format(
-                        where, env["name"], ref["secretKeyRef"]["name"]))
-                if "configMapKeyRef" in ref and ref["configMapKeyRef"]["name"] not in config_maps:
-                    bad(obj, "{} env {} reads ConfigMap {} which is not defined".format(
-                        where, env["name"], ref["configMapKeyRef"]["name"]))
-        for volume in pod.get("volumes", []):
-            if "configMap" in volume and volume["configMap"]["name"] not in config_maps:
-                bad(obj, "volume {} mounts ConfigMap {} which is not defined".format(
-                    volume["name"], volume["configMap"]["name"]))
-            if "secret" in volume and volume["secret"]["secretName"] not in secrets:
-                bad(obj, "volume {} mounts Secret {} which is not defined".format(
-                    volume["name"], volume["secret"]["secretName"]))
-    targets = {(o["kind"], o["metadata"]["name"]) for o in workloads}
+        _pod_policies(obj, accounts, refs, bad)
     for obj in objects:
-        if obj["kind"] == "HorizontalPodAutoscaler":
-            ref = obj["spec"]["scaleTargetRef"]
-            if (ref["kind"], ref["name"]) not in targets:
-                bad(obj, "scales {}/{} which is not defined".format(ref["kind"], ref["name"]))
-        if obj["kind"] == "ScaledObject":
-            ref = obj["spec"]["scaleTargetRef"]
-            if (ref.get("kind", "Deployment"), ref["name"]) not in targets:
-                bad(obj, "scales {} which is not defined".format(ref["name"]))
-            for trigger in obj["spec"]["triggers"]:
-                auth = (trigger.get("authenticationRef") or {}).get("name")
-                if auth and ("TriggerAuthentication", auth) not in have:
-                    bad(obj, "trigger uses TriggerAuthentication {} which is not defined".format(auth))
-        if obj["kind"] == "TriggerAuthentication":
-            for ref in obj["spec"].get("secretTargetRef", []):
-                if ref["name"] not in secrets:
-                    bad(obj, "reads Secret {} which nothing defines or creates".format(ref["name"]))
-        if obj["kind"] in ("Service", "PodDisruptionBudget"):
-            selector = obj["spec"].get("selector") or {}
-            pods = [_pod_labels(w) for w in workloads] + [labels for _, labels in _operator_pods(objects)]
-            if not any(_matches(selector, labels) for labels in pods):
-                bad(obj, "selects no pod ({})".format(json.dumps(selector, sort_keys=True)))
+        _reference_policies(obj, workloads, objects, refs, bad)
+    problems += _isolation_policies(name, objects, workloads)
+    if name.split("+")[0] == "prod":
+        for obj in objects:
+            if obj["kind"] == "Secret":
+                bad(obj, "a Secret in prod: credentials come from the operators and the installer, never the repo")
+    return problems
+
+
+def _pod_policies(obj, accounts, refs, bad):
+    """A workload's pod: its service account, its shutdown, its containers and its volumes."""
+    pod = _pod_spec(obj)
+    account = pod.get("serviceAccountName")
+    if account and account not in accounts:
+        bad(obj, "serviceAccountName {} is not defined".format(account))
+    token = pod.get("automountServiceAccountToken",
+                    (accounts.get(account) or {}).get("automountServiceAccountToken"))
+    if token is not False:
+        bad(obj, "automountServiceAccountToken is not false (pod or service account)")
+    if (pod.get("terminationGracePeriodSeconds") or 30) <= SLOWEST_HANDLER_S:
+        bad(obj, "terminationGracePeriodSeconds must be over {} s (the slowest handler)".format(SLOWEST_HANDLER_S))
+    for container in pod.get("containers", []) + pod.get("initContainers", []):
+        where = "container {}".format(container["name"])
+        _container_limits(obj, pod, container, where, bad)
+        _container_security(obj, pod.get("securityContext", {}), container, where, bad)
+        _container_refs(obj, container, where, refs, bad)
+    for volume in pod.get("volumes", []):
+        if "configMap" in volume and volume["configMap"]["name"] not in refs["ConfigMap"]:
+            bad(obj, "volume {} mounts ConfigMap {} which is not defined".format(
+                volume["name"], volume["configMap"]["name"]))
+        if "secret" in volume and volume["secret"]["secretName"] not in refs["Secret"]:
+            bad(obj, "volume {} mounts Secret {} which is not defined".format(
+                volume["name"], volume["secret"]["secretName"]))
+
+
+def _container_limits(obj, pod, container, where, bad):
+    resources = container.get("resources", {})
+    for part in ("requests", "limits"):
+        for res in ("cpu", "memory"):
+            if res not in resources.get(part, {}):
+                bad(obj, "{} has no {} {}".format(where, res, part[:-1] if part == "limits" else "request"))
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        if container in pod.get("containers", []) and probe not in container:
+            bad(obj, "{} has no {}".format(where, probe))
+    if (container.get("livenessProbe", {}).get("httpGet") or {}).get("path") == "/readyz":
+        bad(obj, "{}: liveness must not depend on RabbitMQ or MongoDB (/readyz)".format(where))
+
+
+def _container_security(obj, context, container, where, bad):
+    sc = container.get("securityContext", {})
+    if not (sc.get("runAsNonRoot") or context.get("runAsNonRoot")):
+        bad(obj, "{} may run as root (runAsNonRoot)".format(where))
+    if sc.get("readOnlyRootFilesystem") is not True:
+        bad(obj, "{} root filesystem is writable".format(where))
+    if sc.get("allowPrivilegeEscalation") is not False:
+        bad(obj, "{} allows privilege escalation".format(where))
+    if "ALL" not in (sc.get("capabilities") or {}).get("drop", []):
+        bad(obj, "{} keeps its capabilities (drop ALL)".format(where))
+    seccomp = (sc.get("seccompProfile") or context.get("seccompProfile") or {}).get("type")
+    if seccomp != "RuntimeDefault":
+        bad(obj, "{} seccomp profile is not RuntimeDefault".format(where))
+
+
+def _container_refs(obj, container, where, refs, bad):
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source and source["configMapRef"]["name"] not in refs["ConfigMap"]:
+            bad(obj, "{} envFrom ConfigMap {} is not defined".format(where, source["configMapRef"]["name"]))
+        if "secretRef" in source and source["secretRef"]["name"] not in refs["Secret"]:
+            bad(obj, "{} envFrom Secret {} is not defined".format(where, source["secretRef"]["name"]))
+    for env in container.get("env", []):
+        ref = env.get("valueFrom", {})
+        if "secretKeyRef" in ref and ref["secretKeyRef"]["name"] not in refs["Secret"]:
+            bad(obj, "{} env {} reads Secret {} which nothing defines or creates".format(
+                where, env["name"], ref["secretKeyRef"]["name"]))
+        if "configMapKeyRef" in ref and ref["configMapKeyRef"]["name"] not in refs["ConfigMap"]:
+            bad(obj, "{} env {} reads ConfigMap {} which is not defined".format(
+                where, env["name"], ref["configMapKeyRef"]["name"]))
+
+
+def _reference_policies(obj, workloads, objects, refs, bad):
+    """What an autoscaler scales, what a trigger reads, what a Service or a budget selects."""
+    targets = {(o["kind"], o["metadata"]["name"]) for o in workloads}
+    if obj["kind"] == "HorizontalPodAutoscaler":
+        ref = obj["spec"]["scaleTargetRef"]
+        if (ref["kind"], ref["name"]) not in targets:
+            bad(obj, "scales {}/{} which is not defined".format(ref["kind"], ref["name"]))
+    if obj["kind"] == "ScaledObject":
+        ref = obj["spec"]["scaleTargetRef"]
+        if (ref.get("kind", "Deployment"), ref["name"]) not in targets:
+            bad(obj, "scales {} which is not defined".format(ref["name"]))
+        for trigger in obj["spec"]["triggers"]:
+            auth = (trigger.get("authenticationRef") or {}).get("name")
+            if auth and ("TriggerAuthentication", auth) not in refs["have"]:
+                bad(obj, "trigger uses TriggerAuthentication {} which is not defined".format(auth))
+    if obj["kind"] == "TriggerAuthentication":
+        for ref in obj["spec"].get("secretTargetRef", []):
+            if ref["name"] not in refs["Secret"]:
+                bad(obj, "reads Secret {} which nothing defines or creates".format(ref["name"]))
+    if obj["kind"] in ("Service", "PodDisruptionBudget"):
+        selector = obj["spec"].get("selector") or {}
+        pods = [_pod_labels(w) for w in workloads] + [labels for _, labels in _operator_pods(objects)]
+        if not any(_matches(selector, labels) for labels in pods):
+            bad(obj, "selects no pod ({})".format(json.dumps(selector, sort_keys=True)))
+
+
+def _isolation_policies(name, objects, workloads):
+    """A default-deny NetworkPolicy, and every pod under a budget and a policy of its own."""
+    problems = []
     pdbs = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     policies_ = [o for o in objects if o["kind"] == "NetworkPolicy"]
     if not any(p["spec"].get("podSelector") == {} and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
@@ -343,10 +375,6 @@ def policies(name, objects):
             problems.append("{}: {}: no PodDisruptionBudget selects its pods".format(name, who))
         if not any(p["spec"].get("podSelector") and _matches(p["spec"]["podSelector"], labels) for p in policies_):
             problems.append("{}: {}: no NetworkPolicy of its own selects its pods".format(name, who))
-    if name.split("+")[0] == "prod":
-        for obj in objects:
-            if obj["kind"] == "Secret":
-                bad(obj, "a Secret in prod: credentials come from the operators and the installer, never the repo")
     return problems
 
 
@@ -387,7 +415,8 @@ def promtool():
 def exported_metrics():
     """Every sample name the code's prometheus-client metrics expose."""
     sys.path.insert(0, str(ROOT))
-    from prometheus_client import Counter as PCounter, Gauge, Histogram, Summary
+    from prometheus_client import Counter as PCounter
+    from prometheus_client import Gauge, Histogram, Summary
 
     import lamplight.metrics as metrics
 

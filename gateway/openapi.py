@@ -38,7 +38,8 @@ BODIES = {
 }
 # the answer of routes whose result is one of the services' views
 RESULTS = {
-    "get_need": needs.NeedViewSchema, "wall_entry": needs.WallEntrySchema, "get_responder": volunteers.ResponderViewSchema,
+    "get_need": needs.NeedViewSchema, "wall_entry": needs.WallEntrySchema,
+    "get_responder": volunteers.ResponderViewSchema,
     "get_task": volunteers.TaskViewSchema, "member_points": points.AccountViewSchema, "get_park": parks.ParkViewSchema,
 }
 # query parameters: name -> (type, description)
@@ -169,10 +170,12 @@ DOCS_PAGE = """<!doctype html>
 <style>
 body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#222} header{background:#c8102e;color:#fff;padding:12px 20px}
 main{max-width:980px;margin:0 auto;padding:12px 20px} h2{margin:28px 0 6px;font-size:18px;text-transform:capitalize}
-.op{border:1px solid #ddd;border-radius:6px;margin:6px 0;padding:6px 10px} .m{display:inline-block;width:64px;font-weight:700}
+.op{border:1px solid #ddd;border-radius:6px;margin:6px 0;padding:6px 10px}
+.m{display:inline-block;width:64px;font-weight:700}
 .GET{color:#1971c2}.POST{color:#2f9e44}.PUT{color:#f08c00}.DELETE{color:#c92a2a} code{font-size:14px}
 .d{color:#555;font-size:13px} details pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}
-</style></head><body><header><strong>Lamplight API</strong> · <a style="color:#fff" href="/openapi.json">openapi.json</a></header>
+</style></head><body><header><strong>Lamplight API</strong> ·
+<a style="color:#fff" href="/openapi.json">openapi.json</a></header>
 <main id="ops">Loading…</main>
 <script>
 fetch('/openapi.json').then(r => r.json()).then(spec => {

@@ -30,23 +30,21 @@ from decimal import Decimal
 from amqp.exceptions import ConnectionError as AmqpConnectionError
 from bson import ObjectId
 from kombu.exceptions import OperationalError as KombuOperationalError
-from pymongo.errors import ConnectionFailure as MongoConnectionFailure
-
 from limits import parse as parse_limit
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.web.handlers import HttpRequestHandler
 from pymongo import MongoClient
+from pymongo.errors import ConnectionFailure as MongoConnectionFailure
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from gateway import auth, openapi, parks, wall
 from gateway.auth import PEOPLE, Forbidden, Policy, TooManyRequests, Unauthenticated
-from lamplight.errors import load_or_reject
 from lamplight import logs, settings
 from lamplight.envelope import _TRACEPARENT, new_traceparent
-from lamplight.errors import BadInput, Conflict, LamplightError, NotFound, UnscopedQuery
+from lamplight.errors import BadInput, Conflict, LamplightError, NotFound, UnscopedQuery, load_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import SERVER_ERRORS
 from lamplight.observability import Observability
@@ -690,7 +688,8 @@ class Gateway:
                        unread_only=unread, limit=limit)
         return {"notices": notices, "count": len(notices)}
 
-    @route("POST", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices/<string:notice_id>/read", OWN_RESPONDER_INBOX)
+    @route("POST", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices/<string:notice_id>/read",
+           OWN_RESPONDER_INBOX)
     def mark_read(self, request, park, responder_id, notice_id):
         return self.notify.call("mark_read", check_park_id(park), responder_id, notice_id)
 
@@ -698,7 +697,9 @@ class Gateway:
     def recipient_inbox(self, request, park, recipient_id):
         return self.inbox(request, park, recipient_id)
 
-    @route("POST", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices/<string:notice_id>/read", OWN_RECIPIENT)
+    @route("POST",
+           "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices/<string:notice_id>/read",
+           OWN_RECIPIENT)
     def recipient_mark_read(self, request, park, recipient_id, notice_id):
         return self.notify.call("mark_read", check_park_id(park), recipient_id, notice_id)
 

@@ -182,7 +182,8 @@ def _amqp_uri(args):
     return args.amqp_uri or os.environ.get("AMQP_URI") or settings.DEFAULTS["AMQP_URI"]
 
 
-def main(argv=None):
+def _parser():
+    """The command line: a group, then its command."""
     parser = argparse.ArgumentParser(prog="lamplight", description=__doc__.split("\n\n")[0])
     parser.add_argument("--amqp-uri", help="broker (default: $AMQP_URI or the local stack)")
     sub = parser.add_subparsers(dest="group", required=True)
@@ -252,33 +253,40 @@ def main(argv=None):
     serve.add_argument("service", choices=sorted(SERVICES))
     serve.add_argument("--config", default=os.environ.get("LAMPLIGHT_CONFIG", "config.yaml"))
 
-    args = parser.parse_args(argv)
-    if args.group == "serve":
-        # exec, not a child: the container's PID 1 is nameko, which drains in-flight workers on SIGTERM
-        os.execvp(sys.executable, [sys.executable, "-m", "nameko", "run", "--config", args.config,
-                                   SERVICES[args.service][0]])
-    if args.group == "parks":
-        from lamplight import parksctl
+    return parser
 
-        return parksctl.main(args)
-    if args.group == "keys":
-        return keys_command(args)
+
+def _serve(args):
+    # exec, not a child: the container's PID 1 is nameko, which drains in-flight workers on SIGTERM
+    os.execvp(sys.executable, [sys.executable, "-m", "nameko", "run", "--config", args.config,
+                               SERVICES[args.service][0]])
+
+
+def _parks(args):
+    from lamplight import parksctl
+
+    return parksctl.main(args)
+
+
+def _events(args):
+    from lamplight import eventsctl
+
+    if args.command == "catalog":
+        return eventsctl.catalog(check=args.check)
+    if args.command == "compat":
+        return eventsctl.compat()
+    if args.command == "release":
+        return eventsctl.release()
+    try:
+        eventsctl.tail(_amqp_uri(args), park=args.park, type_glob=args.type_glob, count=args.count)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _dlq(args):
     uri = _amqp_uri(args)
-    if args.group == "events":
-        from lamplight import eventsctl
-
-        if args.command == "catalog":
-            return eventsctl.catalog(check=args.check)
-        if args.command == "compat":
-            return eventsctl.compat()
-        if args.command == "release":
-            return eventsctl.release()
-        try:
-            eventsctl.tail(uri, park=args.park, type_glob=args.type_glob, count=args.count)
-        except KeyboardInterrupt:
-            pass
-        return 0
-    if args.group == "dlq" and args.command == "list":
+    if args.command == "list":
         rows = dlq_list(uri, args.queue, args.limit)
         if args.json:
             print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -286,22 +294,36 @@ def main(argv=None):
             for r in rows:
                 print("{queue}\t{message_id}\t{type}\t{park}\tattempts={attempts}\t{error}".format(**r))
             print("{} parked message(s)".format(len(rows)), file=sys.stderr)
-    elif args.group == "dlq" and args.command == "replay":
+    else:
         ids = dlq_replay(uri, args.queue, args.ids, args.limit)
         print("replayed {} message(s) from {}".format(len(ids), args.queue))
-    elif args.group == "points":
-        problems, accounts, entries = points_verify(args.mongo_uri, args.database, args.park)
-        for where, problem in problems:
-            print("{}\t{}".format(where, problem))
-        print("{} accounts, {} entries checked: {}".format(
-            accounts, entries, "{} problem(s)".format(len(problems)) if problems else "chains intact"))
-        return 1 if problems else 0
-    elif args.group == "topology":
-        with Connection(uri, connect_timeout=5) as conn:
-            topology.declare(conn, settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"), settings.get("QUEUE_TYPE"))
-        print("declared {} entities".format(len(topology.all_entities(
-            settings.get_list_of_int("EVENT_RETRY_DELAYS_MS")))))
     return 0
+
+
+def _points(args):
+    problems, accounts, entries = points_verify(args.mongo_uri, args.database, args.park)
+    for where, problem in problems:
+        print("{}\t{}".format(where, problem))
+    print("{} accounts, {} entries checked: {}".format(
+        accounts, entries, "{} problem(s)".format(len(problems)) if problems else "chains intact"))
+    return 1 if problems else 0
+
+
+def _topology(args):
+    with Connection(_amqp_uri(args), connect_timeout=5) as conn:
+        topology.declare(conn, settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"), settings.get("QUEUE_TYPE"))
+    print("declared {} entities".format(len(topology.all_entities(
+        settings.get_list_of_int("EVENT_RETRY_DELAYS_MS")))))
+    return 0
+
+
+GROUPS = {"serve": _serve, "parks": _parks, "keys": keys_command, "events": _events,
+          "dlq": _dlq, "points": _points, "topology": _topology}
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    return GROUPS[args.group](args)
 
 
 if __name__ == "__main__":

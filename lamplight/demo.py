@@ -35,7 +35,8 @@ TEAMS = {
     "orange": (11, "暖心橙", ["daily_life", "care"]),
 }
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐"
-GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英", "华", "红"]
+GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英",
+         "华", "红"]
 
 NEEDS = [
     ("qln-2026-001", {"kind": "enterprise_request", "category": "public_services", "item": "health_certificates",
@@ -46,7 +47,8 @@ NEEDS = [
                       "channel": "liaison_meeting", "title": "急需招聘60名一线操作工",
                       "details": {"headcount": 60, "positions": "一线操作工"},
                       "requester": {"kind": "enterprise", "name": "人事经理", "enterprise": "某汽车零部件公司"}}),
-    ("qln-2026-003", {"kind": "micro_wish", "category": "daily_life", "item": "facilities_repair", "channel": "wish_wall",
+    ("qln-2026-003", {"kind": "micro_wish", "category": "daily_life", "item": "facilities_repair",
+                      "channel": "wish_wall",
                       "title": "宿舍区篮球场的灯坏了，夜班下班后想打球", "details": {"location": "宿舍区篮球场"},
                       "requester": {"kind": "worker", "name": "李师傅", "phone": "13900001111"}}),
     ("qln-2026-004", {"kind": "urgent_matter", "category": "daily_life", "item": "wage_arrears", "channel": "hotline",
@@ -56,7 +58,8 @@ NEEDS = [
     ("qln-2026-005", {"kind": "micro_wish", "category": "party_services", "item": "party_transfer",
                       "channel": "official_account", "title": "流动党员组织关系转接咨询",
                       "requester": {"kind": "member", "name": "赵同志", "member_id": "QLN-M101"}}),
-    ("qln-2026-006", {"kind": "micro_wish", "category": "culture_sports", "item": "sports_events", "channel": "qq_group",
+    ("qln-2026-006", {"kind": "micro_wish", "category": "culture_sports", "item": "sports_events",
+                      "channel": "qq_group",
                       "title": "周末组织青年职工篮球联谊赛",
                       "requester": {"kind": "talent", "name": "刘工程师"}}),
 ]
@@ -140,7 +143,8 @@ def notices(http, base):
     """The worker's inbox, and a red broadcast to the whole park; what the
     delivery log says of each."""
     worker_id, _ = WORKER
-    body = {"title": "红色广播", "body": "园区职工子女秋季入学登记本周五截止，请到党群服务中心办理。", "actor": "desk-01"}
+    body = {"title": "红色广播", "body": "园区职工子女秋季入学登记本周五截止，请到党群服务中心办理。",
+            "actor": "desk-01"}
     answer = http.post(base + "/notify/broadcasts", json=body, headers={"Idempotency-Key": "qln-red-001"}, timeout=30)
     answer.raise_for_status()
     report = answer.json()
@@ -222,7 +226,8 @@ def main(argv=None):
                         help="a platform admin's key (default $LAMPLIGHT_API_KEY)")
     args = parser.parse_args(argv)
     if not args.api_key:
-        raise SystemExit("no API key: pass --api-key or set LAMPLIGHT_API_KEY (./dev up keeps one in .stack/run/admin.key)")
+        raise SystemExit("no API key: pass --api-key or set LAMPLIGHT_API_KEY "
+                         "(./dev up keeps one in .stack/run/admin.key)")
     base = "{}/api/v1/parks/{}".format(args.gateway, PARK)
     http = requests.Session()
     http.headers["Authorization"] = "Bearer " + args.api_key

@@ -22,10 +22,10 @@ message's confirm in turn).
 """
 import json
 import os
-from contextlib import contextmanager
 import socket
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import eventlet
@@ -38,11 +38,16 @@ from pymongo import ASCENDING, IndexModel
 
 from lamplight import failpoints, logs, registry, settings, topology
 from lamplight.envelope import new_event
-from lamplight.registry import UnregisteredEvent
 from lamplight.metrics import (
-    EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, EVENTS_RELAYED, EVENTS_UNROUTED,
-    OUTBOX_BACKLOG, OUTBOX_OLDEST_UNCONFIRMED, OUTBOX_RELAY_FOUND,
+    EVENTS_PUBLISH_FAILED,
+    EVENTS_PUBLISHED,
+    EVENTS_RELAYED,
+    EVENTS_UNROUTED,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_UNCONFIRMED,
+    OUTBOX_RELAY_FOUND,
 )
+from lamplight.registry import UnregisteredEvent
 from lamplight.storage import Mongo
 
 CONFIRM_TIMEOUT_S = 10.0

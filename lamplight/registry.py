@@ -245,7 +245,8 @@ ENVELOPE_SCHEMA = {
         "source": {"type": "string", "pattern": "^lamplight/[a-z]+$"}, "type": {"type": "string"},
         "subject": {"type": ["string", "null"]}, "time": {"type": "string", "format": "date-time"},
         "datacontenttype": {"const": "application/json"}, "dataschema": {"type": "string"},
-        "parkid": {"type": "string"}, "traceparent": {"type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"},
+        "parkid": {"type": "string"}, "traceparent": {"type": "string",
+                                                      "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"},
         "requestid": {"type": "string", "maxLength": 128,
                       "description": "the X-Request-Id of the HTTP request that caused the event, if one did"},
         "data": {"type": "object"},
@@ -273,7 +274,8 @@ def asyncapi(cat):
             }
             if v["version"] == item["versions"][0]["version"]:
                 message["examples"] = [{"name": "example", "payload": {
-                    "specversion": "1.0", "id": "evt_01jcx8r8v0x2z4b6d8f0h2k4m6", "source": "lamplight/" + item["source"],
+                    "specversion": "1.0", "id": "evt_01jcx8r8v0x2z4b6d8f0h2k4m6",
+                    "source": "lamplight/" + item["source"],
                     "type": event_type, "subject": item["example"].get("need_id") or "subject-id",
                     "time": "2026-11-21T08:30:00.000Z", "datacontenttype": "application/json",
                     "dataschema": v["dataschema"], "parkid": "quanlinan",

@@ -29,7 +29,8 @@ from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY, NON_P
 from nameko.containers import ContainerBeingKilled
 from nameko.exceptions import IncorrectSignature, MalformedRequest, UnknownService
 from nameko.messaging import decode_from_headers
-from nameko.rpc import ReplyListener, Responder, Rpc as NamekoRpc, RpcConsumer, ServiceRpc, get_rpc_exchange
+from nameko.rpc import ReplyListener, Responder, RpcConsumer, ServiceRpc, get_rpc_exchange
+from nameko.rpc import Rpc as NamekoRpc
 
 from lamplight import logs, settings
 from lamplight.metrics import RPC_EXPIRED, RPC_REPLIES_LOST

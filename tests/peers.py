@@ -15,14 +15,14 @@ receives. Every request is recorded with its verdict:
 """
 import argparse
 import base64
-import socket
-import subprocess
-import sys
 import hashlib
 import hmac
 import json
 import logging
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -192,6 +192,9 @@ class Peer:
             return "PhoneNumberSet holds a number not in E.164 (+86...)"
         if not all(isinstance(p, str) for p in payload.get("TemplateParamSet", [])):
             return "TemplateParamSet must hold strings"
+        return self._tencent_signature_problem(headers, body, stamp)
+
+    def _tencent_signature_problem(self, headers, body, stamp):
         match = re.match(r"^TC3-HMAC-SHA256 Credential=([^/]+)/(\d{4}-\d{2}-\d{2})/sms/tc3_request, "
                          r"SignedHeaders=([a-z;-]+), Signature=([0-9a-f]{64})$", headers.get("Authorization", ""))
         if not match:

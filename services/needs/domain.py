@@ -140,76 +140,91 @@ def apply(state, action, args, at, submitted_at):
     if args.get("public_note"):
         changes["public_notes"] = state["public_notes"] + [
             {"at": at, "status": status, "note": args["public_note"]}]
-
-    if action == "triage":
-        regraded = args["grade"] != state["grade"]
-        changes.update(status=TRIAGED, category=args["category"], item=args.get("item"), grade=args["grade"],
-                       team=args.get("team"), unit=args.get("unit"), responder_id=None, member_id=None,
-                       task_id=None, routing=state["routing"] + 1)
-        if regraded:  # a new grade's limit counts from submission, minus the time paused
-            changes["due_at"] = submitted_at + timedelta(minutes=args["due_minutes"],
-                                                         seconds=state["paused_seconds"])
-        if "public" in args:
-            changes["public"] = args["public"]
-        if args.get("public_title"):
-            changes["public_title"] = args["public_title"]
-    elif action == "assign":
-        changes.update(status=ASSIGNED, responder_id=args.get("responder_id"), member_id=args.get("member_id"),
-                       task_id=args.get("task_id"), unit=args.get("unit") or state["unit"])
-    elif action == "start":
-        changes.update(status=IN_PROGRESS)
-    elif action == "wait":
-        changes.update(status=WAITING, paused_at=at, paused_from=status)
-    elif action == "resume":
-        paused = (at - state["paused_at"]).total_seconds()
-        changes.update(status=state["paused_from"], paused_at=None, paused_from=None,
-                       paused_seconds=state["paused_seconds"] + paused,
-                       due_at=state["due_at"] + timedelta(seconds=paused))
-    elif action == "escalate":
-        changes.update(status=ESCALATED, escalated_to=args["to"])
-    elif action == "release":
-        changes.update(status=TRIAGED, responder_id=None, member_id=None, task_id=None,
-                       routing=state["routing"] + 1)
-    elif action == "resolve":
-        changes.update(status=RESOLVED, resolved_at=at,
-                       evaluation_due=at + timedelta(days=args["evaluation_days"]))
-        for key in ("responder_id", "member_id", "task_id"):
-            if args.get(key):
-                changes[key] = args[key]
-    elif action == "evaluate":
-        evaluation = {"rating": args["rating"], "outcome": args["outcome"], "at": at}
-        changes["evaluation"] = evaluation
-        if args["outcome"] == "not_fixed":  # back to the same team, with a fresh time limit
-            changes.update(_reopen(state, args, at))
-        else:
-            changes.update(status=CLOSED, closed_at=at, evaluation_due=None)
-    elif action == "close_unevaluated":
-        changes.update(status=CLOSED, closed_at=at, evaluation_due=None,
-                       evaluation={"rating": None, "outcome": "no_answer", "at": at})
-    elif action == "reopen":
-        changes.update(_reopen(state, args, at))
-    elif action == "reject":
-        changes.update(status=REJECTED, closed_at=at,
-                       rejection={"reason": args["reason"], "redirect_to": args.get("redirect_to")})
-    elif action == "cancel":
-        changes.update(status=CANCELLED, closed_at=at, cancel_reason=args["reason"], paused_at=None,
-                       paused_from=None)
-    elif action == "link_duplicate":
-        changes.update(status=CANCELLED, closed_at=at, cancel_reason="duplicate", duplicate_of=args["of"])
-    elif action == "overdue":
-        if state["due_at"] > at:
-            raise ValueError("not overdue before {}".format(_iso(state["due_at"])))
-        if state["overdue_for"] == state["due_at"]:
-            raise ValueError("this crossing was already marked")
-        changes.update(overdue_for=state["due_at"], overdue_count=state["overdue_count"] + 1,
-                       ladder_level=args["level"])
-    elif action == "supervise":
-        changes.update(ladder_level=args["level"])
-    elif action == "review":
-        reviews = dict(state["reviews"])
-        reviews[args["by"]] = {"score": args["score"], "note": args.get("note", ""), "at": at}
-        changes["reviews"] = reviews
+    changes.update(_CHANGES[action](state, args, at, submitted_at))
     return changes
+
+
+# what each action changes: (state, args, at, submitted_at) -> changed fields --------------
+def _triage(state, args, at, submitted_at):
+    changes = dict(status=TRIAGED, category=args["category"], item=args.get("item"), grade=args["grade"],
+                   team=args.get("team"), unit=args.get("unit"), responder_id=None, member_id=None,
+                   task_id=None, routing=state["routing"] + 1)
+    if args["grade"] != state["grade"]:  # a new grade's limit counts from submission, minus the time paused
+        changes["due_at"] = submitted_at + timedelta(minutes=args["due_minutes"], seconds=state["paused_seconds"])
+    if "public" in args:
+        changes["public"] = args["public"]
+    if args.get("public_title"):
+        changes["public_title"] = args["public_title"]
+    return changes
+
+
+def _assign(state, args, at, submitted_at):
+    return dict(status=ASSIGNED, responder_id=args.get("responder_id"), member_id=args.get("member_id"),
+                task_id=args.get("task_id"), unit=args.get("unit") or state["unit"])
+
+
+def _resume(state, args, at, submitted_at):
+    paused = (at - state["paused_at"]).total_seconds()
+    return dict(status=state["paused_from"], paused_at=None, paused_from=None,
+                paused_seconds=state["paused_seconds"] + paused, due_at=state["due_at"] + timedelta(seconds=paused))
+
+
+def _resolve(state, args, at, submitted_at):
+    changes = dict(status=RESOLVED, resolved_at=at, evaluation_due=at + timedelta(days=args["evaluation_days"]))
+    for key in ("responder_id", "member_id", "task_id"):
+        if args.get(key):
+            changes[key] = args[key]
+    return changes
+
+
+def _evaluate(state, args, at, submitted_at):
+    changes = {"evaluation": {"rating": args["rating"], "outcome": args["outcome"], "at": at}}
+    if args["outcome"] == "not_fixed":  # back to the same team, with a fresh time limit
+        changes.update(_reopen(state, args, at))
+    else:
+        changes.update(status=CLOSED, closed_at=at, evaluation_due=None)
+    return changes
+
+
+def _overdue(state, args, at, submitted_at):
+    if state["due_at"] > at:
+        raise ValueError("not overdue before {}".format(_iso(state["due_at"])))
+    if state["overdue_for"] == state["due_at"]:
+        raise ValueError("this crossing was already marked")
+    return dict(overdue_for=state["due_at"], overdue_count=state["overdue_count"] + 1, ladder_level=args["level"])
+
+
+def _review(state, args, at, submitted_at):
+    reviews = dict(state["reviews"])
+    reviews[args["by"]] = {"score": args["score"], "note": args.get("note", ""), "at": at}
+    return {"reviews": reviews}
+
+
+_CHANGES = {
+    "triage": _triage,
+    "assign": _assign,
+    "start": lambda state, args, at, submitted_at: dict(status=IN_PROGRESS),
+    "wait": lambda state, args, at, submitted_at: dict(status=WAITING, paused_at=at, paused_from=state["status"]),
+    "resume": _resume,
+    "escalate": lambda state, args, at, submitted_at: dict(status=ESCALATED, escalated_to=args["to"]),
+    "release": lambda state, args, at, submitted_at: dict(status=TRIAGED, responder_id=None, member_id=None,
+                                                          task_id=None, routing=state["routing"] + 1),
+    "resolve": _resolve,
+    "evaluate": _evaluate,
+    "close_unevaluated": lambda state, args, at, submitted_at: dict(
+        status=CLOSED, closed_at=at, evaluation_due=None,
+        evaluation={"rating": None, "outcome": "no_answer", "at": at}),
+    "reopen": lambda state, args, at, submitted_at: _reopen(state, args, at),
+    "reject": lambda state, args, at, submitted_at: dict(
+        status=REJECTED, closed_at=at, rejection={"reason": args["reason"], "redirect_to": args.get("redirect_to")}),
+    "cancel": lambda state, args, at, submitted_at: dict(status=CANCELLED, closed_at=at, cancel_reason=args["reason"],
+                                                         paused_at=None, paused_from=None),
+    "link_duplicate": lambda state, args, at, submitted_at: dict(status=CANCELLED, closed_at=at,
+                                                                 cancel_reason="duplicate", duplicate_of=args["of"]),
+    "overdue": _overdue,
+    "supervise": lambda state, args, at, submitted_at: dict(ladder_level=args["level"]),
+    "review": _review,
+}
 
 
 def _reopen(state, args, at):
@@ -271,7 +286,8 @@ class Taxonomy:
         return self.grades[code]
 
     def default_grade(self, kind, item):
-        code = (item or {}).get("default_grade") or self.config["kind_grades"].get(kind) or self.config["grades"][-1]["code"]
+        code = ((item or {}).get("default_grade") or self.config["kind_grades"].get(kind)
+                or self.config["grades"][-1]["code"])
         return self.grade(code)
 
     def routing(self, category_code, item):
@@ -280,7 +296,8 @@ class Taxonomy:
         return ((item or {}).get("default_team") or category.get("default_team"), (item or {}).get("default_unit"))
 
     def due_minutes(self, grade_code):
-        return self.grades[grade_code]["due_minutes"] if grade_code in self.grades else self.config["grades"][-1]["due_minutes"]
+        grade = self.grades.get(grade_code) or self.config["grades"][-1]
+        return grade["due_minutes"]
 
 
 class UnknownCode(ValueError):

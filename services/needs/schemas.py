@@ -4,9 +4,9 @@ from functools import lru_cache
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from services.needs import domain
 from lamplight import fields as strict
 from lamplight.registry import Published
+from services.needs import domain
 
 CODE = validate.Regexp(r"^[a-z0-9_-]{1,64}$", error="lower-case letters, digits, _ and - (1-64)")
 ACTOR = validate.Length(min=1, max=64)
@@ -483,7 +483,8 @@ class TaskEventSchema(Schema):
 
 # what this service publishes (lamplight.registry; the catalogue is generated from it)
 PUBLISHED = (
-    Published("need.submitted", NeedSubmittedSchema, "A need was accepted (no personal data: the requester by kind only)."),
+    Published("need.submitted", NeedSubmittedSchema,
+              "A need was accepted (no personal data: the requester by kind only)."),
     Published("need.triaged", NeedChangedSchema, "A need was classified, graded and routed to a team or unit."),
     Published("need.assigned", NeedChangedSchema, "A need was given to a handler (a volunteer's claim or the desk)."),
     Published("need.started", NeedChangedSchema, "The handler started work on a need."),
@@ -498,7 +499,8 @@ PUBLISHED = (
     Published("need.rejected", NeedChangedSchema, "A need was not taken, with where to go instead."),
     Published("need.cancelled", NeedChangedSchema, "A need was cancelled or linked as a duplicate."),
     Published("need.overdue", NeedChangedSchema, "A need passed its due time (once per due time)."),
-    Published("need.supervision_raised", NeedChangedSchema, "An overdue need climbed a rung of the supervision ladder."),
+    Published("need.supervision_raised", NeedChangedSchema,
+              "An overdue need climbed a rung of the supervision ladder."),
     Published("need.reviewed", NeedChangedSchema, "A closed need was reviewed (organisation, committee, park audit)."),
     Published("need.followed", NeedFollowedSchema, "Someone started or stopped following a need on the echo wall."),
     Published("wall.entry_changed", WallEntryChangedSchema, "A need's public line on the echo wall, as it now reads."),

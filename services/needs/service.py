@@ -26,9 +26,20 @@ from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
 from services.needs import domain
 from services.needs.schemas import (
-    COMMAND_SCHEMAS, BatchSchema, FollowSchema, NeedChangedSchema, NeedFollowedSchema, NeedsConfigSchema,
-    NeedSubmissionSchema, NeedSubmittedSchema, NeedViewSchema, ProjectSchema, ResourceSchema,
-    TaskEventSchema, WallEntryChangedSchema, details_schema,
+    COMMAND_SCHEMAS,
+    BatchSchema,
+    FollowSchema,
+    NeedChangedSchema,
+    NeedFollowedSchema,
+    NeedsConfigSchema,
+    NeedSubmissionSchema,
+    NeedSubmittedSchema,
+    NeedViewSchema,
+    ProjectSchema,
+    ResourceSchema,
+    TaskEventSchema,
+    WallEntryChangedSchema,
+    details_schema,
 )
 from services.needs.store import INDEXES, NeedsStore, parks_with_config, utcnow
 
@@ -250,7 +261,8 @@ class NeedsService:
             except domain.IllegalTransition as exc:
                 raise Conflict(str(exc), {"status": [need["status"]], "allowed_actions": exc.allowed},
                                code="illegal_transition")
-            entries = [domain.timeline_entry(at, action, args, need["status"], changes.get("status", need["status"]), actor, note)]
+            entries = [domain.timeline_entry(at, action, args, need["status"], changes.get("status", need["status"]),
+                                             actor, note)]
             after = dict(need, **changes, version=need["version"] + 1, updated_at=at)
             after["timeline"] = need["timeline"] + entries
             envelopes = [self._changed_event(after, action, need["status"], at, args, event_type=t)

@@ -80,7 +80,8 @@ TEMPLATE_KEYS = tuple(RULES) + (BROADCAST, DIGEST)
 
 _WHEN = "{{ due_at | when }}"
 DEFAULT_TEMPLATES = {
-    ("task.offered", "zh-CN"): ("新的服务任务", "有一项需求等您认领：{{ summary }}（类别：{{ category }}，办理时限：" + _WHEN + "）。"),
+    ("task.offered", "zh-CN"): ("新的服务任务",
+                                "有一项需求等您认领：{{ summary }}（类别：{{ category }}，办理时限：" + _WHEN + "）。"),
     ("task.offered", "en"): ("New task offered", "A need is waiting for you: {{ summary }} (category {{ category }}, "
                              "due " + _WHEN + ")."),
     ("emergency.called_out", "zh-CN"): ("紧急召集", "{{ message }} 请尽快回复能否到场。"),
@@ -101,19 +102,23 @@ DEFAULT_TEMPLATES = {
     ("need.triaged", "en"): ("Your need is accepted", "「{{ summary }}」 is accepted and due " + _WHEN + "."),
     ("need.assigned", "zh-CN"): ("诉求已分派", "「{{ summary }}」已交由{{ unit or team or '承办人' }}办理。"),
     ("need.assigned", "en"): ("Your need is assigned", "「{{ summary }}」 is with {{ unit or team or 'a handler' }}."),
-    ("need.resolved", "zh-CN"): ("诉求已办结", "「{{ summary }}」已办结{% if public_note %}：{{ public_note }}{% endif %}。"
+    ("need.resolved", "zh-CN"): ("诉求已办结",
+                                 "「{{ summary }}」已办结{% if public_note %}：{{ public_note }}{% endif %}。"
                                  "请对办理结果进行评价。"),
     ("need.resolved", "en"): ("Your need is resolved", "「{{ summary }}」 is resolved{% if public_note %}: "
                               "{{ public_note }}{% endif %}. Please rate the result."),
-    ("need.rejected", "zh-CN"): ("诉求未予受理", "「{{ summary }}」未予受理{% if redirect_to %}，请联系{{ redirect_to }}"
+    ("need.rejected", "zh-CN"): ("诉求未予受理",
+                                 "「{{ summary }}」未予受理{% if redirect_to %}，请联系{{ redirect_to }}"
                                  "{% endif %}。"),
     ("need.rejected", "en"): ("Your need was not taken", "「{{ summary }}」 was not taken{% if redirect_to %}; "
                               "please contact {{ redirect_to }}{% endif %}."),
     ("need.closed", "zh-CN"): ("诉求已关闭", "「{{ summary }}」已关闭，感谢您的反馈。"),
     ("need.closed", "en"): ("Your need is closed", "「{{ summary }}」 is closed. Thank you."),
     ("need.supervision_raised", "zh-CN"): ("督办提醒", "「{{ summary }}」已超过办理时限，升级至{{ level }}督办。"),
-    ("need.supervision_raised", "en"): ("Supervision raised", "「{{ summary }}」 is past due and raised to {{ level }}."),
-    ("points.threshold_crossed", "zh-CN"): ("积分预警", "您本年度积分余额为 {{ balance }} 分（{{ level }}），请及时关注。"),
+    ("need.supervision_raised", "en"): ("Supervision raised",
+                                        "「{{ summary }}」 is past due and raised to {{ level }}."),
+    ("points.threshold_crossed", "zh-CN"): ("积分预警",
+                                            "您本年度积分余额为 {{ balance }} 分（{{ level }}），请及时关注。"),
     ("points.threshold_crossed", "en"): ("Points warning", "Your points balance this year is {{ balance }} "
                                          "({{ level }})."),
     ("points.credited", "zh-CN"): ("积分到账", "获得 {{ amount }} 分，当前余额 {{ balance_after }} 分。"),

@@ -3,10 +3,10 @@ import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from services.notify import domain
 from lamplight import fields as strict
 from lamplight.parkconfig import time_zone
 from lamplight.registry import Published
+from services.notify import domain
 
 CLOCK = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$", error="not a time of day HH:MM[:SS]")
 RECIPIENT_ID = validate.Regexp(r"^[A-Za-z0-9_.:@-]{1,100}$", error="letters, digits and _.:@- only, at most 100")
@@ -326,5 +326,6 @@ PUBLISHED = (
                                                "(not published for each in-app notice of a broadcast)."),
     Published("notice.failed", NoticeSentSchema, "A notice failed on every channel the recipient has (reason)."),
     Published("broadcast.requested", BroadcastEventSchema, "A broadcast was accepted; its fan-out follows."),
-    Published("broadcast.completed", BroadcastEventSchema, "A broadcast reached everyone in its audience (recipients)."),
+    Published("broadcast.completed", BroadcastEventSchema,
+              "A broadcast reached everyone in its audience (recipients)."),
 )

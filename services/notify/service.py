@@ -31,9 +31,20 @@ from lamplight.storage import Mongo, check_park_id, utcnow
 from services.notify import domain
 from services.notify.channels import SendFailed, adapter_for, adapters
 from services.notify.schemas import (
-    SECRET_KEYS, BroadcastEventSchema, BroadcastSchema, DeliveryViewSchema, NeedFollowedSchema, NoticeSentSchema,
-    NoticeViewSchema, NotifyConfigSchema, PreviewSchema, RecipientBatchSchema, RecipientImportSchema,
-    SourceEventSchema, TemplateSchema, VolunteerEventSchema,
+    SECRET_KEYS,
+    BroadcastEventSchema,
+    BroadcastSchema,
+    DeliveryViewSchema,
+    NeedFollowedSchema,
+    NoticeSentSchema,
+    NoticeViewSchema,
+    NotifyConfigSchema,
+    PreviewSchema,
+    RecipientBatchSchema,
+    RecipientImportSchema,
+    SourceEventSchema,
+    TemplateSchema,
+    VolunteerEventSchema,
 )
 from services.notify.store import INDEXES, PARTITIONED, PROFILE_FIELDS, NotifyStore, chunks
 
@@ -396,7 +407,8 @@ class NotifyService:
         broadcast_id = domain.broadcast_id(store.park_id, envelope["id"])
         doc, _ = store.add_broadcast({
             "_id": broadcast_id, "broadcast_id": broadcast_id, "type": envelope["type"], "data": envelope["data"],
-            "title": "emergency", "body": envelope["data"].get("reason", ""), "audience": {"kind": "park", "value": None},
+            "title": "emergency", "body": envelope["data"].get("reason", ""), "audience": {"kind": "park",
+                                                                                           "value": None},
             "critical": True, "channels": None, "actor": envelope["data"].get("actor", "volunteers"),
             "requested_at": utcnow(), "status": "fanning_out"})
         return self._fan_out(store, doc)

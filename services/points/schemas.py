@@ -1,9 +1,9 @@
 """Marshmallow schemas of the points service: commands, views, event payloads."""
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from services.points import domain
 from lamplight import fields as strict
 from lamplight.registry import Published
+from services.points import domain
 
 CODE = validate.Regexp(r"^[a-z0-9_.-]{1,64}$")
 MEMBER = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -11,15 +11,27 @@ from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import POINTS_ENTRIES, POINTS_SKIPPED
-from lamplight.parkconfig import editable
 from lamplight.observability import Observability
+from lamplight.parkconfig import editable
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
 from services.points import domain
 from services.points.schemas import (
-    AccountViewSchema, ApprovalViewSchema, CatalogueSchema, DecisionSchema, EntryViewSchema, MoveSchema, PointsEntrySchema, PostingSchema,
-    RedeemSchema, RedemptionViewSchema, ReversalSchema, RewardSchema, SourceEventSchema, ThresholdCrossedSchema,
+    AccountViewSchema,
+    ApprovalViewSchema,
+    CatalogueSchema,
+    DecisionSchema,
+    EntryViewSchema,
+    MoveSchema,
+    PointsEntrySchema,
+    PostingSchema,
+    RedeemSchema,
+    RedemptionViewSchema,
+    ReversalSchema,
+    RewardSchema,
+    SourceEventSchema,
+    ThresholdCrossedSchema,
 )
 from services.points.store import INDEXES, PointsStore, parks_with_expired_redemptions, utcnow
 
@@ -162,7 +174,8 @@ class PointsService:
         rules = {r["code"]: r for r in store.catalogue()["rules"]}
         if code not in rules:
             raise BadInput("unknown rule {}".format(code),
-                           {"rule_code": ["unknown; this park's rules are: {}".format(", ".join(sorted(rules)) or "none")]})
+                           {"rule_code": ["unknown; this park's rules are: {}".format(
+                               ", ".join(sorted(rules)) or "none")]})
         return rules[code]
 
     # manual postings and reversals -------------------------------------------------------
@@ -353,7 +366,8 @@ class PointsService:
 
     @rpc(expected_exceptions=EXPECTED)
     def rewards(self, park_id):
-        return [{k: r.get(k) for k in ("code", "name", "cost", "stock")} for r in PointsStore(self.db, park_id).list_rewards()]
+        return [{k: r.get(k) for k in ("code", "name", "cost", "stock")} for r in PointsStore(self.db,
+                                                                                              park_id).list_rewards()]
 
     @rpc(expected_exceptions=EXPECTED)
     def redeem(self, park_id, payload, idempotency_key=None):
@@ -364,7 +378,8 @@ class PointsService:
         reward = store.reward(data["reward_code"])
         now = utcnow()
         domain.check_reward_open(reward, now)
-        rid = "rdm_" + hashlib.sha256("{}:{}".format(park_id, idempotency_key or new_id("rdm")).encode()).hexdigest()[:24]
+        rid = "rdm_" + hashlib.sha256("{}:{}".format(park_id,
+                                                     idempotency_key or new_id("rdm")).encode()).hexdigest()[:24]
         redemption, created = store.open_redemption({
             "_id": rid, "park_id": park_id, "member_id": data["member_id"], "reward_code": reward["code"],
             "cost": reward["cost"], "status": "pending", "created_at": now,

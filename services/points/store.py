@@ -33,10 +33,12 @@ INDEXES = {
         IndexModel([("park_id", ASCENDING), ("metadata.need_id", ASCENDING)], name="park_need"),
     ],
     "approvals": [
-        IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("requested_at", ASCENDING)], name="park_status_time"),
+        IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("requested_at", ASCENDING)],
+                   name="park_status_time"),
     ],
     "redemptions": [
-        IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)], name="park_status_expiry"),
+        IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)],
+                   name="park_status_expiry"),
     ],
 }
 MAX_ATTEMPTS = 200

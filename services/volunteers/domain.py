@@ -322,59 +322,76 @@ def transition(task, action, args, at, config):
                          "already_taken" if action == "claim" else "illegal_transition", {"status": [task["status"]]})
     who = args["responder_id"]
     task = copy_task(task)
-    events = []
-    if action == "claim":
-        offer = task["offers"].get(who)
-        if task["mode"] != MODE_WISH and (offer is None or offer["status"] != OFFER_LIVE):
-            raise RuleBroken("task {} is not offered to {}".format(task["task_id"], who), "not_offered",
-                             {"responder_id": ["no live offer"]})
-        for rid, o in task["offers"].items():
-            if rid != who and o["status"] == OFFER_LIVE:
-                o.update(status=OFFER_WITHDRAWN, closed_at=at)
-        if offer is not None:
-            offer.update(status=OFFER_WON, closed_at=at)
-        task.update(status=CLAIMED, holder={"responder_id": who, "member_id": args.get("member_id")},
-                    claimed_at=at, takeover=None)
-        events += ["task.claimed"]
-    elif action == "decline":
-        offer = task["offers"].get(who)
-        if offer is None or offer["status"] != OFFER_LIVE:
-            raise RuleBroken("task {} is not offered to {}".format(task["task_id"], who), "not_offered",
-                             {"responder_id": ["no live offer"]})
-        offer.update(status=OFFER_DECLINED, closed_at=at, note=args.get("note"))
-        events += ["task.declined"]
-    else:
+    if action not in ("claim", "decline"):
         _check_holder(task, who)
-        if action == "start":
-            task.update(status=IN_PROGRESS, started_at=at)
-            events += ["task.started"]
-        elif action == "complete":
-            began = task["started_at"] or task["claimed_at"]
-            hours = args.get("hours")
-            if hours is None:
-                hours = round(min((at - began).total_seconds() / 3600.0, 24.0), 2)
-            task.update(status=DONE, completed_at=at, takeover=None, completion={
-                "note": args.get("note"), "photo_ref": args.get("photo_ref"), "place": args.get("place"),
-                "hours": hours})
-            events += ["task.completed", "volunteer.service_hours"]
-        elif action == "release":
-            task.update(status=OFFERED, holder=None, claimed_at=None, started_at=None, takeover=None)
-            events += ["task.released"]
-        elif action == "request_takeover":
-            raise AssertionError("takeover requests are made by another responder: request_takeover()")
-        elif action == "answer_takeover":
-            if not task.get("takeover"):
-                raise RuleBroken("nobody asked to take task {} over".format(task["task_id"]), "no_takeover",
-                                 {"takeover": ["none pending"]})
-            if args.get("accept"):
-                task = transfer(task, at, "accepted")
-                events += ["task.transferred"]
-            else:
-                task.update(takeover=None)
-                events += ["task.takeover_refused"]
+    task, events = _TASK_CHANGES[action](task, who, args, at)
     task["history"].append({"at": at, "what": action, "by": who, "note": args.get("note")})
     task["next_check_at"] = next_check(task, config)
     return task, events
+
+
+# what each action does to a task (a copy): (task, who, args, at) -> (task, event types) ---------
+def _live_offer(task, who):
+    offer = task["offers"].get(who)
+    if offer is None or offer["status"] != OFFER_LIVE:
+        raise RuleBroken("task {} is not offered to {}".format(task["task_id"], who), "not_offered",
+                         {"responder_id": ["no live offer"]})
+    return offer
+
+
+def _claim(task, who, args, at):
+    offer = task["offers"].get(who) if task["mode"] == MODE_WISH else _live_offer(task, who)
+    for rid, o in task["offers"].items():
+        if rid != who and o["status"] == OFFER_LIVE:
+            o.update(status=OFFER_WITHDRAWN, closed_at=at)
+    if offer is not None:
+        offer.update(status=OFFER_WON, closed_at=at)
+    task.update(status=CLAIMED, holder={"responder_id": who, "member_id": args.get("member_id")},
+                claimed_at=at, takeover=None)
+    return task, ["task.claimed"]
+
+
+def _decline(task, who, args, at):
+    _live_offer(task, who).update(status=OFFER_DECLINED, closed_at=at, note=args.get("note"))
+    return task, ["task.declined"]
+
+
+def _start(task, who, args, at):
+    task.update(status=IN_PROGRESS, started_at=at)
+    return task, ["task.started"]
+
+
+def _complete(task, who, args, at):
+    began = task["started_at"] or task["claimed_at"]
+    hours = args.get("hours")
+    if hours is None:
+        hours = round(min((at - began).total_seconds() / 3600.0, 24.0), 2)
+    task.update(status=DONE, completed_at=at, takeover=None, completion={
+        "note": args.get("note"), "photo_ref": args.get("photo_ref"), "place": args.get("place"), "hours": hours})
+    return task, ["task.completed", "volunteer.service_hours"]
+
+
+def _release(task, who, args, at):
+    task.update(status=OFFERED, holder=None, claimed_at=None, started_at=None, takeover=None)
+    return task, ["task.released"]
+
+
+def _request_takeover(task, who, args, at):
+    raise AssertionError("takeover requests are made by another responder: request_takeover()")
+
+
+def _answer_takeover(task, who, args, at):
+    if not task.get("takeover"):
+        raise RuleBroken("nobody asked to take task {} over".format(task["task_id"]), "no_takeover",
+                         {"takeover": ["none pending"]})
+    if args.get("accept"):
+        return transfer(task, at, "accepted"), ["task.transferred"]
+    task.update(takeover=None)
+    return task, ["task.takeover_refused"]
+
+
+_TASK_CHANGES = {"claim": _claim, "decline": _decline, "start": _start, "complete": _complete,
+                 "release": _release, "request_takeover": _request_takeover, "answer_takeover": _answer_takeover}
 
 
 def request_takeover(task, requester, at, config):

@@ -3,14 +3,15 @@ configuration, commands, views and event payloads."""
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from services.volunteers import domain
 from lamplight import fields as strict
 from lamplight.parkconfig import time_zone
 from lamplight.registry import Published
+from services.volunteers import domain
 
 CODE = validate.Regexp(r"^[a-z0-9_-]{1,64}$", error="a code is 1-64 lowercase letters, digits, _ or -")
 REF = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="1-64 letters, digits, _ . or -")
-PHOTO_REF = validate.Regexp(r"^[A-Za-z0-9_./:-]{1,300}$", error="a reference to a stored photo (letters, digits, _ . / : -)")
+PHOTO_REF = validate.Regexp(r"^[A-Za-z0-9_./:-]{1,300}$",
+                            error="a reference to a stored photo (letters, digits, _ . / : -)")
 HHMM = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="a local time HH:MM")
 
 

@@ -17,7 +17,12 @@ from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_or_reject, time_or_reject
 from lamplight.ids import new_id
 from lamplight.metrics import (
-    CALLOUT_RECIPIENTS, DISPATCH_SECONDS, NEEDS_UNMATCHED, TASK_ESCALATIONS, TASK_TRANSITIONS, TASKS_OFFERED,
+    CALLOUT_RECIPIENTS,
+    DISPATCH_SECONDS,
+    NEEDS_UNMATCHED,
+    TASK_ESCALATIONS,
+    TASK_TRANSITIONS,
+    TASKS_OFFERED,
     VISITS_MISSED,
 )
 from lamplight.observability import Observability
@@ -27,10 +32,28 @@ from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
 from services.volunteers import domain
 from services.volunteers.schemas import (
-    CalloutEventSchema, CalloutSchema, EmergencyEventSchema, EmergencySwitchSchema, HouseholdSchema,
-    NeedRoutedSchema, PauseSchema, ReplySchema, ResponderRegistrationSchema, ResponderViewSchema, RosterSchema,
-    ServiceHoursSchema, TaskActionSchema, TaskEventSchema, TaskViewSchema, VisitEscalationEventSchema, VisitEventSchema,
-    VisitProofSchema, VisitViewSchema, VolunteerEventSchema, VolunteersConfigSchema, WishViewSchema,
+    CalloutEventSchema,
+    CalloutSchema,
+    EmergencyEventSchema,
+    EmergencySwitchSchema,
+    HouseholdSchema,
+    NeedRoutedSchema,
+    PauseSchema,
+    ReplySchema,
+    ResponderRegistrationSchema,
+    ResponderViewSchema,
+    RosterSchema,
+    ServiceHoursSchema,
+    TaskActionSchema,
+    TaskEventSchema,
+    TaskViewSchema,
+    VisitEscalationEventSchema,
+    VisitEventSchema,
+    VisitProofSchema,
+    VisitViewSchema,
+    VolunteerEventSchema,
+    VolunteersConfigSchema,
+    WishViewSchema,
 )
 from services.volunteers.store import INDEXES, PARTITIONED, VolunteersStore, parks_with, utcnow
 
@@ -110,7 +133,8 @@ class VolunteersService:
         _check_codes(config, data)
         responder_id = new_id("rsp")
         roster = data.pop("roster") or {"shifts": [], "leave": [], "extra": []}
-        responder = dict(data, _id=responder_id, responder_id=responder_id, ref=data.pop("external_ref") or responder_id,
+        responder = dict(data, _id=responder_id, responder_id=responder_id,
+                         ref=data.pop("external_ref") or responder_id,
                          park_id=park_id, registered_at=utcnow(), last_work_at=None,
                          categories=_categories(config, data["teams"]), **_roster_fields(roster))
         event = self._volunteer_event(responder, "registered")
@@ -572,7 +596,8 @@ class VolunteersService:
         for household in store.active_households():
             visitor = visitors.get(household.get("visitor_ref"))
             visit = {"_id": domain.visit_id(household["code"], month), "visit_id": domain.visit_id(
-                household["code"], month), "park_id": park_id, "household": household["code"], "label": household["label"],
+                household["code"], month), "park_id": park_id, "household": household["code"],
+                "label": household["label"],
                 "members": household.get("members"),
                 "kind": household["kind"], "month": month, "status": domain.VISIT_PLANNED,
                 "visitor_ref": household.get("visitor_ref"), "team": household.get("team"),

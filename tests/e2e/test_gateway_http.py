@@ -7,7 +7,8 @@ import re
 import requests
 
 from gateway.service import ROUTES
-from lamplight import parks as park_files, parksctl
+from lamplight import parks as park_files
+from lamplight import parksctl
 from tests.conftest import wait_for
 from tests.stackfixtures import NEED, VOLUNTEER, Api, api, stack  # noqa: F401 (fixtures)
 
@@ -113,11 +114,13 @@ def test_a_park_is_created_versioned_announced_and_installed_by_every_service(st
         assert created.json()["version"] == 1
 
         installed = wait_for(lambda: (lambda a: a.json() if a.status_code == 200 and a.json().get("park_version") == 1
-                                      else None)(requests.get(url + "/needs/config", headers=admin.headers, timeout=30)),
+                                      else None)(requests.get(url + "/needs/config", headers=admin.headers,
+                                                              timeout=30)),
                              timeout=20, what="the needs section installed")
         assert installed["name"] == "徐圩新区产业邻里中心" and len(installed["categories"]) == 6
         for path in ("/volunteers/config", "/notify/config", "/points/rules"):
-            wait_for(lambda: requests.get(url + path, headers=admin.headers, timeout=30).json().get("park_version") == 1,
+            wait_for(lambda: requests.get(url + path, headers=admin.headers,
+                                          timeout=30).json().get("park_version") == 1,
                      timeout=20, what=path + " installed")
         rules = requests.get(url + "/points/rules", headers=admin.headers, timeout=30).json()
         assert len(rules["rules"]) == 25
@@ -139,7 +142,8 @@ def test_a_park_is_created_versioned_announced_and_installed_by_every_service(st
     # the park's own admin may change it (not create it)
     own_admin = requests.post(url + "/keys", json={"role": "park_admin", "name": "xuwei admin"},
                               headers=admin.headers, timeout=30).json()["key"]
-    renamed = requests.put(url, json=park_body(3, name="徐圩新区", notify=notify), headers={"Authorization": "Bearer " + own_admin},
+    renamed = requests.put(url, json=park_body(3, name="徐圩新区", notify=notify),
+                           headers={"Authorization": "Bearer " + own_admin},
                            timeout=30)
     assert renamed.status_code == 200 and renamed.json()["changed"] == ["name"]
 

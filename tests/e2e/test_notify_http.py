@@ -15,7 +15,8 @@ def test_a_need_reaches_the_volunteers_phone_and_a_broadcast_reaches_the_park(ap
     assert api.get("/notify/config").json()["channels"]["sms"]["secret_key"] == "********"
     volunteer = api.post("/responders", dict(VOLUNTEER, external_ref="E-notify", member_id="QLN-M77")).json()["id"]
     profile = api.put("/notify/recipients/" + volunteer, {"channels": ["wechat", "sms"],
-                                                          "addresses": {"wechat": "oVolunteer01", "sms": "13912345678"}})
+                                                          "addresses": {"wechat": "oVolunteer01",
+                                                                        "sms": "13912345678"}})
     assert profile.status_code == 200 and profile.json()["addresses"]["sms"] == "139****78"
     requester = api.put("/notify/recipients/worker-li", {"member_id": "QLN-M88", "channels": ["sms"],
                                                         "addresses": {"sms": "13900001111"}})

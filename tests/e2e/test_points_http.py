@@ -43,7 +43,8 @@ def test_points_over_http(api):
 
     api.post("/points/entries", {"member_id": "M-8", "rule_code": "volunteer-event", "actor": "desk", "reason": "活动"},
              headers={"Idempotency-Key": "desk-0010"})
-    held = api.post("/points/redemptions", {"member_id": "M-8", "reward_code": "towel"}, headers={"Idempotency-Key": "r1"})
+    held = api.post("/points/redemptions", {"member_id": "M-8", "reward_code": "towel"},
+                    headers={"Idempotency-Key": "r1"})
     assert held.status_code == 201 and held.json()["status"] == "held"
     confirmed = api.post("/points/redemptions/{}/confirm".format(held.json()["id"]), {"actor": "desk"})
     assert confirmed.json()["status"] == "confirmed"

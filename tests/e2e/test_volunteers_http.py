@@ -35,7 +35,8 @@ def test_a_volunteer_claims_starts_and_completes_and_the_need_follows(api):
     assert resolved["responder_id"] == ids[1] and resolved["task_id"] == task["task_id"]
     assert api.get("/responders/{}/tasks".format(ids[1])).json() == {"held": [], "offered": []}
 
-    bad = api.put("/responders/{}/roster".format(ids[0]), {"shifts": [{"day": "mon", "start": "18:00", "end": "09:00"}]})
+    bad = api.put("/responders/{}/roster".format(ids[0]), {"shifts": [{"day": "mon", "start": "18:00",
+                                                                       "end": "09:00"}]})
     assert bad.status_code == 422 and "shifts" in bad.json()["error"]["fields"]
     unknown = api.post("/responders", dict(VOLUNTEER, teams=["purple"], skills=["juggling"]))
     assert unknown.status_code == 422 and set(unknown.json()["error"]["fields"]) == {"teams", "skills"}

@@ -67,7 +67,8 @@ def test_a_need_accepted_during_a_broker_outage_is_published_when_it_returns(
 
 
 def test_while_the_broker_restarts_the_gateway_answers_503_not_500_and_serves_again(stack, broker_outage):
-    from tests.stackfixtures import NEED as HTTP_NEED, Api
+    from tests.stackfixtures import NEED as HTTP_NEED
+    from tests.stackfixtures import Api
 
     api = Api(stack.gateway_url, key=stack.admin_key())
     assert api.put("/needs/config", needs_config()).status_code == 200

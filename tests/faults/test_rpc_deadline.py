@@ -14,7 +14,6 @@ import time
 import pytest
 import requests
 
-from tests.conftest import wait_for
 from tests.stackfixtures import NEED, api, stack  # noqa: F401 (fixtures)
 
 CLIENTS, NEEDS_EACH = 16, 3

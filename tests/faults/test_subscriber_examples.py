@@ -85,7 +85,8 @@ def test_the_kombu_subscriber_gets_every_event_across_a_broker_restart_none_twic
 
         def scenario(tag):
             # another requester each time, or the second need would be held as a possible duplicate
-            need = call(containers["needs"], "submit", PARK, dict(NEED, title="路灯坏了（{}）".format(tag), requester=dict(
+            need = call(containers["needs"], "submit", PARK, dict(NEED, title="路灯坏了（{}）".format(tag),
+                                                                  requester=dict(
                 NEED["requester"], name="李四" + tag)), idempotency_key="need-" + tag)
             call(containers["points"], "post", PARK, {"member_id": "XW-M1", "rule_code": "good-deed",
                                                       "actor": "desk-01", "reason": tag},

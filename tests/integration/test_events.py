@@ -21,7 +21,8 @@ from tests.parks import ALL_WEEK, needs_config, volunteers_config
 
 PARK = "quanlinan"
 NEED = {"kind": "micro_wish", "category": "daily_life", "item": "facilities_repair", "channel": "wish_wall",
-        "title": "篮球场的灯坏了", "details": {"location": "篮球场"}, "requester": {"kind": "worker", "name": "李四", "phone": "13900001111"}}
+        "title": "篮球场的灯坏了", "details": {"location": "篮球场"}, "requester": {"kind": "worker", "name": "李四",
+                                                                          "phone": "13900001111"}}
 
 
 def need_submitted(need_id="need_01test", category="daily_life"):

@@ -318,7 +318,8 @@ def test_the_three_lists_and_statistics(needs, park):
         needs.submit(park, dict(need, title=need["title"] + uuid.uuid4().hex[:4],
                                 requester=dict(need["requester"], phone=None, name=uuid.uuid4().hex[:6])))
     with pytest.raises(BadInput) as refused:
-        needs.put_resource(park, "legal-aid", {"name": "法律援助", "provider": {"kind": "department", "name": "区司法局"},
+        needs.put_resource(park, "legal-aid", {"name": "法律援助", "provider": {"kind": "department",
+                                                                            "name": "区司法局"},
                                                "items": ["wage_arrears", "moon_landing"]})
     assert "moon_landing" in refused.value.message
     needs.put_resource(park, "legal-aid", {"name": "法律援助", "provider": {"kind": "department", "name": "区司法局"},
@@ -389,7 +390,8 @@ def test_wall_lines_end_at_their_newest_version_whatever_the_order_of_delivery(n
 
 def test_the_first_page_is_the_small_head_and_the_lines_it_names_and_a_stale_head_is_not_trusted(needs, park, db):
     batch = {"meeting": {"title": "企业联席会", "held_on": "2026-11-20"}, "entered_by": "desk-01",
-             "needs": [dict(LIGHT, title="厂区第{}处路灯坏了".format(n), requester={"kind": "worker", "name": "工友{}".format(n)})
+             "needs": [dict(LIGHT, title="厂区第{}处路灯坏了".format(n), requester={"kind": "worker",
+                                                                            "name": "工友{}".format(n)})
                        for n in range(25)]}
     needs.submit_batch(park, batch, "head-meeting")
     heads = db("needs").wall_heads

@@ -4,7 +4,8 @@ replays to exactly the state stored."""
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nameko import config
 from nameko.standalone.rpc import ClusterRpcClient
 

@@ -134,7 +134,8 @@ def test_every_ladder_crossing_is_published_once_and_again_after_recovery(points
 
 def test_the_star_rating_and_award_eligibility_follow_the_score(points):
     post(points, "m4", "good-deed")
-    assert (call(points, "account", PARK, "m4")["stars"], call(points, "account", PARK, "m4")["eligible_for_awards"]) == (5, True)
+    assert (call(points, "account", PARK, "m4")["stars"], call(points, "account", PARK,
+                                                               "m4")["eligible_for_awards"]) == (5, True)
     post(points, "m4", "missed-meeting")
     post(points, "m4", "missed-meeting")  # 11
     account = call(points, "account", PARK, "m4")

@@ -4,7 +4,8 @@ import uuid
 
 import eventlet
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nameko import config
 from nameko.standalone.rpc import ClusterRpcClient
 

@@ -240,7 +240,8 @@ FILTERS = [
     {"d": {"$lte": WHEN}}, {"d": {"$lt": WHEN}}, {"d": {"$gte": WHEN}}, {"d": {"$gt": WHEN}},
     {"d": {"$gt": datetime(1950, 1, 1, tzinfo=timezone.utc)}},
     {"d": {"$gte": datetime(1965, 1, 1, tzinfo=timezone.utc), "$lt": datetime(2027, 1, 1, tzinfo=timezone.utc)}},
-    {"d": {"$lte": datetime(2400, 1, 1, tzinfo=timezone.utc)}}, {"d": {"$lt": datetime(1970, 1, 2, tzinfo=timezone.utc)}},
+    {"d": {"$lte": datetime(2400, 1, 1, tzinfo=timezone.utc)}}, {"d": {"$lt": datetime(1970, 1, 2,
+                                                                                       tzinfo=timezone.utc)}},
     {"d": {"$lte": WHEN}, "s": "open"}, {"s": "open", "d": {"$gte": datetime(2000, 1, 1, tzinfo=timezone.utc)}},
     {"d": True}, {"n": True}, {"n": 1}, {"d": "2026-10-22"}, {"n": {"$lte": 5}}, {"d": {"$in": [WHEN, 1]}},
 ]
@@ -286,7 +287,8 @@ def _sorted_docs():
 SORT_FILTERS = [
     {"park_id": "p1", "at": {"$lte": BASE + timedelta(days=1)}},
     {"park_id": "p1", "status": "open", "at": {"$lt": BASE + timedelta(minutes=50)}},
-    {"park_id": "p1", "status": "open", "at": {"$gte": BASE + timedelta(minutes=14), "$lte": BASE + timedelta(hours=9)}},
+    {"park_id": "p1", "status": "open", "at": {"$gte": BASE + timedelta(minutes=14),
+                                               "$lte": BASE + timedelta(hours=9)}},
     {"park_id": "p1", "status": {"$in": ["open", "routed"]}, "at": {"$gt": BASE}},
     {"park_id": "p2", "status": "routed", "at": {"$lte": BASE + timedelta(days=1)}, "n": {"$lt": 3}},
     {"park_id": "p1", "at": {"$lte": BASE + timedelta(days=1)}, "$or": [{"n": 1}, {"status": "routed"}]},

@@ -1,7 +1,12 @@
 import pytest
 
 from lamplight.envelope import (
-    child_traceparent, dataschema_uri, new_event, new_traceparent, trace_id, validate_envelope,
+    child_traceparent,
+    dataschema_uri,
+    new_event,
+    new_traceparent,
+    trace_id,
+    validate_envelope,
 )
 from lamplight.errors import BadInput
 

@@ -130,7 +130,8 @@ def test_no_answer_within_the_window_closes_by_default():
 
 def test_a_rejection_names_where_the_requester_should_go():
     need = Need()
-    need.do("reject", hours(1), reason="属于区人社局职责", redirect_to="区人社局劳动监察大队", public_note="已转交区人社局")
+    need.do("reject", hours(1), reason="属于区人社局职责", redirect_to="区人社局劳动监察大队",
+            public_note="已转交区人社局")
     assert need["status"] == domain.REJECTED
     assert need["rejection"] == {"reason": "属于区人社局职责", "redirect_to": "区人社局劳动监察大队"}
     assert need["public_notes"][-1]["note"] == "已转交区人社局"
@@ -138,8 +139,8 @@ def test_a_rejection_names_where_the_requester_should_go():
 
 def test_the_wall_title_hides_names_phones_and_the_enterprise():
     requester = {"name": "王建国", "phone": "13900002222", "enterprise": "某建材有限公司"}
-    title = domain.public_title("王建国：某建材有限公司拖欠三个月工资，电话13900002222，身份证420102199001011234，李师傅作证",
-                                requester)
+    title = domain.public_title(
+        "王建国：某建材有限公司拖欠三个月工资，电话13900002222，身份证420102199001011234，李师傅作证", requester)
     for secret in ("王建国", "13900002222", "2222", "某建材有限公司", "420102199001011234", "李师傅"):
         assert secret not in title
     assert "拖欠三个月工资" in title and "*师傅" in title
