@@ -10,6 +10,7 @@ RUN python -m venv /opt/lamplight
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY lamplight ./lamplight
+COPY lamplight_tools ./lamplight_tools
 COPY services ./services
 COPY gateway ./gateway
 RUN /opt/lamplight/bin/pip install "pip==24.3.1" \

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import MONGO_URI, Watcher, delete_vhost, fresh_vhost  # noqa: E402
 from bench.pipeline import raw_broker  # noqa: E402
-from lamplight.devstack import Stack  # noqa: E402
+from lamplight_dev.devstack import Stack  # noqa: E402
 from tests.peers import running_peers  # noqa: E402
 
 VHOST = "lamplight_bench_broadcast"

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import MONGO_URI, Watcher, delete_vhost, fresh_vhost, percentile  # noqa: E402
 from bench.pipeline import raw_broker  # noqa: E402
-from lamplight import parks as park_files  # noqa: E402
-from lamplight.devstack import Stack  # noqa: E402
 from lamplight.envelope import new_event  # noqa: E402
+from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_tools import parks as park_files  # noqa: E402
 from services.volunteers.service import _roster_fields  # noqa: E402
 
 VHOST = "lamplight_bench_dispatch"

@@ -38,8 +38,8 @@ from bench import points as points_bench
 from bench.broadcast import import_recipients  # noqa: E402
 from bench.common import MONGO_URI, db_request_lines, db_requests, delete_vhost, drop_databases, fresh_vhost  # noqa: E402
 from bench.pipeline import cpu_seconds, process_table  # noqa: E402
-from lamplight import parks as park_files  # noqa: E402
-from lamplight.devstack import Stack  # noqa: E402
+from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_tools import parks as park_files  # noqa: E402
 from services.needs import domain as needs_domain  # noqa: E402
 from services.needs.schemas import NeedsConfigSchema  # noqa: E402
 from services.needs.store import utcnow  # noqa: E402

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile, run_threads, thread_rpc  # noqa: E402
-from lamplight import parks as park_files  # noqa: E402
-from lamplight.devstack import Stack  # noqa: E402
+from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_tools import parks as park_files  # noqa: E402
 from services.needs import domain  # noqa: E402
 from services.needs.schemas import NeedsConfigSchema  # noqa: E402
 from services.needs.store import END_OF_TIME, WALL_HEAD_SIZE, head_line, utcnow  # noqa: E402

@@ -39,9 +39,9 @@ from bench.common import (  # noqa: E402
     fresh_vhost,
     percentile,
 )
-from lamplight import demo  # noqa: E402
-from lamplight import parks as park_files
-from lamplight.devstack import Stack  # noqa: E402
+from lamplight_dev import demo  # noqa: E402
+from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_tools import parks as park_files
 
 PARK = "bench"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import MONGO_URI, delete_vhost, fresh_vhost, percentile, run_threads, thread_rpc  # noqa: E402
-from lamplight.devstack import Stack  # noqa: E402
+from lamplight_dev.devstack import Stack  # noqa: E402
 from services.points import domain  # noqa: E402
 
 VHOST = "lamplight_bench_points"

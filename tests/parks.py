@@ -2,7 +2,7 @@
 parks/demo.yaml, optionally with time limits short enough to watch pass."""
 import copy
 
-from lamplight import parks
+from lamplight_tools import parks
 
 DEMO = parks.load()
 

@@ -3,7 +3,7 @@ the same launcher as ``./dev up``, on its own ports, vhost and databases."""
 import pytest
 import requests
 
-from lamplight.devstack import Stack
+from lamplight_dev.devstack import Stack
 from tests.conftest import MONGO_URI
 from tests.parks import ALL_WEEK, needs_config, volunteers_config
 

@@ -9,7 +9,8 @@ import time
 
 import requests
 
-from lamplight.devstack import ROOT, SERVICES
+from lamplight_dev.devstack import ROOT
+from lamplight_tools.services import SERVICES
 from tests.conftest import wait_for
 from tests.parks import needs_config
 from tests.stackfixtures import NEED, api, stack  # noqa: F401 (fixtures)

@@ -7,8 +7,8 @@ import re
 import requests
 
 from gateway.service import ROUTES
-from lamplight import parks as park_files
-from lamplight import parksctl
+from lamplight_tools import parks as park_files
+from lamplight_tools import parksctl
 from tests.conftest import wait_for
 from tests.stackfixtures import NEED, VOLUNTEER, Api, api, stack  # noqa: F401 (fixtures)
 

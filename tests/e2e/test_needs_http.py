@@ -1,7 +1,7 @@
 """The needs desk and the echo wall over HTTP, every service its own process."""
 import json
 
-from lamplight import demo
+from lamplight_dev import demo
 from tests.conftest import wait_for
 from tests.stackfixtures import NEED, api, stack  # noqa: F401 (fixtures)
 

@@ -2,8 +2,8 @@
 import eventlet
 from nameko.standalone.rpc import ClusterRpcClient
 
-from lamplight import cli
-from lamplight.devstack import Stack
+from lamplight_dev.devstack import Stack
+from lamplight_tools import cli
 from tests.conftest import MONGO_URI
 
 PARK = "funing"

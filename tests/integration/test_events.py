@@ -8,11 +8,12 @@ from nameko import config
 from nameko.events import event_handler
 from nameko.testing.services import entrypoint_hook
 
-from lamplight import cli, topology
+from lamplight import topology
 from lamplight.consuming import subscribe
 from lamplight.envelope import new_event
 from lamplight.publishing import EventOutbox, PublishFailed
 from lamplight.storage import Mongo
+from lamplight_tools import cli
 from services.needs.service import NeedsService
 from services.notify.service import NotifyService
 from services.volunteers.service import VolunteersService

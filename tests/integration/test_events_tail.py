@@ -6,8 +6,8 @@ import threading
 import eventlet
 from nameko import config
 
-from lamplight import eventsctl
 from lamplight.envelope import new_event
+from lamplight_tools import eventsctl
 from tests.conftest import wait_for
 
 

@@ -6,9 +6,9 @@ import pytest
 from nameko import config
 from nameko.testing.services import entrypoint_hook
 
-from lamplight import cli
 from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict
+from lamplight_tools import cli
 from services.points import domain
 from services.points.service import PointsService
 from tests.conftest import wait_for

@@ -14,9 +14,10 @@ import pytest
 import yaml
 from marshmallow import fields
 
-from lamplight import eventsctl, registry
+from lamplight import registry
 from lamplight.envelope import new_event
 from lamplight.publishing import Events
+from lamplight_tools import eventsctl
 from services.needs.schemas import NeedSubmittedSchema
 
 TOMORROW = (date.today() + timedelta(days=1)).isoformat()

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from lamplight import cli
+from lamplight_tools import cli
 
 
 def test_serve_execs_nameko_with_the_services_class_and_config(monkeypatch):

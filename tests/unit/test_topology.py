@@ -3,7 +3,7 @@ import inspect
 
 from lamplight import topology
 from lamplight.consuming import Subscribe
-from lamplight.devstack import SERVICES
+from lamplight_tools.services import SERVICES
 
 
 def declared_subscriptions():

@@ -5,7 +5,7 @@ The Quanlinan cluster of Wuhan Economic Development Zone (DOMAIN.md, seed
 needs of the kinds the seeds report. Safe to run again: volunteers carry the
 park's own numbers and needs carry idempotency keys.
 
-    python -m lamplight.demo [--gateway http://127.0.0.1:8000]
+    python -m lamplight_dev.demo [--gateway http://127.0.0.1:8000]
 """
 import argparse
 import os
@@ -14,7 +14,7 @@ import time
 
 import requests
 
-from lamplight import parks, parksctl
+from lamplight_tools import parks, parksctl
 
 PARK = "quanlinan"
 
@@ -220,7 +220,7 @@ def desk(http, base, offers):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lamplight.demo")
+    parser = argparse.ArgumentParser(prog="python -m lamplight_dev.demo")
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
     parser.add_argument("--api-key", default=os.environ.get("LAMPLIGHT_API_KEY"),
                         help="a platform admin's key (default $LAMPLIGHT_API_KEY)")

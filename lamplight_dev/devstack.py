@@ -3,7 +3,7 @@
 Used by ``./dev up`` and by the end-to-end and fault tests, which start the
 same processes the same way, on their own ports, vhost and databases.
 
-    python -m lamplight.devstack up|down|status [--run-dir DIR] [--port-base N]
+    python -m lamplight_dev.devstack up|down|status [--run-dir DIR] [--port-base N]
 """
 import argparse
 import json
@@ -17,16 +17,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from lamplight_tools.services import SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
 
-# name -> (nameko service path, offset of its probe port from the base)
-SERVICES = {
-    "needs": ("services.needs.service:NeedsService", 1),
-    "volunteers": ("services.volunteers.service:VolunteersService", 2),
-    "points": ("services.points.service:PointsService", 3),
-    "notify": ("services.notify.service:NotifyService", 4),
-    "gateway": ("gateway.service:Gateway", 0),
-}
 # Subscribers first, so the platform topology exists before anything publishes
 # (every process also declares it at start).
 START_ORDER = ("notify", "volunteers", "points", "needs", "gateway")
@@ -216,7 +210,7 @@ class Stack:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lamplight.devstack")
+    parser = argparse.ArgumentParser(prog="python -m lamplight_dev.devstack")
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--run-dir", default=str(ROOT / ".stack" / "run"))
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)

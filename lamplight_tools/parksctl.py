@@ -20,7 +20,7 @@ import time
 import requests
 import yaml
 
-from lamplight import parks as parks_file
+from lamplight_tools import parks as parks_file
 
 SECTIONS = ("name", "needs", "volunteers", "notify", "points")
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"

@@ -26,7 +26,7 @@ from kombu import Connection
 
 from lamplight import settings, topology
 from lamplight.consuming import ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER
-from lamplight.devstack import SERVICES
+from lamplight_tools.services import SERVICES
 
 DEFAULT_LIMIT = 1000
 
@@ -263,13 +263,13 @@ def _serve(args):
 
 
 def _parks(args):
-    from lamplight import parksctl
+    from lamplight_tools import parksctl
 
     return parksctl.main(args)
 
 
 def _events(args):
-    from lamplight import eventsctl
+    from lamplight_tools import eventsctl
 
     if args.command == "catalog":
         return eventsctl.catalog(check=args.check)
