@@ -288,6 +288,8 @@ class EventOutbox(DependencyProvider):
         # what this service may publish, and in which versions (None: not a registered publisher)
         self.registered = registry.published_by(self.service)
         self.mongo = next(d for d in self.container.dependencies if isinstance(d, Mongo))
+        self._stopped = Event()
+        self.mongo.keep_open_for(self._stopped)  # the writer's record is removed as this stops
         for name in self.collections:
             self.mongo.add_kernel_indexes(name, [IndexModel(
                 [("_outbox_by", ASCENDING), ("_outbox_at", ASCENDING)], name="outbox_writer")])
@@ -319,15 +321,19 @@ class EventOutbox(DependencyProvider):
         ]
 
     def stop(self):
-        for thread in self._threads:
-            thread.kill()
-        self.pipeline.close()
-        if not self._staged and not self._failed and self.writers is not None:
-            # a clean exit with nothing unconfirmed leaves nothing to relay
-            try:
-                self.writers.delete_one({"_id": self.writer_id})
-            except Exception as exc:
-                self.log.warning("outbox.writer_cleanup_failed", error=str(exc))
+        try:
+            for thread in self._threads:
+                thread.kill()
+            self.pipeline.close()
+            if not self._staged and not self._failed and self.writers is not None:
+                # a clean exit with nothing unconfirmed leaves nothing to relay
+                try:
+                    self.writers.delete_one({"_id": self.writer_id})
+                except Exception as exc:
+                    self.log.warning("outbox.writer_cleanup_failed", error=str(exc))
+        finally:
+            if not self._stopped.ready():
+                self._stopped.send()
 
     def kill(self):
         for thread in self._threads:

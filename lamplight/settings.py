@@ -8,6 +8,8 @@ from nameko import config
 DEFAULTS = {
     "AMQP_URI": "amqp://guest:guest@127.0.0.1:5672/",
     "MONGO_URI": "mongodb://127.0.0.1:27018/",
+    # at stop, how long the client stays open for a provider still writing (the outbox's cleanup)
+    "MONGO_CLOSE_WAIT_S": 10.0,
     # database of service S is <prefix><S>; tests use a prefix per run
     "MONGO_DB_PREFIX": "lamplight_",
     # host:port of the /metrics, /healthz and /readyz server; empty disables it

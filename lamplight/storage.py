@@ -578,6 +578,7 @@ class Mongo(DependencyProvider):
         self.partitioned = frozenset(partitioned)
         check_indexes(self.indexes)
         self.kernel_indexes = {}
+        self._dependents = []  # events sent by other providers once they no longer need the client
 
     def add_kernel_indexes(self, collection, models):
         """For other kernel providers: the outbox relay's index is platform
@@ -646,13 +647,24 @@ class Mongo(DependencyProvider):
         committer.thread = self.container.spawn_managed_thread(
             committer.run, identifier="group-commit-{}".format(committer.collection.name))
 
+    def keep_open_for(self, stopped):
+        """Keep the client open at stop until ``stopped`` (an eventlet Event)
+        is sent, for at most MONGO_CLOSE_WAIT_S: nameko stops a container's
+        providers side by side, and another provider (the outbox removing its
+        writer's record) may still write as it stops."""
+        self._dependents.append(stopped)
+
     def stop(self):
+        for stopped in self._dependents:
+            with eventlet.Timeout(settings.get_float("MONGO_CLOSE_WAIT_S"), False):
+                stopped.wait()
+        self.kill()
+
+    def kill(self):
         for committer in self.committers.values():
             if committer.thread is not None:
                 committer.thread.kill()
         self.client.close()
-
-    kill = stop
 
     def store(self):
         return Store(self.db, self.committer, self.log, self.partitions)

@@ -166,6 +166,19 @@ def test_an_event_no_queue_is_bound_for_is_parked_not_dropped(container_factory,
     assert json.loads(message.body)["id"] == event["id"]
 
 
+def test_a_writer_that_stops_cleanly_leaves_no_record_behind(container_factory, service_config, db):
+    # the outbox removes its writer's record as it stops, so no relay takes over a writer that
+    # left nothing unconfirmed; the database client must still be open then, whichever of the
+    # two providers nameko stops first (it stops them side by side)
+    for _ in range(5):
+        container = container_factory(Publisher)
+        container.start()
+        outbox = next(d for d in container.dependencies if isinstance(d, EventOutbox))
+        wait_for(lambda: db("needs")["_writers"].find_one({"_id": outbox.writer_id}), what="the writer's record")
+        container.stop()
+        assert db("needs")["_writers"].find_one({"_id": outbox.writer_id}) is None
+
+
 def test_the_relay_takes_over_a_writer_whose_heartbeat_stopped(slice_services, db):
     responder = register(slice_services["volunteers"])
     outbox = next(d for d in slice_services["needs"].dependencies if isinstance(d, EventOutbox))
