@@ -407,8 +407,8 @@ class NotifyService:
         broadcast_id = domain.broadcast_id(store.park_id, envelope["id"])
         doc, _ = store.add_broadcast({
             "_id": broadcast_id, "broadcast_id": broadcast_id, "type": envelope["type"], "data": envelope["data"],
-            "title": "emergency", "body": envelope["data"].get("reason", ""), "audience": {"kind": "park",
-                                                                                           "value": None},
+            "title": "emergency", "body": envelope["data"].get("reason", ""),
+            "audience": {"kind": "park", "value": None},
             "critical": True, "channels": None, "actor": envelope["data"].get("actor", "volunteers"),
             "requested_at": utcnow(), "status": "fanning_out"})
         return self._fan_out(store, doc)
@@ -525,9 +525,10 @@ class NotifyService:
             eventlet.sleep(max(0.0, not_before - time.time()))
             if time.time() >= not_after:
                 return None
+        notice = notices.get(pending["_id"])
         try:
-            return self._try_send(store, config, tz, pending, notices.get(pending["_id"]),
-                                  profiles.get((notices.get(pending["_id"]) or {}).get("recipient_id")))
+            return self._try_send(store, config, tz, pending, notice,
+                                  profiles.get(notice["recipient_id"]) if notice else None)
         except Exception as exc:  # a bug or the database: the notice stays queued for the next pass
             self.log.error("notify.attempt_failed", park_id=store.park_id, notice_id=pending["_id"],
                            error="{}: {}".format(type(exc).__name__, exc))
