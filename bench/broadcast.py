@@ -26,7 +26,8 @@ import argparse
 import sys
 import time
 import uuid
-from contextlib import ExitStack
+from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 import pymongo
@@ -76,18 +77,15 @@ def main(argv=None):
                         help="seconds of SMS sending watched from the broadcast's acceptance (at least the "
                              "fan-out and as long again)")
     args = parser.parse_args(argv)
-    with ExitStack() as stack_:
-        peers = stack_.enter_context(running_peers()) if args.sms_rate else None
+    with running_peers() if args.sms_rate else nullcontext() as peers:
         return run(args, peers)
 
 
-def sms_handed(peers, start, end):
-    """What the SMS peer accepted between ``start`` and ``end`` (epoch seconds):
-    (count, per second over that time, busiest whole second)."""
-    times = [r["at"] for r in peers.requests("/aliyun") if r["verdict"] == "ok" and start <= r["at"] < end]
-    per_second = {}
-    for at in times:
-        per_second[int(at)] = per_second.get(int(at), 0) + 1
+def sms_handed(arrived, start, end):
+    """What the SMS peer accepted (of ``arrived``, its requests) between ``start``
+    and ``end`` (epoch seconds): (count, per second over that time, busiest whole second)."""
+    times = [r["at"] for r in arrived if r["verdict"] == "ok" and start <= r["at"] < end]
+    per_second = Counter(int(at) for at in times)
     return len(times), len(times) / (end - start), max(per_second.values(), default=0)
 
 
@@ -136,9 +134,10 @@ def run(args, peers):
             done_epoch = started_epoch + fan_out_s
             end_epoch = done_epoch + max(fan_out_s, args.sms_watch - fan_out_s)
             time.sleep(max(0.0, end_epoch + 0.5 - time.time()))
-            during = sms_handed(peers, started_epoch, done_epoch)
-            after = sms_handed(peers, done_epoch, end_epoch)
-            refused = [r for r in peers.requests("/aliyun") if r["verdict"] != "ok"]
+            arrived = peers.requests("/aliyun")
+            during = sms_handed(arrived, started_epoch, done_epoch)
+            after = sms_handed(arrived, done_epoch, end_epoch)
+            refused = [r for r in arrived if r["verdict"] != "ok"]
         rss = stack.rss_mb()
         stack.down(names=("notify",))  # the SMS still queued would share the machine with the raw broker
         raw_rate = raw_broker(uri, args.raw_messages)
