@@ -161,17 +161,20 @@ def test_an_unclaimed_urgent_task_goes_to_the_next_k_then_the_lead_then_pages_th
 def test_offers_go_first_to_those_given_work_longest_ago_and_every_offer_is_noted(volunteers, broker, db):
     park = new_park(volunteers, offer_k=2)
     team = [register(volunteers, park, "F{}".format(n))["id"] for n in range(4)]
+
+    def noted(offered):  # noted just after the task is written and its events published
+        def found():
+            last = {d["_id"]: d.get("last_work_at") for d in db("volunteers")["responders." + park].find({})}
+            return last if all(last[rid] is not None for rid in offered) else None
+        return wait_for(found, what="each responder offered work noted")
+
     first = live(task_of(volunteers, park, route(broker, park)))
-
-    def noted():  # noted just after the task is written and its events published
-        found = {d["_id"]: d.get("last_work_at") for d in db("volunteers")["responders." + park].find({})}
-        return found if all(found[rid] is not None for rid in first) else None
-
-    noted = wait_for(noted, what="each responder offered work noted")
-    assert all(noted[rid] is None for rid in set(team) - set(first))
+    last = noted(first)
+    assert all(last[rid] is None for rid in set(team) - set(first))
     # the next need goes to the two not given work yet, then back to the first two
     second = live(task_of(volunteers, park, route(broker, park)))
     assert sorted(first + second) == sorted(team)
+    noted(second)
     assert live(task_of(volunteers, park, route(broker, park))) == first
 
 
