@@ -1,0 +1,257 @@
+"""One park floods while other parks trickle: does the flood slow them?
+
+    ./dev bench-fairness [--parks 3] [--trickle-rate 1] [--responders 45]
+                         [--recipients 5000] [--sms-rate 500] [--flood-rate 5]
+                         [--baseline 20] [--flood 30]
+
+The full size of the question (ten trickle parks at 2 needs/s, 20,000
+recipients): ``--parks 10 --trickle-rate 2 --recipients 20000``; on a
+machine of two cores that is the platform's whole capacity before the flood.
+
+Starts its own copy of the platform (every service a ``nameko run`` process,
+its own vhost and databases, ports 28700/29700-29704) and the local channel
+peers (tests/peers.py: Aliyun SMS, checking every request's signature). Sets
+up ``--parks`` trickle parks and one flood park, each with the demo park's
+needs and volunteers configurations and ``--responders`` volunteers on duty
+around the clock; the flood park also gets ``--recipients`` recipients with a
+mobile number and SMS as their channel, its SMS pointed at the peer with a
+rate limit of ``--sms-rate``/s. Then, in the same run:
+- baseline: each trickle park POSTs needs at ``--trickle-rate``/s for
+  ``--baseline`` seconds, each timed from its POST to the ``notice.sent``
+  event of its first task offer;
+- flood: the flood park receives a critical park-wide broadcast (in-app and
+  SMS to every recipient) and POSTs needs at ``--flood-rate``/s, while the
+  trickle parks go on as before for ``--flood`` seconds.
+Prints each trickle park's p50/p99 in both phases and their ratio, the flood
+park's broadcast (seconds until every in-app notice is recorded, SMS handed
+to the peer and how fast, against the limit), and last the worst trickle
+park's p99 ratio on a line of its own.
+"""
+import argparse
+import http.client
+import json
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from nameko.standalone.rpc import ClusterRpcClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.broadcast import import_recipients, sms_handed  # noqa: E402
+from bench.common import MONGO_URI, Watcher, delete_vhost, drop_databases, fresh_vhost, percentile  # noqa: E402
+from bench.pipeline import DAYS, need_body, need_of_notice  # noqa: E402
+from lamplight_dev import demo  # noqa: E402
+from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_tools import parks as park_files  # noqa: E402
+from tests.peers import running_peers  # noqa: E402
+
+VHOST = "lamplight_bench_fairness"
+GATEWAY_PORT = 28700
+FLOOD = "flood"
+
+
+class Client:
+    """POSTs needs to one park at a steady rate; records each accepted need's send time."""
+
+    def __init__(self, park, headers, rate, tag):
+        self.park, self.headers, self.rate, self.tag = park, headers, rate, tag
+        self.sent = {}  # need id -> (perf_counter at POST, phase)
+        self.errors = []
+        self.phase = "baseline"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.count = 0
+
+    def run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT, timeout=60)
+        start = time.perf_counter()
+        while not self.stop.is_set():
+            delay = start + self.count / self.rate - time.perf_counter()
+            if delay > 0:
+                self.stop.wait(delay)
+                if self.stop.is_set():
+                    return
+            phase, i = self.phase, self.count
+            self.count += 1
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/api/v1/parks/{}/needs".format(self.park),
+                             json.dumps(need_body(i, "{}-{}".format(self.tag, phase))), self.headers)
+                answer = conn.getresponse()
+                payload = answer.read()
+                if answer.status != 201:
+                    self.errors.append((answer.status, payload[:200]))
+                    continue
+                self.sent[json.loads(payload)["id"]] = (t0, phase)
+            except Exception as exc:
+                self.errors.append(("exception", repr(exc)))
+                conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT, timeout=60)
+
+
+def put(conn, headers, path, body, expect=(200, 201)):
+    conn.request("PUT" if path.endswith("config") else "POST", path, json.dumps(body), headers)
+    answer = conn.getresponse()
+    payload = answer.read()
+    if answer.status not in expect:
+        raise SystemExit("{}: {} {}".format(path, answer.status, payload[:300]))
+
+
+def set_up_park(headers, park, responders):
+    conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT, timeout=60)
+    files = park_files.load()["quanlinan"]
+    put(conn, headers, "/api/v1/parks/{}/needs/config".format(park), park_files.needs_config(files, 1))
+    put(conn, headers, "/api/v1/parks/{}/volunteers/config".format(park), park_files.volunteers_config(files, 1))
+    for i, volunteer in enumerate(demo.volunteers()):
+        if i == responders:
+            break
+        # on duty around the clock, so every need is offered at once
+        volunteer = dict(volunteer, roster={"shifts": [{"day": d, "start": "00:00", "end": "00:00", "overnight": True}
+                                                       for d in DAYS]})
+        put(conn, headers, "/api/v1/parks/{}/responders".format(park), volunteer)
+
+
+def latencies(client, watcher, phase):
+    return [(watcher.first[n] - t0) * 1000 for n, (t0, p) in client.sent.items() if p == phase and n in watcher.first]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parks", type=int, default=3, help="trickle parks")
+    parser.add_argument("--trickle-rate", type=float, default=1.0, help="needs/s in each trickle park")
+    parser.add_argument("--responders", type=int, default=45, help="volunteers on duty in each park")
+    parser.add_argument("--recipients", type=int, default=5000, help="the flood park's broadcast audience")
+    parser.add_argument("--sms-rate", type=int, default=500, help="the flood park's SMS rate limit, sends/s")
+    parser.add_argument("--flood-rate", type=float, default=5.0, help="needs/s POSTed in the flood park")
+    parser.add_argument("--baseline", type=float, default=20.0, help="seconds of trickle before the flood")
+    parser.add_argument("--flood", type=float, default=30.0, help="seconds of trickle during the flood")
+    args = parser.parse_args(argv)
+    with running_peers() as peers:
+        return run(args, peers)
+
+
+def run(args, peers):
+    run_id = uuid.uuid4().hex[:8]
+    prefix = "benchfair{}_".format(run_id)
+    uri = fresh_vhost(VHOST)
+    stack = Stack(ROOT / ".stack" / "bench-fairness", port_base=29700, web_port=GATEWAY_PORT, env={
+        "AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": prefix, "LOG_LEVEL": "WARNING"})
+    parks = ["fair-{:02d}".format(p) for p in range(1, args.parks + 1)]
+    print("starting the platform (logs in {})".format(stack.log_dir), flush=True)
+    stack.down()
+    stack.up()
+    headers = {"Content-Type": "application/json",
+               "Authorization": "Bearer " + stack.admin_key(rate_limit="10000000/minute")}
+    clients = []
+    try:
+        for park in parks + [FLOOD]:
+            set_up_park(headers, park, args.responders)
+        with ClusterRpcClient(uri=uri, timeout=600) as rpc:
+            rpc.notify.set_config(FLOOD, {"version": 1, "channels": {"sms": peers.channels("aliyun")["sms"]},
+                                          "rate_limits": {"sms": args.sms_rate}})
+            print("importing {} recipients into {} ...".format(args.recipients, FLOOD), flush=True)
+            import_recipients(rpc, FLOOD, args.recipients, sms=True)
+        offers = Watcher(uri, "notify.events", "notice.sent", key=need_of_notice)
+        offers.start()
+        completed = Watcher(uri, "notify.events", "broadcast.completed")
+        completed.start()
+        offers.ready.wait(10)
+        completed.ready.wait(10)
+        # warm-up: connections, caches and lazy imports in every process, for every park
+        warm = [Client(park, headers, 5, "warm") for park in parks + [FLOOD]]
+        for c in warm:
+            c.thread.start()
+        time.sleep(2)
+        for c in warm:
+            c.stop.set()
+        time.sleep(3)
+
+        print("baseline: {} parks at {:g} needs/s for {:g} s".format(len(parks), args.trickle_rate, args.baseline),
+              flush=True)
+        clients = [Client(park, headers, args.trickle_rate, "trickle") for park in parks]
+        for c in clients:
+            c.thread.start()
+        time.sleep(args.baseline)
+
+        print("flood: a critical broadcast to {} recipients (SMS at {}/s) and {:g} needs/s in {}, for {:g} s".format(
+            args.recipients, args.sms_rate, args.flood_rate, FLOOD, args.flood), flush=True)
+        for c in clients:
+            c.phase = "flood"
+        flood_started, flood_epoch = time.perf_counter(), time.time()
+        intake = Client(FLOOD, headers, args.flood_rate, "flood")
+        intake.phase = "flood"
+        intake.thread.start()
+        with ClusterRpcClient(uri=uri, timeout=600) as rpc:
+            accepted = rpc.notify.broadcast(FLOOD, {
+                "title": "紧急通知", "body": "山体滑坡预警：请勿前往后山，低洼处宿舍人员请到服务中心避险。",
+                "critical": True, "actor": "bench"}, idempotency_key="bench-" + run_id)
+        time.sleep(max(0.0, flood_started + args.flood - time.perf_counter()))
+        for c in clients + [intake]:
+            c.stop.set()
+        for c in clients + [intake]:
+            c.thread.join(60)
+        # every accepted need's notice, and the broadcast's end and its SMS (60 s at most after the flood)
+        deadline = time.perf_counter() + 60
+        needs = [n for c in clients + [intake] for n in c.sent]
+        while time.perf_counter() < deadline and (
+                not all(n in offers.first for n in needs) or accepted["broadcast_id"] not in completed.first):
+            time.sleep(0.5)
+        while time.perf_counter() < deadline and sms_handed(
+                peers.requests("/aliyun"), flood_epoch, time.time() + 1)[0] < args.recipients:
+            time.sleep(2)  # the peer's whole log each time: not too often
+        arrived = peers.requests("/aliyun")
+        offers.stop.set()
+        completed.stop.set()
+        rss = stack.rss_mb()
+    finally:
+        stack.down()
+        drop_databases(prefix)
+        delete_vhost(VHOST)
+
+    print()
+    print("{} trickle parks at {:g} needs/s each; {} volunteers on duty in each (FerretDB/MongoDB at {})".format(
+        len(parks), args.trickle_rate, args.responders, MONGO_URI))
+    worst, lost = None, 0
+    for c in clients:
+        base, flood = latencies(c, offers, "baseline"), latencies(c, offers, "flood")
+        lost += sum(1 for n in c.sent if n not in offers.first)
+        if not base or not flood:
+            print("park {}: baseline {} needs, flood {} needs with a notice; errors {}".format(
+                c.park, len(base), len(flood), c.errors[:2]))
+            continue
+        ratio50, ratio99 = percentile(flood, 50) / percentile(base, 50), percentile(flood, 99) / percentile(base, 99)
+        worst = max(worst or 0, ratio99)
+        print("park {}: baseline p50 {:.0f} ms, p99 {:.0f} ms ({} needs); flood p50 {:.0f} ms, p99 {:.0f} ms ({} "
+              "needs); flood/baseline p50 {:.2f}, p99 {:.2f}; errors {}".format(
+                  c.park, percentile(base, 50), percentile(base, 99), len(base), percentile(flood, 50),
+                  percentile(flood, 99), len(flood), ratio50, ratio99, len(c.errors)))
+    flood_needs = latencies(intake, offers, "flood")
+    lost += sum(1 for n in intake.sent if n not in offers.first)
+    if flood_needs:
+        print("park {} intake: {} needs at {:g}/s, submit->notice p50 {:.0f} ms, p99 {:.0f} ms; errors {}".format(
+            FLOOD, len(flood_needs), args.flood_rate, percentile(flood_needs, 50), percentile(flood_needs, 99),
+            len(intake.errors)))
+    if accepted["broadcast_id"] in completed.first:
+        print("park {} broadcast: every in-app notice of {} recorded {:.2f} s after the request".format(
+            FLOOD, args.recipients, completed.first[accepted["broadcast_id"]] - flood_started))
+    else:
+        print("park {} broadcast: not completed within the run".format(FLOOD))
+    ok = sorted(r["at"] for r in arrived if r["verdict"] == "ok" and r["at"] >= flood_epoch)
+    if ok:
+        busiest = sms_handed(arrived, flood_epoch, ok[-1] + 1)[2]
+        print("park {} SMS: {} of {} handed to the provider peer, the last {:.1f} s after the request; {:.0f}/s from "
+              "the first to the last, busiest second {}; the park's limit {}/s; refused {}".format(
+                  FLOOD, len(ok), args.recipients, ok[-1] - flood_epoch,
+                  (len(ok) - 1) / max(ok[-1] - ok[0], 1e-9), busiest, args.sms_rate,
+                  sum(1 for r in arrived if r["verdict"] != "ok")))
+    print("needs accepted without their notice: {}".format(lost))
+    print("rss MB: " + ", ".join("{} {:.0f}".format(k, v) for k, v in sorted(rss.items())))
+    print("worst p99 flood/baseline: {}".format("{:.2f}".format(worst) if worst is not None else "n/a"))
+    return 0 if worst is not None and not lost else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
