@@ -45,10 +45,12 @@ DEFAULTS = {
     # every open need; the overdue count is read by each sweep through the due-time index)
     "NEEDS_OPEN_GAUGE_S": 300.0,
     "VOLUNTEERS_SWEEP_INTERVAL_S": 5.0,
-    # notify: how often the send loop visits every park's queue, how many due
-    # notices it takes per park and pass, how many it sends at once, and when
-    # an attempt with no outcome counts as lost with its process
+    # notify: how often the send loop visits every park's queue, how many parks
+    # it visits at once, how many due notices it takes per park and pass, how
+    # many it sends at once in each park, and when an attempt with no
+    # outcome counts as lost with its process
     "NOTIFY_TICK_S": 1.0,
+    "NOTIFY_PARKS_AT_ONCE": 64,
     "NOTIFY_SEND_BATCH": 500,
     "NOTIFY_PENDING_GAUGE_S": 15.0,
     "NOTIFY_SEND_CONCURRENCY": 32,

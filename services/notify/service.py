@@ -67,13 +67,11 @@ _broadcast_event = BroadcastEventSchema()
 
 
 class Channels(DependencyProvider):
-    """The channel adapters and a bounded pool of green threads to send with,
-    shared by the workers of one process."""
+    """The channel adapters (their HTTP sessions), shared by the workers of one
+    process."""
 
     def setup(self):
-        concurrency = settings.get_int("NOTIFY_SEND_CONCURRENCY")
-        self.registry = adapters(concurrency)
-        self.pool = GreenPool(concurrency)
+        self.registry = adapters(settings.get_int("NOTIFY_SEND_CONCURRENCY"))
 
     def get_dependency(self, worker_ctx):
         return self
@@ -447,17 +445,23 @@ class NotifyService:
         housekeeping = time.monotonic() - NotifyService._last_housekeeping > 60
         if housekeeping:
             NotifyService._last_housekeeping = time.monotonic()
-        for park_id, _ in self.db.partitions("pending", "the send loop visits every park with notices to send"):
-            if not park_id:
-                continue
-            try:
-                store = NotifyStore(self.db, park_id)
-                self._send_due(store)
-                if housekeeping:
-                    self._housekeeping(store)
-            except Exception as exc:  # one park's trouble must not stop the others' notices
-                self.log.error("notify.send_loop_failed", park_id=park_id, error="{}: {}".format(
-                    type(exc).__name__, exc))
+        parks = [park_id for park_id, _ in self.db.partitions(
+            "pending", "the send loop visits every park with notices to send") if park_id]
+        # every park in a green thread of its own: a park pacing its sends through the second, or
+        # waiting on a slow provider, holds its own thread, not the other parks' turn
+        for _ in GreenPool(settings.get_int("NOTIFY_PARKS_AT_ONCE")).imap(
+                lambda park_id: self._tick_park(park_id, housekeeping), parks):
+            pass
+
+    def _tick_park(self, park_id, housekeeping):
+        try:
+            store = NotifyStore(self.db, park_id)
+            self._send_due(store)
+            if housekeeping:
+                self._housekeeping(store)
+        except Exception as exc:  # one park's trouble must not stop the others' notices
+            self.log.error("notify.send_loop_failed", park_id=park_id, error="{}: {}".format(
+                type(exc).__name__, exc))
 
     @rpc(expected_exceptions=EXPECTED)
     def send_due(self, park_id):
@@ -511,7 +515,10 @@ class NotifyService:
                 jobs += [(p, start + k / limit, window + 1) for k, p in enumerate(items)]
             else:
                 jobs += [(p, None, None) for p in items]
-        finished += [nid for nid in self.channels.pool.imap(
+        # the park's own pool of threads: its sends waiting for their time in the second hold
+        # none of another park's
+        pool = GreenPool(settings.get_int("NOTIFY_SEND_CONCURRENCY"))
+        finished += [nid for nid in pool.imap(
             lambda job: self._attempt(store, config, tz, *job, notices, profiles), jobs) if nid]
         store.done(finished)
         return {"due": len(due), "finished": len(finished)}

@@ -4,6 +4,7 @@ servers that check Aliyun's, Tencent's, WeChat's and our webhook's request
 formats and signatures): quiet hours, critical notices, redelivered events,
 retries and fallback, digests, rate limits, broadcasts, templates."""
 import statistics
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -27,8 +28,8 @@ def notify(container_factory, service_config):
             yield client.notify
 
 
-def new_park(notify, peers, sms="aliyun", **settings):
-    park = "n" + uuid.uuid4().hex[:8]
+def new_park(notify, peers, sms="aliyun", prefix="n", **settings):
+    park = prefix + uuid.uuid4().hex[:8]
     body = dict({"version": 1, "timezone": "Asia/Shanghai", "channels": peers.channels(sms),
                  "retry": {"attempts": 3, "backoff_s": 0.1},
                  # a night window that is not now, whenever the suite runs (the tests that want one set it)
@@ -257,6 +258,37 @@ def test_a_park_rate_limit_paces_sends_within_each_second(notify, peers, broker)
     assert statistics.median(gaps) >= 0.15, gaps  # a burst's gaps are a few milliseconds
     # any one second of time holds at most seven (the limit, and one at each of its edges)
     assert all(arrivals[i + 7] - arrivals[i] >= 1.0 for i in range(len(arrivals) - 7)), arrivals
+
+
+def test_each_park_sends_at_its_own_limit_and_a_critical_notice_elsewhere_is_not_held(notify, peers, broker):
+    # Three parks each with twelve webhook sends at 4 a second. Each pass of the send loop visits
+    # every park at once, so each park sends its own 4 a second whatever the others send (visited
+    # in turn, a park waited for those before it to pace their second and got what was left of
+    # it), and a critical broadcast in a fourth park (named to come last in the parks' order)
+    # reaches its provider within 1.5 s of the request while they all send.
+    flooding = [new_park(notify, peers, prefix="a", rate_limits={"webhook": 4}) for _ in range(3)]
+    for p, park in enumerate(flooding):
+        for i in range(12):
+            person(notify, park, "flood{}-{}".format(p, i), ["webhook"], port=peers.http_port)
+    for p, park in enumerate(flooding):
+        for i in range(12):
+            offered(broker, park, "flood{}-{}".format(p, i))
+    wait_for(lambda: all(peers.requests("/webhook/flood{}-".format(p)) for p in range(3)), timeout=30,
+             what="every flooding park sending")
+    park = new_park(notify, peers, prefix="z")
+    person(notify, park, "on-call", ["webhook"], port=peers.http_port)
+    started = time.time()
+    notify.broadcast(park, {"title": "紧急通知", "body": "山体滑坡预警，请勿前往后山。", "critical": True,
+                            "actor": "desk-1"}, idempotency_key="slide-1")
+    (arrival,) = wait_for(lambda: peers.requests("/webhook/on-call"), timeout=30, what="the critical notice sent")
+    assert arrival["at"] - started <= 1.5, arrival["at"] - started
+    sent = wait_for(lambda: (lambda s: all(len(a) == 12 for a in s) and s)(
+        [sorted(r["at"] for r in peers.requests("/webhook/flood{}-".format(p))) for p in range(3)]),
+        timeout=60, what="every flooding park's twelve sends")
+    # twelve at four a second: three windows of a second, the first and last partly
+    for arrivals in sent:
+        assert arrivals[-1] - arrivals[0] <= 3.5, [round(at - arrivals[0], 2) for at in arrivals]
+    assert any(at > arrival["at"] for arrivals in sent for at in arrivals)  # they were still sending
 
 
 # recipients, events without one, broadcasts -----------------------------------------------------
