@@ -22,7 +22,7 @@ from lamplight import settings
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
 from lamplight.ids import fingerprint
-from lamplight.metrics import NOTICE_SEND_SECONDS, NOTICES, NOTICES_PENDING, NOTIFY_UNRESOLVED
+from lamplight.metrics import NOTICE_SEND_LAG, NOTICE_SEND_SECONDS, NOTICES, NOTICES_PENDING, NOTIFY_UNRESOLVED
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox
@@ -569,6 +569,9 @@ class NotifyService:
                 store.reschedule(nid, until, attempt + 1)
                 NOTICES.labels(store.park_id, channel, "deferred").inc()
                 return None
+        # how late the provider is asked: per park and priority, so that a park whose sends starve is seen
+        NOTICE_SEND_LAG.labels(store.park_id, channel, notice["priority"]).observe(
+            max(0.0, (now - pending["due_at"]).total_seconds()))
         try:
             with NOTICE_SEND_SECONDS.labels(channel).time():
                 provider_id = adapter_for(self.channels.registry, channel, settings_).send(

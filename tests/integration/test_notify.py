@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from nameko import config
 from nameko.standalone.rpc import ClusterRpcClient
+from prometheus_client import REGISTRY
 
 from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict
@@ -289,6 +290,13 @@ def test_each_park_sends_at_its_own_limit_and_a_critical_notice_elsewhere_is_not
     for arrivals in sent:
         assert arrivals[-1] - arrivals[0] <= 3.5, [round(at - arrivals[0], 2) for at in arrivals]
     assert any(at > arrival["at"] for arrivals in sent for at in arrivals)  # they were still sending
+    # what an SRE sees: each send's lag past its due time, per park and priority
+    lag = lambda park, what: REGISTRY.get_sample_value(  # noqa: E731
+        "lamplight_notice_send_lag_seconds_" + what, {"park": park, "channel": "webhook", "priority": "critical"})
+    assert lag(park, "count") == 1 and lag(park, "sum") <= 1.5
+    waited = [REGISTRY.get_sample_value("lamplight_notice_send_lag_seconds_sum", {
+        "park": p, "channel": "webhook", "priority": "normal"}) for p in flooding]
+    assert all(w is not None and w >= 12 * 1.0 for w in waited), waited  # twelve at 4/s: about 1.4 s each
 
 
 # recipients, events without one, broadcasts -----------------------------------------------------
