@@ -415,13 +415,15 @@ def promtool():
 def exported_metrics():
     """Every sample name the code's prometheus-client metrics expose."""
     sys.path.insert(0, str(ROOT))
+    import importlib
+
     from prometheus_client import Counter as PCounter
     from prometheus_client import Gauge, Histogram, Summary
 
-    import lamplight.metrics as metrics
-
+    modules = ["lamplight.metrics"] + ["services.{}.metrics".format(path.parent.name)
+                                       for path in sorted((ROOT / "services").glob("*/metrics.py"))]
     names = set()
-    for value in vars(metrics).values():
+    for value in (v for name in modules for v in vars(importlib.import_module(name)).values()):
         if isinstance(value, PCounter):
             names |= {value._name + "_total", value._name + "_created"}
         elif isinstance(value, Histogram):

@@ -1,11 +1,13 @@
-"""Every Prometheus metric the kernel exports, defined once.
+"""The Prometheus metrics of the kernel: entrypoints, the database, events
+and the outbox. Each service defines its own business metrics beside it
+(``services/<name>/metrics.py``).
 
-Label values are bounded: service, entrypoint, event type, park, channel and
-outcome. Never an id.
+Label values are bounded: service, entrypoint, event type, park, category,
+channel, outcome, priority. Never an id.
 """
 from prometheus_client import Counter, Gauge, Histogram
 
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 # RED per entrypoint
 ENTRYPOINT_CALLS = Counter(
@@ -17,7 +19,7 @@ ENTRYPOINT_DURATION = Histogram(
     "lamplight_entrypoint_duration_seconds",
     "Time spent in an entrypoint's worker.",
     ["service", "entrypoint"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 
 DB_SCANS = Counter(
@@ -96,79 +98,4 @@ OUTBOX_RELAY_FOUND = Gauge(
     "lamplight_outbox_relay_found",
     "Events the last relay pass found in the outboxes of dead writers.",
     ["service"],
-)
-
-# business
-NEEDS_SUBMITTED = Counter(
-    "lamplight_needs_submitted_total", "Needs accepted.", ["park", "category", "channel"]
-)
-TASKS_OFFERED = Counter(
-    "lamplight_tasks_offered_total", "Task offers made to responders.", ["park"]
-)
-NEEDS_UNMATCHED = Counter(
-    "lamplight_needs_unmatched_total",
-    "Needs dispatch found no responder for.",
-    ["park", "category"],
-)
-NOTICES = Counter(
-    "lamplight_notices_total", "Notices by channel and outcome.", ["park", "channel", "outcome"]
-)
-NOTIFY_UNRESOLVED = Counter(
-    "lamplight_notify_unresolved_total", "Events notify found nobody to tell about.", ["park", "type"]
-)
-NOTICES_PENDING = Gauge(
-    "lamplight_notices_pending", "Notices queued, deferred or waiting for a digest (set by the send loop).", ["park"]
-)
-NOTICE_SEND_LAG = Histogram(
-    "lamplight_notice_send_lag_seconds",
-    "Time from a send being due to the provider being asked: the send loop's queue wait, the park's rate limit"
-    " included.", ["park", "channel", "priority"],
-    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
-)
-NOTICE_SEND_SECONDS = Histogram(
-    "lamplight_notice_send_seconds", "Time a provider took to take (or refuse) one notice.", ["channel"],
-    buckets=_LATENCY_BUCKETS,
-)
-POINTS_ENTRIES = Counter(
-    "lamplight_points_entries_total", "Ledger entries written.", ["park", "account", "kind"]
-)
-POINTS_SKIPPED = Counter(
-    "lamplight_points_skipped_total",
-    "Events that matched a rule but posted nothing (no member, cap reached).",
-    ["park", "type", "reason"],
-)
-NEEDS_TRANSITIONS = Counter(
-    "lamplight_needs_transitions_total", "Lifecycle changes of needs by action.", ["park", "action"]
-)
-NEEDS_OPEN = Gauge(
-    "lamplight_needs_open", "Needs not yet closed, rejected or cancelled (set by the sweep).", ["park", "category"]
-)
-NEEDS_OVERDUE = Gauge(
-    "lamplight_needs_overdue",
-    "Open needs past their due time with the clock running (set by the sweep).",
-    ["park", "category"],
-)
-NEEDS_SKIPPED_EVENTS = Counter(
-    "lamplight_needs_dispatch_events_skipped_total",
-    "Dispatch events that changed nothing (a redelivery, or a need already past that step).",
-    ["park", "type"],
-)
-TASK_TRANSITIONS = Counter(
-    "lamplight_task_events_total", "Task changes by the event they publish (task.claimed, task.released, ...).",
-    ["park", "type"],
-)
-TASK_ESCALATIONS = Counter(
-    "lamplight_task_escalations_total",
-    "Tasks nobody claimed in time, escalated to the team lead or paged to the night squad.",
-    ["park", "level"],
-)
-DISPATCH_SECONDS = Histogram(
-    "lamplight_dispatch_seconds", "From a routed need's arrival to its task written with its offers.",
-    ["park", "mode"], buckets=_LATENCY_BUCKETS,
-)
-CALLOUT_RECIPIENTS = Counter(
-    "lamplight_emergency_callout_recipients_total", "People reached by emergency call-outs.", ["park"]
-)
-VISITS_MISSED = Counter(
-    "lamplight_visits_missed_total", "Must-visits nobody proved in their month.", ["park", "kind"]
 )

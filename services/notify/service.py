@@ -22,7 +22,6 @@ from lamplight import settings
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject
 from lamplight.ids import fingerprint
-from lamplight.metrics import NOTICE_SEND_LAG, NOTICE_SEND_SECONDS, NOTICES, NOTICES_PENDING, NOTIFY_UNRESOLVED
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox
@@ -30,6 +29,7 @@ from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id, utcnow
 from services.notify import domain
 from services.notify.channels import SendFailed, adapter_for, adapters
+from services.notify.metrics import NOTICE_SEND_LAG, NOTICE_SEND_SECONDS, NOTICES, NOTICES_PENDING, NOTIFY_UNRESOLVED
 from services.notify.schemas import (
     SECRET_KEYS,
     BroadcastEventSchema,

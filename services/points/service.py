@@ -10,13 +10,13 @@ from lamplight import ids, logs
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
 from lamplight.ids import new_id
-from lamplight.metrics import POINTS_ENTRIES, POINTS_SKIPPED
 from lamplight.observability import Observability
 from lamplight.parkconfig import editable
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
 from services.points import domain
+from services.points.metrics import POINTS_ENTRIES, POINTS_SKIPPED
 from services.points.schemas import (
     AccountViewSchema,
     ApprovalViewSchema,

@@ -16,7 +16,13 @@ from lamplight import settings
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_or_reject, time_or_reject
 from lamplight.ids import new_id
-from lamplight.metrics import (
+from lamplight.observability import Observability
+from lamplight.parkconfig import ConfigWatch, editable, plain
+from lamplight.publishing import EventOutbox
+from lamplight.rpc import rpc
+from lamplight.storage import Mongo, check_park_id
+from services.volunteers import domain
+from services.volunteers.metrics import (
     CALLOUT_RECIPIENTS,
     DISPATCH_SECONDS,
     NEEDS_UNMATCHED,
@@ -25,12 +31,6 @@ from lamplight.metrics import (
     TASKS_OFFERED,
     VISITS_MISSED,
 )
-from lamplight.observability import Observability
-from lamplight.parkconfig import ConfigWatch, editable, plain
-from lamplight.publishing import EventOutbox
-from lamplight.rpc import rpc
-from lamplight.storage import Mongo, check_park_id
-from services.volunteers import domain
 from services.volunteers.schemas import (
     CalloutEventSchema,
     CalloutSchema,

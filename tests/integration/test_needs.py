@@ -13,7 +13,7 @@ from nameko.standalone.rpc import ClusterRpcClient
 
 from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict, NotFound
-from lamplight.metrics import NEEDS_OPEN, NEEDS_OVERDUE
+from services.needs.metrics import NEEDS_OPEN, NEEDS_OVERDUE
 from services.needs.service import NeedsService
 from tests.conftest import wait_for
 from tests.parks import fast_needs_config, needs_config
