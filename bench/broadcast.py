@@ -81,12 +81,24 @@ def main(argv=None):
         return run(args, peers)
 
 
+def numbers_in(request):
+    """The numbers one SMS request to the peer carried (Aliyun: comma-separated, Tencent: a set)."""
+    body = request.get("body") or {}
+    if "PhoneNumbers" in body:
+        return len(body["PhoneNumbers"].split(","))
+    return len(body.get("PhoneNumberSet") or [None])
+
+
 def sms_handed(arrived, start, end):
     """What the SMS peer accepted (of ``arrived``, its requests) between ``start``
-    and ``end`` (epoch seconds): (count, per second over that time, busiest whole second)."""
-    times = [r["at"] for r in arrived if r["verdict"] == "ok" and start <= r["at"] < end]
-    per_second = Counter(int(at) for at in times)
-    return len(times), len(times) / (end - start), max(per_second.values(), default=0)
+    and ``end`` (epoch seconds): (numbers, per second over that time, busiest whole
+    second, requests)."""
+    ok = [r for r in arrived if r["verdict"] == "ok" and start <= r["at"] < end]
+    per_second = Counter()
+    for r in ok:
+        per_second[int(r["at"])] += numbers_in(r)
+    handed = sum(per_second.values())
+    return handed, handed / (end - start), max(per_second.values(), default=0), len(ok)
 
 
 def run(args, peers):
@@ -138,6 +150,7 @@ def run(args, peers):
             during = sms_handed(arrived, started_epoch, done_epoch)
             after = sms_handed(arrived, done_epoch, end_epoch)
             refused = [r for r in arrived if r["verdict"] != "ok"]
+            handed_at = sorted(r["at"] for r in arrived if r["verdict"] == "ok" and r["at"] >= started_epoch)
         rss = stack.rss_mb()
         stack.down(names=("notify",))  # the SMS still queued would share the machine with the raw broker
         raw_rate = raw_broker(uri, args.raw_messages)
@@ -155,10 +168,14 @@ def run(args, peers):
     print("broadcast reports {} recipients, {} notices; counted: {} in-app notices, {} SMS notices, "
           "{} 'sent' lines in the log".format(report["recipients"], report["notices"], notices, sms_notices, logged))
     if peers:
-        for name, (handed, rate, busiest), seconds in (("during the fan-out", during, fan_out_s),
-                                                        ("after it", after, end_epoch - done_epoch)):
-            print("SMS handed to the provider peer {} ({:.1f} s): {}, {:.0f}/s, busiest second {}; "
-                  "the park's limit {}/s".format(name, seconds, handed, rate, busiest, args.sms_rate))
+        for name, (handed, rate, busiest, requests), seconds in (("during the fan-out", during, fan_out_s),
+                                                                  ("after it", after, end_epoch - done_epoch)):
+            print("SMS handed to the provider peer {} ({:.1f} s): {} in {} requests, {:.0f}/s, busiest second {}; "
+                  "the park's limit {}/s".format(name, seconds, handed, requests, rate, busiest, args.sms_rate))
+        total = sms_handed(arrived, started_epoch, end_epoch)[0]
+        print("SMS handed in all: {} of {}, the last {:.1f} s after the request ({:.0f}/s from the request)".format(
+            total, args.recipients, handed_at[-1] - started_epoch if handed_at else float("nan"),
+            total / (handed_at[-1] - started_epoch) if handed_at else 0))
         print("SMS refused by the peer (parameters, signature): {}{}".format(
             len(refused), " (first: {})".format(refused[0]["verdict"]) if refused else ""))
         print("ratio sms-rate-after/limit: {:.2f}; busiest-second/limit: {:.2f}".format(

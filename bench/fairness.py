@@ -41,7 +41,7 @@ from nameko.standalone.rpc import ClusterRpcClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.broadcast import import_recipients, sms_handed  # noqa: E402
+from bench.broadcast import import_recipients, numbers_in, sms_handed  # noqa: E402
 from bench.common import MONGO_URI, Watcher, delete_vhost, drop_databases, fresh_vhost, percentile  # noqa: E402
 from bench.pipeline import DAYS, need_body, need_of_notice  # noqa: E402
 from lamplight_dev import demo  # noqa: E402
@@ -239,14 +239,14 @@ def run(args, peers):
             FLOOD, args.recipients, completed.first[accepted["broadcast_id"]] - flood_started))
     else:
         print("park {} broadcast: not completed within the run".format(FLOOD))
-    ok = sorted(r["at"] for r in arrived if r["verdict"] == "ok" and r["at"] >= flood_epoch)
+    ok = sorted((r for r in arrived if r["verdict"] == "ok" and r["at"] >= flood_epoch), key=lambda r: r["at"])
     if ok:
-        busiest = sms_handed(arrived, flood_epoch, ok[-1] + 1)[2]
-        print("park {} SMS: {} of {} handed to the provider peer, the last {:.1f} s after the request; {:.0f}/s from "
-              "the first to the last, busiest second {}; the park's limit {}/s; refused {}".format(
-                  FLOOD, len(ok), args.recipients, ok[-1] - flood_epoch,
-                  (len(ok) - 1) / max(ok[-1] - ok[0], 1e-9), busiest, args.sms_rate,
-                  sum(1 for r in arrived if r["verdict"] != "ok")))
+        handed, _, busiest, requests = sms_handed(arrived, flood_epoch, ok[-1]["at"] + 1)
+        print("park {} SMS: {} of {} handed to the provider peer in {} requests, the last {:.1f} s after the "
+              "request; {:.0f}/s from the first to the last, busiest second {}; the park's limit {}/s; "
+              "refused {}".format(FLOOD, handed, args.recipients, requests, ok[-1]["at"] - flood_epoch,
+                                  (handed - numbers_in(ok[0])) / max(ok[-1]["at"] - ok[0]["at"], 1e-9), busiest,
+                                  args.sms_rate, sum(1 for r in arrived if r["verdict"] != "ok")))
     print("needs accepted without their notice: {}".format(lost))
     print("rss MB: " + ", ".join("{} {:.0f}".format(k, v) for k, v in sorted(rss.items())))
     print("worst p99 flood/baseline: {}".format("{:.2f}".format(worst) if worst is not None else "n/a"))

@@ -165,8 +165,12 @@ class Peer:
             return verdict, _json({"Response": {"Error": {"Code": "AuthFailure.SignatureFailure"
                                                           if "signature" in verdict else "InvalidParameter",
                                                           "Message": verdict}, "RequestId": "peer"}}), payload
+        # a number of the reserved test range 1380000xxxx is refused on its own, as Tencent
+        # reports a number it cannot reach in that number's status
         statuses = [{"SerialNo": "serial{}".format(len(self.requests)), "PhoneNumber": n, "Fee": 1,
-                     "Code": "Ok", "Message": "send success"} for n in payload["PhoneNumberSet"]]
+                     "Code": "Ok", "Message": "send success"} if not n.startswith("+861380000") else
+                    {"SerialNo": "", "PhoneNumber": n, "Fee": 0, "Code": "InvalidParameterValue.IncorrectPhoneNumber",
+                     "Message": "incorrect phone number"} for n in payload["PhoneNumberSet"]]
         return "ok", _json({"Response": {"SendStatusSet": statuses, "RequestId": "peer"}}), payload
 
     def _tencent_problem(self, request, body, payload):

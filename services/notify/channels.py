@@ -54,11 +54,21 @@ def _post(session, url, provider, timeout, **kwargs):
 
 class Channel:
     name = None
+    # how many notices one request may carry (their batch_key equal): 1, one request each
+    batch_limit = 1
 
     def __init__(self, session=None):
         self.http = session or requests.Session()
 
     def send(self, notice, address, settings):
+        raise NotImplementedError
+
+    def batch_key(self, notice):
+        return notice["_id"]
+
+    def send_many(self, items, settings):
+        """[(notice, address)] of one batch_key in one request: for each, the provider's id or
+        the SendFailed that concerns it alone (a failure of the whole request is raised)."""
         raise NotImplementedError
 
 
@@ -139,15 +149,27 @@ def aliyun_signature(secret, method, params):
 
 
 class AliyunSms(Channel):
+    """``SendSms``; many numbers with the same text go in one request (``PhoneNumbers``
+    takes up to 1,000, comma-separated: we send at most 100, so that one refusal touches few)."""
+
     name = "sms"
+    batch_limit = 100
+
+    def batch_key(self, notice):
+        return _sms_text(notice)
 
     def send(self, notice, address, settings):
+        return self.send_many([(notice, address)], settings)[0]
+
+    def send_many(self, items, settings):
+        notice = items[0][0]
         params = {
             "AccessKeyId": settings["access_key_id"], "Action": "SendSms", "Format": "JSON",
             "RegionId": settings.get("region") or "cn-hangzhou", "SignatureMethod": "HMAC-SHA1",
             "SignatureNonce": uuid.uuid4().hex, "SignatureVersion": "1.0",
             "Timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "Version": "2017-05-25",
-            "PhoneNumbers": address, "SignName": settings["sign_name"], "TemplateCode": settings["template_code"],
+            "PhoneNumbers": ",".join(address for _, address in items), "SignName": settings["sign_name"],
+            "TemplateCode": settings["template_code"],
             "TemplateParam": json.dumps({"content": _sms_text(notice)}, ensure_ascii=False),
             "OutId": notice["_id"][-64:],
         }
@@ -160,7 +182,7 @@ class AliyunSms(Channel):
             # throttling passes with time; a bad number or template does not
             retryable = "LIMIT" in str(answer.get("Code")) or answer.get("Code") == "isp.SYSTEM_ERROR"
             raise SendFailed("Aliyun SMS refused: {} {}".format(answer.get("Code"), answer.get("Message")), retryable)
-        return answer.get("BizId")
+        return [answer.get("BizId")] * len(items)  # one BizId for the request; receipts follow per number
 
 
 def tc3_signature(secret_key, service, timestamp, canonical_request):
@@ -177,14 +199,28 @@ def tc3_signature(secret_key, service, timestamp, canonical_request):
 
 
 class TencentSms(Channel):
+    """``SendSms``: up to 200 numbers with the same template parameters in one request, each
+    with a status of its own in the answer."""
+
     name = "sms"
+    batch_limit = 200
     CONTENT_TYPE = "application/json; charset=utf-8"
 
+    def batch_key(self, notice):
+        return _sms_text(notice)
+
     def send(self, notice, address, settings):
+        result = self.send_many([(notice, address)], settings)[0]
+        if isinstance(result, SendFailed):
+            raise result
+        return result
+
+    def send_many(self, items, settings):
+        notice = items[0][0]
         host = settings.get("host") or urlsplit(settings["endpoint"]).netloc
-        phone = address if address.startswith("+") else "+86" + address
+        phones = [address if address.startswith("+") else "+86" + address for _, address in items]
         payload = json.dumps({
-            "PhoneNumberSet": [phone], "SmsSdkAppId": settings["sdk_app_id"], "SignName": settings["sign_name"],
+            "PhoneNumberSet": phones, "SmsSdkAppId": settings["sdk_app_id"], "SignName": settings["sign_name"],
             "TemplateId": settings["template_code"], "TemplateParamSet": [_sms_text(notice)],
             "SessionContext": notice["_id"][-128:],
         }, ensure_ascii=False)
@@ -208,11 +244,21 @@ class TencentSms(Channel):
             error = answer["Error"]
             retryable = error.get("Code", "").startswith(("InternalError", "RequestLimitExceeded"))
             raise SendFailed("Tencent SMS refused: {} {}".format(error.get("Code"), error.get("Message")), retryable)
-        status = (answer.get("SendStatusSet") or [{}])[0]
-        if status.get("Code") != "Ok":
-            raise SendFailed("Tencent SMS refused {}: {} {}".format(phone, status.get("Code"), status.get("Message")),
-                             retryable="LimitExceeded" in str(status.get("Code")))
-        return status.get("SerialNo")
+        # one status per number; a number sent to twice has a status for each time
+        statuses = {}
+        for status in answer.get("SendStatusSet") or []:
+            statuses.setdefault(status.get("PhoneNumber"), []).append(status)
+        results = []
+        for phone in phones:
+            waiting = statuses.get(phone)
+            status = waiting.pop(0) if waiting else {}
+            if status.get("Code") == "Ok":
+                results.append(status.get("SerialNo"))
+            else:
+                results.append(SendFailed("Tencent SMS refused {}: {} {}".format(
+                    phone, status.get("Code", "no status"), status.get("Message", "")),
+                    retryable="LimitExceeded" in str(status.get("Code")) or not status))
+        return results
 
 
 def _json(response, provider):

@@ -12,6 +12,7 @@ building or a role.
 """
 import time
 from datetime import timedelta
+from typing import NamedTuple
 
 import eventlet
 from eventlet.greenpool import GreenPool
@@ -75,6 +76,15 @@ class Channels(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self
+
+
+class _Ready(NamedTuple):
+    """A send claimed and checked, waiting for its request to the provider."""
+    pending: dict
+    notice: dict
+    settings: dict
+    address: str
+    step: str
 
 
 def _default_config(park_id):
@@ -503,47 +513,97 @@ class NotifyService:
         profiles = {p["_id"]: p for p in store.profiles([n["recipient_id"] for n in notices.values()])}
         start = time.time()
         window = int(start)
-        jobs = []  # (pending send, the time before which it is not sent, the time from which it is not)
+        jobs = []  # (pending sends, the time before which they are not sent, the time from which they are not)
         for channel, items in sorted(by_channel.items()):
             limit = config["rate_limits"].get(channel)
+            batches = self._batches(config, channel, items, notices)
             if limit:
                 # one process a second sends for this park and channel, at most `limit`, one every
-                # 1/limit s from now to the second's end: a provider counting any second of its own
-                # sees at most `limit` (+1); what the second does not reach is left for the next
+                # 1/limit s from now to the second's end (a batch of n counts n): a provider counting
+                # any second of its own sees at most `limit` (+ a batch); what the second does not
+                # reach is left for the next
                 if not store.take_lease("rate:" + channel, window, utcnow()):
                     continue
-                jobs += [(p, start + k / limit, window + 1) for k, p in enumerate(items)]
+                offset = 0
+                for batch in batches:
+                    jobs.append((batch, start + offset / limit, window + 1))
+                    offset += len(batch)
             else:
-                jobs += [(p, None, None) for p in items]
+                jobs += [(batch, None, None) for batch in batches]
         # the park's own pool of threads: its sends waiting for their time in the second hold
         # none of another park's
         pool = GreenPool(settings.get_int("NOTIFY_SEND_CONCURRENCY"))
-        finished += [nid for nid in pool.imap(
-            lambda job: self._attempt(store, config, tz, *job, notices, profiles), jobs) if nid]
+        finished += [nid for ids in pool.imap(
+            lambda job: self._attempt(store, config, tz, *job, notices, profiles), jobs) for nid in ids]
         store.done(finished)
         return {"due": len(due), "finished": len(finished)}
 
-    def _attempt(self, store, config, tz, pending, not_before, not_after, notices, profiles):
-        """One attempt at one notice, in its time (epoch seconds, None: now);
-        returns its id when it needs no more sending."""
+    def _batches(self, config, channel, items, notices):
+        """The pending sends of a channel in the requests they go in: one each, or, where the
+        park's provider takes many numbers with the same text in one request (SMS), up to its
+        limit of those that share their text (a broadcast's, by locale)."""
+        channel_settings = config["channels"].get(channel)
+        adapter = adapter_for(self.channels.registry, channel, channel_settings) if channel_settings else None
+        size = getattr(adapter, "batch_limit", 1)
+        if size <= 1:
+            return [[p] for p in items]
+        groups = {}
+        for p in items:
+            notice = notices.get(p["_id"])
+            groups.setdefault(adapter.batch_key(notice) if notice else p["_id"], []).append(p)
+        return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+    def _attempt(self, store, config, tz, pendings, not_before, not_after, notices, profiles):
+        """One attempt at each of ``pendings`` (one request to the provider), in its time
+        (epoch seconds, None: now); returns the ids of the notices that need no more sending."""
         if not_before is not None:
             if not_before >= not_after:
-                return None  # past its second: the next one sends it
+                return []  # past its second: the next one sends it
             eventlet.sleep(max(0.0, not_before - time.time()))
             if time.time() >= not_after:
-                return None
-        notice = notices.get(pending["_id"])
+                return []
+        # each notice's claim and checks, at once (their log lines share a write)
+        ready, finished = [], []
+        for outcome in GreenPool(len(pendings)).imap(
+                lambda pending: self._guarded(store, pending, self._prepare, store, config, tz, pending,
+                                              notices.get(pending["_id"]), profiles), pendings):
+            if isinstance(outcome, _Ready):
+                ready.append(outcome)
+            elif outcome:
+                finished.append(outcome)
+        if not ready:
+            return finished
+        channel, channel_settings = ready[0].notice["channel"], ready[0].settings
+        adapter = adapter_for(self.channels.registry, channel, channel_settings)
         try:
-            return self._try_send(store, config, tz, pending, notice,
-                                  profiles.get(notice["recipient_id"]) if notice else None)
+            with NOTICE_SEND_SECONDS.labels(channel).time():
+                if len(ready) == 1:
+                    results = [adapter.send(dict(ready[0].notice, park_id=store.park_id), ready[0].address,
+                                            channel_settings)]
+                else:
+                    results = adapter.send_many([(dict(r.notice, park_id=store.park_id), r.address) for r in ready],
+                                                channel_settings)
+        except SendFailed as exc:
+            results = [exc] * len(ready)
+        for nid in GreenPool(len(ready)).imap(
+                lambda pair: self._guarded(store, pair[0].pending, self._finish, store, config, *pair),
+                zip(ready, results)):
+            if nid:
+                finished.append(nid)
+        return finished
+
+    def _guarded(self, store, pending, step, *args):
+        try:
+            return step(*args)
         except Exception as exc:  # a bug or the database: the notice stays queued for the next pass
             self.log.error("notify.attempt_failed", park_id=store.park_id, notice_id=pending["_id"],
                            error="{}: {}".format(type(exc).__name__, exc))
             return None
 
-    def _try_send(self, store, config, tz, pending, notice, profile):
-        """``notice`` is the pending send's notice as read for its batch (None: gone),
-        ``profile`` its recipient's."""
+    def _prepare(self, store, config, tz, pending, notice, profiles):
+        """Claim an attempt at ``pending`` (its notice as read for the pass, None: gone) and check
+        that it is to be sent now: a _Ready to send, else the notice's id when it needs no more
+        sending (or None)."""
         nid, attempt = pending["_id"], pending["attempt"]
         if notice is None:
             return nid
@@ -553,7 +613,7 @@ class NotifyService:
             return self._claimed_elsewhere(store, notice, pending, step, now)
         channel = notice["channel"]
         settings_ = config["channels"].get(channel)
-        profile = profile or domain.default_profile(notice["recipient_id"])
+        profile = profiles.get(notice["recipient_id"]) or domain.default_profile(notice["recipient_id"])
         address = (profile.get("addresses") or {}).get(channel)
         if not settings_ or not address:
             reason = ("channel {} is not configured for park {}".format(channel, store.park_id) if not settings_
@@ -572,18 +632,19 @@ class NotifyService:
         # how late the provider is asked: per park and priority, so that a park whose sends starve is seen
         NOTICE_SEND_LAG.labels(store.park_id, channel, notice["priority"]).observe(
             max(0.0, (now - pending["due_at"]).total_seconds()))
-        try:
-            with NOTICE_SEND_SECONDS.labels(channel).time():
-                provider_id = adapter_for(self.channels.registry, channel, settings_).send(
-                    dict(notice, park_id=store.park_id), address, settings_)
-        except SendFailed as exc:
-            return self._failed(store, config, notice, pending, step, exc)
+        return _Ready(pending, notice, settings_, address, step)
+
+    def _finish(self, store, config, ready, result):
+        """The provider's answer for one prepared send: its id, or the SendFailed for it."""
+        if isinstance(result, SendFailed):
+            return self._failed(store, config, ready.notice, ready.pending, ready.step, result)
+        notice = ready.notice
         if self._log_with_event(store, domain.record(
-                nid, step + ".sent", "sent", utcnow(), notice, attempt=attempt,
-                provider_id=str(provider_id) if provider_id else None),
+                notice["_id"], ready.step + ".sent", "sent", utcnow(), notice, attempt=ready.pending["attempt"],
+                provider_id=str(result) if result else None),
                 self._notice_event("notice.sent", store.park_id, notice)):
-            NOTICES.labels(store.park_id, channel, "sent").inc()
-        return nid
+            NOTICES.labels(store.park_id, notice["channel"], "sent").inc()
+        return notice["_id"]
 
     def _log_with_event(self, store, line, event):
         """Write a line of the delivery log carrying its event, and publish the

@@ -299,6 +299,57 @@ def test_each_park_sends_at_its_own_limit_and_a_critical_notice_elsewhere_is_not
     assert all(w is not None and w >= 12 * 1.0 for w in waited), waited  # twelve at 4/s: about 1.4 s each
 
 
+@pytest.mark.parametrize("sms", ["aliyun", "tencent"])
+def test_a_broadcasts_sms_go_many_numbers_to_a_request_each_once_within_the_limit(notify, peers, broker, sms):
+    # 230 recipients, 23 of them reading English: the same text goes to up to 100 (Aliyun) or 200
+    # (Tencent) numbers a request, at the park's limit of 120 a second; each number once, each
+    # notice's own line in the log. Tencent answers each number apart: one it cannot reach fails
+    # alone (for good: its number is wrong) while the rest of its request is sent.
+    park = new_park(notify, peers, sms=sms, rate_limits={"sms": 120})
+    bad = "13800001234" if sms == "tencent" else None
+    numbers = {}
+    for i in range(230):
+        number = bad if bad and i == 7 else "139{:08d}".format(i)
+        numbers["w-{}".format(i)] = number
+        notify.put_recipient(park, "w-{}".format(i), {"addresses": {"sms": number}, "channels": ["sms"],
+                                                       "locale": "en" if i % 10 == 0 else "zh-CN"})
+    started = time.time()
+    accepted = notify.broadcast(park, {"title": "紧急通知", "body": "暴雨红色预警，请勿外出。", "critical": True,
+                                       "actor": "desk-1"}, idempotency_key="sms-batch")
+    wait_for(lambda: notify.get_broadcast(park, accepted["broadcast_id"])["status"] == "done", what="the fan-out")
+
+    def sent_numbers():
+        got = []
+        for request in peers.requests("/" + sms):
+            if request["verdict"] == "ok" and request["at"] >= started:
+                body = request["body"]
+                got += body["PhoneNumbers"].split(",") if sms == "aliyun" else [
+                    n[3:] for n in body["PhoneNumberSet"]]
+        return got
+    expected = sorted(n for n in numbers.values())
+    wait_for(lambda: sorted(sent_numbers()) == expected, timeout=30, what="every number once")
+    requests_ = [r for r in peers.requests("/" + sms) if r["verdict"] == "ok" and r["at"] >= started]
+    sizes = [len(r["body"]["PhoneNumbers"].split(",")) if sms == "aliyun" else len(r["body"]["PhoneNumberSet"])
+             for r in requests_]
+    assert max(sizes) <= (100 if sms == "aliyun" else 120) and len(requests_) < 230 / 20, sizes
+    # one text a request: the English recipients' requests hold only them
+    for r in requests_:
+        texts = {r["body"]["TemplateParam"]} if sms == "aliyun" else set(r["body"]["TemplateParamSet"])
+        assert len(texts) == 1
+    # within the limit: no second of the run holds more than 120 numbers (+ one request)
+    by_second = {}
+    for r, size in zip(requests_, sizes):
+        by_second[int(r["at"])] = by_second.get(int(r["at"]), 0) + size
+    assert max(by_second.values()) <= 120 + max(sizes), by_second
+    for rid in ("w-1", "w-10", "w-229"):
+        assert statuses(log_of(notify, park, recipient_id=rid), "sms")[-1] == "sent"
+    if bad:
+        wait_for(lambda: "failed" in statuses(log_of(notify, park, recipient_id="w-7"), "sms"), what="w-7 failed")
+        line = [x for x in log_of(notify, park, recipient_id="w-7") if x["status"] == "failed"][-1]
+        assert "IncorrectPhoneNumber" in line["reason"]
+        assert statuses(log_of(notify, park, recipient_id="w-8"), "sms")[-1] == "sent"
+
+
 # recipients, events without one, broadcasts -----------------------------------------------------
 def test_requester_and_followers_of_a_need_hear_of_it_and_an_opt_out_is_kept(notify, peers, broker):
     park = new_park(notify, peers)
