@@ -22,13 +22,13 @@ import re
 import secrets
 import time
 from collections import namedtuple
-from datetime import datetime, timezone
 
 import jwt
 from limits import parse as parse_limit
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from lamplight import fields as strict
+from lamplight.clock import utcnow
 from lamplight.errors import BadInput, LamplightError, NotFound
 
 ROLES = ("platform_admin", "park_admin", "dispatcher", "volunteer", "member", "requester")
@@ -73,10 +73,6 @@ class TooManyRequests(LamplightError):
 
 def hash_secret(secret):
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def utcnow():
-    return datetime.now(timezone.utc)
 
 
 class KeyStore:

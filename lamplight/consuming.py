@@ -12,7 +12,6 @@ Handlers must be idempotent: a message can be delivered again after a crash or
 a relay. The kernel's way is a deterministic ``_id`` (or unique key) on the
 effect, so a second insert fails with DuplicateKeyError and is skipped.
 """
-from datetime import datetime, timezone
 from functools import partial
 
 from kombu import Connection
@@ -22,6 +21,7 @@ from nameko.events import EventHandler
 from nameko.messaging import Consumer, decode_from_headers
 
 from lamplight import logs, settings, topology
+from lamplight.clock import now_iso
 from lamplight.envelope import validate_envelope
 from lamplight.errors import LamplightError
 from lamplight.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
@@ -139,7 +139,7 @@ class Subscribe(EventHandler):
             topology.ATTEMPTS_HEADER: attempts if attempts is not None else attempts_of(message),
             ERROR_HEADER: reason,
             QUEUE_HEADER: self.queue.name,
-            FAILED_AT_HEADER: datetime.now(timezone.utc).isoformat(),
+            FAILED_AT_HEADER: now_iso(),
         })
         headers.pop(topology.DELAY_HEADER, None)
         try:

@@ -1,10 +1,10 @@
 """CloudEvents 1.0 envelopes (structured JSON mode) for every Lamplight event."""
 import os
 import re
-from datetime import datetime, timezone
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from lamplight.clock import now_iso
 from lamplight.errors import BadInput
 from lamplight.ids import new_id
 
@@ -37,8 +37,6 @@ def dataschema_uri(event_type, version):
     return "urn:lamplight:events:{}:v{}".format(event_type, version)
 
 
-def now_iso():
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_event(event_type, *, source, park_id, subject, data, version=1, traceparent=None, request_id=None):

@@ -26,7 +26,7 @@ import socket
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import eventlet
 from amqp import Message
@@ -37,6 +37,7 @@ from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, IndexModel
 
 from lamplight import failpoints, logs, registry, settings, topology
+from lamplight.clock import utcnow
 from lamplight.envelope import new_event
 from lamplight.metrics import (
     EVENTS_PUBLISH_FAILED,
@@ -176,10 +177,6 @@ class ConfirmPipeline:
                 raise PublishFailed("the unrouted parking queue is missing")
         for exchange, routing_key, body, envelope in bodies.values():
             EVENTS_PUBLISHED.labels(self.service, envelope["type"], envelope["parkid"]).inc()
-
-
-def _utcnow():
-    return datetime.now(timezone.utc)
 
 
 # An event staged this long ago and still neither confirmed nor failed was
@@ -359,7 +356,7 @@ class EventOutbox(DependencyProvider):
         return registry.expand(envelopes, self.registered)
 
     def stage(self, envelopes):
-        at = _utcnow()
+        at = utcnow()
         for e in envelopes:
             self._staged[e["id"]] = at
         if not self._writer_recorded:
@@ -397,14 +394,14 @@ class EventOutbox(DependencyProvider):
 
     # the checkpoint ---------------------------------------------------------------
     def oldest_unconfirmed(self, now=None):
-        now = now or _utcnow()
+        now = now or utcnow()
         live = [at for at in self._staged.values() if now - at < STAGED_MAX_AGE]
         return min(live) if live else None
 
     def checkpoint(self):
         """Record that every event this writer staged before the checkpoint is
         confirmed, and that the writer is alive."""
-        now = _utcnow()
+        now = utcnow()
         oldest = self.oldest_unconfirmed(now)
         OUTBOX_OLDEST_UNCONFIRMED.labels(self.service).set((now - oldest).total_seconds() if oldest else 0)
         if self.writers is None:
@@ -437,7 +434,7 @@ class EventOutbox(DependencyProvider):
     def relay_once(self):
         """Take over every writer of this service whose heartbeat stopped more
         than the grace period ago; returns how many events it republished."""
-        now = _utcnow()
+        now = utcnow()
         dead_before = now - timedelta(seconds=self.relay_grace)
         relayed = found = 0
         while True:

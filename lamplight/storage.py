@@ -11,7 +11,6 @@ name exactly one park. Cross-park reads (the outbox relay, gauges) go through
 """
 import re
 import time
-from datetime import datetime, timezone
 
 import eventlet
 from eventlet.event import Event
@@ -21,6 +20,7 @@ from pymongo import IndexModel, MongoClient, monitoring
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from lamplight import logs, settings
+from lamplight.clock import utcnow  # noqa: F401 (re-exported: the stores' clock)
 from lamplight.errors import BadInput, UnscopedQuery
 from lamplight.metrics import DB_REQUESTS, DB_SCANS
 
@@ -30,13 +30,6 @@ PARK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # They are platform-wide bookkeeping, not park data, so they are the one
 # exception to "every index starts with park_id".
 KERNEL_COLLECTIONS = frozenset({"_writers"})
-
-
-def utcnow():
-    """Now, to the millisecond: what MongoDB stores, so that a value read
-    back compares equal to the one computed before it was written."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class RequestCounter(monitoring.CommandListener):

@@ -13,10 +13,10 @@ Appending to an account without multi-document transactions:
 The entries are the truth; the account document is a cache that step 1 heals.
 """
 import time
-from datetime import datetime, timezone
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
+from lamplight.clock import utcnow  # noqa: F401 (re-exported: the service's clock)
 from lamplight.errors import Conflict, NotFound
 from lamplight.storage import DuplicateKeyError
 from services.points import domain
@@ -44,10 +44,6 @@ INDEXES = {
 MAX_ATTEMPTS = 200
 CATALOGUE_CACHE_S = 5.0
 _catalogue_cache = {}
-
-
-def utcnow():
-    return datetime.now(timezone.utc)
 
 
 class PointsStore:
