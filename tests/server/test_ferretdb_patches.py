@@ -29,7 +29,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, MongoClient, ReturnDocument
 
 BIN = Path(os.environ.get("FERRETDB_BIN_DIR") or Path(__file__).resolve().parents[2] / ".stack" / "bin")
-# FERRETDB_TEST_LARGE=100000 for the full size; the default keeps CI short
+# FERRETDB_TEST_LARGE=100000 for the full size; the default keeps CI short
 LARGE = int(os.environ.get("FERRETDB_TEST_LARGE", "30000"))
 
 
