@@ -54,7 +54,7 @@ def _post(session, url, provider, timeout, **kwargs):
 
 class Channel:
     name = None
-    # how many notices one request may carry (their batch_key equal): 1, one request each
+    # how many notices one request may carry (see BatchSms): 1, one request each
     batch_limit = 1
 
     def __init__(self, session=None):
@@ -63,13 +63,6 @@ class Channel:
     def send(self, notice, address, settings):
         raise NotImplementedError
 
-    def batch_key(self, notice):
-        return notice["_id"]
-
-    def send_many(self, items, settings):
-        """[(notice, address)] of one batch_key in one request: for each, the provider's id or
-        the SendFailed that concerns it alone (a failure of the whole request is raised)."""
-        raise NotImplementedError
 
 
 class Email(Channel):
@@ -148,18 +141,31 @@ def aliyun_signature(secret, method, params):
     return base64.b64encode(digest).decode()
 
 
-class AliyunSms(Channel):
-    """``SendSms``; many numbers with the same text go in one request (``PhoneNumbers``
-    takes up to 1,000, comma-separated: we send at most 100, so that one refusal touches few)."""
+class BatchSms(Channel):
+    """An SMS provider that takes many numbers with the same text in one request."""
 
     name = "sms"
-    batch_limit = 100
 
     def batch_key(self, notice):
         return _sms_text(notice)
 
     def send(self, notice, address, settings):
-        return self.send_many([(notice, address)], settings)[0]
+        result = self.send_many([(notice, address)], settings)[0]
+        if isinstance(result, SendFailed):
+            raise result
+        return result
+
+    def send_many(self, items, settings):
+        """[(notice, address)] of one batch_key in one request: for each, the provider's id or
+        the SendFailed that concerns it alone (a failure of the whole request is raised)."""
+        raise NotImplementedError
+
+
+class AliyunSms(BatchSms):
+    """``SendSms``; many numbers with the same text go in one request (``PhoneNumbers``
+    takes up to 1,000, comma-separated: we send at most 100, so that one refusal touches few)."""
+
+    batch_limit = 100
 
     def send_many(self, items, settings):
         notice = items[0][0]
@@ -198,22 +204,12 @@ def tc3_signature(secret_key, service, timestamp, canonical_request):
     return scope, hmac.new(signing, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-class TencentSms(Channel):
+class TencentSms(BatchSms):
     """``SendSms``: up to 200 numbers with the same template parameters in one request, each
     with a status of its own in the answer."""
 
-    name = "sms"
     batch_limit = 200
     CONTENT_TYPE = "application/json; charset=utf-8"
-
-    def batch_key(self, notice):
-        return _sms_text(notice)
-
-    def send(self, notice, address, settings):
-        result = self.send_many([(notice, address)], settings)[0]
-        if isinstance(result, SendFailed):
-            raise result
-        return result
 
     def send_many(self, items, settings):
         notice = items[0][0]
