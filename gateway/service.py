@@ -468,12 +468,9 @@ class Gateway:
             "park_id": park, "version": config["version"], "name": config["name"],
             "sections": {name: config[name] for name in parks.SECTIONS if config.get(name) is not None},
             "changed": parks.changed_sections(previous, config), "saved_by": principal.id}))
-        with self.events.staged([event]) as outbox:
-            version, unchanged = store.install_over(previous, config, dict(outbox, saved_by=principal.id))
-        if unchanged:
-            self.events.discard([event])
-        else:
-            self.events.publish([event])
+        with self.events.staging([event]) as staged:
+            version, unchanged = store.install_over(previous, config, dict(staged.fields(), saved_by=principal.id))
+            staged.written = not unchanged
         return {"park_id": park, "version": version, "unchanged": unchanged,
                 "changed": [] if unchanged else event["data"]["changed"]}
 

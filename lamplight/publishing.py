@@ -25,8 +25,8 @@ import os
 import socket
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any, NamedTuple
 
 import eventlet
 from amqp import Message
@@ -186,8 +186,11 @@ STAGED_MAX_AGE = timedelta(minutes=5)
 
 
 class Events:
-    """What a worker gets: build envelopes, stage them into the state change's
-    write, publish after the write."""
+    """What a worker gets: build envelopes (``new``), and write a document
+    with them — ``staging`` for one write, ``change`` for a read–decide–write
+    with retries, ``insert_many`` for documents each with its event. These
+    hold the outbox's bookkeeping: the events are staged before the write,
+    published after it, and discarded when it did not happen."""
 
     def __init__(self, provider, worker_ctx):
         self._provider = provider
@@ -207,13 +210,69 @@ class Events:
                          traceparent=self._ctx.context_data.get("traceparent"),
                          request_id=self._ctx.context_data.get("request_id"))
 
-    def outbox_fields(self, envelopes):
+    # the one way to write a document with its events -----------------------------------------
+    def staging(self, envelopes):
+        """``with events.staging([e]) as staged:`` — the events go into the
+        write made inside the block (``staged.fields()`` for an insert,
+        ``staged.appended(outbox)`` for a versioned write, ``staged.update()``
+        for update operators); the block sets ``staged.written`` to whether
+        the write took effect. On leaving, they are published if it did and
+        discarded if it did not or the block raised."""
+        return Staged(self, envelopes)
+
+    def change(self, read, decide, write, *, conflict, attempts=8):
+        """Optimistic concurrency: ``read()`` the document, ``decide(doc)``,
+        write conditionally on what was read; on a lost race read again and
+        decide on what the winner left.
+
+        ``decide`` returns a :class:`Change` to write — ``fields`` with the
+        document's outbox appended to them, then ``write(doc, fields)`` says
+        whether the write won — or anything else, returned as it is with
+        nothing written. Returns the winning change's ``result``; after
+        ``attempts`` lost races raises ``conflict``."""
+        for _ in range(attempts):
+            doc = read()
+            decision = decide(doc)
+            if not isinstance(decision, Change):
+                return decision
+            with self.staging(decision.envelopes) as staged:
+                fields = dict(decision.fields, **staged.appended(doc.get("_outbox")))
+                staged.written = bool(write(doc, fields))
+            if staged.written:
+                return decision.result
+        raise conflict
+
+    def insert_many(self, docs, envelopes, insert):
+        """Each of ``docs`` carries its own event in ``envelopes``;
+        ``insert(docs)`` writes them idempotently (and maybe other documents
+        with them) and returns the documents it inserted. The events of those
+        are published, the others' discarded. Returns what ``insert`` returned."""
+        if len(docs) != len(envelopes):
+            raise ValueError("one event per document")
+        staged = [Staged(self, [e]) for e in envelopes]
+        try:
+            for doc, one in zip(docs, staged):
+                doc.update(one.fields())
+            inserted = insert(docs)
+            ids = {d["_id"] for d in inserted}
+        except BaseException:
+            for one in staged:
+                one.close()
+            raise
+        for doc, one in zip(docs, staged):
+            one.written = doc["_id"] in ids
+        self._discard([one.envelopes[0] for one in staged if not one.written])
+        self._publish([one.envelopes[0] for one in staged if one.written])
+        return inserted
+
+    # its parts ---------------------------------------------------
+    def _fields(self, envelopes):
         """Fields for a document being inserted together with its events."""
         envelopes = self._provider.expand(envelopes)
         at = self._provider.stage(envelopes)
         return {"_outbox": list(envelopes), "_outbox_at": at, "_outbox_by": self._provider.writer_id}
 
-    def outbox_appended(self, existing, envelopes):
+    def _appended(self, existing, envelopes):
         """Absolute outbox fields of a document whose outbox was ``existing``,
         with ``envelopes`` appended: for writes that must give the same result
         when applied twice (storage.VersionedDocument)."""
@@ -223,7 +282,7 @@ class Events:
         return {"_outbox": (list(existing or []) + list(envelopes))[-keep:], "_outbox_at": at,
                 "_outbox_by": self._provider.writer_id}
 
-    def outbox_update(self, envelopes):
+    def _update_ops(self, envelopes):
         """Update operators that append events to a document's outbox in the
         same single-document update as the state change."""
         envelopes = self._provider.expand(envelopes)
@@ -233,38 +292,70 @@ class Events:
             "$set": {"_outbox_at": at, "_outbox_by": self._provider.writer_id},
         }
 
-    def publish(self, envelopes):
+    def _publish(self, envelopes):
         """Publish events whose write has committed. Never raises: an event
         the broker does not confirm now is retried by this process, and by
         the relay of another if this one dies."""
         failpoints.hit("outbox.after_write")
         return self._provider.publish(self._provider.expand(envelopes))
 
-    def discard(self, envelopes):
+    def _discard(self, envelopes):
         """The write carrying these events did not happen (say, a duplicate)."""
         self._provider.unstage(self._provider.expand(envelopes))
 
-    def publish_inserted(self, docs, envelopes, inserted):
-        """Each of ``docs`` carries its own event in ``envelopes``: publish the
-        events of the documents ``inserted`` (an idempotent bulk insert's
-        result), discard those of the ones that were there already. Returns
-        the events published."""
-        ids = {d["_id"] for d in inserted}
-        self.discard([e for d, e in zip(docs, envelopes) if d["_id"] not in ids])
-        fresh = [e for d, e in zip(docs, envelopes) if d["_id"] in ids]
-        self.publish(fresh)
-        return fresh
 
-    @contextmanager
-    def staged(self, envelopes):
-        """``with events.staged([e]) as fields:`` merge ``fields`` into the
-        document and write it; if the write raises, the events are discarded."""
-        fields = self.outbox_fields(envelopes)
-        try:
-            yield fields
-        except BaseException:
-            self.discard(envelopes)
-            raise
+class Change(NamedTuple):
+    """What :meth:`Events.change` writes: the fields, their events, and what
+    it returns once they are written."""
+
+    fields: dict
+    envelopes: list
+    result: Any = None
+
+
+class Staged:
+    """Events staged for one write (:meth:`Events.staging`)."""
+
+    def __init__(self, events, envelopes):
+        self.envelopes = list(envelopes)
+        self.written = False
+        self._events = events
+        self._staged = False
+
+    def _stage(self, outbox):
+        if self._staged:
+            raise RuntimeError("these events are staged already")
+        self._staged = True
+        return outbox(self.envelopes)
+
+    def fields(self):
+        """Outbox fields for a document inserted with the events."""
+        return self._stage(self._events._fields)
+
+    def appended(self, existing):
+        """Absolute outbox fields: ``existing`` (the document's outbox as read) and the events."""
+        return self._stage(lambda envelopes: self._events._appended(existing, envelopes))
+
+    def update(self):
+        """Update operators (``$push``/``$set``) that append the events to the document's outbox."""
+        return self._stage(self._events._update_ops)
+
+    def close(self):
+        if self._staged:
+            if self.written:
+                self._events._publish(self.envelopes)
+            else:
+                self._events._discard(self.envelopes)
+            self._staged = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.written = False
+        self.close()
+        return False
 
 
 class EventOutbox(DependencyProvider):

@@ -20,7 +20,7 @@ from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_
 from lamplight.ids import new_id
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
-from lamplight.publishing import EventOutbox
+from lamplight.publishing import Change, EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
 from services.needs import domain
@@ -176,16 +176,15 @@ class NeedsService:
         if auto:
             envelopes.append(self._changed_event(need, "triage", domain.SUBMITTED, now, {}))
         envelopes.append(self._wall_event(need))
-        with self.events.staged(envelopes) as outbox:
-            need.update(outbox)
+        with self.events.staging(envelopes) as staged:
+            need.update(staged.fields())
             existing = store.insert(need)
+            staged.written = existing is None
         if existing is not None:
-            self.events.discard(envelopes)
             if existing["fingerprint"] != need["fingerprint"]:
                 raise Conflict("idempotency key {!r} was already used for another need".format(
                     need["idempotency_key"]), {"idempotency_key": ["reused with a different body"]})
             return existing, False
-        self.events.publish(envelopes)
         store.remember(requester_key, need)
         NEEDS_SUBMITTED.labels(park_id, need["category"], need["channel"]).inc()
         self.log.info("need.submitted", need_id=need_id, category=need["category"], auto_triaged=bool(auto),
@@ -249,11 +248,10 @@ class NeedsService:
             args.pop("public_note", None)
         return args
 
-    def _transition(self, store, need_id, action, build_args, actor, note, attempts=8):
-        """Apply ``action`` with optimistic concurrency: read, decide, write
-        conditional on the version read; on a lost race read again."""
-        for _ in range(attempts):
-            need = self._need(store, need_id, internal=True)
+    def _transition(self, store, need_id, action, build_args, actor, note):
+        """Apply ``action`` with optimistic concurrency (Events.change): the
+        arguments are built and the rules applied to the need as last read."""
+        def decide(need):
             args = build_args(need)
             at = utcnow()
             try:
@@ -268,17 +266,16 @@ class NeedsService:
             envelopes = [self._changed_event(after, action, need["status"], at, args, event_type=t)
                          for t in domain.events_for(action, changes)] + [self._wall_event(after)]
             # the whole state, absolute: a versioned write may be applied again or after a newer one
-            fields = dict({k: after[k] for k in domain.STATE_FIELDS}, updated_at=at, timeline=after["timeline"],
-                          **self.events.outbox_appended(need.get("_outbox"), envelopes))
-            if not store.apply_change(need, fields):
-                self.events.discard(envelopes)
-                continue
-            written = dict(after, **fields)
-            self.events.publish(envelopes)
-            NEEDS_TRANSITIONS.labels(store.park_id, action).inc()
-            self.log.info("need.changed", need_id=need_id, action=action, status=written["status"])
-            return written
-        raise Conflict("need {} kept changing; try again".format(need_id), {"version": ["changed concurrently"]})
+            fields = dict({k: after[k] for k in domain.STATE_FIELDS}, updated_at=at, timeline=after["timeline"])
+            return Change(fields, envelopes, after)
+
+        written = self.events.change(
+            lambda: self._need(store, need_id, internal=True), decide, store.apply_change,
+            conflict=Conflict("need {} kept changing; try again".format(need_id),
+                              {"version": ["changed concurrently"]}))
+        NEEDS_TRANSITIONS.labels(store.park_id, action).inc()
+        self.log.info("need.changed", need_id=need_id, action=action, status=written["status"])
+        return written
 
     def _changed_event(self, need, action, from_status, at, args, event_type=None):
         evaluation = need.get("evaluation") or {}
@@ -455,11 +452,8 @@ class NeedsService:
             raise NotFound("no public need {} on the wall of {}".format(need_id, park_id), {"need_id": ["unknown"]})
         envelope = self.events.new("need.followed", park_id=park_id, subject=need_id, data=_followed.dump(
             {"need_id": need_id, "follower_id": data["follower_id"], "following": following}))
-        changed = store.set_following(need_id, data["follower_id"], following, self.events.outbox_update([envelope]))
-        if changed:
-            self.events.publish([envelope])
-        else:
-            self.events.discard([envelope])
+        with self.events.staging([envelope]) as staged:
+            changed = staged.written = store.set_following(need_id, data["follower_id"], following, staged.update())
         return {"need_id": need_id, "follower_id": data["follower_id"], "following": following, "changed": changed}
 
     @rpc(expected_exceptions=EXPECTED)

@@ -320,12 +320,10 @@ class NotifyService:
             if announce:
                 for notice in notices:
                     if notice["shown"]:
-                        event = self._notice_event("notice.sent", store.park_id, notice)
-                        notice.update(self.events.outbox_fields([event]))
                         announced.append(notice)
-                        events.append(event)
-            fresh = store.write_plan(notices, records, pending)
-            self.events.publish_inserted(announced, events, fresh)
+                        events.append(self._notice_event("notice.sent", store.park_id, notice))
+            # the announced notices are some of those written; their events go with them
+            fresh = self.events.insert_many(announced, events, lambda _: store.write_plan(notices, records, pending))
             written += len(fresh)
             _count(store.park_id, records)
         return {"recipients": len(profiles), "notices": written}
@@ -372,16 +370,15 @@ class NotifyService:
                    type=domain.BROADCAST, requested_at=utcnow(), status="fanning_out")
         event = self.events.new("broadcast.requested", park_id=park_id, subject=broadcast_id,
                                 data=_broadcast_event.dump(dict(doc, at=doc["requested_at"])))
-        with self.events.staged([event]) as outbox:
-            doc.update(outbox)
+        with self.events.staging([event]) as staged:
+            doc.update(staged.fields())
             saved, created = store.add_broadcast(doc)
+            staged.written = created
         if not created:
-            self.events.discard([event])
             if saved["fingerprint"] != doc["fingerprint"]:
                 raise Conflict("Idempotency-Key {} was used for another broadcast".format(idempotency_key),
                                {"Idempotency-Key": ["reused with a different body"]})
             return dict(self._broadcast_view(saved), created=False)
-        self.events.publish([event])
         return dict(self._broadcast_view(saved), created=True)
 
     @rpc(expected_exceptions=EXPECTED)
@@ -434,11 +431,11 @@ class NotifyService:
         finished = utcnow()
         event = self.events.new("broadcast.completed", park_id=store.park_id, subject=doc["_id"],
                                 data=_broadcast_event.dump(dict(doc, recipients=len(profiles), at=finished)))
-        update = self.events.outbox_update([event])
-        update["$set"].update(status="done", recipients=len(profiles), notices=result["notices"],
-                              finished_at=finished)
-        store.finish_broadcast(doc["_id"], update)
-        self.events.publish([event])
+        with self.events.staging([event]) as staged:
+            update = staged.update()
+            update["$set"].update(status="done", recipients=len(profiles), notices=result["notices"],
+                                  finished_at=finished)
+            staged.written = store.finish_broadcast(doc["_id"], update)
         self.log.info("notify.broadcast_done", park_id=store.park_id, broadcast_id=doc["_id"], recipients=len(profiles),
                       seconds=round((finished - doc["requested_at"]).total_seconds(), 3))
         return result
@@ -649,13 +646,10 @@ class NotifyService:
     def _log_with_event(self, store, line, event):
         """Write a line of the delivery log carrying its event, and publish the
         event; False (and nothing published) when the line was there already."""
-        with self.events.staged([event]) as outbox:
-            line.update(outbox)
-            if not store.add_record(line):
-                self.events.discard([event])
-                return False
-        self.events.publish([event])
-        return True
+        with self.events.staging([event]) as staged:
+            line.update(staged.fields())
+            staged.written = store.add_record(line)
+        return staged.written
 
     def _claimed_elsewhere(self, store, notice, pending, step, now):
         """Another process holds this attempt. Done if it finished; if it

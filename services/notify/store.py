@@ -251,7 +251,7 @@ class NotifyStore:
         return self.broadcasts.find_one({"_id": broadcast_id}, {"_outbox": 0})
 
     def finish_broadcast(self, broadcast_id, update):
-        self.broadcasts.update_one({"_id": broadcast_id}, update)
+        return self.broadcasts.update_one({"_id": broadcast_id}, update).matched_count == 1
 
     def unfinished_broadcasts(self, before):
         return list(self.broadcasts.find({"status": "fanning_out", "requested_at": {"$lt": before}}))

@@ -85,14 +85,9 @@ class PointsService:
     # the ledger's one write path --------------------------------------------------------
     def _append(self, store, account_ref, build, key, body):
         """Append an entry with its events in its outbox; returns (entry, created)."""
-        def stage(entry, before):
-            envelopes = self._events_for(entry, before)
-            fields = self.events.outbox_fields(envelopes)
-            return fields, lambda: self.events.discard(envelopes)
-
-        entry, created = store.append(account_ref, build, key, fingerprint(body), stage)
+        entry, created = store.append(account_ref, build, key, fingerprint(body),
+                                      lambda entry, before: self.events.staging(self._events_for(entry, before)))
         if created:
-            self.events.publish(entry["_outbox"])
             POINTS_ENTRIES.labels(store.park_id, entry["account_kind"], entry["kind"]).inc()
         return entry, created
 

@@ -102,8 +102,8 @@ class PointsStore:
         """Append the entry ``build(account)`` makes; returns (entry, created).
 
         ``account_ref`` is (member_id, kind, year); ``stage(entry, before)``
-        returns the outbox fields for the entry's events and a function that
-        discards them if the entry is not written."""
+        stages the entry's events (``Events.staging``): they are published
+        once the entry and the account's head are written, discarded if not."""
         for attempt in range(MAX_ATTEMPTS):
             account = self.account(*account_ref, roll=attempt > 0)
             try:
@@ -115,19 +115,19 @@ class PointsStore:
                     return self._existing(idempotency_key, fingerprint), False
                 raise
             entry["idempotency_key"], entry["fingerprint"] = idempotency_key, fingerprint
-            outbox, discard = stage(entry, account)
-            entry.update(outbox)
-            try:
-                self.entries.insert_one(entry)
-            except DuplicateKeyError:
-                discard()
-                taken = self.entries.find_one({"_id": entry["_id"]}, {"idempotency_key": 1})
-                if taken is not None and taken["idempotency_key"] != idempotency_key:
+            with stage(entry, account) as staged:
+                entry.update(staged.fields())
+                try:
+                    self.entries.insert_one(entry)
+                except DuplicateKeyError:
+                    taken = self.entries.find_one({"_id": entry["_id"]}, {"idempotency_key": 1})
+                    if taken is None or taken["idempotency_key"] == idempotency_key:
+                        return self._existing(idempotency_key, fingerprint), False
                     time.sleep(0)  # lost the race for this seq: start over from the new head
                     continue
-                return self._existing(idempotency_key, fingerprint), False
-            self.accounts.update_one({"_id": account["_id"], "seq": account["seq"]},
-                                     {"$set": _head(domain.apply(account, entry))})
+                self.accounts.update_one({"_id": account["_id"], "seq": account["seq"]},
+                                         {"$set": _head(domain.apply(account, entry))})
+                staged.written = True
             return entry, True
         raise Conflict("account {} is too busy; try again".format(domain.account_id(self.park_id, *account_ref)),
                        code="busy")

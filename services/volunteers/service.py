@@ -18,7 +18,7 @@ from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_
 from lamplight.ids import new_id
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
-from lamplight.publishing import EventOutbox
+from lamplight.publishing import Change, EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
 from services.volunteers import domain
@@ -138,13 +138,12 @@ class VolunteersService:
                          park_id=park_id, registered_at=utcnow(), last_work_at=None,
                          categories=_categories(config, data["teams"]), **_roster_fields(roster))
         event = self._volunteer_event(responder, "registered")
-        with self.events.staged([event]) as outbox:
-            responder.update(outbox)
+        with self.events.staging([event]) as staged:
+            responder.update(staged.fields())
             existing = store.add_responder(responder)
+            staged.written = existing is None
         if existing is not None:
-            self.events.discard([event])
             return dict(_responder_view.dump(existing), created=False)
-        self.events.publish([event])
         return dict(_responder_view.dump(responder), created=True)
 
     @rpc(expected_exceptions=EXPECTED)
@@ -180,11 +179,10 @@ class VolunteersService:
         return _responder_view.dump(dict(responder, **fields))
 
     def _change_responder(self, store, after, fields, change):
-        event = self._volunteer_event(after, change)
-        if not store.set_responder(after["_id"], fields, self.events.outbox_update([event])):
-            self.events.discard([event])
+        with self.events.staging([self._volunteer_event(after, change)]) as staged:
+            staged.written = store.set_responder(after["_id"], fields, staged.update())
+        if not staged.written:
             raise NotFound("no responder {} in park {}".format(after["_id"], store.park_id))
-        self.events.publish([event])
 
     def _volunteer_event(self, responder, change):
         return self.events.new("volunteer.{}".format("registered" if change == "registered" else "changed"),
@@ -237,14 +235,12 @@ class VolunteersService:
         task["next_check_at"] = domain.next_check(task, config)
         task["version"] = 1
         envelopes = self._task_events(task, types, at)
-        with self.events.staged(envelopes) as outbox:
-            task.update(outbox)
-            inserted = store.insert_task(task)
+        with self.events.staging(envelopes) as staged:
+            task.update(staged.fields())
+            inserted = staged.written = store.insert_task(task)
         if not inserted:
-            self.events.discard(envelopes)
             self.log.info("dispatch.duplicate_delivery", need_id=need["need_id"], routing=need["routing"])
             return
-        self.events.publish(envelopes)
         store.note_work([rid for t, rid, _ in types if t == "task.offered"], at)
         DISPATCH_SECONDS.labels(park_id, mode).observe(time.monotonic() - started)
         self.log.info("dispatch.task_created", task_id=task["task_id"], mode=mode, offers=len(task["offers"]))
@@ -412,28 +408,27 @@ class VolunteersService:
             raise NotFound("no task {} in park {}".format(task_id, store.park_id), {"task_id": ["unknown"]})
         return task
 
-    def _change_task(self, store, config, task_id, change, attempts=8):
+    def _change_task(self, store, config, task_id, change):
         """Read, decide (``change(task, at)`` → (task after, [(type, responder, reason)])),
-        write the next version with its events; on a lost race read again,
-        and the rules decide on what the winner left (a claim that lost finds
-        the task claimed: 409)."""
-        for _ in range(attempts):
-            task = self._task(store, task_id, internal=True)
+        write the next version with its events (Events.change); on a lost race
+        read again, and the rules decide on what the winner left (a claim that
+        lost finds the task claimed: 409)."""
+        def decide(task):
             at = utcnow()
             after, types = change(task, at)
             after["next_check_at"] = domain.next_check(after, config)
-            envelopes = self._task_events(after, types, at)
-            fields = dict({k: after.get(k) for k in domain.TASK_STATE},
-                          **self.events.outbox_appended(task.get("_outbox"), envelopes))
-            if not store.write_task(task, fields):
-                self.events.discard(envelopes)
-                continue
-            self.events.publish(envelopes)
-            store.note_work([rid for t, rid, _ in types if t == "task.offered"], at)
-            for event_type, _, reason in types:
-                TASK_TRANSITIONS.labels(store.park_id, event_type).inc()
-            return dict(after, **fields, version=task["version"] + 1)
-        raise Conflict("task {} kept changing; try again".format(task_id), {"version": ["changed concurrently"]})
+            fields = {k: after.get(k) for k in domain.TASK_STATE}
+            return Change(fields, self._task_events(after, types, at),
+                          (dict(after, **fields, version=task["version"] + 1), types, at))
+
+        after, types, at = self.events.change(
+            lambda: self._task(store, task_id, internal=True), decide, store.write_task,
+            conflict=Conflict("task {} kept changing; try again".format(task_id),
+                              {"version": ["changed concurrently"]}))
+        store.note_work([rid for t, rid, _ in types if t == "task.offered"], at)
+        for event_type, _, reason in types:
+            TASK_TRANSITIONS.labels(store.park_id, event_type).inc()
+        return after
 
     @rpc(expected_exceptions=EXPECTED)
     def get_task(self, park_id, task_id):
@@ -604,11 +599,9 @@ class VolunteersService:
                 "responder_id": visitor["_id"] if visitor else None,
                 "member_id": visitor.get("member_id") if visitor else None, "proof": None, "version": 1,
                 "created_at": at}
-            event = self._visit_event(visit, "visit.scheduled", at)
-            visit.update(self.events.outbox_fields([event]))
             visits.append(visit)
-            envelopes.append(event)
-        fresh = self.events.publish_inserted(visits, envelopes, store.insert_visits(visits))
+            envelopes.append(self._visit_event(visit, "visit.scheduled", at))
+        fresh = self.events.insert_many(visits, envelopes, store.insert_visits)
         return {"park_id": park_id, "month": month, "scheduled": len(fresh), "households": len(visits)}
 
     def _visit_event(self, visit, event_type, at, rung=None):
@@ -644,22 +637,21 @@ class VolunteersService:
             raise NotFound("no visit {} in park {}".format(visit_id, store.park_id), {"visit_id": ["unknown"]})
         return visit
 
-    def _change_visit(self, store, visit_id, decide, attempts=8):
+    def _change_visit(self, store, visit_id, decide):
         """Read the visit, ``decide(visit, at)`` → (fields to set, [(event
         type, escalation rung or None)]), write the next version with its
-        events; on a lost race read again and decide on what the winner left."""
-        for _ in range(attempts):
-            visit = self._visit(store, visit_id, internal=True)
+        events (Events.change); on a lost race read again and decide on what
+        the winner left."""
+        def change(visit):
             at = utcnow()
-            change, events = decide(visit, at)
-            after = dict(visit, **change)
+            fields, events = decide(visit, at)
+            after = dict(visit, **fields)
             envelopes = [self._visit_event(after, event_type, at, rung) for event_type, rung in events]
-            fields = dict(change, **self.events.outbox_appended(visit.get("_outbox"), envelopes))
-            if store.write_visit(visit, fields):
-                self.events.publish(envelopes)
-                return dict(after, **fields)
-            self.events.discard(envelopes)
-        raise Conflict("visit {} kept changing".format(visit_id), {"version": ["changed concurrently"]})
+            return Change(fields, envelopes, after)
+
+        return self.events.change(lambda: self._visit(store, visit_id, internal=True), change, store.write_visit,
+                                  conflict=Conflict("visit {} kept changing; try again".format(visit_id),
+                                                    {"version": ["changed concurrently"]}))
 
     def _leads_of(self, store, config, visit):
         """The party group's leads for a visit: its household's team, else the visitor's teams."""
@@ -759,8 +751,8 @@ class VolunteersService:
         data = load_or_reject(_switch, payload, "the switch")
         store = VolunteersStore(self.db, park_id)
         self._config(store)
-        for _ in range(8):
-            state = store.emergency()
+
+        def decide(state):
             if state["mode"] == data["mode"]:
                 return _emergency_view(state, changed=False)
             at = utcnow()
@@ -768,13 +760,12 @@ class VolunteersService:
                          version=state["version"] + 1, park_id=park_id)
             event = self.events.new("emergency.declared" if data["mode"] == "emergency" else "emergency.ended",
                                     park_id=park_id, subject=park_id, data=_emergency_event.dump(dict(after, at=at)))
-            fields = dict({k: after[k] for k in ("mode", "reason", "actor", "since")},
-                          **self.events.outbox_appended(state.get("_outbox"), [event]))
-            if store.write_emergency(state, fields):
-                self.events.publish([event])
-                return _emergency_view(after, changed=True)
-            self.events.discard([event])
-        raise Conflict("the mode of {} kept changing".format(park_id), {"mode": ["changed concurrently"]})
+            return Change({k: after[k] for k in ("mode", "reason", "actor", "since")}, [event],
+                          _emergency_view(after, changed=True))
+
+        return self.events.change(store.emergency, decide, store.write_emergency,
+                                  conflict=Conflict("the mode of {} kept changing".format(park_id),
+                                                    {"mode": ["changed concurrently"]}))
 
     @rpc(expected_exceptions=EXPECTED)
     def mode(self, park_id):
@@ -807,10 +798,10 @@ class VolunteersService:
                                        data=_callout_event.dump({"callout_id": callout_id, "responder_id": rid,
                                                                  "message": callout["message"], "why": reason,
                                                                  "answer": None, "at": at}))
-            docs.append(dict({"_id": "{}:{}".format(callout_id, rid), "callout_id": callout_id, "responder_id": rid,
-                              "why": reason, "answer": None, "at": at}, **self.events.outbox_fields([envelope])))
+            docs.append({"_id": "{}:{}".format(callout_id, rid), "callout_id": callout_id, "responder_id": rid,
+                         "why": reason, "answer": None, "at": at})
             envelopes.append(envelope)
-        fresh = self.events.publish_inserted(docs, envelopes, store.insert_recipients(docs))
+        fresh = self.events.insert_many(docs, envelopes, store.insert_recipients)
         CALLOUT_RECIPIENTS.labels(park_id).inc(len(fresh))
         return {"callout_id": callout_id, "created": created, "recipients": len(docs),
                 "squad": sum(1 for r in why.values() if r == "squad"),
@@ -830,9 +821,9 @@ class VolunteersService:
         envelope = self.events.new("emergency.replied", park_id=park_id, subject=callout_id, data=_callout_event.dump({
             "callout_id": callout_id, "responder_id": data["responder_id"], "message": callout["message"],
             "why": "reply", "answer": data["answer"], "at": at}))
-        store.answer(callout_id, data["responder_id"], data["answer"], data["note"], at,
-                     self.events.outbox_update([envelope]))
-        self.events.publish([envelope])
+        with self.events.staging([envelope]) as staged:
+            staged.written = store.answer(callout_id, data["responder_id"], data["answer"], data["note"], at,
+                                          staged.update())
         return self.callout(park_id, callout_id)
 
     @rpc(expected_exceptions=EXPECTED)
