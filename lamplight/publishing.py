@@ -36,7 +36,7 @@ from kombu import Connection
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, IndexModel
 
-from lamplight import failpoints, logs, registry, settings, topology
+from lamplight import failpoints, installed, logs, registry, settings, topology
 from lamplight.clock import utcnow
 from lamplight.envelope import new_event
 from lamplight.metrics import (
@@ -397,8 +397,8 @@ class EventOutbox(DependencyProvider):
 
     def start(self):
         with Connection(settings.get("AMQP_URI"), connect_timeout=5) as conn:
-            topology.declare(conn, settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"),
-                             settings.get("QUEUE_TYPE"))
+            topology.declare(conn, installed.subscriptions(), settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"),
+                             settings.get("QUEUE_TYPE"), installed.publishers())
         self._report_backlog()  # the gauges exist from the start, for alerts on absence
         self.checkpoint()
         spawn = self.container.spawn_managed_thread

@@ -1,8 +1,9 @@
 """The event registry: every event type the services publish, with its
 schema, version, source service, exchange, routing key and an example.
 
-Each service declares what it publishes in its ``schemas.py`` as
-``PUBLISHED = (Published(...), ...)``; the outbox refuses to build an event
+Each service declares what it publishes as ``PUBLISHED = (Published(...),
+...)`` and registers that declaration in the ``lamplight.published`` entry
+points (``lamplight.installed``); the outbox refuses to build an event
 of a publishing service that is not declared there, and the catalogue —
 ``docs/asyncapi.yaml`` (AsyncAPI 3.0) and ``docs/events.md`` — is generated
 from it by ``lamplight events catalog`` and never written by hand.
@@ -18,7 +19,6 @@ catalogue of the last release; the compatibility check compares the code's
 schemas against it.
 """
 import copy
-import importlib
 import json
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,16 +26,9 @@ from typing import Callable, Optional
 
 from marshmallow import EXCLUDE
 
+from lamplight import installed
 from lamplight.envelope import dataschema_uri
 
-# the services that publish, and the module that declares what
-PUBLISHERS = {
-    "needs": "services.needs.schemas",
-    "volunteers": "services.volunteers.schemas",
-    "points": "services.points.schemas",
-    "notify": "services.notify.schemas",
-    "gateway": "gateway.parks",
-}
 ASYNCAPI_PATH = "docs/asyncapi.yaml"
 MARKDOWN_PATH = "docs/events.md"
 RELEASED_PATH = "docs/events-released.json"
@@ -92,7 +85,7 @@ def _declared_of(service):
     """{type: Published} of one publishing service (imports only its own schemas)."""
     if service not in _loaded:
         by_type = {}
-        for entry in getattr(importlib.import_module(PUBLISHERS[service]), "PUBLISHED"):
+        for entry in installed.published_by(service):
             if entry.type in by_type:
                 raise ValueError("{} declares {} twice".format(service, entry.type))
             by_type[entry.type] = entry
@@ -102,13 +95,13 @@ def _declared_of(service):
 
 def declared():
     """{service: {type: Published}} of every publishing service."""
-    return {service: _declared_of(service) for service in PUBLISHERS}
+    return {service: _declared_of(service) for service in installed.publishers()}
 
 
 def published_by(service):
     """The types ``service`` declares, or None for a service that is not a
     registered publisher (kernel tests build their own)."""
-    if service not in PUBLISHERS:
+    if service not in installed.publishers():
         return None
     return _declared_of(service)
 

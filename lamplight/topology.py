@@ -3,7 +3,9 @@
 Why one place: RabbitMQ drops an event published to an exchange no queue is
 bound to (nameko#717). Every service declares *all* of the platform's
 subscription queues when it starts, so whichever service starts first, no
-internal subscriber can miss an event. Events nobody subscribes to are caught
+internal subscriber can miss an event. The subscriptions are not listed
+here: ``lamplight.installed.subscriptions()`` reads them off the installed
+services' ``@subscribe`` entrypoints, and is what callers pass in. Events nobody subscribes to are caught
 by mandatory publishing and parked in ``lamplight.unrouted`` (see
 ``lamplight.publishing``); an alternate exchange would do the same, but as an
 exchange argument it makes stock subscribers that redeclare ``<svc>.events``
@@ -50,50 +52,6 @@ class Subscription:
     @property
     def dlq_name(self):
         return self.queue_name + ".dlq"
-
-
-# Every internal subscription. A test checks this against the @subscribe
-# entrypoints of every service, so the list cannot go stale.
-SUBSCRIPTIONS = (
-    Subscription("volunteers", "needs", "need.triaged"),
-    Subscription("volunteers", "needs", "need.reopened"),
-    Subscription("volunteers", "needs", "need.assigned"),
-    Subscription("volunteers", "needs", "need.cancelled"),
-    Subscription("volunteers", "needs", "need.rejected"),
-    Subscription("needs", "needs", "wall.entry_changed"),
-    Subscription("needs", "volunteers", "task.claimed"),
-    Subscription("needs", "volunteers", "task.started"),
-    Subscription("needs", "volunteers", "task.completed"),
-    Subscription("needs", "volunteers", "task.released"),
-    Subscription("notify", "volunteers", "task.offered"),
-    Subscription("notify", "volunteers", "emergency.called_out"),
-    Subscription("notify", "volunteers", "emergency.declared"),
-    Subscription("notify", "volunteers", "visit.scheduled"),
-    Subscription("notify", "volunteers", "visit.missed"),
-    Subscription("notify", "volunteers", "visit.escalated"),
-    Subscription("notify", "volunteers", "volunteer.registered"),
-    Subscription("notify", "volunteers", "volunteer.changed"),
-    Subscription("notify", "needs", "need.triaged"),
-    Subscription("notify", "needs", "need.assigned"),
-    Subscription("notify", "needs", "need.resolved"),
-    Subscription("notify", "needs", "need.rejected"),
-    Subscription("notify", "needs", "need.closed"),
-    Subscription("notify", "needs", "need.supervision_raised"),
-    Subscription("notify", "needs", "need.followed"),
-    Subscription("notify", "points", "points.threshold_crossed"),
-    Subscription("notify", "points", "points.credited"),
-    Subscription("notify", "notify", "broadcast.requested"),
-    Subscription("needs", "gateway", "park.configured"),
-    Subscription("volunteers", "gateway", "park.configured"),
-    Subscription("notify", "gateway", "park.configured"),
-    Subscription("points", "gateway", "park.configured"),
-    Subscription("points", "volunteers", "task.completed"),
-    Subscription("points", "volunteers", "volunteer.service_hours"),
-    Subscription("points", "volunteers", "visit.missed"),
-    Subscription("points", "needs", "need.closed"),
-    Subscription("points", "needs", "need.evaluated"),
-    Subscription("points", "needs", "need.reopened"),
-)
 
 
 def _queue_arguments(queue_type):
@@ -148,17 +106,12 @@ def delay_queue(delay_ms):
     )
 
 
-def services():
-    names = set()
-    for sub in SUBSCRIPTIONS:
-        names.update((sub.consumer, sub.source))
-    return names
-
-
-def all_entities(delays_ms, queue_type="classic", subscriptions=SUBSCRIPTIONS):
-    """Everything to declare, exchanges first."""
+def all_entities(subscriptions, delays_ms, queue_type="classic", publishers=()):
+    """Everything to declare, exchanges first: the events exchange of every
+    service that publishes or is subscribed to, then the queues."""
     entities = [DELAY_EXCHANGE, REDELIVER_EXCHANGE]
-    entities += [events_exchange(s) for s in sorted({"needs", "volunteers", "points", "notify"} | services())]
+    sources = set(publishers) | {sub.source for sub in subscriptions}
+    entities += [events_exchange(s) for s in sorted(sources)]
     entities.append(unrouted_queue(queue_type))
     entities += [delay_queue(d) for d in sorted(set(delays_ms))]
     for sub in subscriptions:
@@ -167,17 +120,17 @@ def all_entities(delays_ms, queue_type="classic", subscriptions=SUBSCRIPTIONS):
     return entities
 
 
-def declare(connection, delays_ms, queue_type="classic", subscriptions=SUBSCRIPTIONS):
+def declare(connection, subscriptions, delays_ms, queue_type="classic", publishers=()):
     """Declare the platform topology on an open kombu connection (idempotent)."""
     channel = connection.channel()
     try:
-        for entity in all_entities(delays_ms, queue_type, subscriptions):
+        for entity in all_entities(subscriptions, delays_ms, queue_type, publishers):
             entity(channel).declare()
     finally:
         channel.close()
 
 
-def find_subscription(queue_name, subscriptions=SUBSCRIPTIONS):
+def find_subscription(queue_name, subscriptions):
     for sub in subscriptions:
         if queue_name in (sub.queue_name, sub.dlq_name):
             return sub

@@ -24,7 +24,7 @@ import sys
 
 from kombu import Connection
 
-from lamplight import settings, topology
+from lamplight import installed, settings, topology
 from lamplight.consuming import ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER
 from lamplight_tools.services import SERVICES
 
@@ -32,7 +32,7 @@ DEFAULT_LIMIT = 1000
 
 
 def dead_letter_queues():
-    return [sub.dlq_name for sub in topology.SUBSCRIPTIONS] + [topology.UNROUTED_QUEUE_NAME]
+    return [sub.dlq_name for sub in installed.subscriptions()] + [topology.UNROUTED_QUEUE_NAME]
 
 
 def _peek(channel, queue, limit):
@@ -310,10 +310,11 @@ def _points(args):
 
 
 def _topology(args):
+    subscriptions, publishers = installed.subscriptions(), installed.publishers()
+    delays = settings.get_list_of_int("EVENT_RETRY_DELAYS_MS")
     with Connection(_amqp_uri(args), connect_timeout=5) as conn:
-        topology.declare(conn, settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"), settings.get("QUEUE_TYPE"))
-    print("declared {} entities".format(len(topology.all_entities(
-        settings.get_list_of_int("EVENT_RETRY_DELAYS_MS")))))
+        topology.declare(conn, subscriptions, delays, settings.get("QUEUE_TYPE"), publishers)
+    print("declared {} entities".format(len(topology.all_entities(subscriptions, delays, publishers=publishers))))
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from kombu import Connection, Exchange, Queue
 
-from lamplight import registry
+from lamplight import installed, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,7 +91,7 @@ def tail(amqp_uri, park=None, type_glob=None, count=None, out=sys.stdout, ready=
         channel = conn.channel()
         queue = queue(channel)
         queue.declare()
-        for service in registry.PUBLISHERS:
+        for service in installed.publishers():
             exchange = Exchange("{}.events".format(service), "topic", durable=True)
             exchange(channel).declare()
             for key in binding_keys(type_glob):

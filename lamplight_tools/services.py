@@ -1,11 +1,21 @@
-"""The platform's services, in one list: each name, its nameko class, and the
-offset of its probe port in a local stack. ``lamplight serve`` starts one; the
-development stack starts them all."""
+"""The platform's services as the tools see them: each name, its nameko class
+(from the ``lamplight.services`` entry points, ``lamplight.installed``), and
+the offset of its probe port in a local stack. ``lamplight serve`` starts one;
+the development stack starts them all."""
+from lamplight import installed
 
-SERVICES = {
-    "needs": ("services.needs.service:NeedsService", 1),
-    "volunteers": ("services.volunteers.service:VolunteersService", 2),
-    "points": ("services.points.service:PointsService", 3),
-    "notify": ("services.notify.service:NotifyService", 4),
-    "gateway": ("gateway.service:Gateway", 0),
-}
+# a service registered later than these gets the next free offset
+PROBE_OFFSETS = {"gateway": 0, "needs": 1, "volunteers": 2, "points": 3, "notify": 4}
+
+
+def _services():
+    services, spare = {}, max(PROBE_OFFSETS.values()) + 1
+    for name, path in installed.service_paths().items():
+        offset = PROBE_OFFSETS.get(name)
+        if offset is None:
+            offset, spare = spare, spare + 1
+        services[name] = (path, offset)
+    return services
+
+
+SERVICES = _services()

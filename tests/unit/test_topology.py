@@ -1,28 +1,35 @@
-import importlib
-import inspect
-
-from lamplight import topology
-from lamplight.consuming import Subscribe
+from lamplight import installed, topology
 from lamplight_tools.services import SERVICES
 
 
-def declared_subscriptions():
-    """Every @subscribe entrypoint of every service, from the code itself."""
-    found = set()
-    for name, (path, _) in SERVICES.items():
-        module_name, cls_name = path.split(":")
-        cls = getattr(importlib.import_module(module_name), cls_name)
-        for _, method in inspect.getmembers(cls, inspect.isfunction):
-            for entrypoint in getattr(method, "nameko_entrypoints", ()):
-                if isinstance(entrypoint, Subscribe):
-                    found.add(topology.Subscription(cls.name, entrypoint.source_service, entrypoint.event_type))
-    return found
+def test_every_installed_service_is_found_with_its_class_and_subscriptions():
+    assert set(installed.service_classes()) == {"gateway", "needs", "volunteers", "points", "notify"}
+    assert set(SERVICES) == set(installed.service_classes())
+    subs = installed.subscriptions()
+    # read off the classes' own @subscribe entrypoints: a few that must be there, and none twice
+    assert topology.Subscription("volunteers", "needs", "need.triaged") in subs
+    assert topology.Subscription("points", "gateway", "park.configured") in subs
+    assert topology.Subscription("notify", "notify", "broadcast.requested") in subs
+    assert len(subs) == len(set(subs)) == sum(len(installed.subscriptions_of(c))
+                                              for c in installed.service_classes().values())
+    # every subscription is to a service that declares what it publishes
+    assert {s.source for s in subs} <= set(installed.publishers())
 
 
-def test_topology_lists_exactly_the_subscriptions_services_declare():
-    # a service subscribing to something the topology does not pre-declare
-    # could miss events published before it first starts (nameko#717)
-    assert declared_subscriptions() == set(topology.SUBSCRIPTIONS)
+def test_a_new_subscribe_is_in_the_topology_without_a_second_edit():
+    from lamplight.consuming import subscribe
+
+    class Extra:
+        name = "extra"
+
+        @subscribe("needs", "need.closed")
+        def on_closed(self, envelope):
+            pass
+
+    (sub,) = installed.subscriptions_of(Extra)
+    assert (sub.queue_name, sub.dlq_name) == ("extra--need.closed", "extra--need.closed.dlq")
+    names = {getattr(e, "name", None) for e in topology.all_entities([sub], [1000])}
+    assert {"needs.events", "extra--need.closed", "extra--need.closed.dlq", "lamplight.delay.1000"} <= names
 
 
 def test_subscription_queue_is_bound_to_events_and_to_redelivery():
@@ -41,7 +48,7 @@ def test_delay_queue_dead_letters_back_after_its_ttl():
 
 
 def test_quorum_queues_when_asked():
-    sub = topology.SUBSCRIPTIONS[0]
+    sub = installed.subscriptions()[0]
     assert topology.subscription_queue(sub, "quorum").queue_arguments == {"x-queue-type": "quorum"}
     assert topology.dead_letter_queue(sub, "quorum").queue_arguments == {"x-queue-type": "quorum"}
 
