@@ -13,10 +13,13 @@ a relay. The kernel's way is a deterministic ``_id`` (or unique key) on the
 effect, so a second insert fails with DuplicateKeyError and is skipped.
 """
 from functools import partial
+from types import TracebackType
+from typing import Any
 
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
+from kombu.message import Message
 from nameko.amqp.publish import get_producer
-from nameko.containers import ContainerBeingKilled
+from nameko.containers import ContainerBeingKilled, WorkerContext
 from nameko.events import EventHandler
 from nameko.messaging import Consumer, decode_from_headers
 
@@ -25,13 +28,16 @@ from lamplight.clock import now_iso
 from lamplight.envelope import validate_envelope
 from lamplight.errors import LamplightError
 from lamplight.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
+from lamplight.shapes import Envelope
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
 ERROR_HEADER = "x-lamplight-error"
 QUEUE_HEADER = "x-lamplight-queue"
 FAILED_AT_HEADER = "x-lamplight-failed-at"
 
 
-def attempts_of(message):
+def attempts_of(message: Message) -> int:
     try:
         return int((message.headers or {}).get(topology.ATTEMPTS_HEADER, 0))
     except (TypeError, ValueError):
@@ -45,7 +51,7 @@ class Subscribe(EventHandler):
     the platform topology (``lamplight.topology``).
     """
 
-    def setup(self):
+    def setup(self) -> None:
         self.subscription = topology.Subscription(
             self.container.service_name, self.source_service, self.event_type)
         queue_type = settings.get("QUEUE_TYPE")
@@ -59,15 +65,14 @@ class Subscribe(EventHandler):
         # its mandatory republish has no route and it would loop
         with Connection(self.amqp_uri, connect_timeout=5) as conn:
             channel = conn.channel()
-            for entity in [topology.DELAY_EXCHANGE, topology.REDELIVER_EXCHANGE, self.dlq] + [
-                    topology.delay_queue(d) for d in self.delays]:
-                entity(channel).declare()
+            entities: list[Exchange | Queue] = [topology.DELAY_EXCHANGE, topology.REDELIVER_EXCHANGE, self.dlq]
+            topology.declare_on(channel, entities + [topology.delay_queue(d) for d in self.delays])
             channel.close()
         # skip EventHandler.setup: it would build nameko's own queue name
         Consumer.setup(self)
 
     # delivery -----------------------------------------------------------------
-    def handle_message(self, body, message):
+    def handle_message(self, body: Any, message: Message) -> None:
         try:
             envelope = validate_envelope(body)
         except LamplightError as exc:
@@ -77,7 +82,7 @@ class Subscribe(EventHandler):
         context_data["traceparent"] = envelope["traceparent"]
         handle_result = partial(self.handle_result, message, envelope)
 
-        def spawn_worker():
+        def spawn_worker() -> None:
             try:
                 self.container.spawn_worker(self, (envelope,), {}, context_data=context_data,
                                             handle_result=handle_result)
@@ -87,7 +92,8 @@ class Subscribe(EventHandler):
         self.container.spawn_managed_thread(
             spawn_worker, identifier="subscribe.wait_for_worker[{}]".format(self.queue.name))
 
-    def handle_result(self, message, envelope, worker_ctx, result=None, exc_info=None):
+    def handle_result(self, message: Message, envelope: Envelope, worker_ctx: WorkerContext, result: Any = None,
+                      exc_info: ExcInfo | None = None) -> tuple[Any, ExcInfo | None]:
         service = self.container.service_name
         if exc_info is None:
             EVENTS_CONSUMED.labels(service, envelope["type"], envelope["parkid"]).inc()
@@ -103,11 +109,11 @@ class Subscribe(EventHandler):
             self._retry(message, reason, envelope, attempts)
         return result, exc_info
 
-    def _on_decode_error(self, message, exc):
+    def _on_decode_error(self, message: Message, exc: Exception) -> None:
         self._park(message, "undecodable body: {}".format(exc), "unknown")
 
     # retry and dead-letter ----------------------------------------------------
-    def _republish(self, message, exchange, routing_key, headers):
+    def _republish(self, message: Message, exchange: str, routing_key: str, headers: dict[str, Any]) -> None:
         props = message.properties or {}
         with get_producer(self.amqp_uri, True, None, None, {"confirm_publish": True}) as producer:
             producer.publish(
@@ -118,7 +124,7 @@ class Subscribe(EventHandler):
                 retry=True, retry_policy={"max_retries": 3},
             )
 
-    def _retry(self, message, reason, envelope, attempts):
+    def _retry(self, message: Message, reason: str, envelope: Envelope, attempts: int) -> None:
         delay = self.delays[min(attempts - 1, len(self.delays) - 1)]
         headers = dict(message.headers or {})
         headers.update({topology.ATTEMPTS_HEADER: attempts, topology.DELAY_HEADER: str(delay),
@@ -133,7 +139,7 @@ class Subscribe(EventHandler):
                          delay_ms=delay, error=reason)
         self.consumer.ack_message(message)
 
-    def _park(self, message, reason, event_type, attempts=None):
+    def _park(self, message: Message, reason: str, event_type: str, attempts: int | None = None) -> None:
         headers = dict(message.headers or {})
         headers.update({
             topology.ATTEMPTS_HEADER: attempts if attempts is not None else attempts_of(message),

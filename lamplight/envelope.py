@@ -1,12 +1,14 @@
 """CloudEvents 1.0 envelopes (structured JSON mode) for every Lamplight event."""
 import os
 import re
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
 from lamplight.clock import now_iso
 from lamplight.errors import BadInput
 from lamplight.ids import new_id
+from lamplight.shapes import Envelope
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -15,11 +17,11 @@ CONTENT_TYPE = "application/json"
 _TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
-def new_traceparent():
+def new_traceparent() -> str:
     return "00-{}-{}-01".format(os.urandom(16).hex(), os.urandom(8).hex())
 
 
-def child_traceparent(parent):
+def child_traceparent(parent: str | None) -> str:
     """Same trace, new span id: the hop that publishes is a child of the one
     that caused it."""
     if parent and _TRACEPARENT.match(parent):
@@ -27,19 +29,20 @@ def child_traceparent(parent):
     return new_traceparent()
 
 
-def trace_id(traceparent):
+def trace_id(traceparent: str | None) -> str | None:
     if traceparent and _TRACEPARENT.match(traceparent):
         return traceparent[3:35]
     return None
 
 
-def dataschema_uri(event_type, version):
+def dataschema_uri(event_type: str, version: int) -> str:
     return "urn:lamplight:events:{}:v{}".format(event_type, version)
 
 
 
 
-def new_event(event_type, *, source, park_id, subject, data, version=1, traceparent=None, request_id=None):
+def new_event(event_type: str, *, source: str, park_id: str, subject: str | None, data: dict[str, Any],
+              version: int = 1, traceparent: str | None = None, request_id: str | None = None) -> Envelope:
     """Build an envelope. ``source`` is the publishing service's name;
     ``request_id``, the HTTP request that caused it, becomes the CloudEvents
     extension attribute ``requestid`` when there is one."""
@@ -79,7 +82,7 @@ class EnvelopeSchema(Schema):
 _envelope_schema = EnvelopeSchema()
 
 
-def validate_envelope(body):
+def validate_envelope(body: Any) -> Envelope:
     """Return the envelope or raise BadInput naming every wrong attribute."""
     if not isinstance(body, dict):
         raise BadInput("event body is not a JSON object", {"_envelope": ["not an object"]})

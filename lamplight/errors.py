@@ -6,8 +6,9 @@ map it to an HTTP status in one place.
 """
 import json
 from datetime import datetime, timezone
+from typing import Any
 
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 from nameko.exceptions import deserialize_to_instance
 
 
@@ -18,7 +19,8 @@ class LamplightError(Exception):
 
     code = "error"
 
-    def __init__(self, message, fields=None, code=None):
+    def __init__(self, message: str, fields: dict[str, Any] | list[Any] | str | None = None,
+                 code: str | None = None) -> None:
         # nameko turns every scalar in an exception's args into a string on
         # the way over RPC, so fields travel as one JSON string and come back
         # with their types
@@ -31,10 +33,10 @@ class LamplightError(Exception):
         if code:
             self.code = code
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "fields": self.fields}
 
 
@@ -68,7 +70,7 @@ class UnscopedQuery(LamplightError):
     code = "unscoped_query"
 
 
-def load_or_reject(schema, payload, what):
+def load_or_reject(schema: Schema, payload: Any, what: str) -> Any:
     """Load a command or event payload with its marshmallow schema, or raise
     BadInput naming every wrong field (``what`` says what was invalid)."""
     try:
@@ -77,14 +79,14 @@ def load_or_reject(schema, payload, what):
         raise BadInput("{} is not valid".format(what), exc.messages)
 
 
-def code_or_reject(code):
+def code_or_reject(code: Any) -> str:
     """A park's own code (a resource, a household …): 1-64 letters, digits, _ or -."""
     if not isinstance(code, str) or not code or len(code) > 64 or not all(c.isalnum() or c in "_-" for c in code):
         raise BadInput("a code is 1-64 letters, digits, _ or -", {"code": [str(code)[:80]]})
     return code
 
 
-def time_or_reject(value, name):
+def time_or_reject(value: Any, name: str) -> datetime:
     """An ISO 8601 time (UTC when it names no zone), or BadInput naming ``name``."""
     if isinstance(value, datetime):
         return value

@@ -9,10 +9,10 @@ import os
 import signal
 import time
 
-_ACTIONS = {}
+_ACTIONS: dict[str, str] = {}
 
 
-def _load():
+def _load() -> None:
     spec = os.environ.get("LAMPLIGHT_FAILPOINTS", "")
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, action = item.partition("=")
@@ -22,7 +22,7 @@ def _load():
 _load()
 
 
-def hit(name):
+def hit(name: str) -> None:
     action = _ACTIONS.get(name)
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)

@@ -7,29 +7,32 @@ number (an integer may be written 5 or 5.0, which JSON does not tell apart),
 never a string and never a boolean. Anything else is 422 naming the field.
 Every schema of the platform uses these instead of marshmallow's.
 """
+from collections.abc import Mapping
+from typing import Any
+
 from marshmallow import fields
 
 
 class Boolean(fields.Boolean):
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> bool:
         if not isinstance(value, bool):
             raise self.make_error("invalid", input=value)
         return value
 
 
-def _is_number(value):
+def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Integer(fields.Integer):
-    def _validated(self, value):
+    def _validated(self, value: Any) -> int:
         if not _is_number(value) or (isinstance(value, float) and not value.is_integer()):
             raise self.make_error("invalid", input=value)
         return super()._validated(value)
 
 
 class Float(fields.Float):
-    def _validated(self, value):
+    def _validated(self, value: Any) -> float:
         if not _is_number(value):
             raise self.make_error("invalid", input=value)
         return super()._validated(value)

@@ -19,7 +19,7 @@ PUBLISHED_GROUP = "lamplight.published"
 
 
 def _group(name: str) -> dict[str, Any]:
-    found = {}
+    found: dict[str, Any] = {}
     for ep in entry_points(group=name):
         if ep.name in found and found[ep.name].value != ep.value:
             raise RuntimeError("{} is registered twice in {}: {} and {}".format(
@@ -65,7 +65,7 @@ def subscriptions_of(cls: type) -> set[topology.Subscription]:
     for _, method in inspect.getmembers(cls, inspect.isfunction):
         for entrypoint in getattr(method, "nameko_entrypoints", ()):
             if isinstance(entrypoint, Subscribe):
-                found.add(topology.Subscription(cls.name, entrypoint.source_service, entrypoint.event_type))
+                found.add(topology.Subscription(getattr(cls, "name"), entrypoint.source_service, entrypoint.event_type))
     return found
 
 

@@ -10,7 +10,11 @@ a database.
 """
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
+
+from lamplight.shapes import Doc
 
 GENESIS = "0" * 64
 
@@ -21,7 +25,7 @@ HASHED_FIELDS = (
 )
 
 
-def _canonical(value):
+def _canonical(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(timespec="microseconds")
     if isinstance(value, dict):
@@ -31,21 +35,21 @@ def _canonical(value):
     return value
 
 
-def entry_hash(entry, prev_hash):
+def entry_hash(entry: Doc, prev_hash: str | None) -> str:
     content = {field: _canonical(entry.get(field)) for field in HASHED_FIELDS}
     content["prev_hash"] = prev_hash
     canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def seal(entry, prev_hash):
+def seal(entry: Doc, prev_hash: str) -> Doc:
     """Set prev_hash and hash on a new entry."""
     entry["prev_hash"] = prev_hash
     entry["hash"] = entry_hash(entry, prev_hash)
     return entry
 
 
-def verify_chain(entries, head=None):
+def verify_chain(entries: Iterable[Doc], head: Doc | None = None) -> list[tuple[str, str]]:
     """Problems in one account's chain, as ``(entry id or account, problem)``.
 
     ``entries`` in any order; ``head`` is the account document (its ``seq``,
@@ -53,7 +57,8 @@ def verify_chain(entries, head=None):
     """
     problems = []
     ordered = sorted(entries, key=lambda e: e["seq"])
-    prev_hash, expected_seq, balance = GENESIS, 1, 0
+    prev_hash: str | None = GENESIS
+    expected_seq, balance = 1, 0
     for entry in ordered:
         if entry["seq"] != expected_seq:
             problems.append((entry["_id"], "seq {} follows {}: entries {}-{} are missing".format(

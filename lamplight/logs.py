@@ -6,8 +6,10 @@ contextvars, which greenlets keep separate, so concurrent workers never mix.
 import logging
 import re
 import sys
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, Processor
 
 # Keys whose values are personal data or requester free text: never logged.
 PII_KEYS = frozenset({
@@ -20,13 +22,13 @@ _ID_NUMBER = re.compile(r"(?<![\dA-Za-z])(\d{6})\d{8}(\d{3}[\dXx])(?![\dA-Za-z])
 MASK = "***"
 
 
-def mask_string(value):
+def mask_string(value: str) -> str:
     """Mask mainland mobile numbers and resident ID numbers inside any text."""
     value = _ID_NUMBER.sub(r"\1********\2", value)
     return _PHONE.sub(r"\1****\2", value)
 
 
-def mask_value(key, value):
+def mask_value(key: str, value: Any) -> Any:
     if key in PII_KEYS and value not in (None, ""):
         return MASK
     if isinstance(value, str):
@@ -38,7 +40,7 @@ def mask_value(key, value):
     return value
 
 
-def mask_pii(_logger, _method, event_dict):
+def mask_pii(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     for key, value in list(event_dict.items()):
         if key == "event":
             event_dict[key] = mask_string(value) if isinstance(value, str) else value
@@ -50,23 +52,23 @@ def mask_pii(_logger, _method, event_dict):
 _configured = False
 
 
-def configure(service, level=logging.INFO, stream=None):
+def configure(service: str, level: int = logging.INFO, stream: TextIO | None = None) -> None:
     """Configure structlog and route stdlib logging (nameko, kombu) through the
     same JSON renderer. Idempotent."""
     global _configured
 
-    def add_service(_logger, _method, event_dict):
+    def add_service(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
         # a constant, not a contextvar: every greenlet starts with an empty context
         event_dict.setdefault("service", service)
         return event_dict
 
-    shared = [
+    shared: list[Processor] = [
         add_service,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer = [
+    renderer: list[Processor] = [
         mask_pii,
         structlog.processors.format_exc_info,
         structlog.processors.JSONRenderer(ensure_ascii=False),
@@ -89,7 +91,7 @@ def configure(service, level=logging.INFO, stream=None):
         _configured = True
 
 
-def get_logger(**bound):
+def get_logger(**bound: Any) -> Any:
     """A lazy logger: it takes the configuration in force when it logs, so a
     module-level logger made before configure() still writes JSON."""
     return structlog.get_logger(**bound)

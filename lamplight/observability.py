@@ -7,11 +7,13 @@ busy, and liveness must not depend on RabbitMQ or MongoDB (that is /readyz).
 import json
 import logging
 import time
+from typing import Any
 
 import eventlet
 import eventlet.wsgi
 import structlog
 from nameko import config
+from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from nameko.web.handlers import HttpRequestHandler
@@ -23,13 +25,15 @@ from lamplight.errors import LamplightError
 from lamplight.ids import new_id
 from lamplight.metrics import ENTRYPOINT_CALLS, ENTRYPOINT_DURATION
 
+Check = tuple[str, bool, str]  # (dependency, up, what is wrong when it is not)
+
 
 class _Silent:
-    def write(self, *_):
+    def write(self, *_: Any) -> None:
         pass
 
 
-def _parse_address(address):
+def _parse_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host or "127.0.0.1", int(port)
 
@@ -42,16 +46,16 @@ class Observability(DependencyProvider):
     naming the dependencies that are down.
     """
 
-    def setup(self):
+    def setup(self) -> None:
         self.service = self.container.service_name
         level = ((config.get("LOGGING") or {}).get("root") or {}).get("level", "INFO")
         logs.configure(self.service, level=logging.getLevelName(str(level).upper()))
         self.log = logs.get_logger()
-        self._started = {}
-        self._server_thread = None
-        self.address = None
+        self._started: dict[WorkerContext, float] = {}
+        self._server_thread: Any = None
+        self.address: str | None = None
 
-    def start(self):
+    def start(self) -> None:
         address = settings.get("OBSERVABILITY_ADDRESS")
         if not address:
             return
@@ -63,17 +67,17 @@ class Observability(DependencyProvider):
         )
         self.log.info("probes.listening", listen=self.address)
 
-    def stop(self):
+    def stop(self) -> None:
         if self._server_thread is not None:
             self._server_thread.kill()
 
     kill = stop
 
     # probes -----------------------------------------------------------------
-    def readiness(self):
+    def readiness(self) -> list[Check]:
         return []
 
-    def _checks(self):
+    def _checks(self) -> list[Check]:
         results = []
         for ext in self.container.dependencies | self.container.subextensions:
             check = getattr(ext, "readiness", None)
@@ -85,7 +89,7 @@ class Observability(DependencyProvider):
                 results.append((type(ext).__name__, False, str(exc)))
         return results
 
-    def _app(self, environ, start_response):
+    def _app(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             body = generate_latest()
@@ -106,13 +110,13 @@ class Observability(DependencyProvider):
         return self._json(start_response, 404, {"error": {"code": "not_found", "message": path}})
 
     @staticmethod
-    def _json(start_response, status, payload):
+    def _json(start_response: Any, status: int, payload: Any) -> list[bytes]:
         reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
         start_response("{} {}".format(status, reason), [("Content-Type", "application/json")])
         return [json.dumps(payload).encode()]
 
     # workers ----------------------------------------------------------------
-    def worker_setup(self, worker_ctx):
+    def worker_setup(self, worker_ctx: WorkerContext) -> None:
         entrypoint = worker_ctx.entrypoint
         context = worker_ctx.context_data
         bound = {"entrypoint": entrypoint.method_name}
@@ -138,7 +142,7 @@ class Observability(DependencyProvider):
         structlog.contextvars.bind_contextvars(**bound)
         self._started[worker_ctx] = time.perf_counter()
 
-    def worker_result(self, worker_ctx, result=None, exc_info=None):
+    def worker_result(self, worker_ctx: WorkerContext, result: Any = None, exc_info: Any = None) -> None:
         started = self._started.pop(worker_ctx, None)
         name = worker_ctx.entrypoint.method_name
         if started is not None:
@@ -151,8 +155,8 @@ class Observability(DependencyProvider):
             outcome = "error"  # nameko logs the traceback itself
         ENTRYPOINT_CALLS.labels(self.service, name, outcome).inc()
 
-    def worker_teardown(self, worker_ctx):
+    def worker_teardown(self, worker_ctx: WorkerContext) -> None:
         structlog.contextvars.clear_contextvars()
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> Any:
         return logs.get_logger()

@@ -25,7 +25,8 @@ import os
 import socket
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import eventlet
@@ -33,6 +34,7 @@ from amqp import Message
 from eventlet.event import Event
 from eventlet.queue import Empty, LightQueue
 from kombu import Connection
+from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, IndexModel
 
@@ -49,7 +51,10 @@ from lamplight.metrics import (
     OUTBOX_RELAY_FOUND,
 )
 from lamplight.registry import UnregisteredEvent
+from lamplight.shapes import Doc, Envelope
 from lamplight.storage import Mongo
+
+Outgoing = tuple[str, str, Envelope]  # (exchange, routing key, envelope)
 
 CONFIRM_TIMEOUT_S = 10.0
 OUTBOX_KEEP = 20  # events kept in a document's outbox; older ones were confirmed long ago
@@ -62,18 +67,18 @@ class PublishFailed(Exception):
 class ConfirmPipeline:
     """Publishes batches of messages on one confirm-mode channel."""
 
-    def __init__(self, amqp_uri, service, max_batch=256):
+    def __init__(self, amqp_uri: str, service: str, max_batch: int = 256) -> None:
         self.amqp_uri = amqp_uri
         self.service = service
         self.max_batch = max_batch
         self.requests = LightQueue()
         self.log = logs.get_logger(component="publisher")
-        self.conn = None
-        self.channel = None
+        self.conn: Any = None
+        self.channel: Any = None
         self.next_tag = 1
 
     # public ------------------------------------------------------------------
-    def publish(self, messages):
+    def publish(self, messages: list[Outgoing]) -> None:
         """Publish ``[(exchange, routing_key, envelope)]``; block until every
         one is confirmed (or parked as unrouted). Raises PublishFailed."""
         if not messages:
@@ -82,7 +87,7 @@ class ConfirmPipeline:
         self.requests.put((messages, done))
         done.wait()
 
-    def close(self):
+    def close(self) -> None:
         if self.conn is not None:
             try:
                 self.conn.release()
@@ -91,7 +96,7 @@ class ConfirmPipeline:
         self.conn = self.channel = None
 
     # the publishing greenthread ---------------------------------------------
-    def run(self):
+    def run(self) -> None:
         while True:
             batch = [self.requests.get()]
             size = len(batch[0][0])
@@ -114,7 +119,7 @@ class ConfirmPipeline:
                 for _, done in batch:
                     done.send(None)
 
-    def _connect(self):
+    def _connect(self) -> None:
         if self.channel is not None:
             return
         conn = Connection(self.amqp_uri, heartbeat=0, connect_timeout=5)
@@ -125,27 +130,28 @@ class ConfirmPipeline:
         channel.events["basic_nack"].add(self._on_nack)
         channel.events["basic_return"].add(self._on_return)
         self.conn, self.channel, self.next_tag = conn, channel, 1
-        self._pending = {}
-        self._returned = set()
+        self._pending: dict[int, str] = {}
+        self._returned: set[str] = set()
 
-    def _on_ack(self, tag, multiple):
+    def _on_ack(self, tag: int, multiple: bool) -> None:
         for t in ([t for t in self._pending if t <= tag] if multiple else [tag]):
             self._pending.pop(t, None)
 
-    def _on_nack(self, tag, multiple):
+    def _on_nack(self, tag: int, multiple: bool) -> None:
         raise PublishFailed("broker nacked delivery tag {}".format(tag))
 
-    def _on_return(self, exc, exchange, routing_key, message):
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
         self._returned.add(message.properties.get("message_id"))
 
-    def _send(self, exchange, routing_key, body, message_id, headers=None):
+    def _send(self, exchange: str, routing_key: str, body: bytes, message_id: str,
+              headers: dict[str, Any] | None = None) -> None:
         msg = Message(body, content_type="application/json", content_encoding="utf-8",
                       delivery_mode=2, message_id=message_id, application_headers=headers or {})
         self.channel.basic_publish(msg, exchange=exchange, routing_key=routing_key, mandatory=True)
         self._pending[self.next_tag] = message_id
         self.next_tag += 1
 
-    def _wait_confirms(self):
+    def _wait_confirms(self) -> None:
         deadline = time.monotonic() + CONFIRM_TIMEOUT_S
         while self._pending:
             remaining = deadline - time.monotonic()
@@ -153,7 +159,7 @@ class ConfirmPipeline:
                 raise PublishFailed("no confirm within {}s".format(CONFIRM_TIMEOUT_S))
             self.conn.drain_events(timeout=remaining)
 
-    def _publish_batch(self, messages):
+    def _publish_batch(self, messages: list[Outgoing]) -> None:
         self._connect()
         self._returned = set()
         bodies = {}
@@ -192,11 +198,12 @@ class Events:
     hold the outbox's bookkeeping: the events are staged before the write,
     published after it, and discarded when it did not happen."""
 
-    def __init__(self, provider, worker_ctx):
+    def __init__(self, provider: "EventOutbox", worker_ctx: WorkerContext) -> None:
         self._provider = provider
         self._ctx = worker_ctx
 
-    def new(self, event_type, *, park_id, subject, data, version=None):
+    def new(self, event_type: str, *, park_id: str, subject: str | None, data: dict[str, Any],
+            version: int | None = None) -> Envelope:
         """An envelope of a type this service declares (lamplight.registry), in
         its current version unless ``version`` says otherwise."""
         registered = self._provider.registered
@@ -211,7 +218,7 @@ class Events:
                          request_id=self._ctx.context_data.get("request_id"))
 
     # the one way to write a document with its events -----------------------------------------
-    def staging(self, envelopes):
+    def staging(self, envelopes: Iterable[Envelope]) -> "Staged":
         """``with events.staging([e]) as staged:`` — the events go into the
         write made inside the block (``staged.fields()`` for an insert,
         ``staged.appended(outbox)`` for a versioned write, ``staged.update()``
@@ -220,7 +227,8 @@ class Events:
         discarded if it did not or the block raised."""
         return Staged(self, envelopes)
 
-    def change(self, read, decide, write, *, conflict, attempts=8):
+    def change(self, read: Callable[[], Doc], decide: Callable[[Doc], Any], write: Callable[[Doc, Doc], Any], *,
+               conflict: Exception, attempts: int = 8) -> Any:
         """Optimistic concurrency: ``read()`` the document, ``decide(doc)``,
         write conditionally on what was read; on a lost race read again and
         decide on what the winner left.
@@ -242,7 +250,8 @@ class Events:
                 return decision.result
         raise conflict
 
-    def insert_many(self, docs, envelopes, insert):
+    def insert_many(self, docs: list[Doc], envelopes: list[Envelope],
+                    insert: Callable[[list[Doc]], list[Doc]]) -> list[Doc]:
         """Each of ``docs`` carries its own event in ``envelopes``;
         ``insert(docs)`` writes them idempotently (and maybe other documents
         with them) and returns the documents it inserted. The events of those
@@ -266,13 +275,13 @@ class Events:
         return inserted
 
     # its parts ---------------------------------------------------
-    def _fields(self, envelopes):
+    def _fields(self, envelopes: list[Envelope]) -> Doc:
         """Fields for a document being inserted together with its events."""
         envelopes = self._provider.expand(envelopes)
         at = self._provider.stage(envelopes)
         return {"_outbox": list(envelopes), "_outbox_at": at, "_outbox_by": self._provider.writer_id}
 
-    def _appended(self, existing, envelopes):
+    def _appended(self, existing: list[Envelope] | None, envelopes: list[Envelope]) -> Doc:
         """Absolute outbox fields of a document whose outbox was ``existing``,
         with ``envelopes`` appended: for writes that must give the same result
         when applied twice (storage.VersionedDocument)."""
@@ -282,7 +291,7 @@ class Events:
         return {"_outbox": (list(existing or []) + list(envelopes))[-keep:], "_outbox_at": at,
                 "_outbox_by": self._provider.writer_id}
 
-    def _update_ops(self, envelopes):
+    def _update_ops(self, envelopes: list[Envelope]) -> Doc:
         """Update operators that append events to a document's outbox in the
         same single-document update as the state change."""
         envelopes = self._provider.expand(envelopes)
@@ -292,14 +301,14 @@ class Events:
             "$set": {"_outbox_at": at, "_outbox_by": self._provider.writer_id},
         }
 
-    def _publish(self, envelopes):
+    def _publish(self, envelopes: list[Envelope]) -> bool:
         """Publish events whose write has committed. Never raises: an event
         the broker does not confirm now is retried by this process, and by
         the relay of another if this one dies."""
         failpoints.hit("outbox.after_write")
         return self._provider.publish(self._provider.expand(envelopes))
 
-    def _discard(self, envelopes):
+    def _discard(self, envelopes: list[Envelope]) -> None:
         """The write carrying these events did not happen (say, a duplicate)."""
         self._provider.unstage(self._provider.expand(envelopes))
 
@@ -308,39 +317,39 @@ class Change(NamedTuple):
     """What :meth:`Events.change` writes: the fields, their events, and what
     it returns once they are written."""
 
-    fields: dict
-    envelopes: list
+    fields: Doc
+    envelopes: list[Envelope]
     result: Any = None
 
 
 class Staged:
     """Events staged for one write (:meth:`Events.staging`)."""
 
-    def __init__(self, events, envelopes):
+    def __init__(self, events: Events, envelopes: Iterable[Envelope]) -> None:
         self.envelopes = list(envelopes)
         self.written = False
         self._events = events
         self._staged = False
 
-    def _stage(self, outbox):
+    def _stage(self, outbox: Callable[[list[Envelope]], Doc]) -> Doc:
         if self._staged:
             raise RuntimeError("these events are staged already")
         self._staged = True
         return outbox(self.envelopes)
 
-    def fields(self):
+    def fields(self) -> Doc:
         """Outbox fields for a document inserted with the events."""
         return self._stage(self._events._fields)
 
-    def appended(self, existing):
+    def appended(self, existing: list[Envelope] | None) -> Doc:
         """Absolute outbox fields: ``existing`` (the document's outbox as read) and the events."""
         return self._stage(lambda envelopes: self._events._appended(existing, envelopes))
 
-    def update(self):
+    def update(self) -> Doc:
         """Update operators (``$push``/``$set``) that append the events to the document's outbox."""
         return self._stage(self._events._update_ops)
 
-    def close(self):
+    def close(self) -> None:
         if self._staged:
             if self.written:
                 self._events._publish(self.envelopes)
@@ -348,14 +357,13 @@ class Staged:
                 self._events._discard(self.envelopes)
             self._staged = False
 
-    def __enter__(self):
+    def __enter__(self) -> "Staged":
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc_type is not None:
             self.written = False
         self.close()
-        return False
 
 
 class EventOutbox(DependencyProvider):
@@ -364,10 +372,10 @@ class EventOutbox(DependencyProvider):
     ``collections`` are the collections whose documents carry an outbox.
     """
 
-    def __init__(self, collections=()):
+    def __init__(self, collections: Iterable[str] = ()) -> None:
         self.collections = tuple(collections)
 
-    def setup(self):
+    def setup(self) -> None:
         self.service = self.container.service_name
         self.writer_id = "{}-{}-{}-{}".format(self.service, socket.gethostname(), os.getpid(),
                                               uuid.uuid4().hex[:8])
@@ -388,14 +396,14 @@ class EventOutbox(DependencyProvider):
                                         settings.get_int("PUBLISH_BATCH_MAX"))
         self.relay_interval = settings.get_float("OUTBOX_RELAY_INTERVAL_S")
         self.relay_grace = settings.get_float("OUTBOX_RELAY_GRACE_S")
-        self._threads = []
-        self._staged = {}  # event id -> time its write was prepared
-        self._failed = {}  # event id -> envelope the broker did not confirm
-        self.writers = None
+        self._threads: list[Any] = []
+        self._staged: dict[str, datetime] = {}  # event id -> time its write was prepared
+        self._failed: dict[str, Envelope] = {}  # event id -> envelope the broker did not confirm
+        self.writers: Any = None
         self._writer_recorded = False
         self.relay_passes = 0
 
-    def start(self):
+    def start(self) -> None:
         with Connection(settings.get("AMQP_URI"), connect_timeout=5) as conn:
             topology.declare(conn, installed.subscriptions(), settings.get_list_of_int("EVENT_RETRY_DELAYS_MS"),
                              settings.get("QUEUE_TYPE"), installed.publishers())
@@ -408,7 +416,7 @@ class EventOutbox(DependencyProvider):
             spawn(self._relay_loop, identifier="outbox-relay"),
         ]
 
-    def stop(self):
+    def stop(self) -> None:
         try:
             for thread in self._threads:
                 thread.kill()
@@ -423,15 +431,15 @@ class EventOutbox(DependencyProvider):
             if not self._stopped.ready():
                 self._stopped.send()
 
-    def kill(self):
+    def kill(self) -> None:
         for thread in self._threads:
             thread.kill()
         self.pipeline.close()
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> Events:
         return Events(self, worker_ctx)
 
-    def readiness(self):
+    def readiness(self) -> list[tuple[str, bool, str]]:
         try:
             with eventlet.Timeout(2):
                 with Connection(settings.get("AMQP_URI"), connect_timeout=2) as conn:
@@ -441,12 +449,12 @@ class EventOutbox(DependencyProvider):
             return [("rabbitmq", False, "{}: {}".format(type(exc).__name__, exc))]
 
     # staging and publishing -----------------------------------------------------
-    def expand(self, envelopes):
+    def expand(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
         """The envelopes with their previous versions, for types inside a
         deprecation window (lamplight.registry)."""
         return registry.expand(envelopes, self.registered)
 
-    def stage(self, envelopes):
+    def stage(self, envelopes: Iterable[Envelope]) -> datetime:
         at = utcnow()
         for e in envelopes:
             self._staged[e["id"]] = at
@@ -458,12 +466,12 @@ class EventOutbox(DependencyProvider):
         self._report_backlog()
         return at
 
-    def unstage(self, envelopes):
+    def unstage(self, envelopes: Iterable[Envelope]) -> None:
         for e in envelopes:
             self._staged.pop(e["id"], None)
         self._report_backlog()
 
-    def publish(self, envelopes):
+    def publish(self, envelopes: Iterable[Envelope]) -> bool:
         envelopes = list(envelopes)
         try:
             self.pipeline.publish([(self.exchange, registry.envelope_routing_key(e), e) for e in envelopes])
@@ -480,16 +488,16 @@ class EventOutbox(DependencyProvider):
         self._report_backlog()
         return True
 
-    def _report_backlog(self):
+    def _report_backlog(self) -> None:
         OUTBOX_BACKLOG.labels(self.service).set(len(self._staged))
 
     # the checkpoint ---------------------------------------------------------------
-    def oldest_unconfirmed(self, now=None):
+    def oldest_unconfirmed(self, now: datetime | None = None) -> datetime | None:
         now = now or utcnow()
         live = [at for at in self._staged.values() if now - at < STAGED_MAX_AGE]
         return min(live) if live else None
 
-    def checkpoint(self):
+    def checkpoint(self) -> None:
         """Record that every event this writer staged before the checkpoint is
         confirmed, and that the writer is alive."""
         now = utcnow()
@@ -502,7 +510,7 @@ class EventOutbox(DependencyProvider):
             "$setOnInsert": {"started": now}}, upsert=True)
         self._writer_recorded = True
 
-    def _checkpoint_loop(self):
+    def _checkpoint_loop(self) -> None:
         while True:
             eventlet.sleep(min(1.0, self.relay_grace / 3.0 or 1.0))
             if self._failed:
@@ -513,7 +521,7 @@ class EventOutbox(DependencyProvider):
                 self.log.warning("outbox.checkpoint_failed", error=str(exc))
 
     # the relay ----------------------------------------------------------------------
-    def _relay_loop(self):
+    def _relay_loop(self) -> None:
         while True:
             try:
                 self.relay_once()
@@ -522,7 +530,7 @@ class EventOutbox(DependencyProvider):
             self.relay_passes += 1
             eventlet.sleep(self.relay_interval)
 
-    def relay_once(self):
+    def relay_once(self) -> int:
         """Take over every writer of this service whose heartbeat stopped more
         than the grace period ago; returns how many events it republished."""
         now = utcnow()
@@ -558,7 +566,7 @@ class EventOutbox(DependencyProvider):
         OUTBOX_RELAY_FOUND.labels(self.service).set(found)
         return relayed
 
-    def took_over(self, writer, docs_by_collection):
+    def took_over(self, writer: Doc, docs_by_collection: dict[str, list[Doc]]) -> None:
         """Called after a dead writer's events are republished, with the
         documents it wrote since its checkpoint ({collection: [{_id, park_id}]}),
         for a service to finish what the writer left half done."""

@@ -20,21 +20,23 @@ schemas against it.
 """
 import copy
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable, Optional
+from typing import Any, Optional, Type
 
-from marshmallow import EXCLUDE
+from marshmallow import EXCLUDE, Schema
 
 from lamplight import installed
 from lamplight.envelope import dataschema_uri
+from lamplight.shapes import Envelope
 
 ASYNCAPI_PATH = "docs/asyncapi.yaml"
 MARKDOWN_PATH = "docs/events.md"
 RELEASED_PATH = "docs/events-released.json"
 
 
-def _same(data):
+def _same(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
@@ -43,18 +45,18 @@ class Previous:
     """An older version still published beside the current one until ``until``."""
 
     version: int
-    schema: type
+    schema: type[Schema]
     until: str  # ISO date, the last day it is published
-    downgrade: Callable[[dict], dict] = _same
+    downgrade: Callable[[dict[str, Any]], dict[str, Any]] = _same
 
 
 @dataclass(frozen=True)
 class Published:
     type: str
-    schema: type  # the marshmallow schema of the payload
+    schema: Type[Schema]  # the marshmallow schema of the payload ('type' is a field here)
     summary: str
     version: int = 1
-    example: dict = field(default_factory=dict)  # values that read better than the generated ones
+    example: dict[str, Any] = field(default_factory=dict)  # values that read better than the generated ones
     previous: Optional[Previous] = None
 
 
@@ -62,11 +64,11 @@ class UnregisteredEvent(Exception):
     """A service built an event it does not declare in its PUBLISHED."""
 
 
-def routing_key(event_type, version):
+def routing_key(event_type: str, version: int) -> str:
     return event_type if version == 1 else "{}.v{}".format(event_type, version)
 
 
-def version_of(envelope):
+def version_of(envelope: Envelope) -> int:
     """The version an envelope carries in its dataschema (urn:…:v<n>)."""
     try:
         return int(envelope["dataschema"].rsplit(":v", 1)[1])
@@ -74,14 +76,14 @@ def version_of(envelope):
         return 1
 
 
-def envelope_routing_key(envelope):
+def envelope_routing_key(envelope: Envelope) -> str:
     return routing_key(envelope["type"], version_of(envelope))
 
 
-_loaded = {}
+_loaded: dict[str, dict[str, Published]] = {}
 
 
-def _declared_of(service):
+def _declared_of(service: str) -> dict[str, Published]:
     """{type: Published} of one publishing service (imports only its own schemas)."""
     if service not in _loaded:
         by_type = {}
@@ -93,12 +95,12 @@ def _declared_of(service):
     return _loaded[service]
 
 
-def declared():
+def declared() -> dict[str, dict[str, Published]]:
     """{service: {type: Published}} of every publishing service."""
     return {service: _declared_of(service) for service in installed.publishers()}
 
 
-def published_by(service):
+def published_by(service: str) -> dict[str, Published] | None:
     """The types ``service`` declares, or None for a service that is not a
     registered publisher (kernel tests build their own)."""
     if service not in installed.publishers():
@@ -106,20 +108,21 @@ def published_by(service):
     return _declared_of(service)
 
 
-def expand(envelopes, registered, today=None):
+def expand(envelopes: Iterable[Envelope], registered: dict[str, Published] | None,
+           today: date | None = None) -> list[Envelope]:
     """``envelopes`` plus, for each whose type is inside a deprecation
     window, the same event in its previous version (a deterministic id, so
     staging, publishing and discarding agree)."""
     if not registered:
         return list(envelopes)
-    today = (today or date.today()).isoformat()
+    day = (today or date.today()).isoformat()
     out = []
     for envelope in envelopes:
         out.append(envelope)
         entry = registered.get(envelope["type"])
         if entry is None or entry.previous is None or version_of(envelope) != entry.version:
             continue
-        if today > entry.previous.until:
+        if day > entry.previous.until:
             continue
         schema = entry.previous.schema()
         # through the old schema both ways: what it does not know is dropped, what it needs is checked
@@ -131,7 +134,7 @@ def expand(envelopes, registered, today=None):
 
 
 # JSON Schema ------------------------------------------------------------------------------
-def _converter():
+def _converter() -> tuple[Any, Any]:
     from apispec import APISpec
     from apispec.ext.marshmallow import MarshmallowPlugin
 
@@ -140,7 +143,7 @@ def _converter():
     return spec, plugin.converter
 
 
-def json_schema(schema_cls):
+def json_schema(schema_cls: type[Schema]) -> dict[str, Any]:
     """The payload schema as JSON Schema (apispec's marshmallow converter,
     OpenAPI 3.1 flavour, which is JSON Schema), nested schemas inlined. A
     reader must accept fields it does not know: adding one is compatible."""
@@ -148,7 +151,7 @@ def json_schema(schema_cls):
     out = converter.schema2jsonschema(schema_cls)
     components = spec.to_dict().get("components", {}).get("schemas", {})
 
-    def inline(node):
+    def inline(node: Any) -> Any:
         if isinstance(node, dict):
             if "$ref" in node:
                 return inline(copy.deepcopy(components[node["$ref"].rsplit("/", 1)[1]]))
@@ -179,12 +182,12 @@ SAMPLES = {
 _FORMATS = {"date-time": "2026-11-21T08:30:00.000Z", "date": "2026-11-21", "email": "someone@example.cn"}
 
 
-def _sample(name, prop):
+def _sample(name: str, prop: dict[str, Any]) -> Any:
     types = prop.get("type", "string")
     types = [t for t in (types if isinstance(types, list) else [types]) if t != "null"] or ["null"]
     kind = types[0]
     if kind == "string":
-        return _FORMATS.get(prop.get("format")) or SAMPLES.get(name, name.replace("_", " "))
+        return _FORMATS.get(prop.get("format") or "") or SAMPLES.get(name, name.replace("_", " "))
     if kind == "integer":
         return {"version": 2, "year": 2026, "round": 1, "routing": 1}.get(name, 3)
     if kind == "number":
@@ -199,16 +202,16 @@ def _sample(name, prop):
     return None
 
 
-def _example_of(schema):
+def _example_of(schema: dict[str, Any]) -> dict[str, Any]:
     return {name: _sample(name, prop) for name, prop in sorted(schema.get("properties", {}).items())}
 
 
-def example(entry, schema):
+def example(entry: Published, schema: dict[str, Any]) -> dict[str, Any]:
     return dict(_example_of(schema), **entry.example)
 
 
 # the catalogue --------------------------------------------------------------------------------
-def catalogue():
+def catalogue() -> dict[str, dict[str, Any]]:
     """Every published type: {type: {...}}, ordered by source and type."""
     out = {}
     for service, entries in declared().items():
@@ -247,7 +250,7 @@ ENVELOPE_SCHEMA = {
 }
 
 
-def asyncapi(cat):
+def asyncapi(cat: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The catalogue as an AsyncAPI 3.0 document: one channel per exchange and
     routing key, one message per type and version, one receive operation each
     (what a subscriber may bind to)."""
@@ -302,7 +305,7 @@ def asyncapi(cat):
     }
 
 
-def markdown(cat):
+def markdown(cat: dict[str, dict[str, Any]]) -> str:
     lines = ["# Lamplight events", "",
              "Generated by `lamplight events catalog` from the services' schemas (`PUBLISHED` in each "
              "`services/<name>/schemas.py`); do not edit. The machine-readable catalogue is "
@@ -338,7 +341,7 @@ def markdown(cat):
     return "\n".join(lines) + "\n"
 
 
-def released_view(cat):
+def released_view(cat: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What a release keeps of the catalogue: each type's versions, their
     schemas and deprecation windows."""
     return {t: {"source": item["source"], "versions": {
@@ -347,12 +350,12 @@ def released_view(cat):
 
 
 # compatibility ------------------------------------------------------------------------------
-def _types(prop):
+def _types(prop: dict[str, Any]) -> set[str]:
     kind = prop.get("type")
     return set(kind if isinstance(kind, list) else [kind]) if kind else set()
 
 
-def incompatible(old, new, path="data"):
+def incompatible(old: dict[str, Any], new: dict[str, Any], path: str = "data") -> list[str]:
     """Why a reader of ``old`` could not read what ``new`` allows: a field
     removed, a field's type changed or narrowed, a field newly required."""
     problems = []
@@ -379,16 +382,16 @@ def incompatible(old, new, path="data"):
     return problems
 
 
-def check_compatibility(released, current, today=None):
+def check_compatibility(released: dict[str, Any], current: dict[str, Any], today: date | None = None) -> list[str]:
     """Problems of the current catalogue against the released one: each
     released version of each type is still published, and a reader of it can
     read what is published now — unless its deprecation window has ended."""
-    today = (today or date.today()).isoformat()
+    day = (today or date.today()).isoformat()
     problems = []
     for event_type, old in sorted(released.items()):
         now = {str(v["version"]): v for v in current[event_type]["versions"]} if event_type in current else {}
         for version, was in sorted(old["versions"].items()):
-            if was.get("deprecated_until") and was["deprecated_until"] < today:
+            if was.get("deprecated_until") and was["deprecated_until"] < day:
                 continue  # its window is over: it may go
             if version not in now:
                 problems.append("{} v{} is no longer published (an incompatible change is a new version, and v{} "

@@ -18,15 +18,17 @@ which rebuilds the method's signature each time; here it is built once.
 import inspect
 import time
 from functools import partial
+from typing import Any
 
 import eventlet
 from amqp.exceptions import ConnectionError as AmqpConnectionError
 from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.message import Message
 from nameko import config
 from nameko.amqp import get_connection
 from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY, NON_PERSISTENT
-from nameko.containers import ContainerBeingKilled
+from nameko.containers import ContainerBeingKilled, WorkerContext
 from nameko.exceptions import IncorrectSignature, MalformedRequest, UnknownService
 from nameko.messaging import decode_from_headers
 from nameko.rpc import ReplyListener, Responder, RpcConsumer, ServiceRpc, get_rpc_exchange
@@ -42,9 +44,11 @@ class CachedSignatureCheck:
     """Mixin for entrypoints: nameko's check_signature with the signature
     computed once per entrypoint."""
 
-    _signature = None
+    _signature: inspect.Signature | None = None
+    container: Any  # the entrypoint's, which this is mixed into
+    method_name: str
 
-    def check_signature(self, args, kwargs):
+    def check_signature(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self._signature is None:
             self._signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
         try:
@@ -63,7 +67,7 @@ class LightResponder(Responder):
 
 
 class LightRpcConsumer(RpcConsumer):
-    def handle_result(self, message, result, exc_info):
+    def handle_result(self, message: Message, result: Any, exc_info: Any) -> tuple[Any, Any]:
         responder = LightResponder(self.amqp_uri, get_rpc_exchange(), message,
                                    ssl=config.get(AMQP_SSL_CONFIG_KEY),
                                    login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
@@ -89,7 +93,7 @@ class LightRpcConsumer(RpcConsumer):
 DEADLINE_KEY = "lamplight_deadline"  # context key (header nameko.lamplight_deadline): epoch seconds
 
 
-def deadline_passed(context_data, now=None):
+def deadline_passed(context_data: dict[str, Any], now: float | None = None) -> bool:
     """True when the caller stamped a deadline on the request and it has passed."""
     raw = (context_data or {}).get(DEADLINE_KEY)
     if raw is None:
@@ -113,7 +117,7 @@ class Rpc(CachedSignatureCheck, NamekoRpc):
 
     rpc_consumer = LightRpcConsumer()
 
-    def handle_message(self, body, message):
+    def handle_message(self, body: Any, message: Message) -> None:
         try:
             args = body["args"]
             kwargs = body["kwargs"]
@@ -123,7 +127,7 @@ class Rpc(CachedSignatureCheck, NamekoRpc):
         context_data = decode_from_headers(message.headers)
         handle_result = partial(self.handle_result, message)
 
-        def spawn_worker():
+        def spawn_worker() -> None:
             # wait for a free worker first (nameko's pool; private, but the
             # only place that knows), then decide with the time the work starts
             pool = self.container._worker_pool
@@ -150,11 +154,11 @@ rpc = Rpc.decorator
 
 
 class NoAckReplyListener(ReplyListener):
-    def setup(self):
+    def setup(self) -> None:
         super().setup()
         self.consumer.consumer_options["no_ack"] = True
 
-    def check_for_lost_replies(self):
+    def check_for_lost_replies(self) -> None:
         """nameko kills the whole container when its reply consumer
         (re)connects with calls pending and the reply queue gone — which also
         happens when the check falls between a call registering for its reply
@@ -170,7 +174,7 @@ class NoAckReplyListener(ReplyListener):
 class ServiceUnavailable(Exception):
     """The called service did not answer within the deadline."""
 
-    def __init__(self, service):
+    def __init__(self, service: str) -> None:
         super().__init__("the {} service is not answering; try again shortly".format(service))
         self.service = service
 
@@ -180,7 +184,7 @@ class DeadlineRpc(ServiceRpc):
 
     reply_listener = NoAckReplyListener()
 
-    def setup(self):
+    def setup(self) -> None:
         self.timeout = settings.get_float("RPC_TIMEOUT_S")
         self.publisher_options["expiration"] = self.timeout
         self.publisher_options["delivery_mode"] = NON_PERSISTENT
@@ -189,19 +193,19 @@ class DeadlineRpc(ServiceRpc):
         # without it a request sent while the reply consumer (re)connects
         # finds no queue and nameko kills the container (lost replies)
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> "DeadlineClient":
         client = super().get_dependency(worker_ctx)
         return DeadlineClient(client, self.target_service, self.timeout)
 
 
 class DeadlineClient:
-    def __init__(self, client, service, timeout):
+    def __init__(self, client: Any, service: str, timeout: float) -> None:
         self._client = client
         self._context = client.context_data  # the worker's: filled in after injection (request id, trace)
         self._service = service
         self._timeout = timeout
 
-    def call(self, method, *args, **kwargs):
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``method``; ServiceUnavailable when nobody answers in time or
         the broker cannot take the request.
 

@@ -3,6 +3,8 @@
 Every knob the kernel reads is listed here with its default, so operators have
 one place to look.
 """
+from typing import Any
+
 from nameko import config
 
 DEFAULTS = {
@@ -66,22 +68,22 @@ DEFAULTS = {
 }
 
 
-def get(key):
+def get(key: str) -> Any:
     value = config.get(key)
     if value is None or value == "":
         return DEFAULTS.get(key)
     return value
 
 
-def get_int(key):
+def get_int(key: str) -> int:
     return int(get(key))
 
 
-def get_float(key):
+def get_float(key: str) -> float:
     return float(get(key))
 
 
-def get_list_of_int(key):
+def get_list_of_int(key: str) -> list[int]:
     value = get(key)
     if isinstance(value, str):
         value = [v for v in value.replace(" ", "").split(",") if v]

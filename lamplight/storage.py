@@ -11,18 +11,27 @@ name exactly one park. Cross-park reads (the outbox relay, gauges) go through
 """
 import re
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import eventlet
 from eventlet.event import Event
 from eventlet.queue import Empty, LightQueue
+from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 from pymongo import IndexModel, MongoClient, monitoring
+from pymongo.collection import Collection
+from pymongo.command_cursor import CommandCursor
+from pymongo.cursor import Cursor
+from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.results import DeleteResult, UpdateResult
 
 from lamplight import logs, settings
 from lamplight.clock import utcnow  # noqa: F401 (re-exported: the stores' clock)
 from lamplight.errors import BadInput, UnscopedQuery
 from lamplight.metrics import DB_REQUESTS, DB_SCANS
+from lamplight.shapes import Doc
 
 PARK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -42,13 +51,13 @@ class RequestCounter(monitoring.CommandListener):
 
     _SKIP = frozenset({"hello", "ismaster", "isMaster", "ping", "endSessions", "saslStart", "saslContinue"})
 
-    def __init__(self, service, shapes=None):
+    def __init__(self, service: str, shapes: LightQueue | None = None) -> None:
         self.service = service
-        self._children = {}
+        self._children: dict[tuple[str, str], Any] = {}
         self._shapes = shapes
-        self._seen = set()
+        self._seen: set[Any] = set()
 
-    def started(self, event):
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
         name = event.command_name
         if name in self._SKIP:
             return
@@ -67,14 +76,14 @@ class RequestCounter(monitoring.CommandListener):
                     self._seen.add(shape)
                     self._shapes.put((event.database_name, target, filter_, shape[2]))
 
-    def succeeded(self, event):
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
 
-    def failed(self, event):
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
 
 
-def _filter_of(command_name, command):
+def _filter_of(command_name: str, command: Any) -> Any:
     """The filter of a command that reads or changes documents, or None."""
     if command_name in ("find", "findAndModify", "count"):
         return command.get("filter", command.get("query")) or {}
@@ -84,7 +93,7 @@ def _filter_of(command_name, command):
     return None
 
 
-def _shape(value):
+def _shape(value: Any) -> Any:
     """A filter's fields and operators, without its values."""
     if isinstance(value, dict):
         return tuple(sorted((k, _shape(v)) for k, v in value.items()))
@@ -106,22 +115,23 @@ class ScanFinder:
 
     RANGES = frozenset({"$lt", "$lte", "$gt", "$gte"})
 
-    def __init__(self, service, provider, log):
+    def __init__(self, service: str, provider: "Mongo", log: Any) -> None:
         self.service = service
         self.provider = provider  # its indexes, and the kernel's (the outbox relay's), are read when first needed
         self.log = log
         self.shapes = LightQueue()
-        self._indexes = None
+        self._indexes: dict[str, list[Any]] | None = None
 
-    def _keys(self, collection):
+    def _keys(self, collection: str) -> list[Any]:
         if self._indexes is None:
-            self._indexes = {}
+            found: dict[str, list[Any]] = {}
             for declared in (self.provider.indexes, self.provider.kernel_indexes):
                 for name, models in declared.items():
-                    self._indexes.setdefault(name, []).extend(list(m.document["key"]) for m in models)
+                    found.setdefault(name, []).extend(list(m.document["key"]) for m in models)
+            self._indexes = found
         return self._indexes.get(collection, [])
 
-    def run(self):
+    def run(self) -> None:
         while True:
             _, collection, filter_, shape = self.shapes.get()
             logical = collection.split(".", 1)[0]
@@ -129,7 +139,7 @@ class ScanFinder:
                 DB_SCANS.labels(self.service, logical).inc()
                 self.log.warning("store.scan", collection=collection, shape=repr(shape))
 
-    def scans(self, collection, filter_):
+    def scans(self, collection: str, filter_: Any) -> bool:
         fields = {k: v for k, v in filter_.items() if not k.startswith("$")}
         if not set(fields) - {"park_id"}:
             return False
@@ -148,7 +158,7 @@ class ScanFinder:
             best = max(best, served)
         return best <= 1
 
-    def _kind(self, value):
+    def _kind(self, value: Any) -> str | None:
         """How a filter value narrows an index: "eq", "range" or None."""
         if value is None:
             return None
@@ -161,7 +171,7 @@ class ScanFinder:
         return "eq"
 
 
-def check_park_id(park_id):
+def check_park_id(park_id: Any) -> str:
     if not isinstance(park_id, str) or not PARK_ID.match(park_id):
         raise BadInput(
             "park_id must be 1-63 lowercase letters, digits or dashes",
@@ -170,7 +180,7 @@ def check_park_id(park_id):
     return park_id
 
 
-def _names_one_park(filter_):
+def _names_one_park(filter_: Any) -> bool:
     return isinstance(filter_, dict) and isinstance(filter_.get("park_id"), str)
 
 
@@ -181,17 +191,17 @@ class GroupCommit:
     its own outcome back (a DuplicateKeyError is raised for that caller only).
     """
 
-    def __init__(self, collection, max_batch, wait_s):
+    def __init__(self, collection: Collection, max_batch: int, wait_s: float) -> None:
         self.collection = collection
         self.max_batch = max_batch
         self.wait_s = wait_s
         self.queue = LightQueue()
         self.thread = None
 
-    def insert(self, doc):
+    def insert(self, doc: Doc) -> Any:
         return self.submit([doc])[0].wait()
 
-    def submit(self, docs):
+    def submit(self, docs: list[Doc]) -> list[Event]:
         """Queue ``docs`` (they go out in the same batch unless it is full);
         an Event per document, sent its _id or its own exception."""
         events = []
@@ -201,7 +211,7 @@ class GroupCommit:
             events.append(done)
         return events
 
-    def run(self):
+    def run(self) -> None:
         while True:
             batch = [self.queue.get()]
             deadline = time.monotonic() + self.wait_s
@@ -214,7 +224,7 @@ class GroupCommit:
                     break
             self._flush(batch)
 
-    def _flush(self, batch):
+    def _flush(self, batch: list[tuple[Doc, Event]]) -> None:
         docs = [doc for doc, _ in batch]
         try:
             self.collection.insert_many(docs, ordered=False)
@@ -243,14 +253,15 @@ class ParkScopedCollection:
     indexes lead with park_id, and the development server serves a filter
     from an index only when it names the index's leading fields."""
 
-    def __init__(self, collection, park_id, committer=None, name=None):
+    def __init__(self, collection: Collection, park_id: str, committer: GroupCommit | None = None,
+                 name: str | None = None) -> None:
         self._c = collection
         self.database_name = collection.database.name
         self.park_id = park_id
         self._committer = committer
         self.name = name or collection.name
 
-    def _filter(self, filter_):
+    def _filter(self, filter_: Doc | None) -> Doc:
         filter_ = dict(filter_ or {})
         named = filter_.get("park_id", self.park_id)
         if named != self.park_id:
@@ -260,10 +271,10 @@ class ParkScopedCollection:
         filter_["park_id"] = self.park_id
         return filter_
 
-    def _own_id(self, value):
+    def _own_id(self, value: Any) -> bool:
         return isinstance(value, str) and value.startswith(self.park_id + "/")
 
-    def _doc(self, doc):
+    def _doc(self, doc: Doc) -> Doc:
         if doc.get("park_id", self.park_id) != self.park_id:
             raise UnscopedQuery("document for park {!r} written in the scope of park {!r}".format(
                 doc.get("park_id"), self.park_id))
@@ -273,7 +284,7 @@ class ParkScopedCollection:
         doc["park_id"] = self.park_id
         return doc
 
-    def _update(self, update, upsert=False):
+    def _update(self, update: Any, upsert: bool | None = False) -> Any:
         for op in ("$set", "$setOnInsert", "$unset", "$rename"):
             if "park_id" in (update.get(op) or {}):
                 raise UnscopedQuery("an update may not change park_id ({} on {})".format(op, self.name))
@@ -281,16 +292,16 @@ class ParkScopedCollection:
             update = dict(update, **{"$setOnInsert": dict(update.get("$setOnInsert") or {}, park_id=self.park_id)})
         return update
 
-    def find(self, filter_=None, *args, **kwargs):
+    def find(self, filter_: Doc | None = None, *args: Any, **kwargs: Any) -> Cursor:
         return self._c.find(self._filter(filter_), *args, **kwargs)
 
-    def find_one(self, filter_=None, *args, **kwargs):
+    def find_one(self, filter_: Doc | None = None, *args: Any, **kwargs: Any) -> Doc | None:
         return self._c.find_one(self._filter(filter_), *args, **kwargs)
 
-    def count_documents(self, filter_=None, **kwargs):
+    def count_documents(self, filter_: Doc | None = None, **kwargs: Any) -> int:
         return self._c.count_documents(self._filter(filter_), **kwargs)
 
-    def insert_one(self, doc):
+    def insert_one(self, doc: Doc) -> Any:
         """Insert through the group commit when there is one; raises
         DuplicateKeyError when the document (or its unique key) exists."""
         doc = self._doc(doc)
@@ -298,7 +309,7 @@ class ParkScopedCollection:
             return self._committer.insert(doc)
         return self._c.insert_one(doc).inserted_id
 
-    def insert_once(self, doc):
+    def insert_once(self, doc: Doc) -> bool:
         """Insert; False when the document (or its unique key) exists — the
         way an idempotent handler skips a duplicate delivery."""
         try:
@@ -307,7 +318,7 @@ class ParkScopedCollection:
         except DuplicateKeyError:
             return False
 
-    def insert_or_get(self, doc):
+    def insert_or_get(self, doc: Doc) -> tuple[Doc | None, bool]:
         """Insert; when a document with that _id exists, return it instead.
         Returns (document, created)."""
         try:
@@ -316,26 +327,26 @@ class ParkScopedCollection:
         except DuplicateKeyError:
             return self.find_one({"_id": doc["_id"]}), False
 
-    def insert_many(self, docs, ordered=True):
+    def insert_many(self, docs: list[Doc], ordered: bool = True) -> Any:
         return self._c.insert_many([self._doc(d) for d in docs], ordered=ordered).inserted_ids
 
-    def update_one(self, filter_, update, **kwargs):
+    def update_one(self, filter_: Doc, update: Any, **kwargs: Any) -> UpdateResult:
         return self._c.update_one(self._filter(filter_), self._update(update, kwargs.get("upsert")), **kwargs)
 
-    def update_many(self, filter_, update, **kwargs):
+    def update_many(self, filter_: Doc, update: Any, **kwargs: Any) -> UpdateResult:
         return self._c.update_many(self._filter(filter_), self._update(update, kwargs.get("upsert")), **kwargs)
 
-    def replace_one(self, filter_, doc, upsert=False):
+    def replace_one(self, filter_: Doc, doc: Doc, upsert: bool = False) -> UpdateResult:
         return self._c.replace_one(self._filter(filter_), self._doc(dict(doc)), upsert=upsert)
 
-    def find_one_and_update(self, filter_, update, **kwargs):
+    def find_one_and_update(self, filter_: Doc, update: Any, **kwargs: Any) -> Doc | None:
         return self._c.find_one_and_update(self._filter(filter_), self._update(update, kwargs.get("upsert")),
                                            **kwargs)
 
-    def delete_one(self, filter_):
+    def delete_one(self, filter_: Doc) -> DeleteResult:
         return self._c.delete_one(self._filter(filter_))
 
-    def insert_many_once(self, docs):
+    def insert_many_once(self, docs: list[Doc]) -> list[Doc]:
         """Insert what is not there yet (by _id or unique key); returns the
         documents inserted. For idempotent bulk work (a call-out, a month's
         visits, a notice's log lines). Through the group commit when there is
@@ -362,10 +373,10 @@ class ParkScopedCollection:
             failed = {err["index"] for err in errors}
             return [d for i, d in enumerate(docs) if i not in failed]
 
-    def delete_many(self, filter_):
+    def delete_many(self, filter_: Doc) -> DeleteResult:
         return self._c.delete_many(self._filter(filter_))
 
-    def aggregate(self, pipeline, **kwargs):
+    def aggregate(self, pipeline: list[Doc], **kwargs: Any) -> CommandCursor:
         return self._c.aggregate([{"$match": {"park_id": self.park_id}}] + list(pipeline), **kwargs)
 
 
@@ -381,11 +392,11 @@ class VersionedDocument:
     trail, for documents whose every version is kept on purpose.
     """
 
-    def __init__(self, documents, history=None):
+    def __init__(self, documents: Any, history: Any = None) -> None:
         self.documents = documents
         self.history = history
 
-    def write(self, doc, fields):
+    def write(self, doc: Doc, fields: Doc) -> bool:
         """Move ``doc`` (as read, at ``doc["version"]``; 0 for one not yet
         written) to version + 1 with ``fields``. False when another writer
         had that version: read again."""
@@ -402,7 +413,7 @@ class VersionedDocument:
         self._record(doc["_id"], body)
         return True
 
-    def project(self, doc_id, fields, attempts=5):
+    def project(self, doc_id: Any, fields: Doc, attempts: int = 5) -> bool:
         """Set a version that was decided elsewhere (carried by an event),
         whatever the order versions arrive in: the newest one stays. False
         when this version, or a newer one, was set already."""
@@ -421,7 +432,7 @@ class VersionedDocument:
                     return False
         raise PyMongoError("projection of {} version {} kept racing".format(doc_id, version))
 
-    def _record(self, doc_id, body):
+    def _record(self, doc_id: Any, body: Doc) -> None:
         if self.history is not None:
             try:
                 self.history.insert_one({"_id": "{}@{}".format(doc_id, body["version"]), "fields": body})
@@ -433,12 +444,12 @@ class GuardedCollection:
     """A collection reached without a park scope: every call must name exactly
     one park in its filter (or document), otherwise UnscopedQuery."""
 
-    def __init__(self, collection, scoped_factory):
+    def __init__(self, collection: Collection, scoped_factory: Callable[[str], ParkScopedCollection]) -> None:
         self._c = collection
         self._scoped = scoped_factory
         self.name = collection.name
 
-    def _scope_for(self, what, filter_):
+    def _scope_for(self, what: str, filter_: Any) -> ParkScopedCollection:
         if not _names_one_park(filter_):
             raise UnscopedQuery(
                 "{} on {} does not name a park: every query must filter on one park_id "
@@ -446,12 +457,12 @@ class GuardedCollection:
                                     else filter_.get("park_id")))
         return self._scoped(filter_["park_id"])
 
-    def __getattr__(self, method):
+    def __getattr__(self, method: str) -> Callable[..., Any]:
         if method not in ("find", "find_one", "count_documents", "update_one", "update_many",
                           "find_one_and_update", "delete_one", "insert_one", "aggregate"):
             raise AttributeError(method)
 
-        def call(first=None, *args, **kwargs):
+        def call(first: Any = None, *args: Any, **kwargs: Any) -> Any:
             if method == "aggregate":
                 stage = (first or [{}])[0].get("$match") if first else None
                 scope = self._scope_for(method, stage)
@@ -463,28 +474,29 @@ class GuardedCollection:
 
 
 class ParkScope:
-    def __init__(self, store, park_id):
+    def __init__(self, store: "Store", park_id: str) -> None:
         self._store = store
         self.park_id = check_park_id(park_id)
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> ParkScopedCollection:
         return self._store._scoped(name, self.park_id)
 
 
-def partition_name(name, park_id):
+def partition_name(name: str, park_id: str) -> str:
     return "{}.{}".format(name, park_id)
 
 
 class Store:
     """What a service worker gets from the Mongo provider."""
 
-    def __init__(self, db, committer, log, partitions=None):
+    def __init__(self, db: Database, committer: Callable[[str, str], GroupCommit | None], log: Any,
+                 partitions: "Partitions | None" = None) -> None:
         self.db = db
         self._committer = committer  # (physical, name) -> the GroupCommit of that collection, or None
         self._log = log
         self._partitions = partitions
 
-    def _scoped(self, name, park_id):
+    def _scoped(self, name: str, park_id: str) -> ParkScopedCollection:
         if name in KERNEL_COLLECTIONS:
             raise UnscopedQuery("{} is kernel bookkeeping, not park data".format(name))
         check_park_id(park_id)
@@ -493,20 +505,20 @@ class Store:
             return ParkScopedCollection(self.db[physical], park_id, self._committer(physical, name), name=name)
         return ParkScopedCollection(self.db[name], park_id, self._committer(name, name))
 
-    def park(self, park_id):
+    def park(self, park_id: str) -> ParkScope:
         return ParkScope(self, park_id)
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> GuardedCollection:
         return GuardedCollection(self.db[name], lambda park: self._scoped(name, park))
 
-    def unscoped(self, name, reason):
+    def unscoped(self, name: str, reason: str) -> Collection:
         """A raw collection for a cross-park job; the reason goes to the log."""
         if self._partitions is not None and name in self._partitions.names:
             raise UnscopedQuery("{} is partitioned by park: use partitions()".format(name))
         self._log.debug("store.unscoped_access", collection=name, reason=reason)
         return self.db[name]
 
-    def partitions(self, name, reason):
+    def partitions(self, name: str, reason: str) -> list[tuple[str | None, Collection]]:
         """[(park_id or None, raw collection)] holding ``name``'s documents,
         for a cross-park job: one per park of a partitioned collection, else
         the one collection. The reason goes to the log."""
@@ -518,7 +530,7 @@ class Store:
                 if physical.startswith(prefix) and PARK_ID.match(physical[len(prefix):])]
 
 
-def check_indexes(indexes):
+def check_indexes(indexes: dict[str, list[IndexModel]]) -> None:
     """Every index of park data leads with park_id (tenancy, DESIGN.md)."""
     for collection, models in indexes.items():
         for model in models:
@@ -538,13 +550,13 @@ class Partitions:
     MongoDB unchanged; a partition's indexes are created the first time a
     process uses that park."""
 
-    def __init__(self, db, names, indexes):
+    def __init__(self, db: Database, names: Iterable[str], indexes: dict[str, list[IndexModel]]) -> None:
         self.db = db
         self.names = frozenset(names)
         self.indexes = indexes
-        self._ready = set()
+        self._ready: set[str] = set()
 
-    def ensure(self, name, park_id):
+    def ensure(self, name: str, park_id: str) -> str:
         physical = partition_name(name, park_id)
         if physical not in self._ready:
             models = self.indexes.get(name, [])
@@ -565,28 +577,29 @@ class Mongo(DependencyProvider):
     ``partitioned`` names collections kept per park (see :class:`Partitions`).
     """
 
-    def __init__(self, indexes=None, group_commit=(), partitioned=()):
+    def __init__(self, indexes: dict[str, list[IndexModel]] | None = None, group_commit: Iterable[str] = (),
+                 partitioned: Iterable[str] = ()) -> None:
         self.indexes = {name: list(models) for name, models in (indexes or {}).items()}
         self.group_commit = tuple(group_commit)
         self.partitioned = frozenset(partitioned)
         check_indexes(self.indexes)
-        self.kernel_indexes = {}
-        self._dependents = []  # events sent by other providers once they no longer need the client
+        self.kernel_indexes: dict[str, list[IndexModel]] = {}
+        self._dependents: list[Event] = []  # events sent by other providers once they no longer need the client
 
-    def add_kernel_indexes(self, collection, models):
+    def add_kernel_indexes(self, collection: str, models: list[IndexModel]) -> None:
         """For other kernel providers: the outbox relay's index is platform
         bookkeeping across parks, the one index that does not lead with park_id."""
         self.kernel_indexes.setdefault(collection, []).extend(models)
         if collection in self.partitioned:  # created with each partition's own indexes
             self.indexes.setdefault(collection, []).extend(models)
 
-    def setup(self):
+    def setup(self) -> None:
         self.log = logs.get_logger(component="mongo")
         self.scans = ScanFinder(self.container.service_name, self, self.log) \
             if settings.get_int("DB_CHECK_SCANS") else None
         self.requests = RequestCounter(self.container.service_name, self.scans.shapes if self.scans else None)
         self.database_name = "{}{}".format(settings.get("MONGO_DB_PREFIX"), self.container.service_name)
-        self.client = MongoClient(
+        self.client: MongoClient = MongoClient(
             settings.get("MONGO_URI"),
             serverSelectionTimeoutMS=5000,
             connectTimeoutMS=5000,
@@ -597,13 +610,14 @@ class Mongo(DependencyProvider):
         )
         self.db = self.client[self.database_name]
         self.partitions = Partitions(self.db, self.partitioned, self.indexes)
-        self.committers = {}  # physical collection -> GroupCommit; a partition's is made on first use
+        # physical collection -> GroupCommit; a partition's is made on first use
+        self.committers: dict[str, GroupCommit] = {}
         self.started = False
         for name in self.group_commit:
             if name not in self.partitioned:
                 self.committer(name, name)
 
-    def start(self):
+    def start(self) -> None:
         wanted = {name: list(models) for name, models in self.indexes.items() if name not in self.partitioned}
         for name, models in self.kernel_indexes.items():
             if name in self.partitioned:
@@ -622,7 +636,7 @@ class Mongo(DependencyProvider):
         if self.scans is not None:
             self.container.spawn_managed_thread(self.scans.run, identifier="scan-finder")
 
-    def committer(self, physical, name):
+    def committer(self, physical: str, name: str) -> GroupCommit | None:
         """The group commit of a collection named in ``group_commit`` (one per
         park partition of a partitioned one), or None."""
         if name not in self.group_commit:
@@ -636,36 +650,36 @@ class Mongo(DependencyProvider):
                 self._run(committer)
         return committer
 
-    def _run(self, committer):
+    def _run(self, committer: GroupCommit) -> None:
         committer.thread = self.container.spawn_managed_thread(
             committer.run, identifier="group-commit-{}".format(committer.collection.name))
 
-    def keep_open_for(self, stopped):
+    def keep_open_for(self, stopped: Event) -> None:
         """Keep the client open at stop until ``stopped`` (an eventlet Event)
         is sent, for at most MONGO_CLOSE_WAIT_S: nameko stops a container's
         providers side by side, and another provider (the outbox removing its
         writer's record) may still write as it stops."""
         self._dependents.append(stopped)
 
-    def stop(self):
+    def stop(self) -> None:
         for stopped in self._dependents:
             with eventlet.Timeout(settings.get_float("MONGO_CLOSE_WAIT_S"), False):
                 stopped.wait()
         self.kill()
 
-    def kill(self):
+    def kill(self) -> None:
         for committer in self.committers.values():
             if committer.thread is not None:
                 committer.thread.kill()
         self.client.close()
 
-    def store(self):
+    def store(self) -> Store:
         return Store(self.db, self.committer, self.log, self.partitions)
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> Store:
         return self.store()
 
-    def readiness(self):
+    def readiness(self) -> list[tuple[str, bool, str]]:
         try:
             with eventlet.Timeout(2):
                 self.client.admin.command("ping")

@@ -18,9 +18,11 @@ exchange ``lamplight.redeliver`` with its original routing key, the name of
 the queue it came from; every subscription queue is bound there by its own
 name. A fixed number of delay queues serves every subscriber.
 """
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from kombu import Exchange, Queue, binding
+from kombu import Connection, Exchange, Queue, binding
 from nameko.constants import PERSISTENT
 
 DELAY_EXCHANGE = Exchange("lamplight.delay", type="headers", durable=True)
@@ -31,7 +33,7 @@ DELAY_HEADER = "lamplight-delay-ms"
 ATTEMPTS_HEADER = "x-lamplight-attempts"
 
 
-def events_exchange(service):
+def events_exchange(service: str) -> Exchange:
     """Identical to nameko's own ``get_event_exchange`` so that stock nameko
     subscribers and ours declare the same exchange."""
     return Exchange(
@@ -46,21 +48,21 @@ class Subscription:
     event_type: str
 
     @property
-    def queue_name(self):
+    def queue_name(self) -> str:
         return "{}--{}".format(self.consumer, self.event_type)
 
     @property
-    def dlq_name(self):
+    def dlq_name(self) -> str:
         return self.queue_name + ".dlq"
 
 
-def _queue_arguments(queue_type):
+def _queue_arguments(queue_type: str) -> dict[str, Any]:
     if queue_type == "quorum":
         return {"x-queue-type": "quorum"}
     return {}
 
 
-def subscription_queue(sub, queue_type="classic"):
+def subscription_queue(sub: Subscription, queue_type: str = "classic") -> Queue:
     return Queue(
         sub.queue_name,
         durable=True,
@@ -72,7 +74,7 @@ def subscription_queue(sub, queue_type="classic"):
     )
 
 
-def dead_letter_queue(sub, queue_type="classic"):
+def dead_letter_queue(sub: Subscription, queue_type: str = "classic") -> Queue:
     return Queue(sub.dlq_name, durable=True, queue_arguments=_queue_arguments(queue_type))
 
 
@@ -83,13 +85,13 @@ UNROUTED_TTL_MS = 7 * 24 * 3600 * 1000
 UNROUTED_MAX_LENGTH = 100000
 
 
-def unrouted_queue(queue_type="classic"):
+def unrouted_queue(queue_type: str = "classic") -> Queue:
     arguments = dict(_queue_arguments(queue_type), **{
         "x-message-ttl": UNROUTED_TTL_MS, "x-max-length": UNROUTED_MAX_LENGTH, "x-overflow": "drop-head"})
     return Queue(UNROUTED_QUEUE_NAME, durable=True, queue_arguments=arguments)
 
 
-def delay_queue(delay_ms):
+def delay_queue(delay_ms: int) -> Queue:
     return Queue(
         "lamplight.delay.{}".format(delay_ms),
         durable=True,
@@ -106,10 +108,11 @@ def delay_queue(delay_ms):
     )
 
 
-def all_entities(subscriptions, delays_ms, queue_type="classic", publishers=()):
+def all_entities(subscriptions: Sequence[Subscription], delays_ms: Iterable[int], queue_type: str = "classic",
+                 publishers: Iterable[str] = ()) -> list[Exchange | Queue]:
     """Everything to declare, exchanges first: the events exchange of every
     service that publishes or is subscribed to, then the queues."""
-    entities = [DELAY_EXCHANGE, REDELIVER_EXCHANGE]
+    entities: list[Exchange | Queue] = [DELAY_EXCHANGE, REDELIVER_EXCHANGE]
     sources = set(publishers) | {sub.source for sub in subscriptions}
     entities += [events_exchange(s) for s in sorted(sources)]
     entities.append(unrouted_queue(queue_type))
@@ -120,17 +123,24 @@ def all_entities(subscriptions, delays_ms, queue_type="classic", publishers=()):
     return entities
 
 
-def declare(connection, subscriptions, delays_ms, queue_type="classic", publishers=()):
+def declare(connection: Connection, subscriptions: Sequence[Subscription], delays_ms: Iterable[int],
+            queue_type: str = "classic", publishers: Iterable[str] = ()) -> None:
     """Declare the platform topology on an open kombu connection (idempotent)."""
     channel = connection.channel()
     try:
-        for entity in all_entities(subscriptions, delays_ms, queue_type, publishers):
-            entity(channel).declare()
+        declare_on(channel, all_entities(subscriptions, delays_ms, queue_type, publishers))
     finally:
         channel.close()
 
 
-def find_subscription(queue_name, subscriptions):
+def declare_on(channel: Any, entities: Iterable[Exchange | Queue]) -> None:
+    """Declare exchanges and queues on an open channel, in order (idempotent)."""
+    for entity in entities:
+        bound: Any = entity(channel)
+        bound.declare()
+
+
+def find_subscription(queue_name: str, subscriptions: Iterable[Subscription]) -> Subscription | None:
     for sub in subscriptions:
         if queue_name in (sub.queue_name, sub.dlq_name):
             return sub

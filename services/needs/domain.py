@@ -13,10 +13,13 @@ history.
 import difflib
 import hashlib
 import re
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
 
 from lamplight.ids import fingerprint
 from lamplight.logs import mask_string
+from lamplight.shapes import Config, Doc
 
 # Where needs come in (DOMAIN.md, "Needs intake").
 CHANNELS = (
@@ -76,14 +79,14 @@ COMMANDS = tuple(a for a in ALLOWED_FROM if a not in ("overdue", "supervise", "c
 
 
 class IllegalTransition(Exception):
-    def __init__(self, action, status):
+    def __init__(self, action: str, status: str) -> None:
         self.action, self.status = action, status
         self.allowed = allowed_actions(status)
         super().__init__("cannot {} a need that is {}; allowed now: {}".format(
             action, status, ", ".join(self.allowed) or "nothing (it is final)"))
 
 
-def allowed_actions(status):
+def allowed_actions(status: str) -> list[str]:
     return [a for a in COMMANDS if status in ALLOWED_FROM[a]]
 
 
@@ -108,11 +111,11 @@ STATE_FIELDS = (
 )
 
 
-def _iso(dt):
+def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
-def initial_state(args, at):
+def initial_state(args: Doc, at: datetime) -> Doc:
     """The state of a need just submitted. ``args`` carries the resolved
     grade and its time limit in minutes."""
     return {
@@ -127,7 +130,7 @@ def initial_state(args, at):
     }
 
 
-def apply(state, action, args, at, submitted_at):
+def apply(state: Doc, action: str, args: Doc, at: datetime, submitted_at: datetime) -> Doc:
     """The changes ``action`` makes to a need in ``state`` at time ``at``.
 
     Returns a dict of changed fields (a subset of STATE_FIELDS). Raises
@@ -136,7 +139,7 @@ def apply(state, action, args, at, submitted_at):
     status = state["status"]
     if status not in ALLOWED_FROM[action]:
         raise IllegalTransition(action, status)
-    changes = {}
+    changes: Doc = {}
     if args.get("public_note"):
         changes["public_notes"] = state["public_notes"] + [
             {"at": at, "status": status, "note": args["public_note"]}]
@@ -145,7 +148,7 @@ def apply(state, action, args, at, submitted_at):
 
 
 # what each action changes: (state, args, at, submitted_at) -> changed fields --------------
-def _triage(state, args, at, submitted_at):
+def _triage(state: Doc, args: Doc, at: datetime, submitted_at: datetime) -> Doc:
     changes = dict(status=TRIAGED, category=args["category"], item=args.get("item"), grade=args["grade"],
                    team=args.get("team"), unit=args.get("unit"), responder_id=None, member_id=None,
                    task_id=None, routing=state["routing"] + 1)
@@ -158,18 +161,18 @@ def _triage(state, args, at, submitted_at):
     return changes
 
 
-def _assign(state, args, at, submitted_at):
+def _assign(state: Doc, args: Doc, at: datetime, submitted_at: datetime) -> Doc:
     return dict(status=ASSIGNED, responder_id=args.get("responder_id"), member_id=args.get("member_id"),
                 task_id=args.get("task_id"), unit=args.get("unit") or state["unit"])
 
 
-def _resume(state, args, at, submitted_at):
+def _resume(state: Doc, args: Doc, at: datetime, submitted_at: datetime) -> Doc:
     paused = (at - state["paused_at"]).total_seconds()
     return dict(status=state["paused_from"], paused_at=None, paused_from=None,
                 paused_seconds=state["paused_seconds"] + paused, due_at=state["due_at"] + timedelta(seconds=paused))
 
 
-def _resolve(state, args, at, submitted_at):
+def _resolve(state: Doc, args: Doc, at: datetime, submitted_at: datetime) -> Doc:
     changes = dict(status=RESOLVED, resolved_at=at, evaluation_due=at + timedelta(days=args["evaluation_days"]))
     for key in ("responder_id", "member_id", "task_id"):
         if args.get(key):
@@ -177,8 +180,8 @@ def _resolve(state, args, at, submitted_at):
     return changes
 
 
-def _evaluate(state, args, at, submitted_at):
-    changes = {"evaluation": {"rating": args["rating"], "outcome": args["outcome"], "at": at}}
+def _evaluate(state: Doc, args: Doc, at: datetime, submitted_at: datetime) -> Doc:
+    changes: Doc = {"evaluation": {"rating": args["rating"], "outcome": args["outcome"], "at": at}}
     if args["outcome"] == "not_fixed":  # back to the same team, with a fresh time limit
         changes.update(_reopen(state, args, at))
     else:
@@ -186,7 +189,7 @@ def _evaluate(state, args, at, submitted_at):
     return changes
 
 
-def _overdue(state, args, at, submitted_at):
+def _overdue(state: Doc, args: Doc, at: datetime, submitted_at: datetime) -> Doc:
     if state["due_at"] > at:
         raise ValueError("not overdue before {}".format(_iso(state["due_at"])))
     if state["overdue_for"] == state["due_at"]:
@@ -194,7 +197,7 @@ def _overdue(state, args, at, submitted_at):
     return dict(overdue_for=state["due_at"], overdue_count=state["overdue_count"] + 1, ladder_level=args["level"])
 
 
-def _review(state, args, at, submitted_at):
+def _review(state: Doc, args: Doc, at: datetime, submitted_at: datetime) -> Doc:
     reviews = dict(state["reviews"])
     reviews[args["by"]] = {"score": args["score"], "note": args.get("note", ""), "at": at}
     return {"reviews": reviews}
@@ -227,13 +230,13 @@ _CHANGES = {
 }
 
 
-def _reopen(state, args, at):
+def _reopen(state: Doc, args: Doc, at: datetime) -> Doc:
     return {"status": REOPENED, "resolved_at": None, "closed_at": None, "evaluation_due": None,
             "reopen_count": state["reopen_count"] + 1, "routing": state["routing"] + 1,
             "due_at": at + timedelta(minutes=args["due_minutes"]), "overdue_for": None, "ladder_level": None}
 
 
-def events_for(action, changes):
+def events_for(action: str, changes: Doc) -> list[str]:
     """The event types one applied action publishes."""
     types = [EVENT_FOR[action]]
     if action == "evaluate":
@@ -241,7 +244,7 @@ def events_for(action, changes):
     return types
 
 
-def replay(timeline):
+def replay(timeline: list[Doc]) -> Doc:
     """Fold a timeline back into a state: the check that the stored state is
     exactly what the recorded actions produce."""
     first = timeline[0]
@@ -256,20 +259,20 @@ def replay(timeline):
 class Taxonomy:
     """A park's configuration, looked up: categories, items, grades."""
 
-    def __init__(self, config):
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.categories = {c["code"]: c for c in config["categories"]}
         self.items = {i["code"]: (c, i) for c in config["categories"] for i in c["items"]}
         self.grades = {g["code"]: g for g in config["grades"]}
         self.ladder = config["escalation"]
 
-    def category(self, code):
+    def category(self, code: str) -> Doc:
         if code not in self.categories:
             raise UnknownCode("unknown category {}".format(code), {"category": [
                 "unknown; this park's categories are: " + ", ".join(sorted(self.categories))]})
         return self.categories[code]
 
-    def item(self, category_code, code):
+    def item(self, category_code: str, code: str | None) -> Doc | None:
         category = self.category(category_code)
         if code is None:
             return None
@@ -279,23 +282,23 @@ class Taxonomy:
                 "unknown in {}; its items are: {}".format(category_code, ", ".join(allowed))]})
         return self.items[code][1]
 
-    def grade(self, code):
+    def grade(self, code: str) -> Doc:
         if code not in self.grades:
             raise UnknownCode("unknown grade {}".format(code), {"grade": [
                 "unknown; this park's grades are: " + ", ".join(self.grades)]})
         return self.grades[code]
 
-    def default_grade(self, kind, item):
+    def default_grade(self, kind: str, item: Doc | None) -> Doc:
         code = ((item or {}).get("default_grade") or self.config["kind_grades"].get(kind)
                 or self.config["grades"][-1]["code"])
         return self.grade(code)
 
-    def routing(self, category_code, item):
+    def routing(self, category_code: str, item: Doc | None) -> tuple[str | None, str | None]:
         """(team, unit) a need of this category and item goes to by default."""
         category = self.categories[category_code]
         return ((item or {}).get("default_team") or category.get("default_team"), (item or {}).get("default_unit"))
 
-    def due_minutes(self, grade_code):
+    def due_minutes(self, grade_code: str) -> int:
         grade = self.grades.get(grade_code) or self.config["grades"][-1]
         return grade["due_minutes"]
 
@@ -304,12 +307,14 @@ class UnknownCode(ValueError):
     """A category, item or grade the park's configuration does not have;
     ``fields`` names the field and lists what the park has."""
 
-    def __init__(self, message, fields):
+    def __init__(self, message: str, fields: dict[str, Any]) -> None:
         super().__init__(message)
         self.fields = fields
 
 
-def new_need(taxonomy, park_id, need_id, submission, now, idempotency_key, duplicates, meeting, requester_key):
+def new_need(taxonomy: Taxonomy, park_id: str, need_id: str, submission: Doc, now: datetime,
+             idempotency_key: str | None, duplicates: list[str], meeting: Doc | None,
+             requester_key: str) -> tuple[Doc, bool]:
     """A need as accepted at ``now``, routed at once by the park's taxonomy
     when the park auto-triages and nothing suggests a duplicate. Returns
     (need, auto_triaged)."""
@@ -340,17 +345,18 @@ def new_need(taxonomy, park_id, need_id, submission, now, idempotency_key, dupli
     return need, auto
 
 
-def timeline_entry(at, action, args, from_status, status, actor, note):
+def timeline_entry(at: datetime, action: str, args: Doc, from_status: str | None, status: str, actor: Any,
+                   note: str | None) -> Doc:
     return {"at": at, "action": action, "args": args, "from": from_status, "status": status, "actor": actor,
             "note": note, "public_note": args.get("public_note")}
 
 
 # time limits and supervision ---------------------------------------------------------
-def is_overdue(need, now):
+def is_overdue(need: Doc, now: datetime) -> bool:
     return need["status"] in CLOCK_RUNNING and need["due_at"] <= now
 
 
-def supervision_due(need, ladder, now):
+def supervision_due(need: Doc, ladder: list[Doc], now: datetime) -> list[tuple[str, str]]:
     """The sweep's actions for one need at ``now``: [("overdue", level)] once
     per crossing of its due time, then ("supervise", level) for each rung of
     the ladder whose wait has passed."""
@@ -370,7 +376,7 @@ def supervision_due(need, ladder, now):
     return actions
 
 
-def evaluation_lapsed(need, now):
+def evaluation_lapsed(need: Doc, now: datetime) -> bool:
     return need["status"] == RESOLVED and need.get("evaluation_due") is not None and need["evaluation_due"] <= now
 
 
@@ -381,19 +387,19 @@ def evaluation_lapsed(need, now):
 SUBMISSION_FIELDS_ADDED = ("zone",)
 
 
-def submission_fingerprint(submission):
+def submission_fingerprint(submission: Doc) -> str:
     return fingerprint({k: v for k, v in submission.items()
                         if not (k in SUBMISSION_FIELDS_ADDED and v is None)})
 
 
-def requester_key(park_id, requester):
+def requester_key(park_id: str, requester: Doc) -> str:
     """Who asked, as a digest: enough to find the same requester's needs
     without keeping another copy of their phone number or name."""
     who = requester.get("phone") or "{}|{}".format(requester.get("name", ""), requester.get("enterprise") or "")
     return hashlib.sha256("{}|{}".format(park_id, who).encode()).hexdigest()[:32]
 
 
-def possible_duplicates(recent, submission, now, window_hours):
+def possible_duplicates(recent: Iterable[Doc], submission: Doc, now: datetime, window_hours: float) -> list[str]:
     """Needs of the same requester within the window, on the same item (or
     category), with similar words."""
     return [r["need_id"] for r in recent
@@ -402,7 +408,7 @@ def possible_duplicates(recent, submission, now, window_hours):
             and similar(r["title"], submission["title"])]
 
 
-def similar(a, b, threshold=0.6):
+def similar(a: str, b: str, threshold: float = 0.6) -> bool:
     """Text similarity good enough for short Chinese titles (character-level)."""
     return difflib.SequenceMatcher(None, a, b).ratio() >= threshold
 
@@ -413,7 +419,7 @@ _LONG_NUMBER = re.compile(r"[0-9Xx*][0-9Xx* -]{5,}[0-9Xx*]")
 _ADDRESSED = re.compile(r"[\u4e00-\u9fa5](?=(师傅|先生|女士|小姐|同志|老师|经理|工程师|阿姨|大爷|大妈|书记|主任))")
 
 
-def public_title(title, requester):
+def public_title(title: str, requester: Doc) -> str:
     """The title as the echo wall shows it: phone and ID numbers masked, the
     requester's name and enterprise removed, people named by surname and form
     of address reduced to the form of address."""
@@ -424,7 +430,7 @@ def public_title(title, requester):
     return _ADDRESSED.sub("*", text)
 
 
-def public_summary(title):
+def public_summary(title: str) -> str:
     """The title as event subscribers may see it: phone and ID numbers masked."""
     return mask_string(title)
 
@@ -437,7 +443,7 @@ STATUS_LABELS = {
 }
 
 
-def wall_entry(need):
+def wall_entry(need: Doc) -> Doc:
     """The public line of a need: built from an allow-list of fields, so
     nothing about the requester (name, phone, enterprise, details, internal
     notes, who handles it) can reach the wall."""
@@ -462,7 +468,7 @@ def wall_entry(need):
     }
 
 
-def wall_view(line, now, taxonomy):
+def wall_view(line: Doc, now: datetime, taxonomy: Taxonomy) -> Doc:
     """A wall line as a reader gets it: names of the taxonomy, days open,
     whether it is overdue right now."""
     end = line.get("closed_at") or line.get("resolved_at") or now
@@ -483,7 +489,7 @@ def wall_view(line, now, taxonomy):
 
 
 # the three lists and statistics ----------------------------------------------------------
-def numeric_fields(config):
+def numeric_fields(config: Config) -> dict[str, list[str]]:
     """{item code: [names of its integer and number fields]}: what a park
     reports in sums (Xuwei: 314 wage-arrears cases, 1,439 workers, 16.9 M
     yuan recovered)."""
@@ -491,14 +497,14 @@ def numeric_fields(config):
             for category in config["categories"] for item in category["items"]}
 
 
-def field_totals(rows, config):
+def field_totals(rows: Iterable[Doc], config: Config) -> dict[str, dict[str, dict[str, float]]]:
     """{item: {field: {"sum", "count"}}} over the needs ``rows`` (each with
     item and details): the sum of each numeric typed field and how many
     needs gave it."""
     numeric = numeric_fields(config)
-    totals = {}
+    totals: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:
-        names = numeric.get(row.get("item")) or ()
+        names = numeric.get(row.get("item") or "") or ()
         details = row.get("details") or {}
         for name in names:
             value = details.get(name)
@@ -509,9 +515,9 @@ def field_totals(rows, config):
     return totals
 
 
-def three_lists(config, rows, resources, projects):
+def three_lists(config: Config, rows: list[Doc], resources: list[Doc], projects: list[Doc]) -> Doc:
     """``rows`` are the park's needs (category, item, status, details)."""
-    by_item = {}
+    by_item: dict[tuple[str, str | None], dict[str, int]] = {}
     for row in rows:
         key = (row["category"], row.get("item"))
         slot = by_item.setdefault(key, {"total": 0, "open": 0, "closed": 0})
@@ -536,13 +542,17 @@ def three_lists(config, rows, resources, projects):
                        "projects": len(projects)}}
 
 
-def statistics(rows, now, config=None):
+def statistics(rows: Iterable[Doc], now: datetime, config: Config | None = None) -> Doc:
     """Counts, time to resolve, overdue rate and satisfaction; with the
     park's ``config``, the sums of each item's numeric typed fields too."""
     rows = list(rows)
-    by_status, by_category, by_grade = {}, {}, {}
-    resolve_hours, ratings, fixed, overdue, total = [], [], 0, 0, 0
-    by_item = {}
+    by_status: dict[str, int] = {}
+    by_category: dict[str, int] = {}
+    by_grade: dict[str, int] = {}
+    resolve_hours: list[float] = []
+    ratings: list[int] = []
+    fixed, overdue, total = 0, 0, 0
+    by_item: dict[str, int] = {}
     for row in rows:
         total += 1
         if row.get("item"):

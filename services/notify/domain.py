@@ -18,13 +18,17 @@ it ends; on a night without such a shift the park's night window applies;
 nobody is quiet while on shift. A push channel that would wake someone
 (``wakes``) waits until the window closes; critical notices go at once.
 """
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from hashlib import sha256
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import StrictUndefined, TemplateError, pass_context
+from jinja2 import StrictUndefined, Template, TemplateError, pass_context
 from jinja2.sandbox import SandboxedEnvironment
+
+from lamplight.shapes import Config, Doc
 
 INAPP = "inapp"
 PUSH_CHANNELS = ("wechat", "sms", "email", "webhook")
@@ -37,12 +41,14 @@ RANK = {p: i for i, p in enumerate(PRIORITIES)}
 TOPICS = ("tasks", "needs", "supervision", "points", "visits", "emergency", "broadcast", "digest")
 ROLES = ("park_admin", "supervisor", "dispatcher")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Span = tuple[datetime, datetime]  # [start, end)
+
 # a shift that covers any part of 00:00-05:00 is a night shift: its worker sleeps by day
 NIGHT_CORE = (time(0, 0), time(5, 0))
 
 
 class NotifyRuleError(Exception):
-    def __init__(self, message, fields=None):
+    def __init__(self, message: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields or {}
@@ -132,7 +138,7 @@ DEFAULT_TEMPLATES = {
 }
 
 # the data a template is checked against when saved and previewed by default
-EXAMPLES = {
+EXAMPLES: dict[str, dict[str, Any]] = {
     "task.offered": {"task_id": "need_01:task:1", "need_id": "need_01", "category": "daily_life",
                      "summary": "宿舍楼下篮球场的灯坏了", "due_at": "2026-11-21T10:00:00+00:00", "grade": "routine",
                      "responder_id": "rsp_01", "reason": "offer", "round": 1},
@@ -168,7 +174,7 @@ BODY_MAX = 2000
 
 # templates ---------------------------------------------------------------------------
 @pass_context
-def _when(context, value):
+def _when(context: Any, value: Any) -> str:
     """An ISO time (or datetime) as the park's local 'MM-DD HH:MM'."""
     if not value:
         return ""
@@ -182,9 +188,9 @@ _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_tr
 _ENV.filters["when"] = _when
 
 
-def compile_template(title, body):
+def compile_template(title: str, body: str) -> dict[str, Template]:
     """Parse both parts; raises NotifyRuleError naming the part that fails."""
-    compiled = {}
+    compiled: dict[str, Template] = {}
     for part, source in (("title", title), ("body", body)):
         try:
             compiled[part] = _ENV.from_string(source)
@@ -193,7 +199,7 @@ def compile_template(title, body):
     return compiled
 
 
-def render(title, body, data, tz=timezone.utc):
+def render(title: str, body: str, data: dict[str, Any], tz: tzinfo = timezone.utc) -> tuple[str, str]:
     """(title, body) filled from ``data``; NotifyRuleError names the part
     that fails (a variable the data lacks, a forbidden attribute, …)."""
     compiled = compile_template(title, body)
@@ -209,7 +215,7 @@ def render(title, body, data, tz=timezone.utc):
     return out["title"], out["body"]
 
 
-def check_template(key, title, body):
+def check_template(key: str, title: str, body: str) -> tuple[str, str]:
     """A template is refused when saved, not when sent: it must render the
     example of its kind and give a non-empty title and body."""
     if key not in TEMPLATE_KEYS:
@@ -222,7 +228,7 @@ def check_template(key, title, body):
     return rendered_title, rendered_body
 
 
-def template_for(key, locale, overrides):
+def template_for(key: str, locale: str, overrides: dict[Any, Any]) -> tuple[str, str]:
     """The park's own template for (key, locale), else the default; a locale
     without one falls back to zh-CN."""
     for loc in (locale, "zh-CN"):
@@ -234,19 +240,19 @@ def template_for(key, locale, overrides):
 
 
 # quiet hours ---------------------------------------------------------------------------
-def zone(name):
+def zone(name: str) -> ZoneInfo:
     """A configuration's time zone (checked when the configuration was saved)."""
     return ZoneInfo(name)
 
 
-def parse_clock(value):
+def parse_clock(value: str) -> time:
     parts = [int(p) for p in value.split(":")]
-    return time(*parts)
+    return time(parts[0], parts[1], parts[2] if len(parts) > 2 else 0)
 
 
-def _occurrences(shifts, first_day, last_day, tz):
+def _occurrences(shifts: list[Doc], first_day: date, last_day: date, tz: tzinfo) -> list[Span]:
     """Each shift as concrete [start, end) datetimes on the days between."""
-    out = []
+    out: list[Span] = []
     day = first_day
     while day <= last_day:
         for shift in shifts:
@@ -261,7 +267,7 @@ def _occurrences(shifts, first_day, last_day, tz):
     return out
 
 
-def _is_night(start, end, tz):
+def _is_night(start: datetime, end: datetime, tz: tzinfo) -> bool:
     for day in (start.date(), start.date() + timedelta(days=1)):
         core_start = datetime.combine(day, NIGHT_CORE[0], tz)
         core_end = datetime.combine(day, NIGHT_CORE[1], tz)
@@ -270,7 +276,7 @@ def _is_night(start, end, tz):
     return False
 
 
-def quiet_windows(at, shifts, quiet, tz):
+def quiet_windows(at: datetime, shifts: list[Doc], quiet: Doc, tz: tzinfo) -> tuple[list[Span], list[Span]]:
     """The sleep windows near ``at`` and the shifts near it, as datetimes."""
     local = at.astimezone(tz)
     occurrences = _occurrences(shifts, local.date() - timedelta(days=2), local.date() + timedelta(days=2), tz)
@@ -288,7 +294,7 @@ def quiet_windows(at, shifts, quiet, tz):
     return windows, occurrences
 
 
-def quiet_until(at, shifts, quiet, tz):
+def quiet_until(at: datetime, shifts: list[Doc], quiet: Doc, tz: tzinfo) -> datetime | None:
     """When the quiet window holding ``at`` ends, or None if ``at`` is not quiet."""
     windows, occurrences = quiet_windows(at, shifts, quiet, tz)
     if any(s <= at < e for s, e in occurrences):
@@ -309,7 +315,7 @@ def quiet_until(at, shifts, quiet, tz):
     return until.astimezone(timezone.utc)
 
 
-def next_digest_at(at, digest_clock, shifts, quiet, tz):
+def next_digest_at(at: datetime, digest_clock: str, shifts: list[Doc], quiet: Doc, tz: tzinfo) -> datetime:
     """The first digest time after ``at`` (the park's local clock time),
     moved past the recipient's quiet window if it falls in one."""
     local = at.astimezone(tz)
@@ -320,29 +326,30 @@ def next_digest_at(at, digest_clock, shifts, quiet, tz):
 
 
 # notices and their planning ------------------------------------------------------------
-def notice_id(source_id, recipient_id, channel):
+def notice_id(source_id: str, recipient_id: str, channel: str) -> str:
     return "{}:{}:{}".format(source_id, recipient_id, channel)
 
 
-def delivery_id(nid, step):
+def delivery_id(nid: str, step: str) -> str:
     return "{}#{}".format(nid, step)
 
 
-def backoff_seconds(attempt, base, cap=300.0):
+def backoff_seconds(attempt: int, base: float, cap: float = 300.0) -> float:
     """Seconds before retry ``attempt`` + 1 (attempt counts from 1), doubling."""
     return min(cap, base * (2 ** (attempt - 1)))
 
 
-def default_profile(recipient_id):
+def default_profile(recipient_id: str) -> Doc:
     """A person notify knows only by id: the in-app inbox, in Chinese."""
     return {"_id": recipient_id, "locale": "zh-CN", "channels": [], "addresses": {}, "opted_out": [],
             "shifts": [], "known": False}
 
 
-def push_channels(profile, config):
+def push_channels(profile: Doc, config: Config) -> tuple[list[str], list[tuple[str, str]]]:
     """The recipient's push channels in their order, with the reason each
     one that cannot be used is skipped."""
-    usable, skipped = [], []
+    usable: list[str] = []
+    skipped: list[tuple[str, str]] = []
     for channel in profile.get("channels", []):
         if channel == INAPP:
             continue
@@ -355,14 +362,15 @@ def push_channels(profile, config):
     return usable, skipped
 
 
-def record(nid, step, status, at, notice, **extra):
+def record(nid: str, step: str, status: str, at: datetime, notice: Doc, **extra: Any) -> Doc:
     """One line of the delivery log."""
     return dict({"_id": delivery_id(nid, step), "notice_id": nid, "status": status, "at": at,
                  "recipient_id": notice["recipient_id"], "channel": notice["channel"],
                  "source_id": notice["source_id"], "type": notice["type"]}, **extra)
 
 
-def new_notice(source, recipient_id, channel, title, body, locale, at, fallback_of=None):
+def new_notice(source: Doc, recipient_id: str, channel: str, title: str, body: str, locale: str, at: datetime,
+               fallback_of: str | None = None) -> Doc:
     nid = notice_id(source["id"], recipient_id, channel)
     return {"_id": nid, "recipient_id": recipient_id, "channel": channel, "type": source["type"],
             "topic": source["topic"], "priority": source["priority"], "subject": source.get("subject"),
@@ -370,13 +378,14 @@ def new_notice(source, recipient_id, channel, title, body, locale, at, fallback_
             "read": False, "shown": channel == INAPP, "fallback_of": fallback_of}
 
 
-def pending_for(notice, due_at, attempt, remaining, kind="send"):
+def pending_for(notice: Doc, due_at: datetime, attempt: int, remaining: Iterable[str], kind: str = "send") -> Doc:
     return {"_id": notice["_id"], "channel": notice["channel"], "recipient_id": notice["recipient_id"],
             "rank": RANK[notice["priority"]], "due_at": due_at, "attempt": attempt, "remaining": list(remaining),
             "kind": kind}
 
 
-def plan(source, profile, rendered, config, now, tz):
+def plan(source: Doc, profile: Doc, rendered: tuple[str, str], config: Config, now: datetime,
+         tz: tzinfo) -> tuple[list[Doc], list[Doc], list[Doc]]:
     """What one source (an event or a broadcast) does for one recipient:
     (notices, delivery records, pending sends). ``rendered`` is (title,
     body) in the recipient's locale."""
@@ -384,7 +393,9 @@ def plan(source, profile, rendered, config, now, tz):
     rid = profile["_id"]
     locale = profile.get("locale", "zh-CN")
     critical = source["priority"] == "critical"
-    notices, records, pending = [], [], []
+    notices: list[Doc] = []
+    records: list[Doc] = []
+    pending: list[Doc] = []
     if not critical and source["topic"] in profile.get("opted_out", ()):
         notice = new_notice(source, rid, INAPP, title, body, locale, now)
         notice["shown"] = False
@@ -429,7 +440,7 @@ def plan(source, profile, rendered, config, now, tz):
     return notices, records, pending
 
 
-def fallback(notice, remaining, now):
+def fallback(notice: Doc, remaining: list[str], now: datetime) -> tuple[Doc, Doc, Doc]:
     """The notice on the next channel after ``notice``'s kept failing."""
     channel, rest = remaining[0], remaining[1:]
     source = {"id": notice["source_id"], "type": notice["type"], "topic": notice["topic"],
@@ -440,13 +451,13 @@ def fallback(notice, remaining, now):
                                                        reason="fallback from {}".format(notice["channel"]))
 
 
-def digest_source(recipient_id, channel, due_at):
+def digest_source(recipient_id: str, channel: str, due_at: datetime) -> Doc:
     """The source of one recipient's digest: one per recipient, channel and digest time."""
     stamp = due_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S")
     return {"id": "digest-{}".format(stamp), "type": DIGEST, "topic": "digest", "priority": "normal",
             "subject": recipient_id}
 
 
-def broadcast_id(park_id, key):
+def broadcast_id(park_id: str, key: str) -> str:
     return "bc_" + sha256("{}\n{}".format(park_id, key).encode()).hexdigest()[:20]
 

@@ -16,9 +16,11 @@ An account's state is a pure function of its entries (:func:`apply`); the
 account document in the database is a cache of it.
 """
 from datetime import datetime, timedelta
+from typing import Any
 
 from lamplight.errors import BadInput, Conflict
 from lamplight.ledger import GENESIS, seal
+from lamplight.shapes import Doc
 
 DISCIPLINE = "discipline"
 SERVICE = "service"
@@ -45,17 +47,17 @@ CAP_REACHED = "cap_reached"
 
 
 # --- accounts -------------------------------------------------------------------
-def account_id(park_id, member_id, kind, year=None):
+def account_id(park_id: str, member_id: str, kind: str, year: int | None = None) -> str:
     if kind == DISCIPLINE:
         return "{}/{}/{}/{}".format(park_id, member_id, kind, year)
     return "{}/{}/{}".format(park_id, member_id, kind)
 
 
-def entry_id(account, seq):
+def entry_id(account: str, seq: int) -> str:
     return "{}:{:09d}".format(account, seq)
 
 
-def new_account(park_id, member_id, kind, year, opened_at):
+def new_account(park_id: str, member_id: str, kind: str, year: int | None, opened_at: datetime) -> Doc:
     return {
         "_id": account_id(park_id, member_id, kind, year), "park_id": park_id, "member_id": member_id,
         "kind": kind, "year": year if kind == DISCIPLINE else None, "seq": 0, "balance": 0, "held": 0,
@@ -63,7 +65,7 @@ def new_account(park_id, member_id, kind, year, opened_at):
     }
 
 
-def apply(account, entry):
+def apply(account: Doc, entry: Doc) -> Doc:
     """The account state after ``entry`` (which must be the next in its chain)."""
     return dict(account, seq=entry["seq"], balance=entry["balance_after"], held=entry["held_after"],
                 head_hash=entry["hash"], counters=entry.get("counters_after", account.get("counters", {})),
@@ -71,11 +73,11 @@ def apply(account, entry):
 
 
 # --- rules and caps -----------------------------------------------------------------
-def period_keys(at):
+def period_keys(at: datetime) -> dict[str, str]:
     return {name: at.strftime(fmt) for name, fmt in PERIODS}
 
 
-def counters_after(counters, rule, amount, at):
+def counters_after(counters: dict[str, Any], rule: Doc, amount: int, at: datetime) -> dict[str, Any]:
     """Per-rule points used in the current day, month and year, after a
     posting of ``amount`` under ``rule``; Conflict (cap_reached) past a cap."""
     keys = period_keys(at)
@@ -93,9 +95,10 @@ def counters_after(counters, rule, amount, at):
     return dict(counters, **{rule["code"]: updated})
 
 
-def validate_catalogue(rules):
+def validate_catalogue(rules: list[Doc]) -> list[Doc]:
     """A park's rule catalogue: codes unique, amounts non-zero, caps positive."""
-    errors, seen = {}, set()
+    errors: dict[str, list[str]] = {}
+    seen: set[str] = set()
     for i, rule in enumerate(rules):
         if rule["code"] in seen:
             errors.setdefault(str(i), []).append("duplicate code {}".format(rule["code"]))
@@ -111,7 +114,7 @@ def validate_catalogue(rules):
 
 
 # --- the warning ladder and stars --------------------------------------------------------
-def crossings(before, after):
+def crossings(before: int, after: int) -> list[tuple[int, str]]:
     """Thresholds a discipline balance crossed on its way down, in order.
 
     A crossing is ``before > threshold >= after``: once per crossing, and again
@@ -119,7 +122,7 @@ def crossings(before, after):
     return [(threshold, level) for threshold, level in WARNING_LADDER if before > threshold >= after]
 
 
-def warning_level(balance):
+def warning_level(balance: int) -> str | None:
     """The most severe warning the balance has reached, or None."""
     level = None
     for threshold, name in WARNING_LADDER:
@@ -128,7 +131,7 @@ def warning_level(balance):
     return level
 
 
-def stars(score, thresholds=None):
+def stars(score: int, thresholds: dict[Any, int] | None = None) -> tuple[int, bool]:
     """(stars, eligible for awards) for a yearly discipline score."""
     thresholds = thresholds or DEFAULT_STAR_THRESHOLDS
     rating = 0
@@ -143,8 +146,9 @@ def stars(score, thresholds=None):
 
 
 # --- entries ---------------------------------------------------------------------------
-def next_entry(account, *, kind, amount, at, idempotency_key, actor, reason, rule=None, metadata=None,
-               reverses=None, held_delta=0, fingerprint=None):
+def next_entry(account: Doc, *, kind: str, amount: int, at: datetime, idempotency_key: str, actor: str | None,
+               reason: str | None, rule: Doc | None = None, metadata: dict[str, Any] | None = None,
+               reverses: str | None = None, held_delta: int = 0, fingerprint: str | None = None) -> Doc:
     """The next entry of ``account`` and the events it causes, sealed into the chain.
 
     Raises Conflict (code insufficient_points) when a service account's
@@ -173,7 +177,7 @@ def next_entry(account, *, kind, amount, at, idempotency_key, actor, reason, rul
     return seal(entry, account["head_hash"])
 
 
-def reversal_of(original):
+def reversal_of(original: Doc) -> int:
     """Amount and held change that undo ``original``."""
     if original["kind"] not in (POSTING, OPENING, TRANSFER_IN):
         raise BadInput("a {} entry cannot be reversed".format(original["kind"]),
@@ -181,7 +185,7 @@ def reversal_of(original):
     return -original["amount"]
 
 
-def event_type_for(entry):
+def event_type_for(entry: Doc) -> str:
     if entry["kind"] == REVERSAL:
         return "points.reversed"
     if entry["kind"] in (HOLD, RELEASE, REDEEM):
@@ -190,7 +194,7 @@ def event_type_for(entry):
 
 
 # --- redemption ------------------------------------------------------------------------
-def check_redemption_transition(redemption, target):
+def check_redemption_transition(redemption: Doc, target: str) -> None:
     allowed = REDEMPTION_TRANSITIONS[redemption["status"]]
     if target not in allowed:
         raise Conflict("redemption {} is {}; it can go to {}".format(
@@ -198,7 +202,7 @@ def check_redemption_transition(redemption, target):
             {"status": ["allowed: {}".format(", ".join(allowed) or "none")]})
 
 
-def check_reward_open(reward, at):
+def check_reward_open(reward: Doc, at: datetime) -> None:
     if reward.get("window_start") and at < reward["window_start"]:
         raise Conflict("reward {} opens at {}".format(reward["code"], reward["window_start"].isoformat()),
                        {"reward_code": ["not yet open"]})
@@ -208,7 +212,7 @@ def check_reward_open(reward, at):
 
 
 # --- awards -----------------------------------------------------------------------------
-def half_year(period):
+def half_year(period: str) -> tuple[datetime, datetime]:
     """'2026H2' -> (start, end) datetimes (UTC); BadInput otherwise."""
     try:
         year, half = int(period[:4]), period[4:]
@@ -222,7 +226,7 @@ def half_year(period):
     return start, end
 
 
-def award_ranking(earned, eligibility, limit):
+def award_ranking(earned: dict[str, int], eligibility: dict[str, bool], limit: int) -> list[dict[str, Any]]:
     """Rank members by service points earned in the period; ties by member id.
 
     ``earned`` maps member -> points earned, ``eligibility`` member -> bool

@@ -17,8 +17,12 @@ same offer.
 """
 import hashlib
 import math
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
+
+from lamplight.shapes import Config, Doc
 
 RESPONDER_KINDS = ("volunteer", "unit")
 UNIT_KINDS = ("department", "community", "park")
@@ -57,28 +61,28 @@ class RuleBroken(Exception):
     """A command the rules refuse. ``code`` says which rule; ``fields``
     name what is wrong."""
 
-    def __init__(self, message, code, fields=None):
+    def __init__(self, message: str, code: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.fields = fields or {}
 
 
 # time ---------------------------------------------------------------------------------
-def zone(name):
+def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def parse_hhmm(value):
+def parse_hhmm(value: str) -> int:
     hours, minutes = value.split(":")
     return int(hours) * 60 + int(minutes)
 
 
-def minute_of_week(at, tz):
+def minute_of_week(at: datetime, tz: tzinfo) -> int:
     local = at.astimezone(tz)
     return local.weekday() * 1440 + local.hour * 60 + local.minute
 
 
-def shift_intervals(shift):
+def shift_intervals(shift: Doc) -> list[tuple[int, int]]:
     """[(start, end)] minutes of the week, split where the week wraps."""
     start = WEEKDAYS.index(shift["day"]) * 1440 + parse_hhmm(shift["start"])
     end_clock = parse_hhmm(shift["end"])
@@ -89,7 +93,7 @@ def shift_intervals(shift):
     return [(start, WEEK_MINUTES), (0, end - WEEK_MINUTES)]
 
 
-def check_shift(shift):
+def check_shift(shift: Doc) -> str | None:
     """None, or why the shift is refused."""
     start, end = parse_hhmm(shift["start"]), parse_hhmm(shift["end"])
     if shift.get("overnight"):
@@ -103,34 +107,34 @@ def check_shift(shift):
     return None
 
 
-def weekly_intervals(shifts):
+def weekly_intervals(shifts: Iterable[Doc]) -> list[dict[str, int]]:
     """[{start, end}] minutes of the week (documents, not pairs: FerretDB
     stores no nested arrays)."""
     return [{"start": s, "end": e} for s, e in sorted(iv for shift in shifts for iv in shift_intervals(shift))]
 
 
-def duty_hours(shifts):
+def duty_hours(shifts: Iterable[Doc]) -> list[int]:
     """The hours of the week (0-167) in which any shift is running."""
-    hours = set()
+    hours: set[int] = set()
     for iv in weekly_intervals(shifts):
         start, end = iv["start"], iv["end"]
         hours.update(range(start // 60, (end - 1) // 60 + 1))
     return sorted(hours)
 
 
-def hour_of_week(at, tz):
+def hour_of_week(at: datetime, tz: tzinfo) -> int:
     return minute_of_week(at, tz) // 60
 
 
-def _on_template(intervals, mow):
+def _on_template(intervals: Iterable[Doc], mow: int) -> bool:
     return any(iv["start"] <= mow < iv["end"] for iv in intervals)
 
 
-def _covered(spans, at):
+def _covered(spans: Iterable[Doc] | None, at: datetime) -> bool:
     return any(span["start"] <= at < span["end"] for span in spans or ())
 
 
-def on_duty(responder, at, tz):
+def on_duty(responder: Doc, at: datetime, tz: tzinfo) -> bool:
     """On duty at ``at``: not on leave, and on a weekly shift or an extra one."""
     if _covered(responder.get("leave"), at):
         return False
@@ -138,7 +142,7 @@ def on_duty(responder, at, tz):
         _covered(responder.get("extra"), at)
 
 
-def next_on_duty(responder, at, until, tz):
+def next_on_duty(responder: Doc, at: datetime, until: datetime, tz: tzinfo) -> datetime | None:
     """The first time in [at, until) the responder is on duty, or None."""
     if on_duty(responder, at, tz):
         return at
@@ -162,7 +166,7 @@ def next_on_duty(responder, at, until, tz):
     return None
 
 
-def in_window(at, tz, window):
+def in_window(at: datetime, tz: tzinfo, window: Doc) -> bool:
     """Inside a daily window {start, end} of local clock times; a window whose
     end is not after its start runs over midnight."""
     local = at.astimezone(tz)
@@ -173,20 +177,20 @@ def in_window(at, tz, window):
     return minute >= start or minute < end
 
 
-def local_month(at, tz):
+def local_month(at: datetime, tz: tzinfo) -> str:
     return at.astimezone(tz).strftime("%Y-%m")
 
 
 # teams and candidates --------------------------------------------------------------------
-def teams_covering(config, category):
+def teams_covering(config: Config, category: str) -> list[str]:
     return [t["code"] for t in config["teams"] if category in t.get("categories", ())]
 
 
-def squad_teams(config):
+def squad_teams(config: Config) -> list[str]:
     return [t["code"] for t in config["teams"] if t.get("squad")]
 
 
-def zone_distance(config, a, b):
+def zone_distance(config: Config, a: str | None, b: str | None) -> float:
     """Metres between two zones of the park (0 for the same zone; unknown
     zones are far)."""
     if a is None or b is None:
@@ -199,12 +203,14 @@ def zone_distance(config, a, b):
     return math.hypot(zones[a]["x"] - zones[b]["x"], zones[a]["y"] - zones[b]["y"])
 
 
-def ineligible(responder, task, park_id, at, tz, open_count, config):
+def ineligible(responder: Doc, task: Doc, park_id: str, at: datetime, tz: tzinfo, open_count: int,
+               config: Config) -> str | None:
     """None when the responder may be offered the task, else why not."""
     return _eligibility(responder, task, park_id, at, tz, open_count, config)[0]
 
 
-def _eligibility(responder, task, park_id, at, tz, open_count, config):
+def _eligibility(responder: Doc, task: Doc, park_id: str, at: datetime, tz: tzinfo, open_count: int,
+                config: Config) -> tuple[str | None, datetime | None]:
     """(why not, or None; the first time on duty before the due time)."""
     if responder.get("park_id") != park_id:
         return "other_park", None
@@ -225,16 +231,17 @@ def _eligibility(responder, task, park_id, at, tz, open_count, config):
     return ("off_duty", None) if start is None else (None, start)
 
 
-def stable_hash(*parts):
+def stable_hash(*parts: str) -> int:
     return int(hashlib.sha256("/".join(parts).encode()).hexdigest()[:12], 16)
 
 
-def rank(responders, task, park_id, at, tz, open_counts, config):
+def rank(responders: Iterable[Doc], task: Doc, park_id: str, at: datetime, tz: tzinfo, open_counts: dict[str, int],
+         config: Config) -> list[tuple[Doc, datetime]]:
     """[(responder, on_duty_from)] of the eligible, best first."""
-    ranked = []
+    ranked: list[tuple[Any, Doc, datetime]] = []
     for r in responders:
         why_not, start = _eligibility(r, task, park_id, at, tz, open_counts.get(r["_id"], 0), config)
-        if why_not is not None:
+        if why_not is not None or start is None:  # an eligible responder always has a start
             continue
         distance = zone_distance(config, r.get("zone"), task.get("zone"))
         # nearness counts in steps of 500 m: within a step, fairness decides
@@ -247,12 +254,13 @@ def rank(responders, task, park_id, at, tz, open_counts, config):
 
 
 # tasks ----------------------------------------------------------------------------------
-def task_id(need_id, routing):
+def task_id(need_id: str, routing: int) -> str:
     """One task per routing of a need: the idempotency key of dispatch."""
     return "{}:task:{}".format(need_id, routing)
 
 
-def new_task(park_id, need, mode, teams, skills, at, config):
+def new_task(park_id: str, need: Doc, mode: str, teams: list[str], skills: list[str], at: datetime,
+             config: Config) -> Doc:
     return {
         "task_id": task_id(need["need_id"], need["routing"]), "park_id": park_id, "need_id": need["need_id"],
         "routing": need["routing"], "kind": need.get("kind"), "category": need["category"],
@@ -270,7 +278,8 @@ TASK_STATE = ("status", "round", "offers", "offered_to", "holder", "claimed_at",
               "completion", "escalations", "takeover", "next_check_at", "history")
 
 
-def add_offers(task, responders, at, config, reason):
+def add_offers(task: Doc, responders: list[Doc], at: datetime, config: Config,
+               reason: str) -> Doc:
     """A new offer round to ``responders`` (list of responder docs)."""
     minutes = config["dispatch"]["offer_minutes"]
     task["round"] += 1
@@ -285,11 +294,11 @@ def add_offers(task, responders, at, config, reason):
     return task
 
 
-def live_offers(task):
+def live_offers(task: Doc) -> list[str]:
     return [rid for rid, o in task["offers"].items() if o["status"] == OFFER_LIVE]
 
 
-def next_check(task, config):
+def next_check(task: Doc, config: Config) -> datetime | None:
     """When the sweep must look at the task again, or None."""
     times = []
     if task["status"] == OFFERED:
@@ -305,12 +314,12 @@ def next_check(task, config):
     return min(times) if times else None
 
 
-def night_page_pending(task, config):
+def night_page_pending(task: Doc, config: Config) -> bool:
     return task["status"] == OFFERED and task["grade"] in config["dispatch"]["night_grades"] and \
         not any(e["level"] == "night_squad" for e in task["escalations"])
 
 
-def transition(task, action, args, at, config):
+def transition(task: Doc, action: str, args: Doc, at: datetime, config: Config) -> tuple[Doc, list[str]]:
     """Apply a responder's action to a task (a copy is changed). Returns the
     changed task and the event types it causes. Raises RuleBroken."""
     if action not in TASK_ACTIONS:
@@ -331,7 +340,7 @@ def transition(task, action, args, at, config):
 
 
 # what each action does to a task (a copy): (task, who, args, at) -> (task, event types) ---------
-def _live_offer(task, who):
+def _live_offer(task: Doc, who: str) -> Doc:
     offer = task["offers"].get(who)
     if offer is None or offer["status"] != OFFER_LIVE:
         raise RuleBroken("task {} is not offered to {}".format(task["task_id"], who), "not_offered",
@@ -339,7 +348,7 @@ def _live_offer(task, who):
     return offer
 
 
-def _claim(task, who, args, at):
+def _claim(task: Doc, who: str, args: Doc, at: datetime) -> tuple[Doc, list[str]]:
     offer = task["offers"].get(who) if task["mode"] == MODE_WISH else _live_offer(task, who)
     for rid, o in task["offers"].items():
         if rid != who and o["status"] == OFFER_LIVE:
@@ -351,17 +360,17 @@ def _claim(task, who, args, at):
     return task, ["task.claimed"]
 
 
-def _decline(task, who, args, at):
+def _decline(task: Doc, who: str, args: Doc, at: datetime) -> tuple[Doc, list[str]]:
     _live_offer(task, who).update(status=OFFER_DECLINED, closed_at=at, note=args.get("note"))
     return task, ["task.declined"]
 
 
-def _start(task, who, args, at):
+def _start(task: Doc, who: str, args: Doc, at: datetime) -> tuple[Doc, list[str]]:
     task.update(status=IN_PROGRESS, started_at=at)
     return task, ["task.started"]
 
 
-def _complete(task, who, args, at):
+def _complete(task: Doc, who: str, args: Doc, at: datetime) -> tuple[Doc, list[str]]:
     began = task["started_at"] or task["claimed_at"]
     hours = args.get("hours")
     if hours is None:
@@ -371,16 +380,16 @@ def _complete(task, who, args, at):
     return task, ["task.completed", "volunteer.service_hours"]
 
 
-def _release(task, who, args, at):
+def _release(task: Doc, who: str, args: Doc, at: datetime) -> tuple[Doc, list[str]]:
     task.update(status=OFFERED, holder=None, claimed_at=None, started_at=None, takeover=None)
     return task, ["task.released"]
 
 
-def _request_takeover(task, who, args, at):
+def _request_takeover(task: Doc, who: str, args: Doc, at: datetime) -> tuple[Doc, list[str]]:
     raise AssertionError("takeover requests are made by another responder: request_takeover()")
 
 
-def _answer_takeover(task, who, args, at):
+def _answer_takeover(task: Doc, who: str, args: Doc, at: datetime) -> tuple[Doc, list[str]]:
     if not task.get("takeover"):
         raise RuleBroken("nobody asked to take task {} over".format(task["task_id"]), "no_takeover",
                          {"takeover": ["none pending"]})
@@ -394,7 +403,7 @@ _TASK_CHANGES = {"claim": _claim, "decline": _decline, "start": _start, "complet
                  "release": _release, "request_takeover": _request_takeover, "answer_takeover": _answer_takeover}
 
 
-def request_takeover(task, requester, at, config):
+def request_takeover(task: Doc, requester: Doc, at: datetime, config: Config) -> tuple[Doc, list[str]]:
     if task["status"] not in HELD:
         raise RuleBroken("task {} is {}: nothing to take over".format(task["task_id"], task["status"]),
                          "illegal_transition", {"status": [task["status"]]})
@@ -411,13 +420,13 @@ def request_takeover(task, requester, at, config):
     return task, ["task.takeover_requested"]
 
 
-def copy_task(task):
+def copy_task(task: Doc) -> Doc:
     """A copy whose offers, history, escalations and offer list can be changed."""
     return dict(task, offers={k: dict(v) for k, v in task["offers"].items()}, history=list(task["history"]),
                 escalations=list(task["escalations"]), offered_to=list(task["offered_to"]))
 
 
-def withdraw(task, at, why):
+def withdraw(task: Doc, at: datetime, why: str) -> tuple[Doc | None, list[str]]:
     """The task withdrawn (its need was cancelled, rejected or assigned by the
     desk); None when it is no longer open. Returns (task, responders to tell)."""
     if task["status"] not in OPEN:
@@ -433,7 +442,7 @@ def withdraw(task, at, why):
     return task, told
 
 
-def transfer(task, at, how):
+def transfer(task: Doc, at: datetime, how: str) -> Doc:
     takeover = task["takeover"]
     previous = task["holder"]
     return dict(task, holder={"responder_id": takeover["responder_id"], "member_id": takeover.get("member_id")},
@@ -442,18 +451,18 @@ def transfer(task, at, how):
                                             "from": previous["responder_id"], "to": takeover["responder_id"]}])
 
 
-def _check_holder(task, who):
+def _check_holder(task: Doc, who: str) -> None:
     if (task.get("holder") or {}).get("responder_id") != who:
         raise RuleBroken("only the holder of task {} can do that".format(task["task_id"]), "not_holder",
                          {"responder_id": ["not the holder"]})
 
 
-def _past(action):
+def _past(action: str) -> str:
     return {"claim": "claimed", "decline": "declined", "start": "started", "complete": "completed",
             "release": "released", "answer_takeover": "answered"}.get(action, action)
 
 
-def sweep_steps(task, at, tz, config):
+def sweep_steps(task: Doc, at: datetime, tz: tzinfo, config: Config) -> list[str]:
     """What the sweep must do to the task now: a list of step names."""
     steps = []
     if task["status"] == OFFERED:
@@ -474,23 +483,23 @@ def sweep_steps(task, at, tz, config):
     return steps
 
 
-def expire_offers(task, at):
+def expire_offers(task: Doc, at: datetime) -> None:
     for o in task["offers"].values():
         if o["status"] == OFFER_LIVE and o["expires_at"] <= at:
             o.update(status=OFFER_EXPIRED, closed_at=at)
 
 
 # visits -------------------------------------------------------------------------------------
-def visit_id(household_code, month):
+def visit_id(household_code: str, month: str) -> str:
     return "{}:{}".format(household_code, month)
 
 
-def month_after(month):
+def month_after(month: str) -> str:
     year, mon = (int(x) for x in month.split("-"))
     return "{:04d}-{:02d}".format(year + mon // 12, mon % 12 + 1)
 
 
-def month_start(month, tz):
+def month_start(month: str, tz: tzinfo) -> datetime:
     year, mon = (int(x) for x in month.split("-"))
     return datetime(year, mon, 1, tzinfo=tz).astimezone(timezone.utc)
 
@@ -498,25 +507,25 @@ def month_start(month, tz):
 VISIT_RULES = {"grace_days": 5, "supervise_after_days": 3}
 
 
-def visit_rules(config):
+def visit_rules(config: Config) -> Doc:
     """The park's rules for must-visits (a configuration saved before they
     existed gets the defaults)."""
     return dict(VISIT_RULES, **(config.get("visit_rules") or {}))
 
 
-def visit_deadline(month, tz, grace_days):
+def visit_deadline(month: str, tz: tzinfo, grace_days: int) -> datetime:
     """Until when a month's visits can be proved: the month's end in the
     park's time zone, plus the park's grace (a visit made on the 31st is often
     written up days later). Only after it is a visit missed."""
     return month_start(month_after(month), tz) + timedelta(days=grace_days)
 
 
-def visit_escalation(level, at, to):
+def visit_escalation(level: str, at: datetime, to: Iterable[str]) -> Doc:
     """A rung of a missed visit's escalation: the level reached and who was told."""
     return {"level": level, "at": at, "to": list(to)}
 
 
-def supervision_due(visit, at, supervise_after_days):
+def supervision_due(visit: Doc, at: datetime, supervise_after_days: int) -> bool:
     """Whether a missed visit told to its lead is due at the park's supervisors."""
     rungs = visit.get("escalations") or []
     return bool(rungs) and rungs[-1]["level"] == "lead" and \
