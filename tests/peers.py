@@ -9,7 +9,8 @@ receives. Every request is recorded with its verdict:
 
     GET  /_peer/requests?prefix=/aliyun   what arrived, with "verdict": "ok" or the problem
     GET  /_peer/mails                     what the SMTP server received
-    POST /_peer/fail {"prefix", "status", "times"}   answer the next requests with an error
+    POST /_peer/fail {"prefix", "status", "times", "body"}   answer the next requests with an error
+                                          (or with ``body``, JSON, at ``status``: an answer out of spec)
 
     python -m tests.peers --http-port 18101 --smtp-port 18102 --secrets '{...}'
 """
@@ -72,16 +73,20 @@ class Peer:
         if path == "/_peer/fail":
             ask = request.get_json()
             with self.lock:
-                self.failures.append([ask["prefix"], int(ask.get("status", 500)), int(ask.get("times", 1))])
+                self.failures.append([ask["prefix"], int(ask.get("status", 500)), int(ask.get("times", 1)),
+                                      ask.get("body")])
             return _json({"ok": True})
         body = request.get_data()
         entry = {"path": path, "method": request.method, "at": time.time(),
                  "headers": {k: v for k, v in request.headers.items()}}
         injected = self._injected(path)
         if injected:
-            entry["verdict"] = "injected {}".format(injected)
+            status, answer = injected
+            entry["verdict"] = "injected {}".format(status)
             self._keep(entry)
-            return Response("provider trouble (injected)", status=injected)
+            if answer is not None:
+                return _json(answer, status)
+            return Response("provider trouble (injected)", status=status)
         handlers = (("/aliyun", self.aliyun), ("/tencent", self.tencent), ("/wechat/cgi-bin/token", self.wechat_token),
                     ("/wechat/cgi-bin/message/template/send", self.wechat_send), ("/webhook", self.webhook))
         for prefix, handler in handlers:
@@ -97,7 +102,7 @@ class Peer:
             for failure in self.failures:
                 if path.startswith(failure[0]) and failure[2] > 0:
                     failure[2] -= 1
-                    return failure[1]
+                    return failure[1], failure[3]
         return None
 
     def _keep(self, entry):
@@ -351,8 +356,9 @@ class Peers:
     def mails(self):
         return requests.get(self.base + "/_peer/mails", timeout=5).json()
 
-    def fail(self, prefix, status=500, times=1):
-        requests.post(self.base + "/_peer/fail", json={"prefix": prefix, "status": status, "times": times}, timeout=5)
+    def fail(self, prefix, status=500, times=1, body=None):
+        requests.post(self.base + "/_peer/fail", json={"prefix": prefix, "status": status, "times": times,
+                                                        "body": body}, timeout=5)
 
     def up(self):
         try:

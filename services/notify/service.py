@@ -582,6 +582,10 @@ class NotifyService:
                                                 channel_settings)
         except SendFailed as exc:
             results = [exc] * len(ready)
+        except Exception as exc:  # an answer the adapter trips over: this attempt failed, retried like any other
+            self.log.error("notify.adapter_failed", park_id=store.park_id, channel=channel,
+                           notices=[r.notice["_id"] for r in ready], error="{}: {}".format(type(exc).__name__, exc))
+            results = [SendFailed("{} failed: {}: {}".format(channel, type(exc).__name__, str(exc)[:200]))] * len(ready)
         for nid in GreenPool(len(ready)).imap(
                 lambda pair: self._guarded(store, pair[0].pending, self._finish, store, config, *pair),
                 zip(ready, results)):

@@ -199,6 +199,30 @@ def test_a_provider_answering_500_is_retried_with_backoff_then_the_next_channel_
         domain.notice_id(envelope["id"], "fb-1", "email")]
 
 
+def test_an_answer_the_adapter_cannot_read_fails_that_attempt_alone_and_the_retry_sends(notify, peers, broker):
+    # The SMS provider answers 200 with a JSON array (a proxy's error page, an API out of spec):
+    # the adapter trips over it. That attempt fails with the error as its reason and is retried
+    # after the backoff, like any provider trouble; the pass it was in goes on (the webhook sent
+    # beside it), and nothing waits for the claim of a vanished send to time out (120 s).
+    park = new_park(notify, peers)
+    person(notify, park, "odd-1", ["sms"])
+    person(notify, park, "odd-2", ["webhook"], port=peers.http_port)
+    peers.fail("/aliyun", status=200, times=1, body=["not", "an", "object"])
+    offered(broker, park, "odd-1")
+    offered(broker, park, "odd-2")
+    lines = wait_status(notify, park, "odd-1", "sms", "sent", timeout=20)
+    assert statuses(lines, "sms") == ["queued", "sending", "failed", "sending", "sent"]
+    failed = [line for line in lines if line["status"] == "failed"][0]
+    assert "AttributeError" in failed["reason"] and failed["until"], failed
+    wait_status(notify, park, "odd-2", "webhook", "sent", timeout=5)
+    assert [r["verdict"] for r in peers.requests("/aliyun") if r["at"] >= failed_at(failed) - 30][-2:] == [
+        "injected 200", "ok"]
+
+
+def failed_at(line):
+    return datetime.fromisoformat(line["at"]).timestamp()
+
+
 def test_a_channel_the_park_has_not_configured_is_skipped_with_a_reason(notify, peers, broker):
     channels = peers.channels()
     del channels["wechat"]
