@@ -1,69 +1,15 @@
-"""The gateway's OpenAPI 3 document, built from its routes and the
-services' marshmallow schemas (apispec), served at /openapi.json with a
-docs page at /docs."""
+"""The gateway's OpenAPI 3 document, built from its routes as they declare
+themselves (gateway.service.route: path, policy, body, result and query
+schemas) with apispec, served at /openapi.json with a docs page at /docs."""
 import re
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from gateway import auth, parks
-from services.needs import schemas as needs
-from services.notify import schemas as notify
-from services.points import schemas as points
-from services.volunteers import schemas as volunteers
-
 TITLE = "Lamplight API"
 VERSION = "1.0.0"
 PARK_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
-# the request body of each route that takes one, by handler name
-BODIES = {
-    "set_needs_config": needs.NeedsConfigSchema, "submit_need": needs.NeedSubmissionSchema,
-    "submit_needs_batch": needs.BatchSchema, "follow_need": needs.FollowSchema,
-    "put_resource": needs.ResourceSchema, "put_project": needs.ProjectSchema,
-    "register_responder": volunteers.ResponderRegistrationSchema, "set_roster": volunteers.RosterSchema,
-    "set_active": volunteers.PauseSchema, "set_volunteers_config": volunteers.VolunteersConfigSchema,
-    "task_action": volunteers.TaskActionSchema, "put_household": volunteers.HouseholdSchema,
-    "visit_proof": volunteers.VisitProofSchema, "switch_mode": volunteers.EmergencySwitchSchema,
-    "call_out": volunteers.CalloutSchema, "callout_reply": volunteers.ReplySchema,
-    "set_notify_config": notify.NotifyConfigSchema, "put_recipient": notify.RecipientSchema,
-    "import_recipients": notify.RecipientImportBatchSchema, "put_template": notify.TemplateSchema,
-    "preview_template": notify.PreviewSchema, "broadcast": notify.BroadcastSchema,
-    "set_points_rules": points.CatalogueSchema, "post_points": points.PostingSchema,
-    "approve_points": points.DecisionSchema, "reject_points": points.DecisionSchema,
-    "reverse_points": points.ReversalSchema, "put_reward": points.RewardSchema, "redeem": points.RedeemSchema,
-    "move_member": points.MoveSchema,
-    "create_platform_key": auth.KeySchema, "create_key": auth.KeySchema, "mint_token": auth.TokenRequestSchema,
-    "put_park": parks.ParkSchema,
-}
-# the answer of routes whose result is one of the services' views
-RESULTS = {
-    "get_need": needs.NeedViewSchema, "wall_entry": needs.WallEntrySchema,
-    "get_responder": volunteers.ResponderViewSchema,
-    "get_task": volunteers.TaskViewSchema, "member_points": points.AccountViewSchema, "get_park": parks.ParkViewSchema,
-}
-# query parameters: name -> (type, description)
-QUERIES = {
-    "wall": {"status": ("string", "one status"), "category": ("string", "a category code"),
-             "before": ("string", "ISO time: entries changed before it (the next page)"),
-             "limit": ("integer", "1-100")},
-    "wall_page": {"status": ("string", "one status"), "before": ("string", "the next page")},
-    "on_duty": {"at": ("string", "ISO time"), "team": ("string", "a team code")},
-    "wishes": {"limit": ("integer", "")},
-    "visits": {"month": ("string", "YYYY-MM"), "status": ("string", "")},
-    "inbox": {"limit": ("integer", ""), "unread": ("boolean", "")},
-    "recipient_inbox": {"limit": ("integer", ""), "unread": ("boolean", "")},
-    "deliveries": {"recipient": ("string", ""), "event": ("string", "source event id"),
-                   "notice": ("string", ""), "limit": ("integer", "")},
-    "points_approvals": {"status": ("string", "pending, approved, rejected"), "limit": ("integer", "")},
-    "member_points": {"kind": ("string", "discipline or service"), "year": ("integer", ""),
-                      "at": ("string", "ISO time: the balance then")},
-    "member_points_history": {"kind": ("string", ""), "year": ("integer", ""), "limit": ("integer", "")},
-    "points_leaderboard": {"kind": ("string", ""), "year": ("integer", ""), "limit": ("integer", "")},
-    "freeze_award": {"limit": ("integer", "")},
-    "platform_keys": {"park": ("string", "one park's keys")},
-}
-HTML = ("docs", "wall_page", "wall_entry_page", "wall_follow_form")
 ERRORS = {"401": "no credential, or not a valid one", "403": "another park's data, or not the caller's role",
           "404": "not found", "409": "a conflict: stale version, idempotency key reused with another body",
           "413": "request body too large", "422": "the input is not valid: fields name each problem",
@@ -115,7 +61,7 @@ def document(routes):
             schema = {"type": "string", "pattern": PARK_PATTERN, "example": "quanlinan"} if param == "park" else \
                 {"type": "string", "minLength": 1, "maxLength": 200}
             parameters.append({"name": param, "in": "path", "required": True, "schema": schema})
-        for param, (kind, text) in QUERIES.get(name, {}).items():
+        for param, (kind, text) in route["query"].items():
             parameters.append({"name": param, "in": "query", "required": False, "schema": {"type": kind},
                                "description": text})
         op = {"operationId": name, "summary": (route["doc"].split("\n")[0] or name.replace("_", " ")),
@@ -130,17 +76,17 @@ def document(routes):
             op["requestBody"] = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "properties": {"action": {"type": "string", "enum": ["follow", "unfollow"]}}}}}}
         elif method in ("post", "put"):
-            body = BODIES.get(name)
+            body = route["body"]
             op["requestBody"] = {"required": body is not None, "content": {"application/json": {
                 "schema": body if body is not None else {"type": "object"}}}}
-        if name in HTML:
+        if route["page"]:
             ok = {"description": "a page", "content": {"text/html": {"schema": {"type": "string"}}}}
             op["responses"]["303" if name == "wall_follow_form" else "200"] = \
                 {"description": "back to the need's page"} if name == "wall_follow_form" else ok
             op["responses"]["404"] = ok
             op["responses"]["503"] = ok
         else:
-            result = RESULTS.get(name)
+            result = route["result"]
             content = {"application/json": {"schema": result if result is not None else {"type": "object"}}}
             for status in ("200", "201", "202") if method in ("post", "put") else ("200",):
                 op["responses"][status] = {"description": "done", "content": content}

@@ -52,6 +52,10 @@ from lamplight.parkconfig import ConfigWatch
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import CachedSignatureCheck, DeadlineRpc, ServiceUnavailable
 from lamplight.storage import Mongo, RequestCounter, check_park_id
+from services.needs import schemas as needs_schemas
+from services.notify import schemas as notify_schemas
+from services.points import schemas as points_schemas
+from services.volunteers import schemas as volunteers_schemas
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IMPORT_BYTES = 4 * 1024 * 1024  # a list of up to 5,000 recipients
@@ -203,6 +207,9 @@ class Api(CachedSignatureCheck, HttpRequestHandler):
         try:
             principal = self.admit(request)
             request.environ["lamplight.principal"] = principal
+            park = (getattr(request, "path_values", None) or {}).get("park")
+            if park is not None:  # every route naming a park: checked here, once
+                check_park_id(park)
             response = super().handle_request(request)
         except Exception as exc:
             response = self.response_from_exception(exc)
@@ -265,11 +272,16 @@ class Api(CachedSignatureCheck, HttpRequestHandler):
         return Response(body, status=status, headers=headers, mimetype="application/json")
 
 
-def route(method, url, policy, max_body=MAX_BODY_BYTES):
-    """An HTTP route of the gateway under ``policy`` (recorded in ROUTES)."""
+def route(method, url, policy, max_body=MAX_BODY_BYTES, body=None, result=None, query=None, page=False):
+    """An HTTP route of the gateway, declared once: its method and path (a ``<park>`` in it is
+    checked before the handler runs), who may call it (``policy``), the schema of its JSON
+    ``body``, the schema of its ``result`` when it is one of the services' views, its ``query``
+    parameters ({name: (type, description)}), and whether it answers an HTML ``page``. ROUTES
+    holds them all; the OpenAPI document and the authorization tests are made from it."""
     def decorate(fn):
         ROUTES.append({"method": method, "path": url, "name": fn.__name__, "policy": policy,
-                       "doc": (fn.__doc__ or "").strip()})
+                       "doc": (fn.__doc__ or "").strip(), "body": body, "result": result, "query": query or {},
+                       "page": page})
         return Api.decorator(method, url, policy=policy, max_body=max_body)(fn)
     return decorate
 
@@ -388,21 +400,21 @@ class Gateway:
         return {"id": principal.id, "role": principal.role, "park": principal.park,
                 "subject": principal.subject, "kind": principal.kind}
 
-    @route("POST", "/api/v1/keys", PLATFORM)
+    @route("POST", "/api/v1/keys", PLATFORM, body=auth.KeySchema)
     def create_platform_key(self, request):
         """Make an API key for any park and role (the key is shown once)."""
         body = load_or_reject(_key, read_json(request), "the API key")
         return self._create_key(request, body)
 
-    @route("GET", "/api/v1/keys", PLATFORM)
+    @route("GET", "/api/v1/keys", PLATFORM, query={"park": ("string", "one park's keys")})
     def platform_keys(self, request):
         keys = self.credentials.keys.list(park=request.args.get("park"))
         return {"keys": keys, "count": len(keys)}
 
-    @route("POST", "/api/v1/parks/<string:park>/keys", ADMIN)
+    @route("POST", "/api/v1/parks/<string:park>/keys", ADMIN, body=auth.KeySchema)
     def create_key(self, request, park):
         """Make an API key of this park, for a role below the caller's."""
-        body = load_or_reject(_key, dict(read_json(request), park=check_park_id(park)), "the API key")
+        body = load_or_reject(_key, dict(read_json(request), park=park), "the API key")
         return self._create_key(request, body)
 
     def _create_key(self, request, body):
@@ -415,26 +427,26 @@ class Gateway:
 
     @route("GET", "/api/v1/parks/<string:park>/keys", ADMIN)
     def park_keys(self, request, park):
-        keys = self.credentials.keys.list(park=check_park_id(park))
+        keys = self.credentials.keys.list(park=park)
         return {"keys": keys, "count": len(keys)}
 
     @route("DELETE", "/api/v1/parks/<string:park>/keys/<string:key_id>", ADMIN)
     def revoke_key(self, request, park, key_id):
         """Revoke a key of this park: refused by every gateway within KEY_CACHE_S seconds."""
-        if self.credentials.keys.get(key_id)["park"] != check_park_id(park):
+        if self.credentials.keys.get(key_id)["park"] != park:
             raise NotFound("no API key {} in park {}".format(key_id, park), {"key_id": ["unknown"]})
         self.credentials.keys.revoke(key_id)
         self.log.info("gateway.key_revoked", key_id=key_id, by=principal_of(request).id)
         return {"id": key_id, "revoked": True}
 
-    @route("POST", "/api/v1/parks/<string:park>/tokens", DESK)
+    @route("POST", "/api/v1/parks/<string:park>/tokens", DESK, body=auth.TokenRequestSchema)
     def mint_token(self, request, park):
         """A signed token for a person of this park (a volunteer, member or
         requester signed in through the official account or mini-program)."""
         body = load_or_reject(_token, read_json(request), "the token request")
         principal = principal_of(request)
         grant(principal, body["role"])
-        token, claims = self.credentials.tokens.mint(body["role"], check_park_id(park), body["subject"],
+        token, claims = self.credentials.tokens.mint(body["role"], park, body["subject"],
                                                      body["ttl_s"], principal.id)
         return 201, {"token": token, "role": claims["role"], "park": claims["park"], "subject": claims["sub"],
                      "expires_at": claims["exp"]}
@@ -447,17 +459,16 @@ class Gateway:
         found = [{"park_id": row["park_id"], "version": row["version"], "name": row.get("name")} for row in rows]
         return {"parks": found, "count": len(found)}
 
-    @route("GET", "/api/v1/parks/<string:park>", ADMIN)
+    @route("GET", "/api/v1/parks/<string:park>", ADMIN, result=parks.ParkViewSchema)
     def get_park(self, request, park):
         """The park's whole configuration as of its current version."""
-        return parks.view(park, parks.park_config(self.db.park(check_park_id(park))).require())
+        return parks.view(park, parks.park_config(self.db.park(park)).require())
 
-    @route("PUT", "/api/v1/parks/<string:park>", ADMIN, max_body=MAX_IMPORT_BYTES)
+    @route("PUT", "/api/v1/parks/<string:park>", ADMIN, max_body=MAX_IMPORT_BYTES, body=parks.ParkSchema)
     def put_park(self, request, park):
         """Create a park (version 1, platform admins only) or change its
         configuration (the current version + 1); each change is announced as
         park.configured and every service installs its section."""
-        check_park_id(park)
         config = load_or_reject(_park, read_json(request, MAX_IMPORT_BYTES), "the park configuration")
         principal = principal_of(request)
         if config["version"] == 1 and principal.role != "platform_admin":
@@ -479,218 +490,233 @@ class Gateway:
     def openapi_json(self, request):
         return Response(openapi_text(), mimetype="application/json")
 
-    @route("GET", "/docs", PUBLIC)
+    @route("GET", "/docs", PUBLIC, page=True)
     def docs(self, request):
         return Response(openapi.DOCS_PAGE, mimetype="text/html")
 
     # the echo wall as a page: public, in Chinese, for a phone --------------------------------
-    @route("GET", "/parks/<string:park>/wall", PUBLIC)
+    @route("GET", "/parks/<string:park>/wall", PUBLIC,
+           query={"status": ("string", "one status"), "before": ("string", "the next page")}, page=True)
     def wall_page(self, request, park):
-        return wall.page(self, request, check_park_id(park))
+        return wall.page(self, request, park)
 
-    @route("GET", "/parks/<string:park>/wall/<string:need_id>", PUBLIC)
+    @route("GET", "/parks/<string:park>/wall/<string:need_id>", PUBLIC, page=True)
     def wall_entry_page(self, request, park, need_id):
-        return wall.entry_page(self, request, check_park_id(park), need_id)
+        return wall.entry_page(self, request, park, need_id)
 
-    @route("POST", "/parks/<string:park>/wall/<string:need_id>/follow", PUBLIC)
+    @route("POST", "/parks/<string:park>/wall/<string:need_id>/follow", PUBLIC, page=True)
     def wall_follow_form(self, request, park, need_id):
-        return wall.follow_form(self, request, check_park_id(park), need_id)
+        return wall.follow_form(self, request, park, need_id)
 
     # needs ----------------------------------------------------------------------
     @route("GET", "/api/v1/parks/<string:park>/needs/config", ALL)
     def needs_config(self, request, park):
-        return self.needs.call("config", check_park_id(park))
+        return self.needs.call("config", park)
 
-    @route("PUT", "/api/v1/parks/<string:park>/needs/config", ADMIN)
+    @route("PUT", "/api/v1/parks/<string:park>/needs/config", ADMIN, body=needs_schemas.NeedsConfigSchema)
     def set_needs_config(self, request, park):
-        return self.needs.call("set_config", check_park_id(park), read_json(request))
+        return self.needs.call("set_config", park, read_json(request))
 
-    @route("POST", "/api/v1/parks/<string:park>/needs", INTAKE)
+    @route("POST", "/api/v1/parks/<string:park>/needs", INTAKE, body=needs_schemas.NeedSubmissionSchema)
     def submit_need(self, request, park):
-        check_park_id(park)
         need = self.needs.call("submit", park, read_json(request), idempotency_key=idempotency_key(request))
         created = need.pop("created")
         headers = {"Location": "/api/v1/parks/{}/needs/{}".format(park, need["id"])}
         return json_response(201 if created else 200, need, headers)
 
-    @route("POST", "/api/v1/parks/<string:park>/needs/batch", DESK)
+    @route("POST", "/api/v1/parks/<string:park>/needs/batch", DESK, body=needs_schemas.BatchSchema)
     def submit_needs_batch(self, request, park):
-        batch = self.needs.call("submit_batch", check_park_id(park), read_json(request),
+        batch = self.needs.call("submit_batch", park, read_json(request),
                                 idempotency_key(request))
         return 201 if batch["created"] else 200, batch
 
-    @route("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>", CREW)
+    @route("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>", CREW, result=needs_schemas.NeedViewSchema)
     def get_need(self, request, park, need_id):
-        return self.needs.call("get", check_park_id(park), need_id)
+        return self.needs.call("get", park, need_id)
 
     @route("POST", "/api/v1/parks/<string:park>/needs/<string:need_id>/<string:action>", CREW)
     def need_action(self, request, park, need_id, action):
         """triage, assign, start, wait, resume, escalate, release, resolve,
         evaluate, reopen, reject, cancel, link_duplicate, review."""
-        return self.needs.call("act", check_park_id(park), need_id, action, read_json(request))
+        return self.needs.call("act", park, need_id, action, read_json(request))
 
     @route("GET", "/api/v1/parks/<string:park>/needs/<string:need_id>/followers", DESK)
     def need_followers(self, request, park, need_id):
-        followers = self.needs.call("followers", check_park_id(park), need_id)
+        followers = self.needs.call("followers", park, need_id)
         return {"followers": followers, "count": len(followers)}
 
     @route("POST", "/api/v1/parks/<string:park>/needs-sweep", DESK)
     def sweep_needs(self, request, park):
-        return self.needs.call("sweep", check_park_id(park))
+        return self.needs.call("sweep", park)
 
     @route("GET", "/api/v1/parks/<string:park>/needs-statistics", DESK)
     def needs_statistics(self, request, park):
-        return self.needs.call("statistics", check_park_id(park))
+        return self.needs.call("statistics", park)
 
     # the echo wall: public ------------------------------------------------------------
-    @route("GET", "/api/v1/parks/<string:park>/wall", PUBLIC)
+    @route("GET", "/api/v1/parks/<string:park>/wall", PUBLIC,
+           query={"status": ("string", "one status"), "category": ("string", "a category code"),
+                  "before": ("string", "ISO time: entries changed before it (the next page)"),
+                  "limit": ("integer", "1-100")})
     def wall(self, request, park):
-        return self.needs.call("wall", check_park_id(park), status=request.args.get("status"),
+        return self.needs.call("wall", park, status=request.args.get("status"),
                                category=request.args.get("category"), before=request.args.get("before"),
                                limit=int_arg(request, "limit", 20))
 
-    @route("GET", "/api/v1/parks/<string:park>/wall/<string:need_id>", PUBLIC)
+    @route("GET", "/api/v1/parks/<string:park>/wall/<string:need_id>", PUBLIC, result=needs_schemas.WallEntrySchema)
     def wall_entry(self, request, park, need_id):
-        return self.needs.call("wall_entry", check_park_id(park), need_id)
+        return self.needs.call("wall_entry", park, need_id)
 
-    @route("POST", "/api/v1/parks/<string:park>/wall/<string:need_id>/followers", PUBLIC)
+    @route("POST", "/api/v1/parks/<string:park>/wall/<string:need_id>/followers", PUBLIC,
+           body=needs_schemas.FollowSchema)
     def follow_need(self, request, park, need_id):
-        answer = self.needs.call("follow", check_park_id(park), need_id, read_json(request), following=True)
+        answer = self.needs.call("follow", park, need_id, read_json(request), following=True)
         return 201 if answer["changed"] else 200, answer
 
     @route("DELETE", "/api/v1/parks/<string:park>/wall/<string:need_id>/followers/<string:follower_id>", PUBLIC)
     def unfollow_need(self, request, park, need_id, follower_id):
-        return self.needs.call("follow", check_park_id(park), need_id, {"follower_id": follower_id},
+        return self.needs.call("follow", park, need_id, {"follower_id": follower_id},
                                following=False)
 
     # the three lists ----------------------------------------------------------------------
-    @route("PUT", "/api/v1/parks/<string:park>/resources/<string:code>", ADMIN)
+    @route("PUT", "/api/v1/parks/<string:park>/resources/<string:code>", ADMIN, body=needs_schemas.ResourceSchema)
     def put_resource(self, request, park, code):
-        return self.needs.call("put_resource", check_park_id(park), code, read_json(request))
+        return self.needs.call("put_resource", park, code, read_json(request))
 
-    @route("PUT", "/api/v1/parks/<string:park>/projects/<string:code>", ADMIN)
+    @route("PUT", "/api/v1/parks/<string:park>/projects/<string:code>", ADMIN, body=needs_schemas.ProjectSchema)
     def put_project(self, request, park, code):
-        return self.needs.call("put_project", check_park_id(park), code, read_json(request))
+        return self.needs.call("put_project", park, code, read_json(request))
 
     @route("GET", "/api/v1/parks/<string:park>/lists", ALL)
     def three_lists(self, request, park):
-        return self.needs.call("lists", check_park_id(park))
+        return self.needs.call("lists", park)
 
     # responders -------------------------------------------------------------------
-    @route("POST", "/api/v1/parks/<string:park>/responders", DESK)
+    @route("POST", "/api/v1/parks/<string:park>/responders", DESK, body=volunteers_schemas.ResponderRegistrationSchema)
     def register_responder(self, request, park):
-        responder = self.volunteers.call("register_responder", check_park_id(park),
+        responder = self.volunteers.call("register_responder", park,
                          read_json(request))
         return created_or_replayed(responder)
 
-    @route("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>", CREW_OWN_RESPONDER)
+    @route("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>", CREW_OWN_RESPONDER,
+           result=volunteers_schemas.ResponderViewSchema)
     def get_responder(self, request, park, responder_id):
-        return self.volunteers.call("get_responder", check_park_id(park), responder_id)
+        return self.volunteers.call("get_responder", park, responder_id)
 
-    @route("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/roster", CREW_OWN_RESPONDER)
+    @route("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/roster", CREW_OWN_RESPONDER,
+           body=volunteers_schemas.RosterSchema)
     def set_roster(self, request, park, responder_id):
-        return self.volunteers.call("set_roster", check_park_id(park), responder_id, read_json(request))
+        return self.volunteers.call("set_roster", park, responder_id, read_json(request))
 
-    @route("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/active", CREW_OWN_RESPONDER)
+    @route("PUT", "/api/v1/parks/<string:park>/responders/<string:responder_id>/active", CREW_OWN_RESPONDER,
+           body=volunteers_schemas.PauseSchema)
     def set_active(self, request, park, responder_id):
         """{"active": false, "reason": …} pauses a responder; true resumes."""
-        return self.volunteers.call("set_active", check_park_id(park), responder_id, read_json(request))
+        return self.volunteers.call("set_active", park, responder_id, read_json(request))
 
     @route("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/tasks", CREW_OWN_RESPONDER)
     def responder_tasks(self, request, park, responder_id):
-        return self.volunteers.call("tasks_of", check_park_id(park), responder_id)
+        return self.volunteers.call("tasks_of", park, responder_id)
 
     # dispatch ----------------------------------------------------------------------
     @route("GET", "/api/v1/parks/<string:park>/volunteers/config", CREW)
     def volunteers_config(self, request, park):
-        return self.volunteers.call("config", check_park_id(park))
+        return self.volunteers.call("config", park)
 
-    @route("PUT", "/api/v1/parks/<string:park>/volunteers/config", ADMIN)
+    @route("PUT", "/api/v1/parks/<string:park>/volunteers/config", ADMIN,
+           body=volunteers_schemas.VolunteersConfigSchema)
     def set_volunteers_config(self, request, park):
-        return self.volunteers.call("set_config", check_park_id(park), read_json(request))
+        return self.volunteers.call("set_config", park, read_json(request))
 
-    @route("GET", "/api/v1/parks/<string:park>/on-duty", DESK)
+    @route("GET", "/api/v1/parks/<string:park>/on-duty", DESK,
+           query={"at": ("string", "ISO time"), "team": ("string", "a team code")})
     def on_duty(self, request, park):
-        return self.volunteers.call("on_duty", check_park_id(park), at=request.args.get("at"),
+        return self.volunteers.call("on_duty", park, at=request.args.get("at"),
                                     team=request.args.get("team"))
 
-    @route("GET", "/api/v1/parks/<string:park>/tasks/<string:task_id>", CREW)
+    @route("GET", "/api/v1/parks/<string:park>/tasks/<string:task_id>", CREW, result=volunteers_schemas.TaskViewSchema)
     def get_task(self, request, park, task_id):
-        return self.volunteers.call("get_task", check_park_id(park), task_id)
+        return self.volunteers.call("get_task", park, task_id)
 
-    @route("POST", "/api/v1/parks/<string:park>/tasks/<string:task_id>/<string:action>", CREW_AS_RESPONDER)
+    @route("POST", "/api/v1/parks/<string:park>/tasks/<string:task_id>/<string:action>", CREW_AS_RESPONDER,
+           body=volunteers_schemas.TaskActionSchema)
     def task_action(self, request, park, task_id, action):
         """claim, decline, start, complete, release, request_takeover, answer_takeover."""
-        return self.volunteers.call("act", check_park_id(park), task_id, action, read_json(request))
+        return self.volunteers.call("act", park, task_id, action, read_json(request))
 
-    @route("GET", "/api/v1/parks/<string:park>/wishes", ALL)
+    @route("GET", "/api/v1/parks/<string:park>/wishes", ALL, query={"limit": ("integer", "")})
     def wishes(self, request, park):
-        return self.volunteers.call("wishes", check_park_id(park), limit=int_arg(request, "limit", 50))
+        return self.volunteers.call("wishes", park, limit=int_arg(request, "limit", 50))
 
     @route("POST", "/api/v1/parks/<string:park>/tasks-sweep", DESK)
     def sweep_tasks(self, request, park):
-        return self.volunteers.call("sweep", check_park_id(park))
+        return self.volunteers.call("sweep", park)
 
     # visit plans -----------------------------------------------------------------------
-    @route("PUT", "/api/v1/parks/<string:park>/households/<string:code>", DESK)
+    @route("PUT", "/api/v1/parks/<string:park>/households/<string:code>", DESK, body=volunteers_schemas.HouseholdSchema)
     def put_household(self, request, park, code):
-        return self.volunteers.call("put_household", check_park_id(park), code, read_json(request))
+        return self.volunteers.call("put_household", park, code, read_json(request))
 
     @route("POST", "/api/v1/parks/<string:park>/visits/generate", DESK)
     def generate_visits(self, request, park):
-        return self.volunteers.call("generate_visits", check_park_id(park), month=read_json(request).get("month"))
+        return self.volunteers.call("generate_visits", park, month=read_json(request).get("month"))
 
     @route("POST", "/api/v1/parks/<string:park>/visits/close-month", DESK)
     def close_visit_month(self, request, park):
-        return self.volunteers.call("close_month", check_park_id(park), read_json(request).get("month"))
+        return self.volunteers.call("close_month", park, read_json(request).get("month"))
 
-    @route("GET", "/api/v1/parks/<string:park>/visits", CREW)
+    @route("GET", "/api/v1/parks/<string:park>/visits", CREW,
+           query={"month": ("string", "YYYY-MM"), "status": ("string", "")})
     def visits(self, request, park):
-        return self.volunteers.call("visits", check_park_id(park), month=request.args.get("month"),
+        return self.volunteers.call("visits", park, month=request.args.get("month"),
                                     status=request.args.get("status"))
 
-    @route("POST", "/api/v1/parks/<string:park>/visits/<string:visit_id>/proof", CREW)
+    @route("POST", "/api/v1/parks/<string:park>/visits/<string:visit_id>/proof", CREW,
+           body=volunteers_schemas.VisitProofSchema)
     def visit_proof(self, request, park, visit_id):
-        return self.volunteers.call("visit_proof", check_park_id(park), visit_id, read_json(request))
+        return self.volunteers.call("visit_proof", park, visit_id, read_json(request))
 
     # emergency mode --------------------------------------------------------------------
     @route("GET", "/api/v1/parks/<string:park>/emergency", ALL)
     def emergency_mode(self, request, park):
-        return self.volunteers.call("mode", check_park_id(park))
+        return self.volunteers.call("mode", park)
 
-    @route("POST", "/api/v1/parks/<string:park>/emergency", ADMIN)
+    @route("POST", "/api/v1/parks/<string:park>/emergency", ADMIN, body=volunteers_schemas.EmergencySwitchSchema)
     def switch_mode(self, request, park):
-        return self.volunteers.call("switch_mode", check_park_id(park), read_json(request))
+        return self.volunteers.call("switch_mode", park, read_json(request))
 
-    @route("POST", "/api/v1/parks/<string:park>/emergency/callouts", DESK)
+    @route("POST", "/api/v1/parks/<string:park>/emergency/callouts", DESK, body=volunteers_schemas.CalloutSchema)
     def call_out(self, request, park):
-        callout = self.volunteers.call("call_out", check_park_id(park), read_json(request),
+        callout = self.volunteers.call("call_out", park, read_json(request),
                                        idempotency_key=idempotency_key(request))
         return 201 if callout["created"] else 200, callout
 
     @route("GET", "/api/v1/parks/<string:park>/emergency/callouts/<string:callout_id>", CREW)
     def callout(self, request, park, callout_id):
-        return self.volunteers.call("callout", check_park_id(park), callout_id)
+        return self.volunteers.call("callout", park, callout_id)
 
-    @route("POST", "/api/v1/parks/<string:park>/emergency/callouts/<string:callout_id>/replies", CREW_AS_RESPONDER)
+    @route("POST", "/api/v1/parks/<string:park>/emergency/callouts/<string:callout_id>/replies", CREW_AS_RESPONDER,
+           body=volunteers_schemas.ReplySchema)
     def callout_reply(self, request, park, callout_id):
-        return self.volunteers.call("reply", check_park_id(park), callout_id, read_json(request))
+        return self.volunteers.call("reply", park, callout_id, read_json(request))
 
     # notices ------------------------------------------------------------------------
-    @route("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices", OWN_RESPONDER_INBOX)
+    @route("GET", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices", OWN_RESPONDER_INBOX,
+           query={"limit": ("integer", ""), "unread": ("boolean", "")})
     def inbox(self, request, park, responder_id):
         limit = int_arg(request, "limit", 50)
         unread = request.args.get("unread", "false").lower() in ("1", "true", "yes")
-        notices = self.notify.call("inbox", check_park_id(park), responder_id,
+        notices = self.notify.call("inbox", park, responder_id,
                        unread_only=unread, limit=limit)
         return {"notices": notices, "count": len(notices)}
 
     @route("POST", "/api/v1/parks/<string:park>/responders/<string:responder_id>/notices/<string:notice_id>/read",
            OWN_RESPONDER_INBOX)
     def mark_read(self, request, park, responder_id, notice_id):
-        return self.notify.call("mark_read", check_park_id(park), responder_id, notice_id)
+        return self.notify.call("mark_read", park, responder_id, notice_id)
 
-    @route("GET", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices", OWN_RECIPIENT)
+    @route("GET", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices", OWN_RECIPIENT,
+           query={"limit": ("integer", ""), "unread": ("boolean", "")})
     def recipient_inbox(self, request, park, recipient_id):
         return self.inbox(request, park, recipient_id)
 
@@ -698,47 +724,49 @@ class Gateway:
            "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>/notices/<string:notice_id>/read",
            OWN_RECIPIENT)
     def recipient_mark_read(self, request, park, recipient_id, notice_id):
-        return self.notify.call("mark_read", check_park_id(park), recipient_id, notice_id)
+        return self.notify.call("mark_read", park, recipient_id, notice_id)
 
     @route("GET", "/api/v1/parks/<string:park>/notify/config", ADMIN)
     def notify_config(self, request, park):
-        return self.notify.call("config", check_park_id(park))
+        return self.notify.call("config", park)
 
-    @route("PUT", "/api/v1/parks/<string:park>/notify/config", ADMIN)
+    @route("PUT", "/api/v1/parks/<string:park>/notify/config", ADMIN, body=notify_schemas.NotifyConfigSchema)
     def set_notify_config(self, request, park):
-        return self.notify.call("set_config", check_park_id(park), read_json(request))
+        return self.notify.call("set_config", park, read_json(request))
 
-    @route("PUT", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>", OWN_RECIPIENT)
+    @route("PUT", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>", OWN_RECIPIENT,
+           body=notify_schemas.RecipientSchema)
     def put_recipient(self, request, park, recipient_id):
-        return self.notify.call("put_recipient", check_park_id(park), recipient_id, read_json(request))
+        return self.notify.call("put_recipient", park, recipient_id, read_json(request))
 
     @route("GET", "/api/v1/parks/<string:park>/notify/recipients/<string:recipient_id>", OWN_RECIPIENT)
     def get_recipient(self, request, park, recipient_id):
-        return self.notify.call("get_recipient", check_park_id(park), recipient_id)
+        return self.notify.call("get_recipient", park, recipient_id)
 
-    @route("POST", "/api/v1/parks/<string:park>/notify/recipients", ADMIN, max_body=MAX_IMPORT_BYTES)
+    @route("POST", "/api/v1/parks/<string:park>/notify/recipients", ADMIN, max_body=MAX_IMPORT_BYTES,
+           body=notify_schemas.RecipientImportBatchSchema)
     def import_recipients(self, request, park):
-        return self.notify.call("import_recipients", check_park_id(park), read_json(request, MAX_IMPORT_BYTES))
+        return self.notify.call("import_recipients", park, read_json(request, MAX_IMPORT_BYTES))
 
     @route("GET", "/api/v1/parks/<string:park>/notify/templates", DESK)
     def templates(self, request, park):
-        return self.notify.call("templates", check_park_id(park))
+        return self.notify.call("templates", park)
 
-    @route("PUT", "/api/v1/parks/<string:park>/notify/templates/<string:key>/<string:locale>", ADMIN)
+    @route("PUT", "/api/v1/parks/<string:park>/notify/templates/<string:key>/<string:locale>", ADMIN,
+           body=notify_schemas.TemplateSchema)
     def put_template(self, request, park, key, locale):
-        return self.notify.call("put_template", check_park_id(park), key, locale, read_json(request))
+        return self.notify.call("put_template", park, key, locale, read_json(request))
 
     @route("DELETE", "/api/v1/parks/<string:park>/notify/templates/<string:key>/<string:locale>", ADMIN)
     def delete_template(self, request, park, key, locale):
-        return self.notify.call("delete_template", check_park_id(park), key, locale)
+        return self.notify.call("delete_template", park, key, locale)
 
-    @route("POST", "/api/v1/parks/<string:park>/notify/templates/preview", DESK)
+    @route("POST", "/api/v1/parks/<string:park>/notify/templates/preview", DESK, body=notify_schemas.PreviewSchema)
     def preview_template(self, request, park):
-        return self.notify.call("preview", check_park_id(park), read_json(request))
+        return self.notify.call("preview", park, read_json(request))
 
-    @route("POST", "/api/v1/parks/<string:park>/notify/broadcasts", DESK)
+    @route("POST", "/api/v1/parks/<string:park>/notify/broadcasts", DESK, body=notify_schemas.BroadcastSchema)
     def broadcast(self, request, park):
-        check_park_id(park)
         accepted = self.notify.call("broadcast", park, read_json(request), idempotency_key=idempotency_key(request))
         created = accepted.pop("created")
         headers = {"Location": "/api/v1/parks/{}/notify/broadcasts/{}".format(park, accepted["broadcast_id"])}
@@ -746,109 +774,120 @@ class Gateway:
 
     @route("GET", "/api/v1/parks/<string:park>/notify/broadcasts/<string:broadcast_id>", DESK)
     def get_broadcast(self, request, park, broadcast_id):
-        return self.notify.call("get_broadcast", check_park_id(park), broadcast_id)
+        return self.notify.call("get_broadcast", park, broadcast_id)
 
-    @route("GET", "/api/v1/parks/<string:park>/notify/deliveries", DESK)
+    @route("GET", "/api/v1/parks/<string:park>/notify/deliveries", DESK,
+           query={"recipient": ("string", ""), "event": ("string", "source event id"), "notice": ("string", ""),
+                  "limit": ("integer", "")})
     def deliveries(self, request, park):
-        return self.notify.call("deliveries", check_park_id(park), recipient_id=request.args.get("recipient"),
+        return self.notify.call("deliveries", park, recipient_id=request.args.get("recipient"),
                                 source_id=request.args.get("event"), notice_id=request.args.get("notice"),
                                 limit=int_arg(request, "limit", 200))
 
     @route("POST", "/api/v1/parks/<string:park>/notify/send-due", DESK)
     def notify_send_due(self, request, park):
-        return self.notify.call("send_due", check_park_id(park))
+        return self.notify.call("send_due", park)
 
     # points ----------------------------------------------------------------------------
     @route("GET", "/api/v1/parks/<string:park>/points/rules", ALL)
     def points_rules(self, request, park):
-        return self.points.call("catalogue", check_park_id(park))
+        return self.points.call("catalogue", park)
 
-    @route("PUT", "/api/v1/parks/<string:park>/points/rules", ADMIN)
+    @route("PUT", "/api/v1/parks/<string:park>/points/rules", ADMIN, body=points_schemas.CatalogueSchema)
     def set_points_rules(self, request, park):
-        return self.points.call("set_catalogue", check_park_id(park), read_json(request))
+        return self.points.call("set_catalogue", park, read_json(request))
 
-    @route("POST", "/api/v1/parks/<string:park>/points/entries", DESK)
+    @route("POST", "/api/v1/parks/<string:park>/points/entries", DESK, body=points_schemas.PostingSchema)
     def post_points(self, request, park):
-        entry = self.points.call("post", check_park_id(park), read_json(request),
+        entry = self.points.call("post", park, read_json(request),
                                  idempotency_key=idempotency_key(request, required=True))
         if entry.pop("approval_pending", False):  # the rule needs a second person: nothing posted yet
             entry.pop("created")
             return 202, entry
         return created_or_replayed(entry)
 
-    @route("GET", "/api/v1/parks/<string:park>/points/approvals", DESK)
+    @route("GET", "/api/v1/parks/<string:park>/points/approvals", DESK,
+           query={"status": ("string", "pending, approved, rejected"), "limit": ("integer", "")})
     def points_approvals(self, request, park):
-        approvals = self.points.call("approvals", check_park_id(park), status=request.args.get("status", "pending"),
+        approvals = self.points.call("approvals", park, status=request.args.get("status", "pending"),
                                      limit=int_arg(request, "limit", 100))
         return {"approvals": approvals, "count": len(approvals)}
 
-    @route("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/approve", ADMIN)
+    @route("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/approve", ADMIN,
+           body=points_schemas.DecisionSchema)
     def approve_points(self, request, park, approval_id):
-        return self.points.call("approve", check_park_id(park), approval_id, read_json(request))
+        return self.points.call("approve", park, approval_id, read_json(request))
 
-    @route("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/reject", ADMIN)
+    @route("POST", "/api/v1/parks/<string:park>/points/approvals/<path:approval_id>/reject", ADMIN,
+           body=points_schemas.DecisionSchema)
     def reject_points(self, request, park, approval_id):
-        return self.points.call("reject", check_park_id(park), approval_id, read_json(request))
+        return self.points.call("reject", park, approval_id, read_json(request))
 
-    @route("POST", "/api/v1/parks/<string:park>/points/entries/<path:entry_id>/reversal", ADMIN)
+    @route("POST", "/api/v1/parks/<string:park>/points/entries/<path:entry_id>/reversal", ADMIN,
+           body=points_schemas.ReversalSchema)
     def reverse_points(self, request, park, entry_id):
-        entry = self.points.call("reverse", check_park_id(park), entry_id, read_json(request))
+        entry = self.points.call("reverse", park, entry_id, read_json(request))
         return created_or_replayed(entry)
 
-    @route("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points", OWN_MEMBER)
+    @route("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points", OWN_MEMBER,
+           result=points_schemas.AccountViewSchema,
+           query={"kind": ("string", "discipline or service"), "year": ("integer", ""),
+                  "at": ("string", "ISO time: the balance then")})
     def member_points(self, request, park, member_id):
-        return self.points.call("account", check_park_id(park), member_id,
+        return self.points.call("account", park, member_id,
                                 kind=request.args.get("kind", "discipline"), year=int_arg(request, "year"),
                                 at=request.args.get("at"))
 
-    @route("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points/history", OWN_MEMBER)
+    @route("GET", "/api/v1/parks/<string:park>/members/<string:member_id>/points/history", OWN_MEMBER,
+           query={"kind": ("string", ""), "year": ("integer", ""), "limit": ("integer", "")})
     def member_points_history(self, request, park, member_id):
-        entries = self.points.call("history", check_park_id(park), member_id,
+        entries = self.points.call("history", park, member_id,
                                    kind=request.args.get("kind", "discipline"), year=int_arg(request, "year"),
                                    limit=int_arg(request, "limit", 50))
         return {"entries": entries, "count": len(entries)}
 
-    @route("POST", "/api/v1/parks/<string:park>/members/<string:member_id>/move", ADMIN)
+    @route("POST", "/api/v1/parks/<string:park>/members/<string:member_id>/move", ADMIN, body=points_schemas.MoveSchema)
     def move_member(self, request, park, member_id):
-        return self.points.call("move_member", check_park_id(park), member_id, read_json(request))
+        return self.points.call("move_member", park, member_id, read_json(request))
 
-    @route("GET", "/api/v1/parks/<string:park>/points/leaderboard", ALL)
+    @route("GET", "/api/v1/parks/<string:park>/points/leaderboard", ALL,
+           query={"kind": ("string", ""), "year": ("integer", ""), "limit": ("integer", "")})
     def points_leaderboard(self, request, park):
-        rows = self.points.call("leaderboard", check_park_id(park), kind=request.args.get("kind", "service"),
+        rows = self.points.call("leaderboard", park, kind=request.args.get("kind", "service"),
                                 year=int_arg(request, "year"), limit=int_arg(request, "limit", 20))
         return {"leaderboard": rows}
 
     @route("GET", "/api/v1/parks/<string:park>/points/rewards", ALL)
     def rewards(self, request, park):
-        return {"rewards": self.points.call("rewards", check_park_id(park))}
+        return {"rewards": self.points.call("rewards", park)}
 
-    @route("PUT", "/api/v1/parks/<string:park>/points/rewards/<string:code>", ADMIN)
+    @route("PUT", "/api/v1/parks/<string:park>/points/rewards/<string:code>", ADMIN, body=points_schemas.RewardSchema)
     def put_reward(self, request, park, code):
         body = read_json(request)
         if body.setdefault("code", code) != code:
             raise BadInput("the body names another reward than the path", {"code": ["must be {}".format(code)]})
-        return self.points.call("put_reward", check_park_id(park), body)
+        return self.points.call("put_reward", park, body)
 
-    @route("POST", "/api/v1/parks/<string:park>/points/redemptions", REDEEM)
+    @route("POST", "/api/v1/parks/<string:park>/points/redemptions", REDEEM, body=points_schemas.RedeemSchema)
     def redeem(self, request, park):
-        redemption = self.points.call("redeem", check_park_id(park), read_json(request),
+        redemption = self.points.call("redeem", park, read_json(request),
                                       idempotency_key=idempotency_key(request))
         return created_or_replayed(redemption)
 
     @route("POST", "/api/v1/parks/<string:park>/points/redemptions/<string:redemption_id>/confirm", DESK)
     def confirm_redemption(self, request, park, redemption_id):
-        return self.points.call("confirm_redemption", check_park_id(park), redemption_id,
+        return self.points.call("confirm_redemption", park, redemption_id,
                                 required(read_json(request), "actor"))
 
     @route("POST", "/api/v1/parks/<string:park>/points/redemptions/<string:redemption_id>/void", DESK)
     def void_redemption(self, request, park, redemption_id):
         body = read_json(request)
-        return self.points.call("void_redemption", check_park_id(park), redemption_id, required(body, "actor"),
+        return self.points.call("void_redemption", park, redemption_id, required(body, "actor"),
                                 body.get("reason") or "voided at the desk")
 
-    @route("POST", "/api/v1/parks/<string:park>/points/awards/<string:period>", ADMIN)
+    @route("POST", "/api/v1/parks/<string:park>/points/awards/<string:period>", ADMIN, query={"limit": ("integer", "")})
     def freeze_award(self, request, park, period):
-        return self.points.call("freeze_award", check_park_id(park), period, limit=int_arg(request, "limit", 10))
+        return self.points.call("freeze_award", park, period, limit=int_arg(request, "limit", 10))
 
 
 @functools.cache

@@ -92,6 +92,32 @@ def test_every_cross_park_attempt_is_refused_for_every_role_and_route(stack, api
     assert Api(stack.gateway_url, park=OTHER, key=stack.admin_key()).get("/needs/" + need_id).status_code == 404
 
 
+def test_every_route_naming_a_park_refuses_a_malformed_park_id_before_any_service(stack, api):
+    # The entrypoint checks the <park> of every route, public pages too, once: no handler
+    # repeats it, and none is reached with a park id the database would not take.
+    admin = stack.admin_key()
+    in_a_park = [r for r in ROUTES if "<string:park>" in r["path"]]
+    assert len(in_a_park) > 75
+    for route in in_a_park:
+        answer = call(api.root, route, path_of(route, "Not_A_Park!"), None if route["policy"].public else admin)
+        assert answer.status_code == 422, (route["method"], route["path"], answer.status_code, answer.text[:200])
+        assert "park_id" in answer.json()["error"]["fields"], (route["path"], answer.text[:200])
+
+
+def test_each_route_declares_its_body_query_and_result_once_and_the_document_says_so(stack):
+    # one declaration per route (gateway.service.route): the OpenAPI operation is made from it
+    spec = requests.get(stack.gateway_url + "/openapi.json", timeout=30).json()
+    for route in ROUTES:
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route["path"])
+        op = spec["paths"][path][route["method"].lower()]
+        if route["body"] is not None:
+            ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("." + route["body"].__name__[:-len("Schema")]), (route["name"], ref)
+        assert {p["name"] for p in op["parameters"] if p["in"] == "query"} == set(route["query"]), route["name"]
+        if route["page"]:
+            assert "text/html" in op["responses"]["200" if "200" in op["responses"] else "404"]["content"]
+
+
 def park_body(version, **changes):
     spec = park_files.load()["quanlinan"]
     body = dict(parksctl.desired(spec), name="徐圩新区产业邻里中心", version=version)
