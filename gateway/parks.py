@@ -12,7 +12,6 @@ service was sent is what the gateway validated with that service's own schema.
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from lamplight import fields as strict
-from lamplight.errors import BadInput
 from lamplight.parkconfig import ParkConfig
 from lamplight.registry import Published
 from services.needs.schemas import NeedsConfigSchema
@@ -58,7 +57,7 @@ class ParkSchema(Schema):
             if name == "points":
                 try:
                     points_domain.validate_catalogue(loaded["rules"])
-                except BadInput as exc:
+                except points_domain.PointsRuleError as exc:
                     errors[name] = {"rules": exc.fields}
         if errors:
             raise ValidationError(errors)

@@ -26,7 +26,7 @@ from nameko.messaging import Consumer, decode_from_headers
 from lamplight import logs, settings, topology
 from lamplight.clock import now_iso
 from lamplight.envelope import validate_envelope
-from lamplight.errors import LamplightError
+from lamplight.errors import DomainError, LamplightError
 from lamplight.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
 from lamplight.shapes import Envelope
 
@@ -103,7 +103,7 @@ class Subscribe(EventHandler):
         exc = exc_info[1]
         attempts = attempts_of(message) + 1
         reason = "{}: {}".format(type(exc).__name__, exc)[:1000]
-        if isinstance(exc, LamplightError) or attempts >= self.max_attempts:
+        if isinstance(exc, (LamplightError, DomainError)) or attempts >= self.max_attempts:
             self._park(message, reason, envelope["type"], attempts)
         else:
             self._retry(message, reason, envelope, attempts)

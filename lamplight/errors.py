@@ -70,6 +70,44 @@ class UnscopedQuery(LamplightError):
     code = "unscoped_query"
 
 
+class DomainError(Exception):
+    """A rule of a domain refused something. Each service's pure domain has one base of its
+    own deriving from this (no domain raises the API's errors): ``kind`` says which answer it
+    is — "bad_input" (the command cannot be right), "conflict" (it cannot be done in the state
+    things are in) or "not_found" — ``code`` which rule, ``fields`` what is wrong. It becomes
+    the API error of its kind in one place, where it leaves the service (:func:`api_error`:
+    the RPC entrypoint's reply, lamplight.rpc; an event handler's dead letter, lamplight.consuming)."""
+
+    kind = "bad_input"
+
+    def __init__(self, message: str, fields: dict[str, Any] | None = None, code: str | None = None,
+                 kind: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+        self.code = code
+        if kind is not None:
+            self.kind = kind
+        if self.kind not in _KINDS:
+            raise ValueError("a domain error is one of {}, not {!r}".format(", ".join(_KINDS), self.kind))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+_KINDS = {"bad_input": BadInput, "conflict": Conflict, "not_found": NotFound}
+
+
+def api_error(exc: DomainError) -> LamplightError:
+    """The API error a domain's refusal is answered with."""
+    error: LamplightError = _KINDS[exc.kind](exc.message, exc.fields, code=exc.code)
+    return error
+
+
+# what an entrypoint answers without it being a fault of the service (logged as a warning)
+EXPECTED = (BadInput, Conflict, NotFound, DomainError)
+
+
 def load_or_reject(schema: Schema, payload: Any, what: str) -> Any:
     """Load a command or event payload with its marshmallow schema, or raise
     BadInput naming every wrong field (``what`` says what was invalid)."""

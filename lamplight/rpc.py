@@ -35,6 +35,7 @@ from nameko.rpc import ReplyListener, Responder, RpcConsumer, ServiceRpc, get_rp
 from nameko.rpc import Rpc as NamekoRpc
 
 from lamplight import logs, settings
+from lamplight.errors import EXPECTED, DomainError, api_error
 from lamplight.metrics import RPC_EXPIRED, RPC_REPLIES_LOST
 
 _log = logs.get_logger(component="rpc")
@@ -68,6 +69,10 @@ class LightResponder(Responder):
 
 class LightRpcConsumer(RpcConsumer):
     def handle_result(self, message: Message, result: Any, exc_info: Any) -> tuple[Any, Any]:
+        if exc_info is not None and isinstance(exc_info[1], DomainError):
+            # a domain's refusal leaves the service as the API error of its kind, here and only here
+            error = api_error(exc_info[1])
+            exc_info = (type(error), error, exc_info[2])
         responder = LightResponder(self.amqp_uri, get_rpc_exchange(), message,
                                    ssl=config.get(AMQP_SSL_CONFIG_KEY),
                                    login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
@@ -116,6 +121,9 @@ class Rpc(CachedSignatureCheck, NamekoRpc):
     its key does not race a late copy of its own first attempt."""
 
     rpc_consumer = LightRpcConsumer()
+
+    def __init__(self, expected_exceptions: tuple[type[BaseException], ...] = EXPECTED, **kwargs: Any) -> None:
+        super().__init__(expected_exceptions=expected_exceptions, **kwargs)
 
     def handle_message(self, body: Any, message: Message) -> None:
         try:

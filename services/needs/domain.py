@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from lamplight.errors import DomainError
 from lamplight.ids import fingerprint
 from lamplight.logs import mask_string
 from lamplight.shapes import Config, Doc
@@ -78,12 +79,19 @@ ALLOWED_FROM = {
 COMMANDS = tuple(a for a in ALLOWED_FROM if a not in ("overdue", "supervise", "close_unevaluated"))
 
 
-class IllegalTransition(Exception):
+class NeedsRuleError(DomainError):
+    """What the needs rules refuse (lamplight.errors.DomainError)."""
+
+
+class IllegalTransition(NeedsRuleError):
+    kind = "conflict"
+
     def __init__(self, action: str, status: str) -> None:
         self.action, self.status = action, status
         self.allowed = allowed_actions(status)
         super().__init__("cannot {} a need that is {}; allowed now: {}".format(
-            action, status, ", ".join(self.allowed) or "nothing (it is final)"))
+            action, status, ", ".join(self.allowed) or "nothing (it is final)"),
+            {"status": [status], "allowed_actions": self.allowed}, code="illegal_transition")
 
 
 def allowed_actions(status: str) -> list[str]:
@@ -303,13 +311,9 @@ class Taxonomy:
         return grade["due_minutes"]
 
 
-class UnknownCode(ValueError):
+class UnknownCode(NeedsRuleError):
     """A category, item or grade the park's configuration does not have;
     ``fields`` names the field and lists what the park has."""
-
-    def __init__(self, message: str, fields: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.fields = fields
 
 
 def new_need(taxonomy: Taxonomy, park_id: str, need_id: str, submission: Doc, now: datetime,

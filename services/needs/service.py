@@ -7,7 +7,6 @@ evaluation and the three lists.
 """
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 from datetime import timezone
 
 from eventlet.semaphore import Semaphore
@@ -43,7 +42,6 @@ from services.needs.schemas import (
 )
 from services.needs.store import INDEXES, NeedsStore, parks_with_config, utcnow
 
-EXPECTED = (BadInput, Conflict, NotFound)
 SYSTEM = "system"
 SWEEP_BATCH = 500
 _submission = NeedSubmissionSchema()
@@ -83,7 +81,7 @@ class NeedsService:
                 dict(section, name=data["name"]), data["version"],
                 lambda body: load_or_reject(_config, body, "the needs section of park.configured"))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def set_config(self, park_id, payload):
         """Install the park's taxonomy, grades and supervision rules as the
         next version (the body's ``version`` is the current version + 1)."""
@@ -96,7 +94,7 @@ class NeedsService:
                 "categories": len(config["categories"]),
                 "items": sum(len(c["items"]) for c in config["categories"]), "grades": len(config["grades"])}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def config(self, park_id):
         return plain(self._taxonomy(NeedsStore(self.db, park_id)).config)
 
@@ -104,7 +102,7 @@ class NeedsService:
         return domain.Taxonomy(store.park_config.require())
 
     # intake -----------------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def submit(self, park_id, payload, idempotency_key=None):
         """Accept a need. The same idempotency key with the same body returns
         the need already accepted; with another body it is a Conflict."""
@@ -116,7 +114,7 @@ class NeedsService:
             failpoints.hit("needs.submit.after_write")
         return dict(_view.dump(need), created=created)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def submit_batch(self, park_id, payload, idempotency_key):
         """The needs of one liaison meeting from its minutes. Every need is
         validated before any is written; each has the key ``<key>#<n>``, so
@@ -131,7 +129,7 @@ class NeedsService:
             raw = dict({"channel": "liaison_meeting", "entered_by": batch["entered_by"]}, **raw)
             try:
                 submissions.append(self._validate(taxonomy, store, raw, "need {}".format(n)))
-            except BadInput as exc:
+            except (BadInput, domain.UnknownCode) as exc:
                 errors[str(n)] = exc.fields
         if errors:
             raise BadInput("{} of {} needs in the batch are not valid; nothing was written".format(
@@ -144,10 +142,9 @@ class NeedsService:
 
     def _validate(self, taxonomy, store, payload, what):
         submission = load_or_reject(_submission, payload, what)
-        with known_codes():
-            item = taxonomy.item(submission["category"], submission["item"])
-            if submission["grade"] is not None:
-                taxonomy.grade(submission["grade"])
+        item = taxonomy.item(submission["category"], submission["item"])
+        if submission["grade"] is not None:
+            taxonomy.grade(submission["grade"])
         try:
             submission["details"] = details_schema(store.park_id, taxonomy.config, item or {"code": "-"}).load(
                 submission["details"])
@@ -191,7 +188,7 @@ class NeedsService:
                       possible_duplicates=len(duplicates))
         return need, True
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def get(self, park_id, need_id):
         return _view.dump(self._need(NeedsStore(self.db, park_id), need_id))
 
@@ -202,7 +199,7 @@ class NeedsService:
         return need
 
     # the lifecycle ------------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def act(self, park_id, need_id, action, payload):
         """One lifecycle command on a need: triage, assign, start, wait,
         resume, escalate, release, resolve, evaluate, reopen, reject, cancel,
@@ -226,10 +223,9 @@ class NeedsService:
         if action == "triage":
             category = args.get("category") or need["category"]
             item_code = args["item"] if "item" in args else (need["item"] if category == need["category"] else None)
-            with known_codes():
-                item = taxonomy.item(category, item_code)
-                grade = args.get("grade") or (item or {}).get("default_grade") or need["grade"]
-                taxonomy.grade(grade)
+            item = taxonomy.item(category, item_code)
+            grade = args.get("grade") or (item or {}).get("default_grade") or need["grade"]
+            taxonomy.grade(grade)
             team, unit = taxonomy.routing(category, item)
             args.update(category=category, item=item_code, grade=grade, due_minutes=taxonomy.due_minutes(grade),
                         team=args.get("team") or team, unit=args.get("unit") or unit)
@@ -254,11 +250,7 @@ class NeedsService:
         def decide(need):
             args = build_args(need)
             at = utcnow()
-            try:
-                changes = domain.apply(need, action, args, at, need["submitted_at"])
-            except domain.IllegalTransition as exc:
-                raise Conflict(str(exc), {"status": [need["status"]], "allowed_actions": exc.allowed},
-                               code="illegal_transition")
+            changes = domain.apply(need, action, args, at, need["submitted_at"])
             entries = [domain.timeline_entry(at, action, args, need["status"], changes.get("status", need["status"]),
                                              actor, note)]
             after = dict(need, **changes, version=need["version"] + 1, updated_at=at)
@@ -334,9 +326,7 @@ class NeedsService:
             self._transition(store, task["need_id"], action, build, "dispatch", task.get("note"))
         except (_Skip, NotFound):
             NEEDS_SKIPPED_EVENTS.labels(park_id, envelope["type"]).inc()
-        except Conflict as exc:
-            if exc.code != "illegal_transition":
-                raise
+        except domain.IllegalTransition as exc:
             NEEDS_SKIPPED_EVENTS.labels(park_id, envelope["type"]).inc()
             self.log.warning("need.dispatch_event_skipped", need_id=task["need_id"], type=envelope["type"],
                              reason=str(exc))
@@ -354,7 +344,7 @@ class NeedsService:
             except Exception as exc:  # one park's trouble must not stop the others' sweep
                 self.log.error("needs.sweep_failed", park_id=park_id, error=str(exc))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def sweep(self, park_id):
         """Run the time-limit sweep of one park now (the timer runs it every
         NEEDS_SWEEP_INTERVAL_S for every park)."""
@@ -399,7 +389,7 @@ class NeedsService:
             with _HEAD_LOCKS[envelope["parkid"]]:
                 store.merge_wall_head(entry)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def wall(self, park_id, status=None, category=None, before=None, limit=20):
         """The public echo wall of a park, newest change first. The first
         page without filters is the park's head document and the lines it
@@ -410,8 +400,7 @@ class NeedsService:
         if status is not None and status not in domain.STATUSES:
             raise BadInput("unknown status {}".format(status), {"status": ["one of: " + ", ".join(domain.STATUSES)]})
         if category is not None:
-            with known_codes():
-                taxonomy.category(category)
+            taxonomy.category(category)
         if not isinstance(limit, int) or not 1 <= limit <= 100:
             raise BadInput("limit is 1-100", {"limit": [str(limit)]})
         after_need = None
@@ -433,7 +422,7 @@ class NeedsService:
         return {"park_id": park_id, "entries": [domain.wall_view(line, now, taxonomy) for line in lines],
                 "next_before": _cursor(last) if last else None}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def wall_entry(self, park_id, need_id):
         store = NeedsStore(self.db, park_id)
         taxonomy = self._taxonomy(store)
@@ -442,7 +431,7 @@ class NeedsService:
             raise NotFound("no public need {} on the wall of {}".format(need_id, park_id), {"need_id": ["unknown"]})
         return domain.wall_view(line, utcnow(), taxonomy)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def follow(self, park_id, need_id, payload, following=True):
         """A worker follows (or stops following) a public need to get its updates."""
         data = load_or_reject(_follow, payload, "the follower")
@@ -456,12 +445,12 @@ class NeedsService:
             changed = staged.written = store.set_following(need_id, data["follower_id"], following, staged.update())
         return {"need_id": need_id, "follower_id": data["follower_id"], "following": following, "changed": changed}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def followers(self, park_id, need_id):
         return NeedsStore(self.db, park_id).followers_of(need_id)
 
     # the three lists ----------------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def put_resource(self, park_id, code, payload):
         store = NeedsStore(self.db, park_id)
         taxonomy = self._taxonomy(store)
@@ -469,7 +458,7 @@ class NeedsService:
         _check_items(taxonomy, resource["items"])
         return _listing(store.put_listing("resources", code_or_reject(code), resource))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def put_project(self, park_id, code, payload):
         store = NeedsStore(self.db, park_id)
         taxonomy = self._taxonomy(store)
@@ -482,7 +471,7 @@ class NeedsService:
                 "unknown; this park's resources are: " + (", ".join(sorted(known)) or "none yet")]})
         return _listing(store.put_listing("projects", code_or_reject(code), project))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def lists(self, park_id):
         """The three lists of a park: needs by item, resources, service projects."""
         store = NeedsStore(self.db, park_id)
@@ -492,7 +481,7 @@ class NeedsService:
                                   [_listing(p) for p in store.listings("projects")])
 
     # statistics -------------------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def statistics(self, park_id):
         store = NeedsStore(self.db, park_id)
         taxonomy = self._taxonomy(store)
@@ -526,14 +515,6 @@ def _sweep_args(need, action, level, taxonomy, now):
         raise _Skip()
     return {"level": level}
 
-
-@contextmanager
-def known_codes():
-    """A code the park's configuration does not have is bad input."""
-    try:
-        yield
-    except domain.UnknownCode as exc:
-        raise BadInput(str(exc), exc.fields)
 
 
 def _check_items(taxonomy, items):

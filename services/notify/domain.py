@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import StrictUndefined, Template, TemplateError, pass_context
 from jinja2.sandbox import SandboxedEnvironment
 
+from lamplight.errors import DomainError
 from lamplight.shapes import Config, Doc
 
 INAPP = "inapp"
@@ -47,11 +48,9 @@ Span = tuple[datetime, datetime]  # [start, end)
 NIGHT_CORE = (time(0, 0), time(5, 0))
 
 
-class NotifyRuleError(Exception):
-    def __init__(self, message: str, fields: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fields = fields or {}
+class NotifyRuleError(DomainError):
+    """What the notify rules refuse: a template that does not parse or render
+    (lamplight.errors.DomainError, bad input)."""
 
 
 @dataclass(frozen=True)

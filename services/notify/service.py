@@ -49,7 +49,6 @@ from services.notify.schemas import (
 )
 from services.notify.store import INDEXES, PARTITIONED, PROFILE_FIELDS, NotifyStore, chunks
 
-EXPECTED = (BadInput, Conflict, NotFound)
 _config = NotifyConfigSchema()
 # park -> when this process last counted its pending sends (NOTIFY_PENDING_GAUGE_S)
 _PENDING_COUNTED = {}
@@ -123,7 +122,7 @@ class NotifyService:
             NotifyStore(self.db, envelope["parkid"]).config.project(
                 section, data["version"], self._load_config)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def set_config(self, park_id, payload):
         """The park's channels (provider endpoints and credentials), quiet
         hours, digest time, retries and rate limits, as the next version."""
@@ -139,7 +138,7 @@ class NotifyService:
         config["channels"] = {k: v for k, v in config["channels"].items() if v}
         return config
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def config(self, park_id):
         config = plain(NotifyStore(self.db, park_id).config.require())
         for settings_ in config.get("channels", {}).values():  # credentials are written, never read back
@@ -153,14 +152,14 @@ class NotifyService:
         return dict(config, park_id=store.park_id) if config else _default_config(store.park_id)
 
     # recipients --------------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def put_recipient(self, park_id, recipient_id, payload):
         profile = load_or_reject(_import, dict(payload or {}, id=recipient_id), "the recipient")
         recipient_id = profile.pop("id")
         NotifyStore(self.db, park_id).put_recipient(recipient_id, profile, utcnow())
         return self._recipient_view(recipient_id, profile)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def get_recipient(self, park_id, recipient_id):
         profile = NotifyStore(self.db, park_id).recipient(recipient_id)
         if profile is None:
@@ -174,7 +173,7 @@ class NotifyService:
         view["id"] = recipient_id
         return view
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def import_recipients(self, park_id, payload):
         """Many profiles at once (an HR roster, a dormitory list): new ones are
         added, ones already there are left as they are and listed."""
@@ -199,7 +198,7 @@ class NotifyService:
                 "existing_count": len(existing)}
 
     # templates ---------------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def put_template(self, park_id, key, locale, payload):
         """A park's own template for one kind of notice and locale, refused
         now if it would not render (an unknown variable, a syntax error, an
@@ -208,20 +207,17 @@ class NotifyService:
         data = load_or_reject(_template, payload, "the template")
         if locale not in domain.LOCALES:
             raise BadInput("no locale {}".format(locale), {"locale": ["one of " + ", ".join(domain.LOCALES)]})
-        try:
-            title, body = domain.check_template(key, data["title"], data["body"])
-        except domain.NotifyRuleError as exc:
-            raise BadInput("template {} ({}) is refused: {}".format(key, locale, exc.message), exc.fields)
+        title, body = domain.check_template(key, data["title"], data["body"])
         NotifyStore(self.db, park_id).put_template(key, locale, data["title"], data["body"], utcnow())
         return {"key": key, "locale": locale, "preview": {"title": title, "body": body}}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def delete_template(self, park_id, key, locale):
         if not NotifyStore(self.db, park_id).delete_template(key, locale):
             raise NotFound("park {} has no template of its own for {} ({})".format(park_id, key, locale))
         return {"key": key, "locale": locale, "deleted": True}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def templates(self, park_id):
         overrides = NotifyStore(self.db, park_id).overrides()
         out = []
@@ -232,7 +228,7 @@ class NotifyService:
                             "own": (key, locale) in overrides})
         return {"park_id": park_id, "templates": out}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def preview(self, park_id, payload):
         """Render a template (the park's, the default, or the one given) with
         the kind's example data or the data given."""
@@ -240,11 +236,8 @@ class NotifyService:
         data = load_or_reject(_preview, payload, "the preview")
         title, body = domain.template_for(data["key"], data["locale"], store.overrides())
         tz = domain.zone(self._config(store)["timezone"])
-        try:
-            title, body = domain.render(data["title"] or title, data["body"] or body,
-                                        data["data"] if data["data"] is not None else domain.EXAMPLES[data["key"]], tz)
-        except domain.NotifyRuleError as exc:
-            raise BadInput("the template does not render: {}".format(exc.message), exc.fields)
+        title, body = domain.render(data["title"] or title, data["body"] or body,
+                                    data["data"] if data["data"] is not None else domain.EXAMPLES[data["key"]], tz)
         return {"title": title, "body": body}
 
     # events in -----------------------------------------------------------------------------
@@ -356,7 +349,7 @@ class NotifyService:
                                                                data["following"], utcnow())
 
     # broadcasts --------------------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def broadcast(self, park_id, payload, idempotency_key=None):
         """Accept a broadcast (written, with its broadcast.requested event in
         the same document); the fan-out follows from that event."""
@@ -381,7 +374,7 @@ class NotifyService:
             return dict(self._broadcast_view(saved), created=False)
         return dict(self._broadcast_view(saved), created=True)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def get_broadcast(self, park_id, broadcast_id):
         doc = NotifyStore(self.db, park_id).broadcast(broadcast_id)
         if doc is None:
@@ -470,7 +463,7 @@ class NotifyService:
             self.log.error("notify.send_loop_failed", park_id=park_id, error="{}: {}".format(
                 type(exc).__name__, exc))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def send_due(self, park_id):
         """Send what is due in one park now (the loop does it every NOTIFY_TICK_S)."""
         return self._send_due(NotifyStore(self.db, park_id))
@@ -729,20 +722,20 @@ class NotifyService:
         return finished
 
     # reading -------------------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def inbox(self, park_id, recipient_id, unread_only=False, limit=50):
         if not isinstance(limit, int) or not 1 <= limit <= 200:
             raise BadInput("limit must be 1 to 200", {"limit": ["must be an integer from 1 to 200"]})
         notices = NotifyStore(self.db, park_id).inbox(recipient_id, bool(unread_only), limit)
         return [_notice_view.dump(n) for n in notices]
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def mark_read(self, park_id, recipient_id, notice_id):
         if not NotifyStore(self.db, park_id).mark_read(recipient_id, notice_id):
             raise NotFound("no notice {} for {}".format(notice_id, recipient_id))
         return {"id": notice_id, "read": True}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def deliveries(self, park_id, recipient_id=None, source_id=None, notice_id=None, limit=200):
         """The delivery log of a recipient, of an event (or broadcast), or of one notice."""
         query = {k: v for k, v in (("recipient_id", recipient_id), ("source_id", source_id),

@@ -18,7 +18,7 @@ account document in the database is a cache of it.
 from datetime import datetime, timedelta
 from typing import Any
 
-from lamplight.errors import BadInput, Conflict
+from lamplight.errors import DomainError
 from lamplight.ledger import GENESIS, seal
 from lamplight.shapes import Doc
 
@@ -44,6 +44,20 @@ DEFAULT_HOLD_TIMEOUT = timedelta(minutes=30)
 
 INSUFFICIENT_POINTS = "insufficient_points"
 CAP_REACHED = "cap_reached"
+
+
+class PointsRuleError(DomainError):
+    """What the points rules refuse (lamplight.errors.DomainError)."""
+
+
+class PointsInvalid(PointsRuleError):
+    """A command that cannot be right: a catalogue that is not valid, an entry that cannot be reversed."""
+
+
+class PointsRefused(PointsRuleError):
+    """A command the accounts refuse as they are: a cap reached, too few points, a closed reward."""
+
+    kind = "conflict"
 
 
 # --- accounts -------------------------------------------------------------------
@@ -88,7 +102,7 @@ def counters_after(counters: dict[str, Any], rule: Doc, amount: int, at: datetim
         total = used + abs(amount)
         cap = (rule.get("caps") or {}).get(name)
         if cap is not None and total > cap:
-            raise Conflict("rule {} allows {} points a {}; {} are used".format(rule["code"], cap, name, used),
+            raise PointsRefused("rule {} allows {} points a {}; {} are used".format(rule["code"], cap, name, used),
                            {"rule_code": ["{} cap of {} reached".format(name, cap)], "available": cap - used},
                            code=CAP_REACHED)
         updated[name], updated[name + "_key"] = total, key
@@ -109,7 +123,7 @@ def validate_catalogue(rules: list[Doc]) -> list[Doc]:
             if cap is not None and cap < abs(rule["points"]):
                 errors.setdefault(str(i), []).append("{} cap {} is below one posting".format(name, cap))
     if errors:
-        raise BadInput("the rule catalogue is not valid", errors)
+        raise PointsInvalid("the rule catalogue is not valid", errors)
     return rules
 
 
@@ -158,7 +172,7 @@ def next_entry(account: Doc, *, kind: str, amount: int, at: datetime, idempotenc
     balance_after = account["balance"] + amount
     held_after = account["held"] + held_delta
     if account["kind"] == SERVICE and (balance_after < 0 or held_after < 0):
-        raise Conflict(
+        raise PointsRefused(
             "{} points are available, {} are needed".format(account["balance"], -amount),
             {"amount": ["more than the {} points available".format(account["balance"])],
              "available": account["balance"]}, code=INSUFFICIENT_POINTS)
@@ -180,7 +194,7 @@ def next_entry(account: Doc, *, kind: str, amount: int, at: datetime, idempotenc
 def reversal_of(original: Doc) -> int:
     """Amount and held change that undo ``original``."""
     if original["kind"] not in (POSTING, OPENING, TRANSFER_IN):
-        raise BadInput("a {} entry cannot be reversed".format(original["kind"]),
+        raise PointsInvalid("a {} entry cannot be reversed".format(original["kind"]),
                        {"entry_id": ["only postings, openings and transfers in can be reversed"]})
     return -original["amount"]
 
@@ -197,17 +211,17 @@ def event_type_for(entry: Doc) -> str:
 def check_redemption_transition(redemption: Doc, target: str) -> None:
     allowed = REDEMPTION_TRANSITIONS[redemption["status"]]
     if target not in allowed:
-        raise Conflict("redemption {} is {}; it can go to {}".format(
+        raise PointsRefused("redemption {} is {}; it can go to {}".format(
             redemption["_id"], redemption["status"], ", ".join(allowed) or "nothing"),
             {"status": ["allowed: {}".format(", ".join(allowed) or "none")]})
 
 
 def check_reward_open(reward: Doc, at: datetime) -> None:
     if reward.get("window_start") and at < reward["window_start"]:
-        raise Conflict("reward {} opens at {}".format(reward["code"], reward["window_start"].isoformat()),
+        raise PointsRefused("reward {} opens at {}".format(reward["code"], reward["window_start"].isoformat()),
                        {"reward_code": ["not yet open"]})
     if reward.get("window_end") and at >= reward["window_end"]:
-        raise Conflict("reward {} closed at {}".format(reward["code"], reward["window_end"].isoformat()),
+        raise PointsRefused("reward {} closed at {}".format(reward["code"], reward["window_end"].isoformat()),
                        {"reward_code": ["closed"]})
 
 
@@ -219,7 +233,7 @@ def half_year(period: str) -> tuple[datetime, datetime]:
         if half not in ("H1", "H2") or not 2000 <= year <= 2100:
             raise ValueError
     except ValueError:
-        raise BadInput("period must look like 2026H1 or 2026H2", {"period": ["not a half-year"]})
+        raise PointsInvalid("period must look like 2026H1 or 2026H2", {"period": ["not a half-year"]})
     from datetime import timezone
     start = datetime(year, 1 if half == "H1" else 7, 1, tzinfo=timezone.utc)
     end = datetime(year, 7, 1, tzinfo=timezone.utc) if half == "H1" else datetime(year + 1, 1, 1, tzinfo=timezone.utc)

@@ -8,7 +8,7 @@ from nameko.timer import timer
 
 from lamplight import ids, logs
 from lamplight.consuming import subscribe
-from lamplight.errors import BadInput, Conflict, NotFound, load_or_reject, time_or_reject
+from lamplight.errors import BadInput, Conflict, load_or_reject, time_or_reject
 from lamplight.ids import new_id
 from lamplight.observability import Observability
 from lamplight.parkconfig import editable
@@ -35,7 +35,6 @@ from services.points.schemas import (
 )
 from services.points.store import INDEXES, PointsStore, parks_with_expired_redemptions, utcnow
 
-EXPECTED = (BadInput, Conflict, NotFound)
 SYSTEM = "system"
 _catalogue = CatalogueSchema()
 _posting = PostingSchema()
@@ -133,7 +132,7 @@ class PointsService:
             key, {"reverse": original["_id"], "actor": actor, "reason": reason})
 
     # the rule catalogue --------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def set_catalogue(self, park_id, payload):
         data = load_or_reject(_catalogue, editable(payload), "the rule catalogue")
         rules = domain.validate_catalogue(data["rules"])
@@ -159,7 +158,7 @@ class PointsService:
         else:
             store.replace_catalogue(rules, loaded["star_thresholds"], current["version"], park_version=data["version"])
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def catalogue(self, park_id):
         doc = PointsStore(self.db, park_id).catalogue()
         return {"version": doc["version"], "rules": doc["rules"], "star_thresholds": doc.get("star_thresholds"),
@@ -174,7 +173,7 @@ class PointsService:
         return rules[code]
 
     # manual postings and reversals -------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def post(self, park_id, payload, idempotency_key=None):
         data = load_or_reject(_posting, payload, "the posting")
         store = PointsStore(self.db, park_id)
@@ -202,13 +201,13 @@ class PointsService:
                            {"idempotency_key": ["reused with a different body"]})
         return dict(_approval_view.dump(approval), approval_pending=True, created=created)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def approvals(self, park_id, status="pending", limit=100):
         if status not in ("pending", "approved", "rejected") or not isinstance(limit, int) or not 1 <= limit <= 500:
             raise BadInput("status is pending, approved or rejected; limit 1-500", {"status": [status]})
         return [_approval_view.dump(a) for a in PointsStore(self.db, park_id).approvals_with(status, limit)]
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def approve(self, park_id, approval_id, payload):
         """Post what was requested. Asking again returns the same entry."""
         decision = load_or_reject(_decision, payload, "the approval")
@@ -229,7 +228,7 @@ class PointsService:
                                             "decided_at": utcnow(), "entry_id": entry["_id"]})
         return _entry_view.dump(entry)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def reject(self, park_id, approval_id, payload):
         decision = load_or_reject(_decision, payload, "the rejection")
         store = PointsStore(self.db, park_id)
@@ -243,7 +242,7 @@ class PointsService:
                            {"status": [approval["status"]]})
         return _approval_view.dump(approval)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def reverse(self, park_id, entry_id, payload):
         data = load_or_reject(_reversal, payload, "the reversal")
         store = PointsStore(self.db, park_id)
@@ -277,7 +276,7 @@ class PointsService:
                 self._post(store, member_id=source["member_id"], rule=rule, amount=amount, key=key,
                            body={"event": envelope["id"], "rule": rule["code"], "amount": amount},
                            actor=SYSTEM, reason="{} ({})".format(rule["name"], envelope["type"]), metadata=metadata)
-            except Conflict as exc:
+            except domain.PointsRefused as exc:
                 if exc.code != domain.CAP_REACHED:
                     raise
                 POINTS_SKIPPED.labels(park_id, envelope["type"], "cap_reached").inc()
@@ -304,7 +303,7 @@ class PointsService:
                               {"source_event_id": envelope["id"], "need_id": source["need_id"]})
 
     # reading -----------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def account(self, park_id, member_id, kind=domain.DISCIPLINE, year=None, at=None):
         if kind not in domain.ACCOUNT_KINDS:
             raise BadInput("kind must be discipline or service", {"kind": ["one of discipline, service"]})
@@ -328,7 +327,7 @@ class PointsService:
             view["warning"] = domain.warning_level(account["balance"])
         return _account_view.dump(view)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def history(self, park_id, member_id, kind=domain.DISCIPLINE, year=None, limit=50, include_previous_parks=True):
         if not isinstance(limit, int) or not 1 <= limit <= 500:
             raise BadInput("limit must be 1 to 500", {"limit": ["1-500"]})
@@ -343,7 +342,7 @@ class PointsService:
             park = member.get("moved_from") if member else None
         return [_entry_view.dump(e) for e in rows]
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def leaderboard(self, park_id, kind=domain.SERVICE, year=None, limit=20):
         if kind not in domain.ACCOUNT_KINDS or not isinstance(limit, int) or not 1 <= limit <= 200:
             raise BadInput("kind is discipline or service, limit 1-200", {"kind": [kind], "limit": [limit]})
@@ -351,7 +350,7 @@ class PointsService:
         return [{"rank": i + 1, "member_id": r["member_id"], "balance": r["balance"]} for i, r in enumerate(rows)]
 
     # rewards and redemption ------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def put_reward(self, park_id, payload):
         data = load_or_reject(_reward, payload, "the reward")
         if data["window_start"] and data["window_end"] and data["window_end"] <= data["window_start"]:
@@ -359,12 +358,12 @@ class PointsService:
         reward = PointsStore(self.db, park_id).put_reward(data)
         return {k: reward[k] for k in ("code", "name", "cost", "stock")}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def rewards(self, park_id):
         return [{k: r.get(k) for k in ("code", "name", "cost", "stock")} for r in PointsStore(self.db,
                                                                                               park_id).list_rewards()]
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def redeem(self, park_id, payload, idempotency_key=None):
         """Hold the points and a unit of stock; the redemption is then confirmed
         or voided (voided by itself when its hold times out)."""
@@ -395,14 +394,14 @@ class PointsService:
                 acc, kind=domain.HOLD, amount=-reward["cost"], held_delta=reward["cost"], at=utcnow(),
                 idempotency_key=key, actor=data["member_id"], reason="redeem " + reward["code"],
                 metadata={"redemption_id": rid, "reward_code": reward["code"]}), key, {"hold": rid})
-        except Conflict:
+        except (Conflict, domain.PointsRuleError):
             store.return_stock(reward["code"], rid)
             store.set_redemption(rid, ["pending"], {"status": domain.VOIDED, "reason": "insufficient points"})
             raise
         held = store.set_redemption(rid, ["pending"], {"status": domain.HELD})
         return dict(_redemption_view.dump(held or store.redemption(rid)), created=created)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def confirm_redemption(self, park_id, redemption_id, actor):
         store = PointsStore(self.db, park_id)
         redemption = store.redemption(redemption_id)
@@ -419,7 +418,7 @@ class PointsService:
         done = store.set_redemption(redemption_id, [domain.HELD], {"status": domain.CONFIRMED, "confirmed_by": actor})
         return _redemption_view.dump(done or store.redemption(redemption_id))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def void_redemption(self, park_id, redemption_id, actor, reason="voided"):
         store = PointsStore(self.db, park_id)
         redemption = store.redemption(redemption_id)
@@ -450,7 +449,7 @@ class PointsService:
                 self._release(store, redemption, SYSTEM, "hold timed out")
 
     # awards and moves --------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def freeze_award(self, park_id, period, limit=10):
         """The half-year's excellent-volunteer ranking, computed once from the
         ledger and frozen; asking again returns the same snapshot."""
@@ -472,7 +471,7 @@ class PointsService:
             "excluded_not_eligible": sorted(m for m, ok in eligibility.items() if not ok)})
         return _award_view(snapshot)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def move_member(self, park_id, member_id, payload):
         """Move a member's balances to another park; the history stays and
         is followed from the new park."""

@@ -108,7 +108,7 @@ class PointsStore:
             account = self.account(*account_ref, roll=attempt > 0)
             try:
                 entry = build(account)
-            except Conflict:
+            except (Conflict, domain.PointsRuleError):
                 # a replay of a posting that a cap or the balance would refuse
                 # now must still get its first entry back
                 if self.find_by_key(idempotency_key) is not None:

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from lamplight.errors import DomainError
 from lamplight.shapes import Config, Doc
 
 RESPONDER_KINDS = ("volunteer", "unit")
@@ -57,14 +58,13 @@ TASK_ACTIONS = {
 VISIT_PLANNED, VISIT_DONE, VISIT_MISSED = "planned", "done", "missed"
 
 
-class RuleBroken(Exception):
-    """A command the rules refuse. ``code`` says which rule; ``fields``
-    name what is wrong."""
+class RuleBroken(DomainError):
+    """A command the rules refuse (lamplight.errors.DomainError): ``code``
+    says which rule, ``fields`` what is wrong. An action that does not
+    exist is bad input; anything else conflicts with the task's state."""
 
     def __init__(self, message: str, code: str, fields: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.fields = fields or {}
+        super().__init__(message, fields, code=code, kind="bad_input" if code == "unknown_action" else "conflict")
 
 
 # time ---------------------------------------------------------------------------------

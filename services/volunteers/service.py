@@ -57,7 +57,6 @@ from services.volunteers.schemas import (
 )
 from services.volunteers.store import INDEXES, PARTITIONED, VolunteersStore, parks_with, utcnow
 
-EXPECTED = (BadInput, Conflict, NotFound)
 SWEEP_BATCH = 500
 SYSTEM = "system"
 _config = VolunteersConfigSchema()
@@ -107,7 +106,7 @@ class VolunteersService:
                 section, data["version"],
                 lambda body: load_or_reject(_config, body, "the volunteers section of park.configured"))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def set_config(self, park_id, payload):
         """Install the park's teams, skills, zones and dispatch rules as the
         next version (the body's ``version`` is the current version + 1)."""
@@ -117,7 +116,7 @@ class VolunteersService:
         return {"park_id": park_id, "version": version, "unchanged": unchanged, "teams": len(config["teams"]),
                 "skills": len(config["skills"]), "zones": len(config["zones"])}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def config(self, park_id):
         return plain(self._config(VolunteersStore(self.db, park_id)))
 
@@ -125,7 +124,7 @@ class VolunteersService:
         return store.park_config.require()
 
     # responders ----------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def register_responder(self, park_id, payload):
         data = load_or_reject(_registration, payload, "the responder")
         store = VolunteersStore(self.db, park_id)
@@ -146,7 +145,7 @@ class VolunteersService:
             return dict(_responder_view.dump(existing), created=False)
         return dict(_responder_view.dump(responder), created=True)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def get_responder(self, park_id, responder_id):
         return _responder_view.dump(self._responder(VolunteersStore(self.db, park_id), responder_id))
 
@@ -157,7 +156,7 @@ class VolunteersService:
                            {"responder_id": ["unknown"]})
         return responder
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def set_roster(self, park_id, responder_id, payload):
         """Replace a responder's weekly shifts, leave and extra shifts."""
         roster = load_or_reject(_roster, payload, "the roster")
@@ -168,7 +167,7 @@ class VolunteersService:
         self._change_responder(store, dict(responder, **fields), fields, "roster")
         return _responder_view.dump(dict(responder, **fields))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def set_active(self, park_id, responder_id, payload):
         """Pause a responder (no offers while paused) or make them active again."""
         data = load_or_reject(_pause, payload, "the pause")
@@ -189,7 +188,7 @@ class VolunteersService:
                                park_id=responder["park_id"], subject=responder["_id"],
                                data=_volunteer_event.dump(dict(responder, change=change)))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def on_duty(self, park_id, at=None, team=None):
         """Who is on duty in the park at ``at`` (default now): one lookup of
         that hour of the week in the duty index, then the exact minute,
@@ -316,7 +315,7 @@ class VolunteersService:
             store.free_slot(holder, own)  # the holder's cap counts open tasks only
 
     # claiming and the task lifecycle ---------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def act(self, park_id, task_id, action, payload):
         """claim, decline, start, complete, release, request_takeover or
         answer_takeover, by the responder named in the body."""
@@ -339,7 +338,7 @@ class VolunteersService:
 
         def change(task, at):
             asked["by"] = (task.get("takeover") or {}).get("responder_id")
-            changed, types = _rules(domain.transition, task, action, args, at, config)
+            changed, types = domain.transition(task, action, args, at, config)
             types = _about(types, changed, who)
             if action == "release":  # offered again at once, to others
                 types += self._offer_round(store, config, changed, at, "released")
@@ -374,7 +373,7 @@ class VolunteersService:
         args = dict(command, member_id=responder.get("member_id"))
 
         def claim(task, at):
-            changed, types = _rules(domain.transition, task, "claim", args, at, config)
+            changed, types = domain.transition(task, "claim", args, at, config)
             withdrawn = [rid for rid, o in changed["offers"].items() if o["status"] == domain.OFFER_WITHDRAWN
                          and task["offers"][rid]["status"] == domain.OFFER_LIVE]
             return changed, _about(types, changed, responder["_id"]) + [
@@ -394,7 +393,7 @@ class VolunteersService:
                            {"responder_id": ["at the cap"]}, code="cap_reached")
         requester = {"responder_id": responder["_id"], "member_id": responder.get("member_id")}
         def ask(task, at):
-            changed, types = _rules(domain.request_takeover, task, requester, at, config)
+            changed, types = domain.request_takeover(task, requester, at, config)
             return changed, _about(types, changed, responder["_id"])
         try:
             return self._change_task(store, config, task_id, ask)
@@ -430,11 +429,11 @@ class VolunteersService:
             TASK_TRANSITIONS.labels(store.park_id, event_type).inc()
         return after
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def get_task(self, park_id, task_id):
         return _task_view.dump(self._task(VolunteersStore(self.db, park_id), task_id))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def tasks_of(self, park_id, responder_id):
         """What a responder holds and what is offered to them now."""
         store = VolunteersStore(self.db, park_id)
@@ -444,7 +443,7 @@ class VolunteersService:
                    if t["offers"].get(responder_id, {}).get("status") == domain.OFFER_LIVE]
         return {"held": [_task_view.dump(t) for t in held], "offered": [_task_view.dump(t) for t in offered]}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def wishes(self, park_id, limit=50):
         """The public wish list: micro-wishes nobody has claimed yet."""
         if not isinstance(limit, int) or not 1 <= limit <= 200:
@@ -468,7 +467,7 @@ class VolunteersService:
             except Exception as exc:  # one park's trouble must not stop the others' sweep
                 self.log.error("volunteers.sweep_failed", park_id=park_id, error=str(exc))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def sweep(self, park_id):
         """Run the sweep of one park now (the timer runs it every
         VOLUNTEERS_SWEEP_INTERVAL_S for every park)."""
@@ -545,7 +544,7 @@ class VolunteersService:
         return [("task.escalated", None, "night_squad")] + [("task.offered", r["_id"], "night_squad") for r in fresh]
 
     # visit plans: the six must-visits ----------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def put_household(self, park_id, code, payload):
         store = VolunteersStore(self.db, park_id)
         config = self._config(store)
@@ -562,7 +561,7 @@ class VolunteersService:
             raise BadInput("no responder with ref {}".format(data["visitor_ref"]), {"visitor_ref": ["unknown"]})
         return _plain(store.put_household(code, data))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def generate_visits(self, park_id, month=None):
         """The month's visit to every active household (default: this month
         in the park's time zone). Running it again adds only what is missing."""
@@ -611,7 +610,7 @@ class VolunteersService:
             data = _visit_event.dump(dict(visit, at=at))
         return self.events.new(event_type, park_id=visit["park_id"], subject=visit["visit_id"], data=data)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def visit_proof(self, park_id, visit_id, payload):
         """Proof of a visit: when, what was found, a photo reference, the place."""
         proof = load_or_reject(_proof, payload, "the proof of visit")
@@ -687,7 +686,7 @@ class VolunteersService:
                 ("visit.escalated", rung)]
         return self._change_visit(store, visit_id, supervise)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def close_month(self, park_id, month):
         """Close a month whose grace is over: the visits nobody proved are
         missed (each published as visit.missed, which the points service may
@@ -731,7 +730,7 @@ class VolunteersService:
                 pass
         return missed
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def visits(self, park_id, month=None, status=None):
         store = VolunteersStore(self.db, park_id)
         self._config(store)
@@ -745,7 +744,7 @@ class VolunteersService:
                 "visits": [_visit_view.dump(v) for v in visits]}
 
     # emergency mode --------------------------------------------------------------------------
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def switch_mode(self, park_id, payload):
         """平战转换: switch the park to emergency mode or back to normal."""
         data = load_or_reject(_switch, payload, "the switch")
@@ -767,13 +766,13 @@ class VolunteersService:
                                   conflict=Conflict("the mode of {} kept changing".format(park_id),
                                                     {"mode": ["changed concurrently"]}))
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def mode(self, park_id):
         store = VolunteersStore(self.db, park_id)
         self._config(store)
         return _emergency_view(store.emergency())
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def call_out(self, park_id, payload, idempotency_key=None):
         """A call-out in emergency mode reaches the emergency squad and
         everyone on duty now: one emergency.called_out per person, each in
@@ -807,7 +806,7 @@ class VolunteersService:
                 "squad": sum(1 for r in why.values() if r == "squad"),
                 "on_duty": sum(1 for r in why.values() if r == "on_duty")}
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def reply(self, park_id, callout_id, payload):
         data = load_or_reject(_reply, payload, "the reply")
         store = VolunteersStore(self.db, park_id)
@@ -826,7 +825,7 @@ class VolunteersService:
                                           staged.update())
         return self.callout(park_id, callout_id)
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def callout(self, park_id, callout_id):
         store = VolunteersStore(self.db, park_id)
         callout = store.get_callout(callout_id)
@@ -852,13 +851,6 @@ def _about(types, task, who):
     return [(t, task["holder"]["responder_id"] if t == "task.transferred" else who, None) for t in types]
 
 
-def _rules(fn, *args):
-    try:
-        return fn(*args)
-    except domain.RuleBroken as exc:
-        if exc.code in ("unknown_action",):
-            raise BadInput(str(exc), exc.fields)
-        raise Conflict(str(exc), exc.fields, code=exc.code)
 
 
 def _on_duty_now(store, at, tz, teams=None):

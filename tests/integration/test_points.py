@@ -7,7 +7,7 @@ from nameko import config
 from nameko.testing.services import entrypoint_hook
 
 from lamplight.envelope import new_event
-from lamplight.errors import BadInput, Conflict
+from lamplight.errors import BadInput, Conflict, DomainError, api_error
 from lamplight_tools import cli
 from services.points import domain
 from services.points.service import PointsService
@@ -42,8 +42,13 @@ def points(container_factory, service_config):
 
 
 def call(container, method, *args, **kwargs):
+    """The entrypoint, answering as it answers an RPC caller: a rule's refusal arrives as the API
+    error of its kind, made at the RPC reply (lamplight.rpc), which a hook does not go through."""
     with entrypoint_hook(container, method) as hook:
-        return hook(*args, **kwargs)
+        try:
+            return hook(*args, **kwargs)
+        except DomainError as exc:
+            raise api_error(exc) from exc
 
 
 def post(container, member, rule, key=None, actor="desk-01", reason="记录", **extra):

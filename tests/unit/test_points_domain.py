@@ -3,7 +3,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lamplight.errors import BadInput, Conflict
 from lamplight.ledger import GENESIS, verify_chain
 from services.points import domain
 
@@ -65,19 +64,19 @@ def test_caps_per_day_and_month():
     counters, at = {}, AT
     counters = domain.counters_after(counters, RULE, 2, at)
     counters = domain.counters_after(counters, RULE, 2, at)
-    with pytest.raises(Conflict) as err:
+    with pytest.raises(domain.PointsRefused) as err:
         domain.counters_after(counters, RULE, 2, at)
     assert err.value.code == domain.CAP_REACHED and err.value.fields["available"] == 0
     # the next day the day cap starts over, the month cap does not
     for day in range(1, 4):
         counters = domain.counters_after(counters, RULE, 2, at + timedelta(days=day))
-    with pytest.raises(Conflict, match="month"):
+    with pytest.raises(domain.PointsRefused, match="month"):
         domain.counters_after(counters, RULE, 2, at + timedelta(days=4))
 
 
 def test_a_service_account_never_goes_below_zero():
     acc = account(domain.SERVICE)
-    with pytest.raises(Conflict) as err:
+    with pytest.raises(domain.PointsRefused) as err:
         domain.next_entry(acc, kind=domain.HOLD, amount=-5, held_delta=5, at=AT, idempotency_key="h",
                           actor="m1", reason="redeem")
     assert err.value.code == domain.INSUFFICIENT_POINTS and err.value.fields["available"] == 0
@@ -114,7 +113,7 @@ def test_verify_names_a_deleted_entry():
 
 def test_only_postings_can_be_reversed():
     assert domain.reversal_of({"kind": domain.POSTING, "amount": -3}) == 3
-    with pytest.raises(BadInput):
+    with pytest.raises(domain.PointsInvalid):
         domain.reversal_of({"kind": domain.HOLD, "amount": -3})
 
 
@@ -133,11 +132,11 @@ def test_half_years(period, start, end):
 
 
 def test_a_bad_half_year_is_refused():
-    with pytest.raises(BadInput):
+    with pytest.raises(domain.PointsInvalid):
         domain.half_year("2026Q3")
 
 
 def test_a_catalogue_with_duplicate_codes_or_small_caps_is_refused():
-    with pytest.raises(BadInput) as err:
+    with pytest.raises(domain.PointsInvalid) as err:
         domain.validate_catalogue([RULE, RULE, dict(RULE, code="x", caps={"day": 1})])
     assert set(err.value.fields) == {"1", "2"}
