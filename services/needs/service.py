@@ -10,20 +10,18 @@ from collections import defaultdict
 from datetime import timezone
 
 from eventlet.semaphore import Semaphore
-from marshmallow import ValidationError
 from nameko.timer import timer
 
 from lamplight import failpoints, settings
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, NotFound, code_or_reject, load_or_reject, time_or_reject
-from lamplight.ids import new_id
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
-from lamplight.publishing import Change, EventOutbox
+from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
-from services.needs import domain
-from services.needs.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS, NEEDS_SUBMITTED, NEEDS_TRANSITIONS
+from services.needs import domain, handlers
+from services.needs.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS
 from services.needs.schemas import (
     COMMAND_SCHEMAS,
     BatchSchema,
@@ -38,7 +36,6 @@ from services.needs.schemas import (
     ResourceSchema,
     TaskEventSchema,
     WallEntryChangedSchema,
-    details_schema,
 )
 from services.needs.store import INDEXES, NeedsStore, parks_with_config, utcnow
 
@@ -101,6 +98,9 @@ class NeedsService:
     def _taxonomy(self, store):
         return domain.Taxonomy(store.park_config.require())
 
+    def _work(self, store):
+        return handlers.Work(store, self.events, self.log)
+
     # intake -----------------------------------------------------------------------------
     @rpc
     def submit(self, park_id, payload, idempotency_key=None):
@@ -108,8 +108,8 @@ class NeedsService:
         the need already accepted; with another body it is a Conflict."""
         store = NeedsStore(self.db, park_id)
         taxonomy = self._taxonomy(store)
-        submission = self._validate(taxonomy, store, payload, "the need")
-        need, created = self._accept(store, taxonomy, submission, idempotency_key)
+        submission = handlers.validate(taxonomy, store, load_or_reject(_submission, payload, "the need"), "the need")
+        need, created = handlers.accept(self._work(store), taxonomy, submission, idempotency_key)
         if created:
             failpoints.hit("needs.submit.after_write")
         return dict(_view.dump(need), created=created)
@@ -128,75 +128,22 @@ class NeedsService:
         for n, raw in enumerate(batch["needs"]):
             raw = dict({"channel": "liaison_meeting", "entered_by": batch["entered_by"]}, **raw)
             try:
-                submissions.append(self._validate(taxonomy, store, raw, "need {}".format(n)))
+                what = "need {}".format(n)
+                submissions.append(handlers.validate(taxonomy, store, load_or_reject(_submission, raw, what), what))
             except (BadInput, domain.UnknownCode) as exc:
                 errors[str(n)] = exc.fields
         if errors:
             raise BadInput("{} of {} needs in the batch are not valid; nothing was written".format(
                 len(errors), len(batch["needs"])), {"needs": errors})
         meeting = dict(batch["meeting"], held_on=batch["meeting"]["held_on"].isoformat())
-        results = [self._accept(store, taxonomy, s, "{}#{}".format(idempotency_key, n), meeting)
+        results = [handlers.accept(self._work(store), taxonomy, s, "{}#{}".format(idempotency_key, n), meeting)
                    for n, s in enumerate(submissions)]
         return {"meeting": meeting, "needs": [dict(_view.dump(need), created=created) for need, created in results],
                 "created": sum(1 for _, created in results if created)}
 
-    def _validate(self, taxonomy, store, payload, what):
-        submission = load_or_reject(_submission, payload, what)
-        item = taxonomy.item(submission["category"], submission["item"])
-        if submission["grade"] is not None:
-            taxonomy.grade(submission["grade"])
-        try:
-            submission["details"] = details_schema(store.park_id, taxonomy.config, item or {"code": "-"}).load(
-                submission["details"])
-        except ValidationError as exc:
-            raise BadInput("{}: the details of item {} are not valid".format(what, submission["item"]),
-                           {"details": exc.messages})
-        submission["details"] = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                                 for k, v in submission["details"].items() if v is not None}
-        return submission
-
-    def _accept(self, store, taxonomy, submission, idempotency_key, meeting=None):
-        now = utcnow()
-        park_id = store.park_id
-        need_id = new_id("need")
-        requester_key = domain.requester_key(park_id, submission["requester"])
-        duplicates = domain.possible_duplicates(store.recent_of(requester_key), submission, now,
-                                                taxonomy.config["duplicate_window_hours"])
-        need, auto = domain.new_need(taxonomy, park_id, need_id, submission, now, idempotency_key, duplicates,
-                                     meeting, requester_key)
-        grade = need["grade"]
-        envelopes = [self.events.new("need.submitted", park_id=park_id, subject=need_id, data=_submitted.dump({
-            "need_id": need_id, "kind": need["kind"], "category": need["category"], "item": need["item"],
-            "grade": grade, "channel": need["channel"], "requester_kind": need["requester"]["kind"],
-            "summary": domain.public_summary(need["title"]), "submitted_at": now, "due_at": need["due_at"],
-            "possible_duplicates": duplicates}))]
-        if auto:
-            envelopes.append(self._changed_event(need, "triage", domain.SUBMITTED, now, {}))
-        envelopes.append(self._wall_event(need))
-        with self.events.staging(envelopes) as staged:
-            need.update(staged.fields())
-            existing = store.insert(need)
-            staged.written = existing is None
-        if existing is not None:
-            if existing["fingerprint"] != need["fingerprint"]:
-                raise Conflict("idempotency key {!r} was already used for another need".format(
-                    need["idempotency_key"]), {"idempotency_key": ["reused with a different body"]})
-            return existing, False
-        store.remember(requester_key, need)
-        NEEDS_SUBMITTED.labels(park_id, need["category"], need["channel"]).inc()
-        self.log.info("need.submitted", need_id=need_id, category=need["category"], auto_triaged=bool(auto),
-                      possible_duplicates=len(duplicates))
-        return need, True
-
     @rpc
     def get(self, park_id, need_id):
-        return _view.dump(self._need(NeedsStore(self.db, park_id), need_id))
-
-    def _need(self, store, need_id, internal=False):
-        need = store.get(need_id, internal=internal)
-        if need is None:
-            raise NotFound("no need {} in park {}".format(need_id, store.park_id), {"need_id": ["unknown"]})
-        return need
+        return _view.dump(handlers.need_of(NeedsStore(self.db, park_id), need_id))
 
     # the lifecycle ------------------------------------------------------------------------
     @rpc
@@ -211,78 +158,8 @@ class NeedsService:
         command = load_or_reject(COMMAND_SCHEMAS[action], payload, "the {} command".format(action))
         store = NeedsStore(self.db, park_id)
         taxonomy = self._taxonomy(store)
-        need = self._transition(store, need_id, action,
-                                lambda current: self._resolve_args(store, taxonomy, current, action, dict(command)),
-                                command["actor"], command.get("note"))
+        need = handlers.act(self._work(store), taxonomy, need_id, action, command)
         return _view.dump(need)
-
-    def _resolve_args(self, store, taxonomy, need, action, command):
-        """The command's arguments with everything the configuration decides
-        filled in, so the timeline entry alone replays it."""
-        args = {k: v for k, v in command.items() if k not in ("actor", "note") and v is not None}
-        if action == "triage":
-            category = args.get("category") or need["category"]
-            item_code = args["item"] if "item" in args else (need["item"] if category == need["category"] else None)
-            item = taxonomy.item(category, item_code)
-            grade = args.get("grade") or (item or {}).get("default_grade") or need["grade"]
-            taxonomy.grade(grade)
-            team, unit = taxonomy.routing(category, item)
-            args.update(category=category, item=item_code, grade=grade, due_minutes=taxonomy.due_minutes(grade),
-                        team=args.get("team") or team, unit=args.get("unit") or unit)
-        elif action in ("reopen", "evaluate"):
-            args["due_minutes"] = taxonomy.due_minutes(need["grade"])
-        elif action == "resolve":
-            args["evaluation_days"] = taxonomy.config["evaluation_days"]
-        elif action == "link_duplicate":
-            if args["of"] == need["need_id"]:
-                raise BadInput("a need cannot duplicate itself", {"of": ["same need"]})
-            original = store.get(args["of"])
-            if original is None or original["status"] == domain.CANCELLED:
-                raise BadInput("need {} is not an open need of park {}".format(args["of"], store.park_id),
-                               {"of": ["unknown or cancelled"]})
-        elif action == "review":
-            args.pop("public_note", None)
-        return args
-
-    def _transition(self, store, need_id, action, build_args, actor, note):
-        """Apply ``action`` with optimistic concurrency (Events.change): the
-        arguments are built and the rules applied to the need as last read."""
-        def decide(need):
-            args = build_args(need)
-            at = utcnow()
-            changes = domain.apply(need, action, args, at, need["submitted_at"])
-            entries = [domain.timeline_entry(at, action, args, need["status"], changes.get("status", need["status"]),
-                                             actor, note)]
-            after = dict(need, **changes, version=need["version"] + 1, updated_at=at)
-            after["timeline"] = need["timeline"] + entries
-            envelopes = [self._changed_event(after, action, need["status"], at, args, event_type=t)
-                         for t in domain.events_for(action, changes)] + [self._wall_event(after)]
-            # the whole state, absolute: a versioned write may be applied again or after a newer one
-            fields = dict({k: after[k] for k in domain.STATE_FIELDS}, updated_at=at, timeline=after["timeline"])
-            return Change(fields, envelopes, after)
-
-        written = self.events.change(
-            lambda: self._need(store, need_id, internal=True), decide, store.apply_change,
-            conflict=Conflict("need {} kept changing; try again".format(need_id),
-                              {"version": ["changed concurrently"]}))
-        NEEDS_TRANSITIONS.labels(store.park_id, action).inc()
-        self.log.info("need.changed", need_id=need_id, action=action, status=written["status"])
-        return written
-
-    def _changed_event(self, need, action, from_status, at, args, event_type=None):
-        evaluation = need.get("evaluation") or {}
-        data = dict(need, action=action, from_status=from_status, at=at, summary=domain.public_summary(need["title"]),
-                    requester_member_id=need["requester"].get("member_id"), public_note=args.get("public_note"),
-                    rating=evaluation.get("rating") if action == "evaluate" else None,
-                    outcome=evaluation.get("outcome") if action in ("evaluate", "close_unevaluated") else None,
-                    redirect_to=(need.get("rejection") or {}).get("redirect_to"),
-                    level=args.get("level"), reviewer=args.get("by"), score=args.get("score"))
-        return self.events.new(event_type or domain.EVENT_FOR[action], park_id=need["park_id"],
-                               subject=need["need_id"], data=_changed.dump(data))
-
-    def _wall_event(self, need):
-        return self.events.new("wall.entry_changed", park_id=need["park_id"], subject=need["need_id"],
-                               data=_wall_event.dump(domain.wall_entry(need)))
 
     # dispatch events move needs along -------------------------------------------------------
     @subscribe("volunteers", "task.claimed")
@@ -323,7 +200,7 @@ class NeedsService:
             return args
 
         try:
-            self._transition(store, task["need_id"], action, build, "dispatch", task.get("note"))
+            handlers.transition(self._work(store), task["need_id"], action, build, "dispatch", task.get("note"))
         except (_Skip, NotFound):
             NEEDS_SKIPPED_EVENTS.labels(park_id, envelope["type"]).inc()
         except domain.IllegalTransition as exc:
@@ -360,7 +237,7 @@ class NeedsService:
                 domain.supervision_due(need, taxonomy.ladder, now)
             for action, level in steps:
                 try:
-                    self._transition(store, need["need_id"], action,
+                    handlers.transition(self._work(store), need["need_id"], action,
                                      lambda current, level=level, action=action: _sweep_args(
                                          current, action, level, taxonomy, now), SYSTEM, None)
                     done[action] += 1
@@ -436,7 +313,7 @@ class NeedsService:
         """A worker follows (or stops following) a public need to get its updates."""
         data = load_or_reject(_follow, payload, "the follower")
         store = NeedsStore(self.db, park_id)
-        need = self._need(store, need_id)
+        need = handlers.need_of(store, need_id)
         if not need["public"]:
             raise NotFound("no public need {} on the wall of {}".format(need_id, park_id), {"need_id": ["unknown"]})
         envelope = self.events.new("need.followed", park_id=park_id, subject=need_id, data=_followed.dump(

@@ -1,0 +1,109 @@
+"""The needs repository the handler tests run against: in memory, or the
+real NeedsStore on the MongoDB-protocol server. Both give the same answers;
+the in-memory one is what makes the handler tests take milliseconds."""
+import copy
+from types import SimpleNamespace
+
+from lamplight.publishing import Events
+from services.needs.schemas import NeedsConfigSchema
+from services.needs.store import RECENT_PER_REQUESTER
+from tests.parks import needs_config
+
+
+def configured(**overrides):
+    """The demo park's needs configuration as installed (loaded by its schema, version 1)."""
+    return dict(NeedsConfigSchema().load(needs_config(**overrides)), park_id="quanlinan")
+
+
+class _Config:
+    def __init__(self, config):
+        self.config = config
+
+    def require(self):
+        return copy.deepcopy(self.config)
+
+
+class InMemoryNeedsStore:
+    """What the lifecycle handlers ask of NeedsStore, kept in dicts: a need
+    per ``_id``, unique idempotency keys, a write conditional on the version
+    read, and each requester's recent needs."""
+
+    def __init__(self, park_id, config):
+        self.park_id = park_id
+        self.park_config = _Config(config)
+        self.needs = {}
+        self.requesters = {}
+
+    def key(self, local_id):
+        return "{}/{}".format(self.park_id, local_id)
+
+    def insert(self, need):
+        for existing in self.needs.values():
+            if existing["idempotency_key"] == need["idempotency_key"]:
+                return copy.deepcopy(existing)
+        if need["_id"] in self.needs:
+            return copy.deepcopy(self.needs[need["_id"]])
+        self.needs[need["_id"]] = copy.deepcopy(need)
+        return None
+
+    def get(self, need_id, internal=False):
+        need = self.needs.get(self.key(need_id))
+        if need is None:
+            return None
+        need = copy.deepcopy(need)
+        if not internal:
+            for name in ("_outbox", "_outbox_at", "_outbox_by"):
+                need.pop(name, None)
+        return need
+
+    def apply_change(self, need, fields):
+        stored = self.needs.get(need["_id"])
+        if stored is None or stored["version"] != need["version"]:
+            return False
+        stored.update(copy.deepcopy(fields), version=need["version"] + 1)
+        return True
+
+    def recent_of(self, requester_key):
+        return copy.deepcopy(self.requesters.get(requester_key, []))
+
+    def remember(self, requester_key, need):
+        recent = self.requesters.setdefault(requester_key, [])
+        recent.append({"need_id": need["need_id"], "item": need["item"], "category": need["category"],
+                       "title": need["title"], "at": need["submitted_at"]})
+        del recent[:-RECENT_PER_REQUESTER]
+
+
+class RecordingOutbox:
+    """The outbox provider the worker's Events stage into and publish through:
+    what was published, what was discarded, what is still staged."""
+
+    service, writer_id, registered = "needs", "needs-handlers-1", None
+
+    def __init__(self):
+        self.staged, self.published, self.discarded = {}, [], []
+
+    def expand(self, envelopes):
+        return list(envelopes)
+
+    def stage(self, envelopes):
+        for e in envelopes:
+            self.staged[e["id"]] = e
+        return None
+
+    def unstage(self, envelopes):
+        for e in envelopes:
+            self.staged.pop(e["id"], None)
+            self.discarded.append(e)
+
+    def publish(self, envelopes):
+        for e in envelopes:
+            self.staged.pop(e["id"], None)
+            self.published.append(e)
+        return True
+
+    def types(self):
+        return [e["type"] for e in self.published]
+
+
+def events(outbox):
+    return Events(outbox, SimpleNamespace(context_data={}))
