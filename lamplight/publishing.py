@@ -258,20 +258,16 @@ class Events:
         are published, the others' discarded. Returns what ``insert`` returned."""
         if len(docs) != len(envelopes):
             raise ValueError("one event per document")
-        staged = [Staged(self, [e]) for e in envelopes]
         try:
-            for doc, one in zip(docs, staged):
-                doc.update(one.fields())
+            for doc, envelope in zip(docs, envelopes):
+                doc.update(self._fields([envelope]))
             inserted = insert(docs)
-            ids = {d["_id"] for d in inserted}
         except BaseException:
-            for one in staged:
-                one.close()
+            self._discard(envelopes)
             raise
-        for doc, one in zip(docs, staged):
-            one.written = doc["_id"] in ids
-        self._discard([one.envelopes[0] for one in staged if not one.written])
-        self._publish([one.envelopes[0] for one in staged if one.written])
+        ids = {d["_id"] for d in inserted}
+        self._discard([e for d, e in zip(docs, envelopes) if d["_id"] not in ids])
+        self._publish([e for d, e in zip(docs, envelopes) if d["_id"] in ids])
         return inserted
 
     # its parts ---------------------------------------------------

@@ -2,9 +2,7 @@
 real NeedsStore on the MongoDB-protocol server. Both give the same answers;
 the in-memory one is what makes the handler tests take milliseconds."""
 import copy
-from types import SimpleNamespace
 
-from lamplight.publishing import Events
 from services.needs.schemas import NeedsConfigSchema
 from services.needs.store import RECENT_PER_REQUESTER
 from tests.parks import needs_config
@@ -71,39 +69,3 @@ class InMemoryNeedsStore:
         recent.append({"need_id": need["need_id"], "item": need["item"], "category": need["category"],
                        "title": need["title"], "at": need["submitted_at"]})
         del recent[:-RECENT_PER_REQUESTER]
-
-
-class RecordingOutbox:
-    """The outbox provider the worker's Events stage into and publish through:
-    what was published, what was discarded, what is still staged."""
-
-    service, writer_id, registered = "needs", "needs-handlers-1", None
-
-    def __init__(self):
-        self.staged, self.published, self.discarded = {}, [], []
-
-    def expand(self, envelopes):
-        return list(envelopes)
-
-    def stage(self, envelopes):
-        for e in envelopes:
-            self.staged[e["id"]] = e
-        return None
-
-    def unstage(self, envelopes):
-        for e in envelopes:
-            self.staged.pop(e["id"], None)
-            self.discarded.append(e)
-
-    def publish(self, envelopes):
-        for e in envelopes:
-            self.staged.pop(e["id"], None)
-            self.published.append(e)
-        return True
-
-    def types(self):
-        return [e["type"] for e in self.published]
-
-
-def events(outbox):
-    return Events(outbox, SimpleNamespace(context_data={}))

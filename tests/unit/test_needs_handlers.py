@@ -9,7 +9,8 @@ from lamplight import logs
 from lamplight.errors import Conflict
 from services.needs import domain, handlers
 from services.needs.schemas import COMMAND_SCHEMAS, NeedSubmissionSchema
-from tests.unit.needs_repos import InMemoryNeedsStore, RecordingOutbox, configured, events
+from tests.unit.needs_repos import InMemoryNeedsStore, configured
+from tests.unit.outbox import RecordingOutbox, events
 
 WAGES = {"kind": "urgent_matter", "category": "daily_life", "item": "wage_arrears", "channel": "hotline",
          "title": "三个月工资被拖欠", "entered_by": "desk-01",

@@ -1,0 +1,46 @@
+"""The outbox provider a worker's Events stage into and publish through, in
+memory, for tests without a broker: what was published, what was discarded,
+what is still staged. It is strict where the real one cannot check: the same
+event is never staged twice, and only staged events are published or discarded."""
+from types import SimpleNamespace
+
+from lamplight.publishing import Events
+
+
+class RecordingOutbox:
+    service, writer_id, registered = "needs", "needs-test-1", None
+
+    def __init__(self):
+        self.staged, self.published, self.discarded = {}, [], []
+
+    def expand(self, envelopes):
+        return list(envelopes)
+
+    def stage(self, envelopes):
+        for e in envelopes:
+            assert e["id"] not in self.staged, "staged twice"
+            self.staged[e["id"]] = e
+        return None
+
+    def unstage(self, envelopes):
+        for e in envelopes:
+            self.staged.pop(e["id"])
+            self.discarded.append(e)
+
+    def publish(self, envelopes):
+        for e in envelopes:
+            self.staged.pop(e["id"])
+            self.published.append(e)
+        return True
+
+    def types(self):
+        return [e["type"] for e in self.published]
+
+
+def events(outbox):
+    """A worker's Events over ``outbox``."""
+    return Events(outbox, SimpleNamespace(context_data={}))
+
+
+def ids(envelopes):
+    return [e["id"] for e in envelopes]
