@@ -36,7 +36,7 @@ from bench.pipeline import raw_broker  # noqa: E402
 from lamplight.envelope import new_event  # noqa: E402
 from lamplight_dev.devstack import Stack  # noqa: E402
 from lamplight_tools import parks as park_files  # noqa: E402
-from services.volunteers.service import _roster_fields  # noqa: E402
+from services.volunteers.handlers.responders import roster_fields  # noqa: E402
 
 VHOST = "lamplight_bench_dispatch"
 TEAMS = ("green", "blue", "red", "orange")
@@ -58,7 +58,7 @@ def volunteer(park, i, all_week=False):
                  "teams": [TEAMS[i % 4]] + (["squad"] if i % 50 == 0 else []),
                  "skills": ["electrician"] if (i // 4) % 2 == 0 else ["first_aid"], "zone": ZONES[i % 4],
                  "max_open_tasks": None, "active": i % 20 != 0, "registered_at": now, "last_work_at": None,
-                 "categories": []}, **_roster_fields({"shifts": shifts, "leave": [], "extra": []}))
+                 "categories": []}, **roster_fields({"shifts": shifts, "leave": [], "extra": []}))
 
 
 def raw_round_trips(uri, count):

@@ -6,7 +6,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from lamplight import fields as strict
 from lamplight.parkconfig import time_zone
 from lamplight.registry import Published
-from services.volunteers import domain
+from services.volunteers.domain import emergency, rosters, visits
 
 CODE = validate.Regexp(r"^[a-z0-9_-]{1,64}$", error="a code is 1-64 lowercase letters, digits, _ or -")
 REF = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="1-64 letters, digits, _ . or -")
@@ -74,7 +74,7 @@ class VolunteersConfigSchema(Schema):
                               load_default=dict)
     dispatch = fields.Nested(DispatchSettingsSchema, load_default=lambda: DispatchSettingsSchema().load({}))
     wishes = fields.Nested(WishSettingsSchema, load_default=lambda: WishSettingsSchema().load({}))
-    visit_kinds = fields.List(fields.String(validate=CODE), load_default=lambda: list(domain.VISIT_KINDS))
+    visit_kinds = fields.List(fields.String(validate=CODE), load_default=lambda: list(visits.VISIT_KINDS))
     visit_rules = fields.Nested(VisitRulesSchema, load_default=lambda: VisitRulesSchema().load({}))
 
     @validates_schema
@@ -93,7 +93,7 @@ class VolunteersConfigSchema(Schema):
 
 
 class ShiftSchema(Schema):
-    day = fields.String(required=True, validate=validate.OneOf(domain.WEEKDAYS))
+    day = fields.String(required=True, validate=validate.OneOf(rosters.WEEKDAYS))
     start = fields.String(required=True, validate=HHMM)
     end = fields.String(required=True, validate=HHMM)
     # ends the next day (a night shift); a Sunday night shift ends on Monday
@@ -101,7 +101,7 @@ class ShiftSchema(Schema):
 
     @validates_schema
     def _ends_after_start(self, data, **kwargs):
-        problem = domain.check_shift(data)
+        problem = rosters.check_shift(data)
         if problem:
             raise ValidationError({"end": [problem]})
 
@@ -131,13 +131,13 @@ class RosterSchema(Schema):
 class ResponderRegistrationSchema(Schema):
     """POST /api/v1/parks/{park}/responders"""
 
-    kind = fields.String(required=True, validate=validate.OneOf(domain.RESPONDER_KINDS))
+    kind = fields.String(required=True, validate=validate.OneOf(rosters.RESPONDER_KINDS))
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     phone = fields.String(load_default=None, validate=validate.Regexp(r"^\+?[0-9-]{5,20}$"))
     party_member = strict.Boolean(load_default=False)
     member_id = fields.String(load_default=None, validate=validate.Length(max=64))
     # a unit is a department, the community or the park office
-    unit_kind = fields.String(load_default=None, validate=validate.OneOf(domain.UNIT_KINDS))
+    unit_kind = fields.String(load_default=None, validate=validate.OneOf(rosters.UNIT_KINDS))
     teams = fields.List(fields.String(validate=CODE), load_default=list)
     skills = fields.List(fields.String(validate=CODE), load_default=list)
     zone = fields.String(load_default=None, validate=CODE)
@@ -151,7 +151,7 @@ class ResponderRegistrationSchema(Schema):
     @validates_schema
     def _unit(self, data, **kwargs):
         if data["kind"] == "unit" and not data["unit_kind"]:
-            raise ValidationError({"unit_kind": ["a unit is one of: " + ", ".join(domain.UNIT_KINDS)]})
+            raise ValidationError({"unit_kind": ["a unit is one of: " + ", ".join(rosters.UNIT_KINDS)]})
 
 
 class PauseSchema(Schema):
@@ -398,7 +398,7 @@ class VisitViewSchema(Schema):
 class EmergencySwitchSchema(Schema):
     """POST /api/v1/parks/{park}/emergency"""
 
-    mode = fields.String(required=True, validate=validate.OneOf(("emergency", "normal")))
+    mode = fields.String(required=True, validate=validate.OneOf(emergency.MODES))
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
     actor = fields.String(required=True, validate=validate.Length(min=1, max=64))
 

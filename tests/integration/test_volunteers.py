@@ -13,12 +13,12 @@ from nameko.standalone.rpc import ClusterRpcClient
 
 from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict, NotFound
-from services.volunteers import domain
+from services.volunteers.domain import dispatch, rosters
 from services.volunteers.service import VolunteersService
 from tests.conftest import wait_for
 from tests.parks import ALL_WEEK, volunteers_config
 
-SHANGHAI = domain.zone("Asia/Shanghai")
+SHANGHAI = rosters.zone("Asia/Shanghai")
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def route(broker, park, need_id=None, event_type="need.triaged", **data):
 def task_of(volunteers, park, need_id, routing=1, what="the task"):
     def found():
         try:
-            return volunteers.get_task(park, domain.task_id(need_id, routing))
+            return volunteers.get_task(park, dispatch.task_id(need_id, routing))
         except NotFound:
             return None
     return wait_for(found, what=what)
@@ -302,15 +302,15 @@ def test_a_withdrawn_claimed_task_gives_its_holder_the_slot_back(volunteers, bro
     assert live(task_of(volunteers, park, capped)) == []  # at the cap: not offered
     for _ in range(2):  # the desk cancels the first need; the event is delivered twice
         route(broker, park, need_id=first, event_type="need.cancelled", status="cancelled", action="cancel")
-    wait_for(lambda: volunteers.get_task(park, domain.task_id(first, 1))["status"] == "withdrawn",
+    wait_for(lambda: volunteers.get_task(park, dispatch.task_id(first, 1))["status"] == "withdrawn",
              what="the withdrawal")
     wait_for(lambda: broker.depth("volunteers--need.cancelled") == 0, what="both deliveries consumed")
-    assert [d["responder_id"] for t, d in task_events(domain.task_id(first, 1)) if t == "task.withdrawn"] == [rid]
+    assert [d["responder_id"] for t, d in task_events(dispatch.task_id(first, 1)) if t == "task.withdrawn"] == [rid]
     assert db("volunteers")["slots." + park].count_documents({"responder_id": rid}) == 0
     # the slot is back: the next need is offered to them, and they can claim it
     after = route(broker, park)
     assert live(task_of(volunteers, park, after)) == [rid]
-    assert volunteers.act(park, domain.task_id(after, 1), "claim", {"responder_id": rid})["status"] == "claimed"
+    assert volunteers.act(park, dispatch.task_id(after, 1), "claim", {"responder_id": rid})["status"] == "claimed"
 
 
 # rosters, the duty index, parks kept apart --------------------------------------------------------

@@ -6,19 +6,13 @@ import copy
 from services.needs.schemas import NeedsConfigSchema
 from services.needs.store import RECENT_PER_REQUESTER
 from tests.parks import needs_config
+from tests.unit.installed import InstalledConfig
+from tests.unit.installed import configured as installed
 
 
 def configured(**overrides):
     """The demo park's needs configuration as installed (loaded by its schema, version 1)."""
-    return dict(NeedsConfigSchema().load(needs_config(**overrides)), park_id="quanlinan")
-
-
-class _Config:
-    def __init__(self, config):
-        self.config = config
-
-    def require(self):
-        return copy.deepcopy(self.config)
+    return installed(NeedsConfigSchema(), needs_config(**overrides))
 
 
 class InMemoryNeedsStore:
@@ -28,7 +22,7 @@ class InMemoryNeedsStore:
 
     def __init__(self, park_id, config):
         self.park_id = park_id
-        self.park_config = _Config(config)
+        self.park_config = InstalledConfig(config)
         self.needs = {}
         self.requesters = {}
 

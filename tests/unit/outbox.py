@@ -8,9 +8,11 @@ from lamplight.publishing import Events
 
 
 class RecordingOutbox:
-    service, writer_id, registered = "needs", "needs-test-1", None
+    """``published``: the service's PUBLISHED, when events it does not declare must be refused."""
 
-    def __init__(self):
+    def __init__(self, service="needs", published=None):
+        self.service, self.writer_id = service, service + "-test-1"
+        self.registered = None if published is None else {p.type: p for p in published}
         self.staged, self.published, self.discarded = {}, [], []
 
     def expand(self, envelopes):

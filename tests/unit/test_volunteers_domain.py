@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from services.volunteers import domain
+from services.volunteers.domain import dispatch, rosters
 from services.volunteers.schemas import RosterSchema, VolunteersConfigSchema
 
-SHANGHAI = domain.zone("Asia/Shanghai")
+SHANGHAI = rosters.zone("Asia/Shanghai")
 CONFIG = VolunteersConfigSchema().load({"version": 1, "teams": [
     {"code": "orange", "name": "暖心橙", "categories": ["daily_life"], "leads": ["L1"]},
     {"code": "squad", "name": "应急小分队", "squad": True}],
@@ -29,7 +30,7 @@ def local(*args):
 
 def responder(rid, shifts=(), park="p1", **extra):
     r = {"_id": rid, "park_id": park, "kind": "volunteer", "active": True, "teams": ["orange"], "skills": [],
-         "zone": "a", "shifts": list(shifts), "intervals": domain.weekly_intervals(shifts), "leave": [],
+         "zone": "a", "shifts": list(shifts), "intervals": rosters.weekly_intervals(shifts), "leave": [],
          "extra": [], "last_work_at": None}
     r.update(extra)
     return r
@@ -49,7 +50,7 @@ NIGHT_SUNDAY = {"day": "sun", "start": "22:00", "end": "06:00", "overnight": Tru
     (local(2026, 11, 22, 23, 0), False),  # a Sunday
 ])
 def test_an_overnight_shift_runs_past_midnight_into_the_next_day(at, expected):
-    assert domain.on_duty(responder("r", [NIGHT_FRIDAY]), at, SHANGHAI) is expected
+    assert rosters.on_duty(responder("r", [NIGHT_FRIDAY]), at, SHANGHAI) is expected
 
 
 @pytest.mark.parametrize("at,expected", [
@@ -60,16 +61,16 @@ def test_an_overnight_shift_runs_past_midnight_into_the_next_day(at, expected):
     (local(2026, 11, 16, 3, 0), True),  # the Monday morning of the week before, from the Sunday before it
 ])
 def test_a_sunday_night_shift_runs_across_the_end_of_the_week(at, expected):
-    assert domain.on_duty(responder("r", [NIGHT_SUNDAY]), at, SHANGHAI) is expected
+    assert rosters.on_duty(responder("r", [NIGHT_SUNDAY]), at, SHANGHAI) is expected
 
 
 def test_the_week_wrap_splits_into_two_intervals_and_both_ends_are_indexed():
-    assert domain.weekly_intervals([NIGHT_SUNDAY]) == [{"start": 0, "end": 360},
-                                                       {"start": 6 * 1440 + 1320, "end": domain.WEEK_MINUTES}]
-    hours = domain.duty_hours([NIGHT_SUNDAY])
+    assert rosters.weekly_intervals([NIGHT_SUNDAY]) == [{"start": 0, "end": 360},
+                                                       {"start": 6 * 1440 + 1320, "end": rosters.WEEK_MINUTES}]
+    hours = rosters.duty_hours([NIGHT_SUNDAY])
     assert hours == [0, 1, 2, 3, 4, 5, 166, 167]
     # the index bucket of Monday 03:00 holds the Sunday night worker
-    assert domain.hour_of_week(local(2026, 11, 23, 3, 0), SHANGHAI) in hours
+    assert rosters.hour_of_week(local(2026, 11, 23, 3, 0), SHANGHAI) in hours
 
 
 def test_a_shift_that_ends_before_it_starts_is_refused_unless_it_is_overnight():
@@ -88,35 +89,35 @@ def test_a_shift_that_ends_before_it_starts_is_refused_unless_it_is_overnight():
 def test_leave_takes_a_shift_away_and_an_extra_shift_adds_one():
     r = responder("r", [NIGHT_FRIDAY], leave=[{"start": local(2026, 11, 20, 12, 0), "end": local(2026, 11, 21, 2, 0)}],
                   extra=[{"start": local(2026, 11, 22, 9, 0), "end": local(2026, 11, 22, 12, 0)}])
-    assert not domain.on_duty(r, local(2026, 11, 20, 23, 0), SHANGHAI)
-    assert domain.on_duty(r, local(2026, 11, 21, 2, 0), SHANGHAI)  # leave over, the shift still runs
-    assert domain.on_duty(r, local(2026, 11, 22, 10, 0), SHANGHAI)
+    assert not rosters.on_duty(r, local(2026, 11, 20, 23, 0), SHANGHAI)
+    assert rosters.on_duty(r, local(2026, 11, 21, 2, 0), SHANGHAI)  # leave over, the shift still runs
+    assert rosters.on_duty(r, local(2026, 11, 22, 10, 0), SHANGHAI)
     # the first time on duty after Friday 20:00 is when the leave ends
-    assert domain.next_on_duty(r, local(2026, 11, 20, 20, 0), local(2026, 11, 22, 0, 0), SHANGHAI) == \
+    assert rosters.next_on_duty(r, local(2026, 11, 20, 20, 0), local(2026, 11, 22, 0, 0), SHANGHAI) == \
         local(2026, 11, 21, 2, 0)
 
 
 def test_next_on_duty_finds_the_next_shift_before_the_due_time_or_none():
     r = responder("r", [{"day": "mon", "start": "14:00", "end": "18:00"}])
     monday_morning = local(2026, 11, 23, 10, 0)
-    assert domain.next_on_duty(r, monday_morning, local(2026, 11, 24, 0, 0), SHANGHAI) == local(2026, 11, 23, 14, 0)
-    assert domain.next_on_duty(r, monday_morning, local(2026, 11, 23, 13, 0), SHANGHAI) is None
+    assert rosters.next_on_duty(r, monday_morning, local(2026, 11, 24, 0, 0), SHANGHAI) == local(2026, 11, 23, 14, 0)
+    assert rosters.next_on_duty(r, monday_morning, local(2026, 11, 23, 13, 0), SHANGHAI) is None
     # from Sunday night, across the week boundary
-    assert domain.next_on_duty(r, local(2026, 11, 22, 23, 0), local(2026, 11, 24, 0, 0), SHANGHAI) == \
+    assert rosters.next_on_duty(r, local(2026, 11, 22, 23, 0), local(2026, 11, 24, 0, 0), SHANGHAI) == \
         local(2026, 11, 23, 14, 0)
 
 
 def test_the_night_window_runs_over_midnight():
     window = {"start": "22:00", "end": "06:00"}
-    assert domain.in_window(local(2026, 11, 20, 23, 0), SHANGHAI, window)
-    assert domain.in_window(local(2026, 11, 21, 3, 0), SHANGHAI, window)
-    assert not domain.in_window(local(2026, 11, 21, 6, 0), SHANGHAI, window)
-    assert not domain.in_window(local(2026, 11, 21, 12, 0), SHANGHAI, window)
-    assert domain.in_window(local(2026, 11, 21, 12, 0), SHANGHAI, {"start": "09:00", "end": "17:00"})
+    assert rosters.in_window(local(2026, 11, 20, 23, 0), SHANGHAI, window)
+    assert rosters.in_window(local(2026, 11, 21, 3, 0), SHANGHAI, window)
+    assert not rosters.in_window(local(2026, 11, 21, 6, 0), SHANGHAI, window)
+    assert not rosters.in_window(local(2026, 11, 21, 12, 0), SHANGHAI, window)
+    assert rosters.in_window(local(2026, 11, 21, 12, 0), SHANGHAI, {"start": "09:00", "end": "17:00"})
 
 
 # ranking -----------------------------------------------------------------------------------
-ALWAYS = [{"day": d, "start": "00:00", "end": "00:00", "overnight": True} for d in domain.WEEKDAYS]
+ALWAYS = [{"day": d, "start": "00:00", "end": "00:00", "overnight": True} for d in rosters.WEEKDAYS]
 
 
 def task(**extra):
@@ -132,7 +133,7 @@ def test_rank_prefers_on_duty_now_then_near_then_least_recently_given_work():
     far = responder("far", ALWAYS, zone="c")
     near_busy = responder("near_busy", ALWAYS, zone="b", last_work_at=at - timedelta(minutes=5))
     near_idle = responder("near_idle", ALWAYS, zone="a", last_work_at=at - timedelta(days=3))
-    ranked = [r["_id"] for r, _ in domain.rank([later, far, near_busy, near_idle], task(), "p1", at, SHANGHAI, {},
+    ranked = [r["_id"] for r, _ in dispatch.rank([later, far, near_busy, near_idle], task(), "p1", at, SHANGHAI, {},
                                                CONFIG)]
     # a and b are within one 500 m step: fairness decides between them
     assert ranked == ["near_idle", "near_busy", "far", "later"]
@@ -145,14 +146,14 @@ def test_rank_leaves_out_each_kind_of_ineligible_responder():
             responder("team", ALWAYS, teams=["squad"]), responder("off", [NIGHT_FRIDAY]),
             responder("unit", ALWAYS, kind="unit"), responder("offered", ALWAYS)]
     t = task(offered_to=["offered"])
-    reasons = {r["_id"]: domain.ineligible(r, t, "p1", at, SHANGHAI, {"capped": 1}.get(r["_id"], 0), CONFIG)
+    reasons = {r["_id"]: dispatch.ineligible(r, t, "p1", at, SHANGHAI, {"capped": 1}.get(r["_id"], 0), CONFIG)
                for r in pool}
     assert reasons == {"ok": None, "other_park": "other_park", "paused": "paused", "capped": "cap", "team": "team",
                        "off": "off_duty", "unit": "not_a_volunteer", "offered": "already_offered"}
-    assert [r["_id"] for r, _ in domain.rank(pool, t, "p1", at, SHANGHAI, {"capped": 1}, CONFIG)] == ["ok"]
+    assert [r["_id"] for r, _ in dispatch.rank(pool, t, "p1", at, SHANGHAI, {"capped": 1}, CONFIG)] == ["ok"]
     skilled = task(skills=["electrician"])
-    assert domain.ineligible(responder("x", ALWAYS), skilled, "p1", at, SHANGHAI, 0, CONFIG) == "skills"
-    assert domain.ineligible(responder("x", ALWAYS, skills=["electrician"]), skilled, "p1", at, SHANGHAI, 0,
+    assert dispatch.ineligible(responder("x", ALWAYS), skilled, "p1", at, SHANGHAI, 0, CONFIG) == "skills"
+    assert dispatch.ineligible(responder("x", ALWAYS, skills=["electrician"]), skilled, "p1", at, SHANGHAI, 0,
                              CONFIG) is None
 
 
@@ -169,7 +170,7 @@ def brute_on_duty(r, at):
     for shift in r["shifts"]:
         for week in (-1, 0):
             h, m = map(int, shift["start"].split(":"))
-            start = monday + timedelta(days=7 * week + domain.WEEKDAYS.index(shift["day"]), hours=h, minutes=m)
+            start = monday + timedelta(days=7 * week + rosters.WEEKDAYS.index(shift["day"]), hours=h, minutes=m)
             eh, em = map(int, shift["end"].split(":"))
             end = start.replace(hour=eh, minute=em) + timedelta(days=1 if shift["overnight"] else 0)
             if start <= wall.replace(second=0, microsecond=0) < end:
@@ -183,7 +184,7 @@ times = st.integers(min_value=0, max_value=23).flatmap(
 
 @st.composite
 def shifts(draw):
-    day, start, end = draw(st.sampled_from(domain.WEEKDAYS)), draw(times), draw(times)
+    day, start, end = draw(st.sampled_from(rosters.WEEKDAYS)), draw(times), draw(times)
     overnight = end <= start
     return {"day": day, "start": start, "end": end, "overnight": overnight}
 
@@ -221,7 +222,7 @@ def test_dispatch_never_offers_to_anyone_off_duty_over_cap_paused_or_in_another_
         pool, minutes, due_hours, skills, open_counts):
     at = local(2026, 11, 16, 0, 0) + timedelta(minutes=minutes)
     t = task(skills=skills, due_at=at + timedelta(hours=due_hours))
-    ranked = domain.rank(pool, t, "p1", at, SHANGHAI, open_counts, CONFIG)
+    ranked = dispatch.rank(pool, t, "p1", at, SHANGHAI, open_counts, CONFIG)
     offered = {r["_id"] for r, _ in ranked}
     for r, start in ranked:
         assert r["park_id"] == "p1"
@@ -239,19 +240,19 @@ def test_dispatch_never_offers_to_anyone_off_duty_over_cap_paused_or_in_another_
 
 # the task state machine ------------------------------------------------------------------------
 def offered_task(at):
-    t = domain.new_task("p1", {"need_id": "n1", "routing": 1, "kind": "complaint", "category": "daily_life",
+    t = dispatch.new_task("p1", {"need_id": "n1", "routing": 1, "kind": "complaint", "category": "daily_life",
                                "item": None, "grade": "routine", "summary": "灯坏了", "due_at": at + timedelta(days=1)},
-                        domain.MODE_OFFER, ["orange"], [], at, CONFIG)
-    return domain.add_offers(t, [responder("rsp_a"), responder("rsp_b")], at, CONFIG, "dispatch")
+                        dispatch.MODE_OFFER, ["orange"], [], at, CONFIG)
+    return dispatch.add_offers(t, [responder("rsp_a"), responder("rsp_b")], at, CONFIG, "dispatch")
 
 
 def test_the_first_claim_wins_and_the_other_offers_are_withdrawn():
     at = local(2026, 11, 23, 9, 0)
-    claimed, events = domain.transition(offered_task(at), "claim", {"responder_id": "rsp_a"}, at, CONFIG)
-    assert events == ["task.claimed"] and claimed["status"] == domain.CLAIMED
-    assert claimed["offers"]["rsp_b"]["status"] == domain.OFFER_WITHDRAWN
+    claimed, events = dispatch.transition(offered_task(at), "claim", {"responder_id": "rsp_a"}, at, CONFIG)
+    assert events == ["task.claimed"] and claimed["status"] == dispatch.CLAIMED
+    assert claimed["offers"]["rsp_b"]["status"] == dispatch.OFFER_WITHDRAWN
     with pytest.raises(domain.RuleBroken) as refused:
-        domain.transition(claimed, "claim", {"responder_id": "rsp_b"}, at, CONFIG)
+        dispatch.transition(claimed, "claim", {"responder_id": "rsp_b"}, at, CONFIG)
     # the refusal names the task's state, never who holds it
     assert refused.value.code == "already_taken" and refused.value.fields == {"status": ["claimed"]}
     assert "is claimed" in str(refused.value) and "rsp_a" not in str(refused.value)
@@ -259,12 +260,12 @@ def test_the_first_claim_wins_and_the_other_offers_are_withdrawn():
 
 def test_completion_records_hours_and_only_the_holder_may_complete():
     at = local(2026, 11, 23, 9, 0)
-    claimed, _ = domain.transition(offered_task(at), "claim", {"responder_id": "rsp_a"}, at, CONFIG)
+    claimed, _ = dispatch.transition(offered_task(at), "claim", {"responder_id": "rsp_a"}, at, CONFIG)
     with pytest.raises(domain.RuleBroken) as refused:
-        domain.transition(claimed, "complete", {"responder_id": "rsp_b"}, at, CONFIG)
+        dispatch.transition(claimed, "complete", {"responder_id": "rsp_b"}, at, CONFIG)
     assert refused.value.code == "not_holder"
-    started, _ = domain.transition(claimed, "start", {"responder_id": "rsp_a"}, at + timedelta(minutes=10), CONFIG)
-    done, events = domain.transition(started, "complete", {"responder_id": "rsp_a", "note": "换了灯管"},
+    started, _ = dispatch.transition(claimed, "start", {"responder_id": "rsp_a"}, at + timedelta(minutes=10), CONFIG)
+    done, events = dispatch.transition(started, "complete", {"responder_id": "rsp_a", "note": "换了灯管"},
                                      at + timedelta(minutes=100), CONFIG)
     assert events == ["task.completed", "volunteer.service_hours"]
     assert done["completion"]["hours"] == 1.5 and done["next_check_at"] is None
@@ -273,16 +274,16 @@ def test_completion_records_hours_and_only_the_holder_may_complete():
 def test_offers_expire_at_their_time_and_the_sweep_sees_it():
     at = local(2026, 11, 23, 9, 0)
     t = offered_task(at)
-    assert domain.next_check(t, CONFIG) == at + timedelta(minutes=30)
-    assert domain.sweep_steps(t, at + timedelta(minutes=29), SHANGHAI, CONFIG) == []
-    assert domain.sweep_steps(t, at + timedelta(minutes=30), SHANGHAI, CONFIG) == ["expire"]
+    assert dispatch.next_check(t, CONFIG) == at + timedelta(minutes=30)
+    assert dispatch.sweep_steps(t, at + timedelta(minutes=29), SHANGHAI, CONFIG) == []
+    assert dispatch.sweep_steps(t, at + timedelta(minutes=30), SHANGHAI, CONFIG) == ["expire"]
 
 
 def test_an_urgent_task_is_paged_to_the_squad_only_in_the_night_window():
     night = local(2026, 11, 23, 1, 0)
     t = dict(offered_task(night), grade="urgent")
     after = night + timedelta(minutes=16)
-    assert "night_page" in domain.sweep_steps(t, after, SHANGHAI, CONFIG)
+    assert "night_page" in dispatch.sweep_steps(t, after, SHANGHAI, CONFIG)
     day = local(2026, 11, 23, 11, 0)
     t = dict(offered_task(day), grade="urgent")
-    assert "night_page" not in domain.sweep_steps(t, day + timedelta(minutes=16), SHANGHAI, CONFIG)
+    assert "night_page" not in dispatch.sweep_steps(t, day + timedelta(minutes=16), SHANGHAI, CONFIG)
