@@ -3,9 +3,8 @@ the real repository (NeedsStore) on the MongoDB-protocol server: the
 in-memory repository the unit run uses answers as this one does."""
 import pytest
 
-from lamplight import logs
-from lamplight.storage import Store
 from services.needs.store import INDEXES, NeedsStore
+from tests.integration.server_repos import server_store
 from tests.unit.needs_repos import configured
 from tests.unit.test_needs_handlers import (  # noqa: F401 (the same tests, and the fixture they share)
     test_a_change_that_loses_a_race_decides_again_on_what_the_winner_left,
@@ -19,11 +18,7 @@ from tests.unit.test_needs_handlers import (  # noqa: F401 (the same tests, and 
 
 @pytest.fixture
 def repo(mongo_client, db_prefix):
-    db = mongo_client[db_prefix + "needs"]
-    for name, models in INDEXES.items():
-        db[name].create_indexes(models)
-    store = NeedsStore(Store(db, lambda physical, name: None, logs.get_logger(component="needs-handlers")),
-                       "quanlinan")
+    store = NeedsStore(server_store(mongo_client, db_prefix, "needs", INDEXES), "quanlinan")
     config = {k: v for k, v in configured().items() if k != "park_id"}
     assert store.park_config.install(config) == (1, False)
     return store

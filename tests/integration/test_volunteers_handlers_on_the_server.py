@@ -3,9 +3,8 @@ against the real repository (VolunteersStore) on the MongoDB-protocol server:
 the in-memory repository the unit run uses answers as this one does."""
 import pytest
 
-from lamplight import logs
-from lamplight.storage import Partitions, Store
 from services.volunteers.store import INDEXES, PARTITIONED, VolunteersStore
+from tests.integration.server_repos import server_store
 from tests.unit.test_volunteers_handlers import (  # noqa: F401 (the same tests, and the fixtures they share)
     dispatch_rules,
     test_a_call_out_reaches_on_duty_and_squad_once_each_and_replies_are_counted,
@@ -23,12 +22,7 @@ from tests.unit.volunteers_repos import configured
 
 @pytest.fixture
 def repo(mongo_client, db_prefix, dispatch_rules):
-    db = mongo_client[db_prefix + "volunteers"]
-    for name, models in INDEXES.items():
-        if models and name not in PARTITIONED:
-            db[name].create_indexes(models)
-    store = VolunteersStore(Store(db, lambda physical, name: None, logs.get_logger(component="volunteers-handlers"),
-                                  Partitions(db, PARTITIONED, INDEXES)), "quanlinan")
+    store = VolunteersStore(server_store(mongo_client, db_prefix, "volunteers", INDEXES, PARTITIONED), "quanlinan")
     config = {k: v for k, v in configured(**dispatch_rules).items() if k != "park_id"}
     assert store.park_config.install(config) == (1, False)
     return store
