@@ -94,7 +94,7 @@ def main(argv=None):
         stack.up(names=("points",))  # creates the indexes
         with ClusterRpcClient(uri=uri) as rpc:
             for p in range(args.parks):
-                rpc.points.set_catalogue("park-{:02d}".format(p), {"version": 0, "rules": RULES})
+                rpc.points.set_catalogue("park-{:02d}".format(p), {"version": 1, "rules": RULES})
         print("seeding {} entries across {} parks ...".format(args.entries, args.parks), flush=True)
         written, seconds = seed(db, args.entries, args.parks, args.members)
         print("seeded {} entries in {:.0f} s ({:.0f}/s bulk)".format(written, seconds, written / seconds), flush=True)

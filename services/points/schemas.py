@@ -40,7 +40,7 @@ class RuleSchema(Schema):
 class CatalogueSchema(Schema):
     """PUT /api/v1/parks/{park}/points/rules"""
 
-    version = strict.Integer(required=True, validate=validate.Range(min=0))
+    version = strict.Integer(required=True, validate=validate.Range(min=1))
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1, max=200))
     star_thresholds = fields.Dict(keys=fields.String(validate=validate.OneOf(("1", "2", "3", "4", "5"))),
                                   values=strict.Integer(), load_default=None)

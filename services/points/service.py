@@ -11,7 +11,7 @@ from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, Conflict, load_or_reject, time_or_reject
 from lamplight.ids import new_id
 from lamplight.observability import Observability
-from lamplight.parkconfig import editable
+from lamplight.parkconfig import ConfigWatch, editable
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id
@@ -78,6 +78,7 @@ class PointsService:
     name = "points"
 
     log = Observability()
+    configs = ConfigWatch()  # keeps this process's cache of park catalogues true
     db = Mongo(indexes=INDEXES, group_commit=("entries",))
     events = LedgerOutbox(collections=("entries",))
 
@@ -134,29 +135,23 @@ class PointsService:
     # the rule catalogue --------------------------------------------------------------
     @rpc
     def set_catalogue(self, park_id, payload):
-        data = load_or_reject(_catalogue, editable(payload), "the rule catalogue")
-        rules = domain.validate_catalogue(data["rules"])
-        saved = PointsStore(self.db, park_id).replace_catalogue(rules, data["star_thresholds"], data["version"])
-        return {"version": saved["version"], "rules": len(rules)}
+        """Install the park's rules and star thresholds as the next version
+        (the body's ``version`` is the current version + 1, as every park
+        configuration); the same catalogue again changes nothing."""
+        check_park_id(park_id)
+        catalogue = _load_catalogue(editable(payload), "the rule catalogue")
+        version, unchanged = PointsStore(self.db, park_id).park_config.install(catalogue)
+        return {"version": version, "rules": len(catalogue["rules"]), "unchanged": unchanged}
 
     @subscribe("gateway", "park.configured")
     def on_park_configured(self, envelope):
-        """The points section of a park's configuration becomes its rule
-        catalogue; an older park version arriving late changes nothing."""
+        """The points section of a park's configuration, installed as the next
+        version of its catalogue; an older park version arriving late changes nothing."""
         data = envelope["data"]
         section = data["sections"].get("points")
-        if section is None:
-            return
-        store = PointsStore(self.db, envelope["parkid"])
-        current = store.catalogue(fresh=True)
-        if current.get("park_version", 0) >= data["version"]:
-            return
-        loaded = load_or_reject(_catalogue, dict(section, version=current["version"]), "the points section")
-        rules = domain.validate_catalogue(loaded["rules"])
-        if rules == current["rules"] and loaded["star_thresholds"] == current.get("star_thresholds"):
-            store.note_park_version(data["version"])
-        else:
-            store.replace_catalogue(rules, loaded["star_thresholds"], current["version"], park_version=data["version"])
+        if section is not None:
+            PointsStore(self.db, envelope["parkid"]).park_config.project(
+                section, data["version"], lambda body: _load_catalogue(body, "the points section"))
 
     @rpc
     def catalogue(self, park_id):
@@ -500,6 +495,14 @@ class PointsService:
         here.set_member(member_id, {"moved_to": to_park, "moved_at": utcnow()})
         there.set_member(member_id, {"moved_from": park_id, "moved_at": utcnow()})
         return {"member_id": member_id, "from_park": park_id, "to_park": to_park}
+
+
+def _load_catalogue(body, what):
+    """A catalogue as a configuration: its version, its rules checked (codes
+    unique, caps sane), its star thresholds."""
+    loaded = load_or_reject(_catalogue, body, what)
+    return {"version": loaded["version"], "rules": domain.validate_catalogue(loaded["rules"]),
+            "star_thresholds": loaded["star_thresholds"]}
 
 
 def _award_view(snapshot):

@@ -18,6 +18,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from lamplight.clock import utcnow  # noqa: F401 (re-exported: the service's clock)
 from lamplight.errors import Conflict, NotFound
+from lamplight.parkconfig import ParkConfig
 from lamplight.storage import DuplicateKeyError
 from services.points import domain
 
@@ -36,14 +37,15 @@ INDEXES = {
         IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("requested_at", ASCENDING)],
                    name="park_status_time"),
     ],
+    "configs": [],
     "redemptions": [
         IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)],
                    name="park_status_expiry"),
     ],
 }
 MAX_ATTEMPTS = 200
-CATALOGUE_CACHE_S = 5.0
-_catalogue_cache = {}
+# the parks (database, park) this process found no catalogue of the old kind for
+_NO_LEGACY = set()
 
 
 class PointsStore:
@@ -53,7 +55,8 @@ class PointsStore:
         scope = store.park(park_id)
         self.accounts = scope["accounts"]
         self.entries = scope["entries"]
-        self.catalogues = scope["catalogues"]
+        self.park_config = ParkConfig(scope, "points rule catalogue")
+        self.legacy_catalogues = scope["catalogues"]  # where catalogues were kept before (see _migrated)
         self.rewards = scope["rewards"]
         self.redemptions = scope["redemptions"]
         self.awards = scope["awards"]
@@ -191,38 +194,34 @@ class PointsStore:
         return scores
 
     # the rule catalogue ---------------------------------------------------------------
-    def catalogue(self, fresh=False):
-        cached = _catalogue_cache.get(self.park_id)
-        if cached and not fresh and time.monotonic() - cached[0] < CATALOGUE_CACHE_S:
-            return cached[1]
-        doc = self.catalogues.find_one({"_id": self._key("catalogue", "rules")}) or {"version": 0, "rules": [],
-                                                                             "star_thresholds": None}
-        _catalogue_cache[self.park_id] = (time.monotonic(), doc)
-        return doc
+    def catalogue(self):
+        """The park's rule catalogue — {version, rules, star_thresholds,
+        park_version} — a park configuration like the other services'
+        (lamplight.parkconfig: versioned, every version kept, cached in the
+        process and announced to every process on change); version 0 with no
+        rules before the first."""
+        config = self.park_config.cached()
+        if config is None and (self.park_config.cache_key not in _NO_LEGACY):
+            config = self._migrated()
+        return config or {"version": 0, "rules": [], "star_thresholds": None, "park_version": None}
 
-    def replace_catalogue(self, rules, star_thresholds, expected_version, park_version=None):
-        """Replace the catalogue if it is still at ``expected_version``
-        (``park_version``: the park configuration it was installed from)."""
-        doc_id = self._key("catalogue", "rules")
-        new = {"rules": rules, "star_thresholds": star_thresholds, "updated_at": utcnow(),
-               "version": expected_version + 1}
-        if park_version is not None:
-            new["park_version"] = park_version
-        if expected_version == 0:
-            try:
-                self.catalogues.insert_one(dict(new, _id=doc_id))
-            except DuplicateKeyError:
-                raise Conflict("the catalogue changed meanwhile", {"version": ["stale"]})
-        elif self.catalogues.update_one({"_id": doc_id, "version": expected_version},
-                                        {"$set": new}).matched_count != 1:
-            raise Conflict("the catalogue is not at version {}".format(expected_version), {"version": ["stale"]})
-        _catalogue_cache.pop(self.park_id, None)
-        return new
-
-    def note_park_version(self, park_version):
-        """The park's configuration ``park_version`` changed nothing here: remember it was seen."""
-        self.catalogues.update_one({"_id": self._key("catalogue", "rules")}, {"$max": {"park_version": park_version}})
-        _catalogue_cache.pop(self.park_id, None)
+    def _migrated(self):
+        """A catalogue saved before catalogues were park configurations (in
+        ``catalogues``, versioned on its own) becomes version 1 of the park's
+        points configuration, the version it had kept beside it; read once
+        per park and process."""
+        legacy = self.legacy_catalogues.find_one({"_id": self._key("catalogue", "rules")})
+        if legacy is None:
+            _NO_LEGACY.add(self.park_config.cache_key)
+            return None
+        try:
+            self.park_config.install({"version": 1, "rules": legacy["rules"],
+                                      "star_thresholds": legacy.get("star_thresholds")},
+                                     {"park_version": legacy.get("park_version") or 0,
+                                      "migrated_from_version": legacy["version"]})
+        except Conflict:
+            pass  # another process migrated it, or a new catalogue was installed, meanwhile
+        return self.park_config.current()
 
     # rewards and stock ------------------------------------------------------------------
     def put_reward(self, reward):

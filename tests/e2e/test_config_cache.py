@@ -131,7 +131,7 @@ def test_every_notify_replica_uses_a_recipient_profile_changed_a_moment_ago(stac
         member, recipient = "M-CACHE", "worker-cache"
         profile = {"member_id": member, "locale": "zh-CN"}  # the in-app inbox only
         assert api.put("/notify/recipients/" + recipient, profile).status_code == 200
-        rules = {"version": 0, "rules": [{"code": "volunteer-event", "name": "参加志愿活动", "account": "service",
+        rules = {"version": 1, "rules": [{"code": "volunteer-event", "name": "参加志愿活动", "account": "service",
                                           "points": 3}]}
         assert api.put("/points/rules", rules).status_code == 200
         posted = [0]

@@ -78,7 +78,7 @@ def test_booleans_and_numbers_are_json_booleans_and_numbers(api):
 
 
 def test_a_manual_posting_needs_its_idempotency_key(api):
-    api.put("/points/rules", {"version": 0, "rules": [
+    api.put("/points/rules", {"version": 1, "rules": [
         {"code": "volunteer-event", "name": "参加志愿活动", "account": "service", "points": 3}]}).raise_for_status()
     body = {"member_id": "M-1", "rule_code": "volunteer-event", "actor": "desk", "reason": "活动"}
     missing = api.post("/points/entries", body)

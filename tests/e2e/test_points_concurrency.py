@@ -17,7 +17,7 @@ def test_concurrent_postings_from_several_processes_keep_one_consistent_chain(ra
         for replica in replicas:
             replica.up(names=("points",))
         with ClusterRpcClient(uri=rabbit_uri) as rpc:
-            rpc.points.set_catalogue(PARK, {"version": 0, "rules": [
+            rpc.points.set_catalogue(PARK, {"version": 1, "rules": [
                 {"code": "service", "name": "志愿服务", "account": "service", "points": 3},
                 {"code": "minus", "name": "扣分", "account": "discipline", "points": -1}]})
 

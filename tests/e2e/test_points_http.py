@@ -1,7 +1,7 @@
 """The points routes of the gateway, every service its own process."""
 from tests.stackfixtures import api, stack  # noqa: F401 (fixtures)
 
-RULES = {"version": 0, "rules": [
+RULES = {"version": 1, "rules": [
     {"code": "absent-org-life", "name": "无故缺席组织生活", "account": "discipline", "points": -2},
     {"code": "volunteer-event", "name": "参加志愿活动", "account": "service", "points": 3},
     {"code": "work-discipline", "name": "违反工作纪律", "account": "discipline", "points": -3,
@@ -12,7 +12,7 @@ RULES = {"version": 0, "rules": [
 def test_points_over_http(api):
     assert api.http.put(api.base + "/points/rules", json=RULES, timeout=30).json()["version"] == 1
     stale = api.http.put(api.base + "/points/rules", json=RULES, timeout=30)
-    assert stale.status_code == 409 and stale.json()["error"]["fields"] == {"version": ["stale"]}
+    assert stale.status_code == 409 and stale.json()["error"]["fields"] == {"version": ["expected 2"]}
 
     posted = api.post("/points/entries", {"member_id": "M-7", "rule_code": "absent-org-life", "actor": "desk",
                                           "reason": "三会一课缺席"}, headers={"Idempotency-Key": "desk-0007"})

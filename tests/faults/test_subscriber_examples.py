@@ -81,7 +81,7 @@ def test_the_kombu_subscriber_gets_every_event_across_a_broker_restart_none_twic
         call(containers["volunteers"], "register_responder", PARK, {
             "kind": "volunteer", "name": "钱工", "teams": ["orange"], "skills": ["electrician"], "roster": ALL_WEEK})
         call(containers["needs"], "set_config", PARK, needs_config())
-        call(containers["points"], "set_catalogue", PARK, {"version": 0, "rules": RULES})
+        call(containers["points"], "set_catalogue", PARK, {"version": 1, "rules": RULES})
 
         def scenario(tag):
             # another requester each time, or the second need would be held as a possible duplicate

@@ -10,6 +10,7 @@ from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict, DomainError, api_error
 from lamplight_tools import cli
 from services.points import domain
+from services.points.schemas import CatalogueSchema
 from services.points.service import PointsService
 from tests.conftest import wait_for
 
@@ -37,7 +38,7 @@ RULES = [
 def points(container_factory, service_config):
     container = container_factory(PointsService)
     container.start()
-    call(container, "set_catalogue", PARK, {"version": 0, "rules": RULES})
+    call(container, "set_catalogue", PARK, {"version": 1, "rules": RULES})
     return container
 
 
@@ -70,6 +71,33 @@ def test_a_first_posting_opens_the_year_at_12_and_is_chained(points, db):
     assert outbox_types(db, "m1") == ["points.credited", "points.debited"]
     problems, accounts, entries = cli.points_verify(config["MONGO_URI"], config["MONGO_DB_PREFIX"] + "points")
     assert (problems, accounts, entries) == ([], 1, 2)
+
+
+def test_a_catalogue_is_a_park_configuration_installed_as_the_next_version(points):
+    assert call(points, "catalogue", PARK)["version"] == 1
+    with pytest.raises(Conflict) as stale:  # version 1 again: someone installed it first
+        call(points, "set_catalogue", PARK, {"version": 1, "rules": RULES})
+    assert stale.value.fields == {"version": ["expected 2"]}
+    assert call(points, "set_catalogue", PARK, {"version": 2, "rules": RULES}) == {
+        "version": 1, "rules": len(RULES), "unchanged": True}  # the same catalogue changes nothing
+    changed = call(points, "set_catalogue", PARK, {"version": 2, "rules": RULES[:3]})
+    assert changed == {"version": 2, "rules": 3, "unchanged": False}
+    assert [r["code"] for r in call(points, "catalogue", PARK)["rules"]] == [r["code"] for r in RULES[:3]]
+
+
+def test_a_catalogue_saved_before_catalogues_were_park_configurations_becomes_version_1_of_one(points, db):
+    park = "wuhan-old"
+    rules = domain.validate_catalogue(CatalogueSchema().load({"version": 1, "rules": RULES[:1]})["rules"])
+    db("points").catalogues.insert_one({"_id": "{}/catalogue/rules".format(park), "park_id": park, "version": 7,
+                                        "rules": rules, "star_thresholds": None, "park_version": 3,
+                                        "updated_at": datetime.now(timezone.utc)})
+    shown = call(points, "catalogue", park)
+    assert (shown["version"], shown["rules"], shown["park_version"]) == (1, rules, 3)
+    assert db("points").configs.find_one({"_id": park + "/config"})["migrated_from_version"] == 7
+    posted = call(points, "post", park, {"member_id": "m1", "rule_code": "missed-meeting", "actor": "desk-01",
+                                         "reason": "记录"}, idempotency_key="old-1")
+    assert posted["balance_after"] == 11
+    assert call(points, "set_catalogue", park, {"version": 2, "rules": RULES})["version"] == 2
 
 
 def test_the_same_key_returns_the_first_entry_and_another_body_is_refused(points, db):

@@ -48,7 +48,7 @@ def points(container_factory, service_config):
 def test_every_balance_is_the_sum_of_its_entries_and_nothing_posts_twice(points, db, ops, seed):
     park = "p" + uuid.uuid4().hex[:10]
     with points() as rpc:
-        rpc.points.set_catalogue(park, {"version": 0, "rules": RULES})
+        rpc.points.set_catalogue(park, {"version": 1, "rules": RULES})
     order = list(ops)
     random.Random(seed).shuffle(order)  # reordered, then run concurrently
     accepted = {}  # idempotency key -> entry ids returned for it
