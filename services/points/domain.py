@@ -71,7 +71,8 @@ def entry_id(account: str, seq: int) -> str:
     return "{}:{:09d}".format(account, seq)
 
 
-def new_account(park_id: str, member_id: str, kind: str, year: int | None, opened_at: datetime) -> Doc:
+def new_account(park_id: str, member_id: str, kind: str, year: int | None, opened_at: datetime | None) -> Doc:
+    """A member's account before its first entry (``opened_at`` None: one shown, not yet opened)."""
     return {
         "_id": account_id(park_id, member_id, kind, year), "park_id": park_id, "member_id": member_id,
         "kind": kind, "year": year if kind == DISCIPLINE else None, "seq": 0, "balance": 0, "held": 0,
