@@ -1,5 +1,5 @@
 """The gateway's OpenAPI 3 document, built from its routes as they declare
-themselves (gateway.service.route: path, policy, body, result and query
+themselves (gateway.http.route: path, policy, body, result and query
 schemas) with apispec, served at /openapi.json with a docs page at /docs."""
 import re
 
@@ -57,11 +57,11 @@ def document(routes):
         path = _PARAM.sub(lambda m: "{" + m.group(2) + "}", route["path"])
         name, policy = route["name"], route["policy"]
         parameters = []
-        for _, param in _PARAM.findall(route["path"]):
+        for _, param in path_parameters(route["path"]):
             schema = {"type": "string", "pattern": PARK_PATTERN, "example": "quanlinan"} if param == "park" else \
                 {"type": "string", "minLength": 1, "maxLength": 200}
             parameters.append({"name": param, "in": "path", "required": True, "schema": schema})
-        for param, (kind, text) in route["query"].items():
+        for param, (kind, text, *_) in route["query"].items():
             parameters.append({"name": param, "in": "query", "required": False, "schema": {"type": kind},
                                "description": text})
         op = {"operationId": name, "summary": (route["doc"].split("\n")[0] or name.replace("_", " ")),
@@ -150,3 +150,8 @@ fetch('/openapi.json').then(r => r.json()).then(spec => {
 });
 </script></body></html>
 """
+
+
+def path_parameters(path):
+    """[(converter, name)] of a route's path, in order."""
+    return _PARAM.findall(path)

@@ -105,7 +105,7 @@ def test_every_route_naming_a_park_refuses_a_malformed_park_id_before_any_servic
 
 
 def test_each_route_declares_its_body_query_and_result_once_and_the_document_says_so(stack):
-    # one declaration per route (gateway.service.route): the OpenAPI operation is made from it
+    # one declaration per route (gateway.http.route): the OpenAPI operation is made from it
     spec = requests.get(stack.gateway_url + "/openapi.json", timeout=30).json()
     for route in ROUTES:
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route["path"])
