@@ -19,6 +19,7 @@ from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
+from lamplight.shapes import shown
 from lamplight.storage import Mongo, check_park_id
 from services.needs import domain, handlers
 from services.needs.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS
@@ -333,7 +334,7 @@ class NeedsService:
         taxonomy = self._taxonomy(store)
         resource = load_or_reject(_resource, payload, "the resource")
         _check_items(taxonomy, resource["items"])
-        return _listing(store.put_listing("resources", code_or_reject(code), resource))
+        return shown(store.putshown("resources", code_or_reject(code), resource))
 
     @rpc
     def put_project(self, park_id, code, payload):
@@ -346,7 +347,7 @@ class NeedsService:
         if missing:
             raise BadInput("unknown resources: " + ", ".join(missing), {"resources": [
                 "unknown; this park's resources are: " + (", ".join(sorted(known)) or "none yet")]})
-        return _listing(store.put_listing("projects", code_or_reject(code), project))
+        return shown(store.putshown("projects", code_or_reject(code), project))
 
     @rpc
     def lists(self, park_id):
@@ -354,8 +355,8 @@ class NeedsService:
         store = NeedsStore(self.db, park_id)
         taxonomy = self._taxonomy(store)
         return domain.three_lists(taxonomy.config, store.needs_by_item(),
-                                  [_listing(r) for r in store.listings("resources")],
-                                  [_listing(p) for p in store.listings("projects")])
+                                  [shown(r) for r in store.listings("resources")],
+                                  [shown(p) for p in store.listings("projects")])
 
     # statistics -------------------------------------------------------------------------------
     @rpc
@@ -400,7 +401,3 @@ def _check_items(taxonomy, items):
         raise BadInput("unknown items: " + ", ".join(missing), {"items": [
             "unknown; this park's items are: " + ", ".join(sorted(taxonomy.items))]})
 
-
-def _listing(doc):
-    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in doc.items()
-            if k not in ("_id", "park_id")}

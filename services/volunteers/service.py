@@ -21,6 +21,7 @@ from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
+from lamplight.shapes import shown
 from lamplight.storage import Mongo, check_park_id
 from services.volunteers.domain import rosters, visits
 from services.volunteers.handlers import Work, dispatch, emergency, responder_of, responders
@@ -212,9 +213,7 @@ class VolunteersService:
     @rpc
     def put_household(self, park_id, code, payload):
         data = load_or_reject(_household, payload, "the household")
-        household = visit_plans.put_household(self._work(park_id), code_or_reject(code), data)
-        return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in household.items()
-                if k not in ("_id", "park_id")}
+        return shown(visit_plans.put_household(self._work(park_id), code_or_reject(code), data))
 
     @rpc
     def generate_visits(self, park_id, month=None):
