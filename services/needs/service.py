@@ -334,7 +334,7 @@ class NeedsService:
         taxonomy = self._taxonomy(store)
         resource = load_or_reject(_resource, payload, "the resource")
         _check_items(taxonomy, resource["items"])
-        return shown(store.putshown("resources", code_or_reject(code), resource))
+        return shown(store.put_listing("resources", code_or_reject(code), resource))
 
     @rpc
     def put_project(self, park_id, code, payload):
@@ -347,7 +347,7 @@ class NeedsService:
         if missing:
             raise BadInput("unknown resources: " + ", ".join(missing), {"resources": [
                 "unknown; this park's resources are: " + (", ".join(sorted(known)) or "none yet")]})
-        return shown(store.putshown("projects", code_or_reject(code), project))
+        return shown(store.put_listing("projects", code_or_reject(code), project))
 
     @rpc
     def lists(self, park_id):
