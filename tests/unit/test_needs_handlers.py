@@ -1,4 +1,4 @@
-"""The needs service layer (services/needs/handlers.py) driven directly:
+"""The needs service layer (services/needs/handlers/) driven directly:
 intake and the lifecycle against a repository and the worker's Events, with
 no nameko, broker or database. The same tests run against the real
 repository on the MongoDB-protocol server (tests/integration/
@@ -8,6 +8,7 @@ import pytest
 from lamplight import logs
 from lamplight.errors import Conflict
 from services.needs import domain, handlers
+from services.needs.handlers import intake, lifecycle
 from services.needs.schemas import COMMAND_SCHEMAS, NeedSubmissionSchema
 from tests.unit.needs_repos import InMemoryNeedsStore, configured
 from tests.unit.outbox import RecordingOutbox, events
@@ -34,12 +35,12 @@ def taxonomy(work):
 
 
 def submit(work, body=WAGES, key="k-1"):
-    submission = handlers.validate(taxonomy(work), work.store, NeedSubmissionSchema().load(body), "the need")
-    return handlers.accept(work, taxonomy(work), submission, key)
+    submission = intake.validate(taxonomy(work), work.store, NeedSubmissionSchema().load(body), "the need")
+    return intake.accept(work, taxonomy(work), submission, key)
 
 
 def act(work, need_id, action, **command):
-    return handlers.act(work, taxonomy(work), need_id, action, COMMAND_SCHEMAS[action].load(command))
+    return lifecycle.act(work, taxonomy(work), need_id, action, COMMAND_SCHEMAS[action].load(command))
 
 
 def test_a_need_is_written_with_its_events_and_they_are_published_after(work):
@@ -118,3 +119,19 @@ def test_a_change_that_loses_a_race_decides_again_on_what_the_winner_left(work):
     assert [e["type"] for e in outbox.discarded] == ["need.resolved", "wall.entry_changed"]
     assert outbox.types()[-4:] == ["need.started", "wall.entry_changed", "need.resolved", "wall.entry_changed"]
     assert outbox.staged == {}
+
+
+def test_a_dispatch_event_moves_the_need_once_and_its_redelivery_changes_nothing(work):
+    w, outbox = work
+    need, _ = submit(w)
+    task = {"need_id": need["need_id"], "task_id": need["need_id"] + ":task:1", "responder_id": "rsp_1",
+            "member_id": "M-1", "note": None}
+    envelope = {"type": "task.claimed", "id": "evt-1"}
+
+    def moot(current, event):
+        return current["status"] == domain.ASSIGNED and current.get("task_id") == event["task_id"]
+    assert lifecycle.from_task(w, taxonomy(w), envelope, task, "assign", moot) is True
+    assert lifecycle.from_task(w, taxonomy(w), envelope, task, "assign", moot) is False
+    stored = w.store.get(need["need_id"])
+    assert (stored["status"], stored["task_id"], stored["version"]) == (domain.ASSIGNED, task["task_id"], 2)
+    assert outbox.types().count("need.assigned") == 1 and outbox.staged == {}

@@ -1,104 +1,24 @@
-"""The needs service layer: intake and the lifecycle, a function a command.
-
-A handler gets a :class:`Work` — the park's repository (``NeedsStore``; an
-in-memory one in the handler tests), the worker's ``Events`` and a logger —
-and the park's ``Taxonomy``. It holds no nameko, no broker and no database of
-its own: the nameko class (service.py) decodes a call, makes the Work, calls
-the handler and encodes its answer. What the rules refuse they raise as the
-domain's errors; the RPC boundary answers them (lamplight.errors.DomainError).
-"""
-from dataclasses import dataclass
+"""The lifecycle: a command on a need, with optimistic concurrency, and the
+events its changes publish."""
+import functools
+import time
 from typing import Any, Callable
 
-from marshmallow import ValidationError
-
+from lamplight import settings
 from lamplight.clock import utcnow
 from lamplight.errors import BadInput, Conflict, NotFound
-from lamplight.ids import new_id
 from lamplight.publishing import Change
 from lamplight.shapes import Doc, Envelope
 from services.needs import domain
-from services.needs.metrics import NEEDS_SUBMITTED, NEEDS_TRANSITIONS
-from services.needs.schemas import NeedChangedSchema, NeedSubmittedSchema, WallEntryChangedSchema, details_schema
+from services.needs.handlers import Work, need_of
+from services.needs.metrics import NEEDS_OPEN, NEEDS_OVERDUE, NEEDS_SKIPPED_EVENTS, NEEDS_TRANSITIONS
+from services.needs.schemas import NeedChangedSchema, WallEntryChangedSchema
 
-_submitted = NeedSubmittedSchema()
+SYSTEM = "system"
 _changed = NeedChangedSchema()
 _wall_event = WallEntryChangedSchema()
 
 
-@dataclass(frozen=True)
-class Work:
-    """What one handler call works with: the park's repository, the worker's
-    Events (lamplight.publishing) and a logger."""
-
-    store: Any
-    events: Any
-    log: Any
-
-
-# intake -----------------------------------------------------------------------------------------
-def validate(taxonomy: domain.Taxonomy, store: Any, submission: Doc, what: str) -> Doc:
-    """A loaded submission checked against the park's taxonomy, its item's typed details loaded."""
-    item = taxonomy.item(submission["category"], submission["item"])
-    if submission["grade"] is not None:
-        taxonomy.grade(submission["grade"])
-    try:
-        submission["details"] = details_schema(store.park_id, taxonomy.config, item or {"code": "-"}).load(
-            submission["details"])
-    except ValidationError as exc:
-        raise BadInput("{}: the details of item {} are not valid".format(what, submission["item"]),
-                       {"details": exc.messages})
-    submission["details"] = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                             for k, v in submission["details"].items() if v is not None}
-    return submission
-
-
-def accept(work: Work, taxonomy: domain.Taxonomy, submission: Doc, idempotency_key: str | None,
-           meeting: Doc | None = None) -> tuple[Doc, bool]:
-    """Write a need with its events; (the need, True), or (the need already
-    accepted under ``idempotency_key``, False). The key reused for another
-    body is a Conflict."""
-    store = work.store
-    now = utcnow()
-    park_id = store.park_id
-    need_id = new_id("need")
-    requester_key = domain.requester_key(park_id, submission["requester"])
-    duplicates = domain.possible_duplicates(store.recent_of(requester_key), submission, now,
-                                            taxonomy.config["duplicate_window_hours"])
-    need, auto = domain.new_need(taxonomy, park_id, need_id, submission, now, idempotency_key, duplicates,
-                                 meeting, requester_key)
-    envelopes = [work.events.new("need.submitted", park_id=park_id, subject=need_id, data=_submitted.dump({
-        "need_id": need_id, "kind": need["kind"], "category": need["category"], "item": need["item"],
-        "grade": need["grade"], "channel": need["channel"], "requester_kind": need["requester"]["kind"],
-        "summary": domain.public_summary(need["title"]), "submitted_at": now, "due_at": need["due_at"],
-        "possible_duplicates": duplicates}))]
-    if auto:
-        envelopes.append(changed_event(work.events, need, "triage", domain.SUBMITTED, now, {}))
-    envelopes.append(wall_event(work.events, need))
-    with work.events.staging(envelopes) as staged:
-        need.update(staged.fields())
-        existing = store.insert(need)
-        staged.written = existing is None
-    if existing is not None:
-        if existing["fingerprint"] != need["fingerprint"]:
-            raise Conflict("idempotency key {!r} was already used for another need".format(
-                need["idempotency_key"]), {"idempotency_key": ["reused with a different body"]})
-        return existing, False
-    store.remember(requester_key, need)
-    NEEDS_SUBMITTED.labels(park_id, need["category"], need["channel"]).inc()
-    work.log.info("need.submitted", need_id=need_id, category=need["category"], auto_triaged=bool(auto),
-                  possible_duplicates=len(duplicates))
-    return need, True
-
-
-def need_of(store: Any, need_id: str, internal: bool = False) -> Doc:
-    need: Doc | None = store.get(need_id, internal=internal)
-    if need is None:
-        raise NotFound("no need {} in park {}".format(need_id, store.park_id), {"need_id": ["unknown"]})
-    return need
-
-
-# the lifecycle ------------------------------------------------------------------------------------
 def act(work: Work, taxonomy: domain.Taxonomy, need_id: str, action: str, command: Doc) -> Doc:
     """One lifecycle command (loaded by its schema) on a need."""
     return transition(work, need_id, action,
@@ -182,3 +102,76 @@ def wall_event(events: Any, need: Doc) -> Envelope:
     envelope: Envelope = events.new("wall.entry_changed", park_id=need["park_id"], subject=need["need_id"],
                                     data=_wall_event.dump(domain.wall_entry(need)))
     return envelope
+
+
+# dispatch's events move needs along -----------------------------------------------------------------
+class Skip(Exception):
+    """Nothing to do for this event or sweep step."""
+
+
+def from_task(work: Work, taxonomy: domain.Taxonomy, envelope: Envelope, task: Doc, action: str,
+              already_or_moot: Callable[[Doc, Doc], bool]) -> bool:
+    """Apply a dispatch event (``task``: its data); False when it changes
+    nothing — a redelivery, or an event about a task the need has moved past
+    (counted, not retried)."""
+    def build(need: Doc) -> Doc:
+        if already_or_moot(need, task):
+            raise Skip()
+        args = {k: task[k] for k in ("responder_id", "member_id", "task_id") if task.get(k)}
+        if action == "resolve":
+            args["evaluation_days"] = taxonomy.config["evaluation_days"]
+        return args
+
+    try:
+        transition(work, task["need_id"], action, build, "dispatch", task.get("note"))
+        return True
+    except (Skip, NotFound):
+        NEEDS_SKIPPED_EVENTS.labels(work.store.park_id, envelope["type"]).inc()
+    except domain.IllegalTransition as exc:
+        NEEDS_SKIPPED_EVENTS.labels(work.store.park_id, envelope["type"]).inc()
+        work.log.warning("need.dispatch_event_skipped", need_id=task["need_id"], type=envelope["type"],
+                         reason=str(exc))
+    return False
+
+
+# time limits and supervision ----------------------------------------------------------------------
+def sweep(work: Work, taxonomy: domain.Taxonomy, batch: int) -> dict[str, int]:
+    """Every need of the park whose time limit or evaluation window is due:
+    supervised up its ladder, or closed unevaluated. How many of each."""
+    store, now = work.store, utcnow()
+    done = {"overdue": 0, "supervise": 0, "close_unevaluated": 0}
+    for need in store.due_for_sweep(now, domain.CLOCK_RUNNING, batch):
+        steps = [("close_unevaluated", None)] if domain.evaluation_lapsed(need, now) else \
+            domain.supervision_due(need, taxonomy.ladder, now)
+        for action, level in steps:
+            try:
+                transition(work, need["need_id"], action, functools.partial(
+                    _sweep_args, action=action, level=level, taxonomy=taxonomy, now=now), SYSTEM, None)
+                done[action] += 1
+            except (Skip, Conflict):
+                pass  # another replica's sweep, or a desk, got there first
+    overdue = store.overdue_counts(utcnow(), domain.CLOCK_RUNNING)
+    for category in taxonomy.categories:
+        NEEDS_OVERDUE.labels(store.park_id, category).set(overdue.get(category, 0))
+    if time.monotonic() - _OPEN_COUNTED.get(store.park_id, -1e9) >= settings.get_float("NEEDS_OPEN_GAUGE_S"):
+        _OPEN_COUNTED[store.park_id] = time.monotonic()
+        opened = store.open_counts(domain.OPEN)
+        for category in taxonomy.categories:
+            NEEDS_OPEN.labels(store.park_id, category).set(opened.get(category, 0))
+    return done
+
+
+def _sweep_args(need: Doc, action: str, level: Any, taxonomy: domain.Taxonomy, now: Any) -> Doc:
+    # the sweep decided on a stale read: decide again on the need as it is now
+    if action == "close_unevaluated":
+        if not domain.evaluation_lapsed(need, now):
+            raise Skip()
+        return {}
+    steps = domain.supervision_due(need, taxonomy.ladder, now)
+    if (action, level) not in steps:
+        raise Skip()
+    return {"level": level}
+
+
+# park -> when this process last counted its open needs (NEEDS_OPEN_GAUGE_S)
+_OPEN_COUNTED: dict[str, float] = {}
