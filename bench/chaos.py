@@ -1,0 +1,346 @@
+"""Faults under a steady load, then what the database says.
+
+    ./dev chaos [--rate 6] [--gap 25] [--faults kill-volunteers,kill-notify,...] [--restart-after 5]
+
+Starts its own copy of the platform (every service a ``nameko run`` process,
+its own vhost and databases, ports 28100/29200-29204), registers responders
+on duty around the clock, and POSTs needs at ``--rate`` per second from
+clients that retry every 503, timeout or refused connection with the same
+Idempotency-Key (once a second, for up to five minutes, as a careful client
+does). Meanwhile it injects the faults in turn, ``--gap`` seconds apart:
+
+- ``kill-<service>``: SIGKILL, restarted ``--restart-after`` s later as the
+  development stack does;
+- ``broker-restart``: RabbitMQ's app stopped for 7 s and started again;
+- ``db-pause``: the MongoDB-protocol server stopped (SIGSTOP) for 10 s.
+
+After the last fault the load stops and the platform is given
+``--settle`` seconds to reach steady state: every queue of its vhost empty,
+every outbox backlog 0, every ``/readyz`` 200. Then, from the databases:
+every acknowledged need exactly once, no need written for a key the client
+never saw answered, one task per routed need, one task-offer notice per
+(responder, task, channel), the dead-letter queues' contents. It prints a
+line per fault (what the gateway answered while it lasted, what was lost or
+duplicated among the needs first sent then, how long the platform took to
+serve again) and exits 1 if anything was lost or duplicated, or if steady
+state was not reached.
+"""
+import argparse
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pymongo  # noqa: E402
+
+from bench.common import MONGO_URI, delete_vhost, drop_databases, fresh_vhost, mgmt  # noqa: E402
+from lamplight_dev import demo  # noqa: E402
+from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_tools import parks as park_files  # noqa: E402
+
+PARK = "chaos"
+VHOST = "lamplight_chaos"
+UNROUTED = "lamplight.unrouted"
+WEB_PORT, PORT_BASE = 28100, 29200
+SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
+FAULTS = ["kill-volunteers", "kill-notify", "kill-needs", "kill-points", "kill-gateway", "broker-restart", "db-pause"]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+RETRY_WINDOW_S = 300
+
+
+class Load:
+    """Needs at a steady rate, each retried with its key until answered 2xx."""
+
+    def __init__(self, rate, headers, run_id):
+        self.rate, self.headers, self.run_id = rate, headers, run_id
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.first = {}      # key -> time of its first attempt
+        self.acked = {}      # key -> (time answered 2xx, need id)
+        self.answers = []    # (time, status or "timeout"/"refused")
+        self.given_up = []
+
+    def run(self, clients=8):
+        threads = [threading.Thread(target=self._client, args=(n, clients), daemon=True) for n in range(clients)]
+        for t in threads:
+            t.start()
+        return threads
+
+    def _client(self, offset, clients):
+        start = time.monotonic()
+        i = offset
+        while not self.stop.is_set():
+            delay = start + i / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._submit(i)
+            i += clients
+
+    def _submit(self, i):
+        key = "chaos-{}-{}".format(self.run_id, i)
+        _, need = demo.NEEDS[i % len(demo.NEEDS)]
+        requester = {k: v for k, v in need["requester"].items() if k != "phone"}
+        body = json.dumps(dict(need, title="{} #{}".format(need["title"], i),
+                               requester=dict(requester, name="工友{}".format(i))))
+        first = time.monotonic()
+        with self.lock:
+            self.first[key] = first
+        while time.monotonic() - first < RETRY_WINDOW_S:
+            status = None
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", WEB_PORT, timeout=15)
+                conn.request("POST", "/api/v1/parks/{}/needs".format(PARK), body,
+                             dict(self.headers, **{"Idempotency-Key": key}))
+                resp = conn.getresponse()
+                payload = resp.read()
+                status = resp.status
+                conn.close()
+            except TimeoutError:
+                status = "timeout"
+            except OSError:
+                status = "refused"
+            now = time.monotonic()
+            with self.lock:
+                self.answers.append((now, status))
+                if status in (200, 201):
+                    self.acked[key] = (now, json.loads(payload)["id"])
+                    return
+            if isinstance(status, int) and 400 <= status < 500:
+                with self.lock:
+                    self.given_up.append((key, status, payload[:200]))
+                return
+            time.sleep(1)
+        with self.lock:
+            self.given_up.append((key, "window", b""))
+
+
+def rabbitctl(*args):
+    subprocess.run([str(ROOT / "dev"), "rabbitctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def ferretdb_pid():
+    path = ROOT / ".stack" / "ferretdb.pid"
+    return int(path.read_text()) if path.exists() else None
+
+
+def inject(fault, stack, restart_after):
+    """Inject ``fault`` and undo it (restart, resume); returns when it is undone."""
+    if fault.startswith("kill-"):
+        name = fault[len("kill-"):]
+        stack.kill(name)
+        time.sleep(restart_after)
+        stack.start(name)
+    elif fault == "broker-restart":
+        rabbitctl("stop_app")
+        time.sleep(7)
+        rabbitctl("start_app")
+        rabbitctl("await_startup", "--timeout", "60")
+    elif fault == "db-pause":
+        pid = ferretdb_pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(10)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    else:
+        raise SystemExit("unknown fault {}".format(fault))
+
+
+def all_ready(stack):
+    return all(stack.ready(name) for name in SERVICES)
+
+
+def backlog(stack):
+    """Events staged in outboxes and not yet confirmed, over every service process."""
+    total = 0.0
+    for name in SERVICES:
+        try:
+            with urllib.request.urlopen(stack.probe_url(name, "/metrics"), timeout=3) as resp:
+                for line in resp.read().decode().splitlines():
+                    if line.startswith("lamplight_outbox_backlog{"):
+                        total += float(line.rsplit(" ", 1)[1])
+        except OSError:
+            return None
+    return total
+
+
+def queued(parked=False):
+    """{queue: ready + unacknowledged} of the chaos vhost's work queues that hold
+    any; with ``parked``, of its parking queues instead: the dead-letter queues
+    and the events no one subscribes to (``lamplight.unrouted``), which stay."""
+    queues = json.loads(mgmt("GET", "/api/queues/" + VHOST))
+    return {q["name"]: q.get("messages", 0) for q in queues if q.get("messages", 0) and
+            (q["name"].endswith(".dlq") or q["name"] == UNROUTED) == parked}
+
+
+def wait_served(stack, load, since, timeout=300):
+    """Seconds from ``since`` until every service is ready and the gateway answered a 2xx again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with load.lock:
+            served = any(t >= since and s in (200, 201) for t, s in load.answers[-200:])
+        if served and all_ready(stack):
+            return time.monotonic() - since
+        time.sleep(0.2)
+    return None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=6, help="needs/s (about half of what a 2-core machine takes)")
+    parser.add_argument("--gap", type=float, default=25, help="seconds between faults")
+    parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--restart-after", type=float, default=5)
+    parser.add_argument("--settle", type=float, default=120, help="seconds allowed to reach steady state")
+    parser.add_argument("--responders", type=int, default=45)
+    args = parser.parse_args(argv)
+    faults = [f for f in args.faults.split(",") if f]
+
+    run_id = uuid.uuid4().hex[:8]
+    prefix = "chaos{}_".format(run_id)
+    uri = fresh_vhost(VHOST)
+    stack = Stack(ROOT / ".stack" / "chaos", port_base=PORT_BASE, web_port=WEB_PORT, env={
+        "AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": prefix, "LOG_LEVEL": "WARNING"})
+    for name in SERVICES:
+        (stack.log_dir / "{}.log".format(name)).unlink(missing_ok=True)
+    print("starting the platform (logs in {})".format(stack.log_dir), flush=True)
+    stack.down()
+    stack.up()
+    headers = {"Content-Type": "application/json",
+               "Authorization": "Bearer " + stack.admin_key(rate_limit="10000000/minute")}
+    rows, steady, verdict, parked = [], None, {}, {}
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", WEB_PORT, timeout=30)
+        park = park_files.load()["quanlinan"]
+        for path, body in (("needs/config", park_files.needs_config(park, 1)),
+                           ("volunteers/config", park_files.volunteers_config(park, 1))):
+            conn.request("PUT", "/api/v1/parks/{}/{}".format(PARK, path), json.dumps(body), headers)
+            answer = conn.getresponse()
+            if answer.status != 200:
+                raise SystemExit("PUT {}: {} {}".format(path, answer.status, answer.read()[:300]))
+            answer.read()
+        for i, volunteer in enumerate(demo.volunteers()):
+            if i == args.responders:
+                break
+            volunteer = dict(volunteer, roster={"shifts": [{"day": d, "start": "00:00", "end": "00:00",
+                                                            "overnight": True} for d in DAYS]})
+            conn.request("POST", "/api/v1/parks/{}/responders".format(PARK), json.dumps(volunteer), headers)
+            conn.getresponse().read()
+
+        load = Load(args.rate, headers, run_id)
+        clients = load.run()
+        print("load: {:g} needs/s; faults every {:g} s: {}".format(args.rate, args.gap, ", ".join(faults)),
+              flush=True)
+        time.sleep(args.gap)
+        for fault in faults:
+            started = time.monotonic()
+            inject(fault, stack, args.restart_after)
+            restored = time.monotonic()
+            recovered = wait_served(stack, load, restored)
+            end = restored + (recovered or 0)
+            with load.lock:
+                window = Counter(str(s) for t, s in load.answers if started <= t <= end)
+            rows.append({"fault": fault, "started": started, "restored": restored, "end": end,
+                         "recover_s": recovered, "answers": window})
+            print("  {} done: restored after {:.1f} s, serving again {} s later".format(
+                fault, restored - started, "{:.1f}".format(recovered) if recovered is not None else "never"),
+                flush=True)
+            time.sleep(max(0.0, args.gap - (time.monotonic() - started)))
+        load.stop.set()
+        for t in clients:
+            t.join(RETRY_WINDOW_S + 30)
+        last = time.monotonic()
+        while time.monotonic() - last < args.settle:
+            left, pending = queued(), backlog(stack)
+            if not left and pending == 0 and all_ready(stack):
+                steady = time.monotonic() - last
+                break
+            time.sleep(1)
+        verdict = check(prefix, load)
+        parked = queued(parked=True)
+    finally:
+        stack.down()
+
+    print()
+    print("{:<16} {:>9} {:>26} {:>5} {:>5} {:>10}".format("fault", "window s", "gateway answers", "lost", "dup",
+                                                            "recover s"))
+    for row in rows:
+        keys = [k for k, t in load.first.items() if row["started"] <= t <= row["end"]]
+        answers = ", ".join("{} {}".format(k, n) for k, n in sorted(row["answers"].items()))
+        print("{:<16} {:>9.1f} {:>26} {:>5} {:>5} {:>10}".format(
+            row["fault"], row["end"] - row["started"], answers,
+            sum(1 for k in keys if k in verdict["lost"]), sum(1 for k in keys if k in verdict["duplicated"]),
+            "{:.1f}".format(row["recover_s"]) if row["recover_s"] is not None else "never"))
+    print()
+    print("needs: {} sent, {} acknowledged, {} lost, {} duplicated, {} written for a key never answered, "
+          "{} given up by the client".format(len(load.first), len(load.acked), len(verdict["lost"]),
+                                             len(verdict["duplicated"]), len(verdict["orphans"]), len(load.given_up)))
+    print("tasks: {} routed needs, {} without their task, {} with more than one".format(
+        verdict["routed"], verdict["untasked"], verdict["multi_tasked"]))
+    print("task-offer notices: {} offers, {} without their notice, {} noticed twice".format(
+        verdict["offers"], verdict["unnoticed"], verdict["noticed_twice"]))
+    dead = {name: n for name, n in parked.items() if name != UNROUTED}
+    print("dead-letter queues: {}; events parked as unrouted (no subscriber binds them): {}".format(
+        dead or "empty", parked.get(UNROUTED, 0)))
+    print("steady state after the last fault: {}".format(
+        "{:.1f} s (queues empty, outbox backlog 0, every /readyz 200)".format(steady) if steady is not None
+        else "not within {:g} s (queues: {})".format(args.settle, queued_safe())))
+    drop_databases(prefix)
+    delete_vhost(VHOST)
+    failed = dead or verdict["lost"] or verdict["duplicated"] or verdict["orphans"] or verdict["untasked"] or \
+        verdict["multi_tasked"] or verdict["unnoticed"] or verdict["noticed_twice"] or steady is None
+    return 1 if failed else 0
+
+
+def queued_safe():
+    try:
+        return queued()
+    except Exception as exc:  # the broker itself may be what is wrong
+        return repr(exc)
+
+
+def check(prefix, load):
+    """What the databases hold against what the clients were told."""
+    client = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=10000)
+    needs = list(client[prefix + "needs"]["needs"].find({"park_id": PARK}, {"idempotency_key": 1, "need_id": 1,
+                                                                             "routing": 1, "status": 1}))
+    by_key = Counter(n["idempotency_key"] for n in needs)
+    acked = set(load.acked)
+    lost = {k for k in acked if by_key.get(k, 0) == 0}
+    duplicated = {k for k, n in by_key.items() if n > 1}
+    orphans = {k for k in by_key if k not in acked}
+    volunteers = client[prefix + "volunteers"]
+    tasks = [t for name in volunteers.list_collection_names() if name.startswith("tasks.")
+             for t in volunteers[name].find({}, {"need_id": 1, "routing": 1, "offered_to": 1})]
+    per_need = Counter((t["need_id"], t.get("routing")) for t in tasks)
+    routed = [n for n in needs if n.get("routing")]
+    untasked = sum(1 for n in routed if per_need.get((n["need_id"], n["routing"]), 0) == 0)
+    multi_tasked = sum(1 for v in per_need.values() if v > 1)
+    notify = client[prefix + "notify"]
+    notices = Counter()
+    for name in notify.list_collection_names():
+        if name.startswith("notices."):
+            for n in notify[name].find({"type": "task.offered"}, {"recipient_id": 1, "subject": 1, "channel": 1}):
+                notices[(n["recipient_id"], n["subject"], n["channel"])] += 1
+    offers = [(rid, t["_id"]) for t in tasks for rid in t.get("offered_to") or ()]
+    unnoticed = sum(1 for rid, task_id in offers if notices.get((rid, task_id, "inapp"), 0) == 0)
+    noticed_twice = sum(1 for v in notices.values() if v > 1)
+    client.close()
+    return {"lost": lost, "duplicated": duplicated, "orphans": orphans, "routed": len(routed),
+            "untasked": untasked, "multi_tasked": multi_tasked, "offers": len(offers), "unnoticed": unnoticed,
+            "noticed_twice": noticed_twice}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
