@@ -44,10 +44,9 @@ sys.path.insert(0, str(ROOT))
 
 import pymongo  # noqa: E402
 
-from bench.common import MONGO_URI, delete_vhost, drop_databases, fresh_vhost, mgmt  # noqa: E402
+from bench.common import MONGO_URI, delete_vhost, drop_databases, fresh_vhost, mgmt, seed_demo_park  # noqa: E402
 from lamplight_dev import demo  # noqa: E402
 from lamplight_dev.devstack import Stack  # noqa: E402
-from lamplight_tools import parks as park_files  # noqa: E402
 
 PARK = "chaos"
 VHOST = "lamplight_chaos"
@@ -55,7 +54,6 @@ UNROUTED = "lamplight.unrouted"
 WEB_PORT, PORT_BASE = 28100, 29200
 SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
 FAULTS = ["kill-volunteers", "kill-notify", "kill-needs", "kill-points", "kill-gateway", "broker-restart", "db-pause"]
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RETRY_WINDOW_S = 300
 
 
@@ -221,22 +219,7 @@ def main(argv=None):
                "Authorization": "Bearer " + stack.admin_key(rate_limit="10000000/minute")}
     rows, steady, verdict, parked = [], None, {}, {}
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", WEB_PORT, timeout=30)
-        park = park_files.load()["quanlinan"]
-        for path, body in (("needs/config", park_files.needs_config(park, 1)),
-                           ("volunteers/config", park_files.volunteers_config(park, 1))):
-            conn.request("PUT", "/api/v1/parks/{}/{}".format(PARK, path), json.dumps(body), headers)
-            answer = conn.getresponse()
-            if answer.status != 200:
-                raise SystemExit("PUT {}: {} {}".format(path, answer.status, answer.read()[:300]))
-            answer.read()
-        for i, volunteer in enumerate(demo.volunteers()):
-            if i == args.responders:
-                break
-            volunteer = dict(volunteer, roster={"shifts": [{"day": d, "start": "00:00", "end": "00:00",
-                                                            "overnight": True} for d in DAYS]})
-            conn.request("POST", "/api/v1/parks/{}/responders".format(PARK), json.dumps(volunteer), headers)
-            conn.getresponse().read()
+        seed_demo_park(WEB_PORT, PARK, headers, args.responders)
 
         load = Load(args.rate, headers, run_id)
         clients = load.run()

@@ -220,3 +220,34 @@ def db_request_lines(before, after, units, unit="need", top=None):
     lines.append("  busiest: " + ", ".join("{}.{} {} {:.2f}".format(s, c, cmd, n / units)
                                            for (s, cmd, c), n in busiest))
     return lines
+
+
+AROUND_THE_CLOCK = {"shifts": [{"day": d, "start": "00:00", "end": "00:00", "overnight": True}
+                               for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")]}
+
+
+def seed_demo_park(port, park_id, headers, responders):
+    """``park_id`` configured as the demo park (needs and volunteers), with
+    ``responders`` of the demo's volunteers on duty around the clock, so that
+    every need is offered at once; through the gateway on ``port``."""
+    import http.client
+
+    from lamplight_dev import demo
+    from lamplight_tools import parks as park_files
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    park = park_files.load()["quanlinan"]
+    for path, body in (("needs/config", park_files.needs_config(park, 1)),
+                       ("volunteers/config", park_files.volunteers_config(park, 1))):
+        conn.request("PUT", "/api/v1/parks/{}/{}".format(park_id, path), json.dumps(body), headers)
+        answer = conn.getresponse()
+        if answer.status != 200:
+            raise SystemExit("PUT {}: {} {}".format(path, answer.status, answer.read()[:300]))
+        answer.read()
+    for i, volunteer in enumerate(demo.volunteers()):
+        if i == responders:
+            break
+        conn.request("POST", "/api/v1/parks/{}/responders".format(park_id),
+                     json.dumps(dict(volunteer, roster=AROUND_THE_CLOCK)), headers)
+        conn.getresponse().read()
+    conn.close()

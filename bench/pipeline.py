@@ -38,13 +38,12 @@ from bench.common import (  # noqa: E402
     drop_databases,
     fresh_vhost,
     percentile,
+    seed_demo_park,
 )
 from lamplight_dev import demo  # noqa: E402
 from lamplight_dev.devstack import Stack  # noqa: E402
-from lamplight_tools import parks as park_files
 
 PARK = "bench"
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def need_body(i, tag):
@@ -226,26 +225,7 @@ def main(argv=None):
         watcher = Watcher(uri, "notify.events", "notice.sent", key=need_of_notice)
         watcher.start()
         watcher.ready.wait(10)
-        conn = http.client.HTTPConnection("127.0.0.1", 28000, timeout=30)
-        park = park_files.load()["quanlinan"]
-        for path, body in (("needs/config", park_files.needs_config(park, 1)),
-                           ("volunteers/config", park_files.volunteers_config(park, 1))):
-            conn.request("PUT", "/api/v1/parks/{}/{}".format(PARK, path), json.dumps(body),
-                         HEADERS)
-            answer = conn.getresponse()
-            if answer.status != 200:
-                raise SystemExit("PUT {}: {} {}".format(path, answer.status, answer.read()[:300]))
-            answer.read()
-        for i, volunteer in enumerate(demo.volunteers()):
-            if i == args.responders:
-                break
-            # on duty around the clock, so every need is offered at once
-            volunteer = dict(volunteer, roster={"shifts": [{"day": d, "start": "00:00", "end": "00:00",
-                                                            "overnight": True}
-                                                           for d in DAYS]})
-            conn.request("POST", "/api/v1/parks/{}/responders".format(PARK), json.dumps(volunteer),
-                         HEADERS)
-            conn.getresponse().read()
+        seed_demo_park(28000, PARK, HEADERS, args.responders)
         submit_all(28000, 50, 0, 8, tag="warm-up")  # warm-up: connections, caches, JIT-free but lazy imports
         time.sleep(1)
 
