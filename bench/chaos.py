@@ -12,7 +12,9 @@ does). Meanwhile it injects the faults in turn, ``--gap`` seconds apart:
 - ``kill-<service>``: SIGKILL, restarted ``--restart-after`` s later as the
   development stack does;
 - ``broker-restart``: RabbitMQ's app stopped for 7 s and started again;
-- ``db-pause``: the MongoDB-protocol server stopped (SIGSTOP) for 10 s.
+- ``db-pause``: the MongoDB-protocol server stopped (SIGSTOP) for 10 s;
+- ``db-kill``: the MongoDB-protocol server killed (SIGKILL) and started
+  again ``--restart-after`` s later, as ``./dev`` starts it.
 
 After the last fault the load stops and the platform is given
 ``--settle`` seconds to reach steady state: every queue of its vhost empty,
@@ -22,8 +24,8 @@ never saw answered, one task per routed need, one task-offer notice per
 (responder, task, channel), the dead-letter queues' contents. It prints a
 line per fault (what the gateway answered while it lasted, what was lost or
 duplicated among the needs first sent then, how long the platform took to
-serve again) and exits 1 if anything was lost or duplicated, or if steady
-state was not reached.
+serve again) and exits 1 if anything was lost or duplicated, if steady
+state was not reached, or if the gateway answered any 5xx but 503.
 """
 import argparse
 import http.client
@@ -53,7 +55,8 @@ VHOST = "lamplight_chaos"
 UNROUTED = "lamplight.unrouted"
 WEB_PORT, PORT_BASE = 28100, 29200
 SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
-FAULTS = ["kill-volunteers", "kill-notify", "kill-needs", "kill-points", "kill-gateway", "broker-restart", "db-pause"]
+FAULTS = ["kill-volunteers", "kill-notify", "kill-needs", "kill-points", "kill-gateway", "broker-restart", "db-pause",
+          "db-kill"]
 RETRY_WINDOW_S = 300
 
 
@@ -144,6 +147,16 @@ def inject(fault, stack, restart_after):
         time.sleep(7)
         rabbitctl("start_app")
         rabbitctl("await_startup", "--timeout", "60")
+    elif fault == "db-kill":
+        if ferretdb_pid() is None:
+            raise SystemExit("db-kill needs the development database (./dev starts it; MONGO_URI is another server)")
+        os.kill(ferretdb_pid(), signal.SIGKILL)
+        time.sleep(restart_after)
+        # ./dev exported MONGO_URI for this run; without it, ./dev starts its own server again
+        env = {k: v for k, v in os.environ.items() if k != "MONGO_URI"}
+        started = subprocess.run([str(ROOT / "dev"), "mongo"], capture_output=True, text=True, timeout=120, env=env)
+        if started.returncode:
+            raise SystemExit("the database did not start again: " + started.stdout[-500:] + started.stderr[-500:])
     elif fault == "db-pause":
         pid = ferretdb_pid()
         os.kill(pid, signal.SIGSTOP)
@@ -281,8 +294,12 @@ def main(argv=None):
         else "not within {:g} s (queues: {})".format(args.settle, queued_safe())))
     drop_databases(prefix)
     delete_vhost(VHOST)
-    failed = dead or verdict["lost"] or verdict["duplicated"] or verdict["orphans"] or verdict["untasked"] or \
-        verdict["multi_tasked"] or verdict["unnoticed"] or verdict["noticed_twice"] or steady is None
+    with load.lock:
+        faults_of_ours = Counter(s for _, s in load.answers if isinstance(s, int) and s >= 500 and s != 503)
+    if faults_of_ours:
+        print("answers that are the platform's fault (5xx other than 503): {}".format(dict(faults_of_ours)))
+    failed = faults_of_ours or dead or steady is None or any(verdict[k] for k in (
+        "lost", "duplicated", "orphans", "untasked", "multi_tasked", "unnoticed", "noticed_twice"))
     return 1 if failed else 0
 
 

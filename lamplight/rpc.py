@@ -29,10 +29,11 @@ from nameko.amqp import get_connection
 from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY, NON_PERSISTENT
 from nameko.containers import ContainerBeingKilled, WorkerContext
-from nameko.exceptions import IncorrectSignature, MalformedRequest, UnknownService
+from nameko.exceptions import IncorrectSignature, MalformedRequest, UnknownService, deserialize_to_instance
 from nameko.messaging import decode_from_headers
 from nameko.rpc import ReplyListener, Responder, RpcConsumer, ServiceRpc, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
+from pymongo.errors import ConnectionFailure as DatabaseAway
 
 from lamplight import logs, settings
 from lamplight.errors import EXPECTED, DomainError, api_error
@@ -73,6 +74,12 @@ class LightRpcConsumer(RpcConsumer):
             # a domain's refusal leaves the service as the API error of its kind, here and only here
             error = api_error(exc_info[1])
             exc_info = (type(error), error, exc_info[2])
+        elif exc_info is not None and isinstance(exc_info[1], DatabaseAway):
+            # the database is away (refused, reset, no server to select): the caller is told so,
+            # as a call whose outcome is unknown, not as a fault of the service
+            away = DependencyDown("the {} service cannot reach its database: {}".format(
+                self.container.service_name, type(exc_info[1]).__name__))
+            exc_info = (DependencyDown, away, exc_info[2])
         responder = LightResponder(self.amqp_uri, get_rpc_exchange(), message,
                                    ssl=config.get(AMQP_SSL_CONFIG_KEY),
                                    login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
@@ -179,8 +186,16 @@ class NoAckReplyListener(ReplyListener):
                 self.queue.bind(conn).declare()
 
 
+@deserialize_to_instance
+class DependencyDown(Exception):
+    """What a service answers when a call failed because its database was away:
+    the call may or may not have written; retrying with the same idempotency
+    key is safe (the caller's proxy raises :class:`ServiceUnavailable`)."""
+
+
 class ServiceUnavailable(Exception):
-    """The called service did not answer within the deadline."""
+    """The called service did not answer within the deadline, or could not
+    reach what it depends on: the outcome is unknown."""
 
     def __init__(self, service: str) -> None:
         super().__init__("the {} service is not answering; try again shortly".format(service))
@@ -229,6 +244,8 @@ class DeadlineClient:
                 return getattr(self._client, method).call_async(*args, **kwargs).result()
         except (eventlet.Timeout, UnknownService):
             raise ServiceUnavailable(self._service)
+        except DependencyDown as exc:
+            raise ServiceUnavailable(self._service) from exc
         except (OSError, KombuOperationalError, AmqpConnectionError) as exc:
             # the broker is away (ECONNREFUSED while it restarts)
             raise ServiceUnavailable(self._service) from exc
