@@ -130,7 +130,7 @@ def points_verify(mongo_uri, database, park=None):
     """Check every account's hash chain; returns [(entry or account id, problem)]."""
     import pymongo
 
-    from lamplight.ledger import verify_chain
+    from services.points.chain import verify_chain
 
     client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
     try:

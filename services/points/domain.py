@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lamplight.errors import DomainError
-from lamplight.ledger import GENESIS, seal
 from lamplight.shapes import Doc
+from services.points.chain import GENESIS, seal
 
 DISCIPLINE = "discipline"
 SERVICE = "service"

@@ -10,7 +10,7 @@ from nameko import config
 from nameko.standalone.rpc import ClusterRpcClient
 
 from lamplight.errors import Conflict
-from lamplight.ledger import verify_chain
+from services.points.chain import verify_chain
 from services.points.service import PointsService
 
 RULES = [

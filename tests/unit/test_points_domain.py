@@ -3,8 +3,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lamplight.ledger import GENESIS, verify_chain
 from services.points import domain
+from services.points.chain import GENESIS, verify_chain
 
 AT = datetime(2026, 11, 21, 8, 30, 15, 123456, tzinfo=timezone.utc)
 RULE = {"code": "volunteer", "name": "志愿服务", "account": "service", "points": 2,
