@@ -8,6 +8,12 @@ poison message never blocks the queue. Input that can never succeed (an
 invalid envelope, a body that is not JSON, a handler raising BadInput) goes to
 the DLQ at once.
 
+Each subscription holds at most ``EVENT_CONCURRENCY`` of its process's
+workers (its consumer's prefetch: a message is acked only when handled), and
+the subscriptions together at most ``max_workers - RPC_RESERVED_WORKERS``:
+a slow projection waits on its own backlog in the broker, and requests
+always find a worker.
+
 Handlers must be idempotent: a message can be delivered again after a crash or
 a relay. The kernel's way is a deterministic ``_id`` (or unique key) on the
 effect, so a second insert fails with DuplicateKeyError and is skipped.
@@ -16,10 +22,11 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
+from eventlet.semaphore import Semaphore
 from kombu import Connection, Exchange, Queue
 from kombu.message import Message
 from nameko.amqp.publish import get_producer
-from nameko.containers import ContainerBeingKilled, WorkerContext
+from nameko.containers import ContainerBeingKilled, ServiceContainer, WorkerContext
 from nameko.events import EventHandler
 from nameko.messaging import Consumer, decode_from_headers
 
@@ -27,7 +34,7 @@ from lamplight import logs, settings, topology
 from lamplight.clock import now_iso
 from lamplight.envelope import validate_envelope
 from lamplight.errors import DomainError, LamplightError
-from lamplight.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
+from lamplight.metrics import EVENT_WORKERS_BUSY, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
 from lamplight.shapes import Envelope
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
@@ -35,6 +42,19 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 ERROR_HEADER = "x-lamplight-error"
 QUEUE_HEADER = "x-lamplight-queue"
 FAILED_AT_HEADER = "x-lamplight-failed-at"
+
+
+def event_workers(container: ServiceContainer) -> Semaphore:
+    """The workers a container's subscriptions share: all of its pool but
+    ``RPC_RESERVED_WORKERS`` (at most half of it), which only requests and
+    timers can take."""
+    slots: Semaphore | None = getattr(container, "_lamplight_event_workers", None)
+    if slots is None:
+        total = int(container.max_workers)
+        reserved = min(settings.get_int("RPC_RESERVED_WORKERS"), total // 2)
+        slots = Semaphore(max(1, total - reserved))
+        container._lamplight_event_workers = slots
+    return slots
 
 
 def attempts_of(message: Message) -> int:
@@ -60,6 +80,9 @@ class Subscribe(EventHandler):
         self.max_attempts = settings.get_int("EVENT_MAX_ATTEMPTS")
         self.delays = settings.get_list_of_int("EVENT_RETRY_DELAYS_MS")
         self.consumer_options["on_decode_error"] = self._on_decode_error
+        # unacked messages = workers this subscription holds, waiting ones included
+        self.consumer_options["prefetch_count"] = settings.get_int("EVENT_CONCURRENCY")
+        self.busy = EVENT_WORKERS_BUSY.labels(self.container.service_name, self.queue.name)
         self.log = logs.get_logger(component="subscriber", queue=self.queue.name)
         # the queues a failed message goes to must exist before it fails, or
         # its mandatory republish has no route and it would loop
@@ -83,17 +106,35 @@ class Subscribe(EventHandler):
         handle_result = partial(self.handle_result, message, envelope)
 
         def spawn_worker() -> None:
+            slots = event_workers(self.container)
+            slots.acquire()
+            self.busy.inc()
             try:
                 self.container.spawn_worker(self, (envelope,), {}, context_data=context_data,
                                             handle_result=handle_result)
             except ContainerBeingKilled:
+                self._free()
                 self.consumer.requeue_message(message)
+            except BaseException:
+                self._free()
+                raise
 
         self.container.spawn_managed_thread(
             spawn_worker, identifier="subscribe.wait_for_worker[{}]".format(self.queue.name))
 
     def handle_result(self, message: Message, envelope: Envelope, worker_ctx: WorkerContext, result: Any = None,
                       exc_info: ExcInfo | None = None) -> tuple[Any, ExcInfo | None]:
+        try:
+            return self._settle(message, envelope, result, exc_info)
+        finally:
+            self._free()
+
+    def _free(self) -> None:
+        self.busy.dec()
+        event_workers(self.container).release()
+
+    def _settle(self, message: Message, envelope: Envelope, result: Any,
+                exc_info: ExcInfo | None) -> tuple[Any, ExcInfo | None]:
         service = self.container.service_name
         if exc_info is None:
             EVENTS_CONSUMED.labels(service, envelope["type"], envelope["parkid"]).inc()

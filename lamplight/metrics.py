@@ -79,6 +79,12 @@ EVENTS_FAILED = Counter(
     "Handler attempts that raised (each is retried or dead-lettered).",
     ["service", "type"],
 )
+EVENT_WORKERS_BUSY = Gauge(
+    "lamplight_event_workers_busy",
+    "Workers a subscription holds now (waiting for the shared event workers included); at EVENT_CONCURRENCY "
+    "its backlog waits in the broker.",
+    ["service", "queue"],
+)
 EVENTS_DEAD_LETTERED = Counter(
     "lamplight_events_dead_lettered_total",
     "Events parked in a dead-letter queue after their last attempt.",

@@ -53,6 +53,8 @@ class Observability(DependencyProvider):
         self.log = logs.get_logger()
         self._started: dict[WorkerContext, float] = {}
         self._server_thread: Any = None
+        self._watch_thread: Any = None
+        self._saturated_since: float | None = None
         self.address: str | None = None
 
     def start(self) -> None:
@@ -65,11 +67,32 @@ class Observability(DependencyProvider):
             lambda: eventlet.wsgi.server(sock, self._app, log=_Silent(), log_output=False),
             identifier="observability-server",
         )
+        self._watch_thread = self.container.spawn_managed_thread(self._watch_workers, identifier="worker-watch")
         self.log.info("probes.listening", listen=self.address)
 
+    def _watch_workers(self) -> None:
+        """Note since when every worker of the pool has been busy."""
+        pool = self.container._worker_pool  # nameko's own pool: the one place that knows
+        while True:
+            if pool.free() > 0:
+                self._saturated_since = None
+            elif self._saturated_since is None:
+                self._saturated_since = time.monotonic()
+            eventlet.sleep(0.5)
+
+    def keeping_up(self) -> Check:
+        """Not ready while every worker has been busy for READY_SATURATED_S:
+        what arrives now waits behind work this process cannot finish."""
+        since, limit = self._saturated_since, settings.get_float("READY_SATURATED_S")
+        busy = 0.0 if since is None else time.monotonic() - since
+        return ("workers", busy < limit,
+                "all {} workers busy for {:.0f} s: this process cannot keep up".format(
+                    self.container.max_workers, busy))
+
     def stop(self) -> None:
-        if self._server_thread is not None:
-            self._server_thread.kill()
+        for thread in (self._server_thread, self._watch_thread):
+            if thread is not None:
+                thread.kill()
 
     kill = stop
 
@@ -102,6 +125,7 @@ class Observability(DependencyProvider):
             # the probe server starts with the other extensions; until every
             # entrypoint is consuming, the process must not take traffic
             checks.append(("entrypoints", bool(getattr(self.container, "started", False)), "starting"))
+            checks.append(self.keeping_up())
             down = {name: detail for name, ok, detail in checks if not ok}
             status = 503 if down else 200
             payload = {"status": "not ready" if down else "ready", "service": self.service,

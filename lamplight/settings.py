@@ -20,6 +20,13 @@ DEFAULTS = {
     "EVENT_MAX_ATTEMPTS": 5,
     # delay before attempt 2, 3, …; the last value repeats
     "EVENT_RETRY_DELAYS_MS": [1000, 5000, 30000, 120000],
+    # the workers one subscription may hold at once in a process (its consumer's
+    # prefetch), and the workers of max_workers only requests and timers take:
+    # a slow projection never holds every worker, and intake always has some
+    "EVENT_CONCURRENCY": 8,
+    "RPC_RESERVED_WORKERS": 16,
+    # a process whose workers have all been busy this long says it cannot keep up on /readyz
+    "READY_SATURATED_S": 15.0,
     # classic for a single node, quorum for a RabbitMQ cluster
     "QUEUE_TYPE": "classic",
     # how often the relay looks for events a crash left unpublished, and how old
