@@ -7,7 +7,9 @@ its own vhost and databases, ports 28100/29200-29204), registers responders
 on duty around the clock, and POSTs needs at ``--rate`` per second from
 clients that retry every 503, timeout or refused connection with the same
 Idempotency-Key (once a second, for up to five minutes, as a careful client
-does). Meanwhile it injects the faults in turn, ``--gap`` seconds apart:
+does); beside every third need, a desk points posting (two to a member,
+within the rule's daily cap), retried the same way. Meanwhile it injects
+the faults in turn, ``--gap`` seconds apart:
 
 - ``kill-<service>``: SIGKILL, restarted ``--restart-after`` s later as the
   development stack does;
@@ -16,16 +18,25 @@ does). Meanwhile it injects the faults in turn, ``--gap`` seconds apart:
 - ``db-kill``: the MongoDB-protocol server killed (SIGKILL) and started
   again ``--restart-after`` s later, as ``./dev`` starts it.
 
-After the last fault the load stops and the platform is given
-``--settle`` seconds to reach steady state: every queue of its vhost empty,
-every outbox backlog 0, every ``/readyz`` 200. Then, from the databases:
+After each fault it measures when the platform serves again (every
+``/readyz`` 200 and a 2xx) and when it has caught up under the load (what
+waits in the work queues and the outboxes under one second of load). After
+the last fault the load goes on until it has caught up, at most
+``--settle`` seconds (60, the bound the README states), then stops, and the
+platform is given ``--settle`` seconds more to reach steady state: every
+queue of its vhost empty, every outbox backlog 0, every ``/readyz`` 200.
+Then, from the databases:
 every acknowledged need exactly once, no need written for a key the client
 never saw answered, one task per routed need, one task-offer notice per
-(responder, task, channel), the dead-letter queues' contents. It prints a
-line per fault (what the gateway answered while it lasted, what was lost or
-duplicated among the needs first sent then, how long the platform took to
-serve again) and exits 1 if anything was lost or duplicated, if steady
-state was not reached, or if the gateway answered any 5xx but 503.
+(responder, task, channel), every acknowledged points posting exactly once
+and none for a key never answered, every account's balance the sum of its
+entries and its hash chain clean (``lamplight points verify``), the
+dead-letter queues' contents. It prints a line per fault (what the gateway
+answered while it lasted, what was lost or duplicated among the needs first
+sent then, how long the platform took to serve again and to catch up) and
+exits 1 if anything was lost or duplicated, if it did not catch up after
+the last fault or reach steady state within the bound, or if the gateway
+answered any 5xx but 503.
 """
 import argparse
 import http.client
@@ -45,10 +56,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pymongo  # noqa: E402
+from kombu import Connection  # noqa: E402
 
 from bench.common import MONGO_URI, delete_vhost, drop_databases, fresh_vhost, mgmt, seed_demo_park  # noqa: E402
 from lamplight_dev import demo  # noqa: E402
 from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_tools.cli import points_verify  # noqa: E402
 
 PARK = "chaos"
 VHOST = "lamplight_chaos"
@@ -58,6 +71,8 @@ SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
 FAULTS = ["kill-volunteers", "kill-notify", "kill-needs", "kill-points", "kill-gateway", "broker-restart", "db-pause",
           "db-kill"]
 RETRY_WINDOW_S = 300
+SETTLE_BOUND_S = 60
+POSTING_EVERY, POSTING_RULE = 3, "volunteer-event"
 
 
 class Load:
@@ -69,7 +84,9 @@ class Load:
         self.lock = threading.Lock()
         self.first = {}      # key -> time of its first attempt
         self.acked = {}      # key -> (time answered 2xx, need id)
-        self.answers = []    # (time, status or "timeout"/"refused")
+        self.answers = []    # (time, status or "timeout"/"refused"), needs and postings
+        self.postings_first = {}
+        self.postings_acked = {}
         self.given_up = []
 
     def run(self, clients=8):
@@ -89,19 +106,30 @@ class Load:
             i += clients
 
     def _submit(self, i):
-        key = "chaos-{}-{}".format(self.run_id, i)
         _, need = demo.NEEDS[i % len(demo.NEEDS)]
         requester = {k: v for k, v in need["requester"].items() if k != "phone"}
-        body = json.dumps(dict(need, title="{} #{}".format(need["title"], i),
-                               requester=dict(requester, name="工友{}".format(i))))
+        body = dict(need, title="{} #{}".format(need["title"], i), requester=dict(requester, name="工友{}".format(i)))
+        self._send("chaos-{}-{}".format(self.run_id, i), "needs", body, self.first, self.acked)
+        if i % POSTING_EVERY == 0:
+            # a desk posting beside every third need: two to a member, within the rule's daily cap
+            j = i // POSTING_EVERY
+            posting = {"member_id": "CH{}-{}".format(self.run_id, j // 2), "rule_code": POSTING_RULE,
+                       "actor": "desk-chaos", "reason": "chaos #{}".format(j)}
+            self._send("chaos-pts-{}-{}".format(self.run_id, j), "points/entries", posting, self.postings_first,
+                       self.postings_acked)
+
+    def _send(self, key, path, body, first_of, acked):
+        """POST with the key until a 2xx, retrying 503s, timeouts, refused
+        connections and a 409 ``busy`` (a write of the same key in flight)."""
+        payload_out = json.dumps(body)
         first = time.monotonic()
         with self.lock:
-            self.first[key] = first
+            first_of[key] = first
         while time.monotonic() - first < RETRY_WINDOW_S:
             status = None
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", WEB_PORT, timeout=15)
-                conn.request("POST", "/api/v1/parks/{}/needs".format(PARK), body,
+                conn.request("POST", "/api/v1/parks/{}/{}".format(PARK, path), payload_out,
                              dict(self.headers, **{"Idempotency-Key": key}))
                 resp = conn.getresponse()
                 payload = resp.read()
@@ -114,10 +142,11 @@ class Load:
             now = time.monotonic()
             with self.lock:
                 self.answers.append((now, status))
-                if status in (200, 201):
-                    self.acked[key] = (now, json.loads(payload)["id"])
+                if status in (200, 201, 202):
+                    acked[key] = (now, json.loads(payload)["id"])
                     return
-            if isinstance(status, int) and 400 <= status < 500:
+            busy = status == 409 and b'"busy"' in payload
+            if isinstance(status, int) and 400 <= status < 500 and not busy:
                 with self.lock:
                     self.given_up.append((key, status, payload[:200]))
                 return
@@ -195,6 +224,26 @@ def queued(parked=False):
             (q["name"].endswith(".dlq") or q["name"] == UNROUTED) == parked}
 
 
+def caught_up(stack, uri, rate):
+    """The platform keeps up again: every process ready, and what waits in the
+    work queues (exact, over AMQP) and in the outboxes is under one second of load."""
+    if not all_ready(stack):
+        return False
+    pending = backlog(stack)
+    if pending is None or pending > max(rate, 1):
+        return False
+    try:
+        names = [q["name"] for q in json.loads(mgmt("GET", "/api/queues/" + VHOST))
+                 if q.get("durable") and not q.get("exclusive") and not q["name"].endswith(".dlq")
+                 and q["name"] != UNROUTED]
+        with Connection(uri, connect_timeout=3) as conn:
+            channel = conn.channel()
+            ready = sum(channel.queue_declare(name, passive=True).message_count for name in names)
+    except Exception:  # the broker itself may be what is wrong
+        return False
+    return ready <= max(rate, 1)
+
+
 def wait_served(stack, load, since, timeout=300):
     """Seconds from ``since`` until every service is ready and the gateway answered a 2xx again."""
     deadline = time.monotonic() + timeout
@@ -213,7 +262,8 @@ def main(argv=None):
     parser.add_argument("--gap", type=float, default=25, help="seconds between faults")
     parser.add_argument("--faults", default=",".join(FAULTS))
     parser.add_argument("--restart-after", type=float, default=5)
-    parser.add_argument("--settle", type=float, default=120, help="seconds allowed to reach steady state")
+    parser.add_argument("--settle", type=float, default=SETTLE_BOUND_S,
+                        help="seconds allowed to reach steady state (the bound the README states)")
     parser.add_argument("--responders", type=int, default=45)
     args = parser.parse_args(argv)
     faults = [f for f in args.faults.split(",") if f]
@@ -233,6 +283,7 @@ def main(argv=None):
     rows, steady, verdict, parked = [], None, {}, {}
     try:
         seed_demo_park(WEB_PORT, PARK, headers, args.responders)
+        seed_points(headers)
 
         load = Load(args.rate, headers, run_id)
         clients = load.run()
@@ -247,10 +298,21 @@ def main(argv=None):
             end = restored + (recovered or 0)
             with load.lock:
                 window = Counter(str(s) for t, s in load.answers if started <= t <= end)
+            # caught up: the backlog the fault left drained while the load goes on
+            # (until the next fault; after the last one, up to the settle bound)
+            window_end = started + args.gap if fault != faults[-1] else max(started + args.gap,
+                                                                            restored + args.settle)
+            caught = None
+            while time.monotonic() < window_end:
+                if caught_up(stack, uri, args.rate):
+                    caught = time.monotonic() - restored
+                    break
+                time.sleep(0.5)
             rows.append({"fault": fault, "started": started, "restored": restored, "end": end,
-                         "recover_s": recovered, "answers": window})
-            print("  {} done: restored after {:.1f} s, serving again {} s later".format(
-                fault, restored - started, "{:.1f}".format(recovered) if recovered is not None else "never"),
+                         "recover_s": recovered, "caught_s": caught, "answers": window})
+            print("  {} done: restored after {:.1f} s, serving again {} s later, caught up {}".format(
+                fault, restored - started, "{:.1f}".format(recovered) if recovered is not None else "never",
+                "{:.1f} s later".format(caught) if caught is not None else "not before the next fault"),
                 flush=True)
             time.sleep(max(0.0, args.gap - (time.monotonic() - started)))
         load.stop.set()
@@ -269,15 +331,16 @@ def main(argv=None):
         stack.down()
 
     print()
-    print("{:<16} {:>9} {:>26} {:>5} {:>5} {:>10}".format("fault", "window s", "gateway answers", "lost", "dup",
-                                                            "recover s"))
+    print("{:<16} {:>9} {:>26} {:>5} {:>5} {:>10} {:>12}".format("fault", "window s", "gateway answers", "lost",
+                                                                   "dup", "recover s", "caught up s"))
     for row in rows:
         keys = [k for k, t in load.first.items() if row["started"] <= t <= row["end"]]
         answers = ", ".join("{} {}".format(k, n) for k, n in sorted(row["answers"].items()))
-        print("{:<16} {:>9.1f} {:>26} {:>5} {:>5} {:>10}".format(
+        print("{:<16} {:>9.1f} {:>26} {:>5} {:>5} {:>10} {:>12}".format(
             row["fault"], row["end"] - row["started"], answers,
             sum(1 for k in keys if k in verdict["lost"]), sum(1 for k in keys if k in verdict["duplicated"]),
-            "{:.1f}".format(row["recover_s"]) if row["recover_s"] is not None else "never"))
+            "{:.1f}".format(row["recover_s"]) if row["recover_s"] is not None else "never",
+            "{:.1f}".format(row["caught_s"]) if row["caught_s"] is not None else "-"))
     print()
     print("needs: {} sent, {} acknowledged, {} lost, {} duplicated, {} written for a key never answered, "
           "{} given up by the client".format(len(load.first), len(load.acked), len(verdict["lost"]),
@@ -286,6 +349,13 @@ def main(argv=None):
         verdict["routed"], verdict["untasked"], verdict["multi_tasked"]))
     print("task-offer notices: {} offers, {} without their notice, {} noticed twice".format(
         verdict["offers"], verdict["unnoticed"], verdict["noticed_twice"]))
+    print("points postings: {} sent, {} acknowledged, {} lost, {} duplicated, {} written for a key never answered; "
+          "{} entries in {} accounts, {} balances not the sum of their entries, {} heads behind their chain; "
+          "lamplight points verify: {}".format(
+              len(load.postings_first), len(load.postings_acked), len(verdict["postings_lost"]),
+              len(verdict["postings_duplicated"]), len(verdict["postings_orphans"]), verdict["entries"],
+              verdict["accounts"], len(verdict["off_balance"]), len(verdict["behind"]),
+              "clean" if not verdict["chain_problems"] else verdict["chain_problems"][:5]))
     dead = {name: n for name, n in parked.items() if name != UNROUTED}
     print("dead-letter queues: {}; events parked as unrouted (no subscriber binds them): {}".format(
         dead or "empty", parked.get(UNROUTED, 0)))
@@ -298,9 +368,28 @@ def main(argv=None):
         faults_of_ours = Counter(s for _, s in load.answers if isinstance(s, int) and s >= 500 and s != 503)
     if faults_of_ours:
         print("answers that are the platform's fault (5xx other than 503): {}".format(dict(faults_of_ours)))
-    failed = faults_of_ours or dead or steady is None or any(verdict[k] for k in (
-        "lost", "duplicated", "orphans", "untasked", "multi_tasked", "unnoticed", "noticed_twice"))
+    last_caught = rows[-1]["caught_s"] if rows else None
+    print("caught up after the last fault, under the load: {}".format(
+        "{:.1f} s (bound {:g} s)".format(last_caught, args.settle) if last_caught is not None
+        else "not within {:g} s".format(args.settle)))
+    failed = faults_of_ours or dead or steady is None or (rows and last_caught is None) or any(verdict[k] for k in (
+        "lost", "duplicated", "orphans", "untasked", "multi_tasked", "unnoticed", "noticed_twice", "postings_lost",
+        "postings_duplicated", "postings_orphans", "off_balance", "chain_problems"))
     return 1 if failed else 0
+
+
+def seed_points(headers):
+    """The demo park's points catalogue, so desk postings can be made."""
+    from lamplight_tools import parks as park_files
+
+    rules = park_files.load()["quanlinan"]["points"]["rules"]
+    conn = http.client.HTTPConnection("127.0.0.1", WEB_PORT, timeout=30)
+    conn.request("PUT", "/api/v1/parks/{}/points/rules".format(PARK), json.dumps({"version": 1, "rules": rules}),
+                 headers)
+    answer = conn.getresponse()
+    if answer.status != 200:
+        raise SystemExit("PUT points/rules: {} {}".format(answer.status, answer.read()[:300]))
+    conn.close()
 
 
 def queued_safe():
@@ -336,10 +425,29 @@ def check(prefix, load):
     offers = [(rid, t["_id"]) for t in tasks for rid in t.get("offered_to") or ()]
     unnoticed = sum(1 for rid, task_id in offers if notices.get((rid, task_id, "inapp"), 0) == 0)
     noticed_twice = sum(1 for v in notices.values() if v > 1)
+    points = client[prefix + "points"]
+    entries = list(points.entries.find({"park_id": PARK}, {"_outbox": 0}))
+    by_posting = Counter(e.get("idempotency_key") for e in entries)
+    posted = set(load.postings_acked)
+    accounts = {a["_id"]: a for a in points.accounts.find({"park_id": PARK})}
+    sums = Counter()
+    for e in entries:
+        sums[e["account_id"]] += e["amount"]
+    # an account's head may lag its last entry (a crash between the two
+    # writes; its next read rolls it forward): compare only heads at their chain's end
+    ends = Counter(e["account_id"] for e in entries)
+    off_balance = [a for a, doc in accounts.items() if doc["seq"] == ends[a] and doc["balance"] != sums[a]]
+    behind = [a for a, doc in accounts.items() if doc["seq"] < ends[a]]
     client.close()
+    problems, _, _ = points_verify(MONGO_URI, prefix + "points", PARK)
     return {"lost": lost, "duplicated": duplicated, "orphans": orphans, "routed": len(routed),
             "untasked": untasked, "multi_tasked": multi_tasked, "offers": len(offers), "unnoticed": unnoticed,
-            "noticed_twice": noticed_twice}
+            "noticed_twice": noticed_twice,
+            "postings_lost": {k for k in posted if by_posting.get(k, 0) == 0},
+            "postings_duplicated": {k for k, n in by_posting.items() if n > 1},
+            "postings_orphans": {k for k in by_posting if k not in posted},
+            "entries": len(entries), "accounts": len(accounts), "off_balance": off_balance, "behind": behind,
+            "chain_problems": problems}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Handlers must be idempotent: a message can be delivered again after a crash or
 a relay. The kernel's way is a deterministic ``_id`` (or unique key) on the
 effect, so a second insert fails with DuplicateKeyError and is skipped.
 """
+from collections.abc import Callable
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -34,10 +35,11 @@ from lamplight import logs, settings, topology
 from lamplight.clock import now_iso
 from lamplight.envelope import validate_envelope
 from lamplight.errors import DomainError, LamplightError
-from lamplight.metrics import EVENT_WORKERS_BUSY, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
+from lamplight.metrics import ACKS_LOST, EVENT_WORKERS_BUSY, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
 from lamplight.shapes import Envelope
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
+_log = logs.get_logger(component="subscriber")
 
 ERROR_HEADER = "x-lamplight-error"
 QUEUE_HEADER = "x-lamplight-queue"
@@ -55,6 +57,23 @@ def event_workers(container: ServiceContainer) -> Semaphore:
         slots = Semaphore(max(1, total - reserved))
         container._lamplight_event_workers = slots
     return slots
+
+
+def settle(action: Callable[[Message], None], message: Message, service: str) -> None:
+    """Ack or requeue ``message``, surviving a connection that is gone.
+
+    An exception out of a worker's result handler kills the whole nameko
+    container: one broker restart while a handler finished took the service
+    down. A message whose ack cannot be sent is still unacked on the broker,
+    which hands it out again with the lost connection; handlers are
+    idempotent, so the second delivery has no second effect."""
+    try:
+        action(message)
+    except Exception as exc:
+        ACKS_LOST.labels(service).inc()
+        _log.warning("message.settle_lost", action=getattr(action, "__name__", "settle"),
+                     error="{}: {}".format(type(exc).__name__, exc),
+                     message_id=(message.properties or {}).get("message_id"))
 
 
 def attempts_of(message: Message) -> int:
@@ -114,7 +133,7 @@ class Subscribe(EventHandler):
                                             handle_result=handle_result)
             except ContainerBeingKilled:
                 self._free()
-                self.consumer.requeue_message(message)
+                settle(self.consumer.requeue_message, message, self.container.service_name)
             except BaseException:
                 self._free()
                 raise
@@ -138,7 +157,7 @@ class Subscribe(EventHandler):
         service = self.container.service_name
         if exc_info is None:
             EVENTS_CONSUMED.labels(service, envelope["type"], envelope["parkid"]).inc()
-            self.consumer.ack_message(message)
+            settle(self.consumer.ack_message, message, service)
             return result, exc_info
         EVENTS_FAILED.labels(service, envelope["type"]).inc()
         exc = exc_info[1]
@@ -174,11 +193,12 @@ class Subscribe(EventHandler):
             self._republish(message, topology.DELAY_EXCHANGE.name, self.queue.name, headers)
         except Exception as exc:
             self.log.error("event.retry_publish_failed", error=str(exc), event_id=envelope["id"])
-            self.consumer.requeue_message(message)  # nothing is lost: try again from the queue
+            # nothing is lost: try again from the queue
+            settle(self.consumer.requeue_message, message, self.container.service_name)
             return
         self.log.warning("event.retrying", event_id=envelope["id"], attempt=attempts,
                          delay_ms=delay, error=reason)
-        self.consumer.ack_message(message)
+        settle(self.consumer.ack_message, message, self.container.service_name)
 
     def _park(self, message: Message, reason: str, event_type: str, attempts: int | None = None) -> None:
         headers = dict(message.headers or {})
@@ -193,12 +213,12 @@ class Subscribe(EventHandler):
             self._republish(message, "", self.dlq.name, headers)
         except Exception as exc:
             self.log.error("event.dead_letter_failed", error=str(exc))
-            self.consumer.requeue_message(message)
+            settle(self.consumer.requeue_message, message, self.container.service_name)
             return
         EVENTS_DEAD_LETTERED.labels(self.container.service_name, event_type).inc()
         self.log.error("event.dead_lettered", dlq=self.dlq.name, error=reason,
                        event_id=(message.properties or {}).get("message_id"))
-        self.consumer.ack_message(message)
+        settle(self.consumer.ack_message, message, self.container.service_name)
 
 
 subscribe = Subscribe.decorator

@@ -79,6 +79,12 @@ EVENTS_FAILED = Counter(
     "Handler attempts that raised (each is retried or dead-lettered).",
     ["service", "type"],
 )
+ACKS_LOST = Counter(
+    "lamplight_acks_lost_total",
+    "Acks (or requeues) that could not be sent because the broker connection was gone; the broker hands "
+    "those messages out again.",
+    ["service"],
+)
 EVENT_WORKERS_BUSY = Gauge(
     "lamplight_event_workers_busy",
     "Workers a subscription holds now (waiting for the shared event workers included); at EVENT_CONCURRENCY "

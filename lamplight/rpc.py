@@ -36,6 +36,7 @@ from nameko.rpc import Rpc as NamekoRpc
 from pymongo.errors import ConnectionFailure as DatabaseAway
 
 from lamplight import logs, settings
+from lamplight.consuming import settle
 from lamplight.errors import EXPECTED, DomainError, api_error
 from lamplight.metrics import RPC_EXPIRED, RPC_REPLIES_LOST
 
@@ -98,7 +99,7 @@ class LightRpcConsumer(RpcConsumer):
             _log.warning("rpc.reply_lost", entrypoint=entrypoint, error="{}: {}".format(type(exc).__name__, exc),
                          correlation_id=(message.properties or {}).get("correlation_id"))
             return result, exc_info
-        self.consumer.ack_message(message)
+        settle(self.consumer.ack_message, message, self.container.service_name)
         return result, exc_info
 
 
@@ -152,13 +153,13 @@ class Rpc(CachedSignatureCheck, NamekoRpc):
                 RPC_EXPIRED.labels(self.container.service_name, self.method_name).inc()
                 _log.info("rpc.expired_dropped", entrypoint=self.method_name,
                           correlation_id=(message.properties or {}).get("correlation_id"))
-                self.rpc_consumer.consumer.ack_message(message)
+                settle(self.rpc_consumer.consumer.ack_message, message, self.container.service_name)
                 return
             try:
                 self.container.spawn_worker(self, args, kwargs, context_data=context_data,
                                             handle_result=handle_result)
             except ContainerBeingKilled:
-                self.rpc_consumer.consumer.requeue_message(message)
+                settle(self.rpc_consumer.consumer.requeue_message, message, self.container.service_name)
 
         self.container.spawn_managed_thread(
             spawn_worker, identifier="Rpc.wait_for_worker_pool[{}.{}]".format(
