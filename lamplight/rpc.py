@@ -22,6 +22,7 @@ from typing import Any
 
 import eventlet
 from amqp.exceptions import ConnectionError as AmqpConnectionError
+from amqp.exceptions import NotFound as AmqpNotFound
 from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.message import Message
 from nameko import config
@@ -70,6 +71,14 @@ class LightResponder(Responder):
 
 
 class LightRpcConsumer(RpcConsumer):
+    def setup(self) -> None:
+        super().setup()
+        if settings.get("QUEUE_TYPE") == "quorum":
+            # on a cluster the request queue is replicated like the event
+            # queues: a classic one lives on one node, and the service takes
+            # no request while that node is down
+            self.queue.queue_arguments = dict(self.queue.queue_arguments or {}, **{"x-queue-type": "quorum"})
+
     def handle_result(self, message: Message, result: Any, exc_info: Any) -> tuple[Any, Any]:
         if exc_info is not None and isinstance(exc_info[1], DomainError):
             # a domain's refusal leaves the service as the API error of its kind, here and only here
@@ -173,6 +182,13 @@ class NoAckReplyListener(ReplyListener):
     def setup(self) -> None:
         super().setup()
         self.consumer.consumer_options["no_ack"] = True
+        # transient: nameko's is durable, and on a cluster a durable classic
+        # queue whose node is lost cannot be declared again anywhere until
+        # that node returns (404 "home node … is down"): every call of the
+        # process failed. A transient one goes with its node and is declared
+        # again on the node the process reconnects to (replies are transient
+        # anyway; a lost one ends on the call's deadline).
+        self.queue.durable = False
 
     def check_for_lost_replies(self) -> None:
         """nameko kills the whole container when its reply consumer
@@ -246,6 +262,9 @@ class DeadlineClient:
         except (eventlet.Timeout, UnknownService):
             raise ServiceUnavailable(self._service)
         except DependencyDown as exc:
+            raise ServiceUnavailable(self._service) from exc
+        except AmqpNotFound as exc:
+            # a queue the call needs is on a cluster node that is down
             raise ServiceUnavailable(self._service) from exc
         except (OSError, KombuOperationalError, AmqpConnectionError) as exc:
             # the broker is away (ECONNREFUSED while it restarts)
