@@ -1,6 +1,7 @@
 """Faults under a steady load, then what the database says.
 
     ./dev chaos [--rate 6] [--gap 25] [--faults kill-volunteers,kill-notify,...] [--restart-after 5]
+    ./dev chaos --cluster    (on a three-node RabbitMQ cluster, quorum queues)
 
 Starts its own copy of the platform (every service a ``nameko run`` process,
 its own vhost and databases, ports 28100/29200-29204), registers responders
@@ -16,7 +17,12 @@ the faults in turn, ``--gap`` seconds apart:
 - ``broker-restart``: RabbitMQ's app stopped for 7 s and started again;
 - ``db-pause``: the MongoDB-protocol server stopped (SIGSTOP) for 10 s;
 - ``db-kill``: the MongoDB-protocol server killed (SIGKILL) and started
-  again ``--restart-after`` s later, as ``./dev`` starts it.
+  again ``--restart-after`` s later, as ``./dev`` starts it;
+- with ``--cluster`` (lamplight_dev/cluster.py: three nodes, one AMQP URI
+  naming all three, ``QUEUE_TYPE=quorum``): ``node-kill``, the node the
+  connections go to first killed (SIGKILL) and started again
+  ``--restart-after`` s later; ``rolling-restart``, every node's app
+  stopped for 3 s and started again, one after another, as an upgrade does.
 
 After each fault it measures when the platform serves again (every
 ``/readyz`` 200 and a 2xx) and when it has caught up under the load (what
@@ -58,16 +64,17 @@ sys.path.insert(0, str(ROOT))
 import pymongo  # noqa: E402
 from kombu import Connection  # noqa: E402
 
-from bench.common import MONGO_URI, delete_vhost, drop_databases, fresh_vhost, mgmt, seed_demo_park  # noqa: E402
-from lamplight_dev import demo  # noqa: E402
+from bench import common  # noqa: E402
+from bench.common import MONGO_URI, drop_databases, seed_demo_park  # noqa: E402
+from lamplight_dev import cluster, demo  # noqa: E402
 from lamplight_dev.devstack import Stack  # noqa: E402
-from lamplight_tools.cli import points_verify  # noqa: E402
 
 PARK = "chaos"
 VHOST = "lamplight_chaos"
 UNROUTED = "lamplight.unrouted"
 WEB_PORT, PORT_BASE = 28100, 29200
 SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
+CLUSTER_FAULTS = ["kill-volunteers", "kill-needs", "node-kill", "rolling-restart", "db-kill"]
 FAULTS = ["kill-volunteers", "kill-notify", "kill-needs", "kill-points", "kill-gateway", "broker-restart", "db-pause",
           "db-kill"]
 RETRY_WINDOW_S = 300
@@ -155,6 +162,27 @@ class Load:
             self.given_up.append((key, "window", b""))
 
 
+class Broker:
+    """The single node ./dev starts, or the three-node cluster (``--cluster``)."""
+
+    def __init__(self, clustered):
+        self.clustered = clustered
+        self.mgmt = cluster.mgmt if clustered else common.mgmt
+
+    def vhost(self, name):
+        """An empty vhost (deleted first if a run left it); returns its AMQP URI."""
+        try:
+            self.mgmt("DELETE", "/api/vhosts/" + name)
+        except Exception:
+            pass
+        self.mgmt("PUT", "/api/vhosts/" + name)
+        self.mgmt("PUT", "/api/permissions/{}/guest".format(name), {"configure": ".*", "write": ".*", "read": ".*"})
+        return cluster.amqp_uri(name) if self.clustered else common.AMQP + name
+
+
+BROKER = Broker(False)
+
+
 def rabbitctl(*args):
     subprocess.run([str(ROOT / "dev"), "rabbitctl", *args], check=True, capture_output=True, timeout=120)
 
@@ -176,6 +204,18 @@ def inject(fault, stack, restart_after):
         time.sleep(7)
         rabbitctl("start_app")
         rabbitctl("await_startup", "--timeout", "60")
+    elif fault == "node-kill":
+        # the node the platform's connections go to first (the URI lists it first)
+        cluster.kill(1)
+        time.sleep(restart_after)
+        cluster.start(1)
+    elif fault == "rolling-restart":
+        # an upgrade: each node's app stopped and started again, one after another
+        for n in cluster.NODES:
+            cluster.ctl(n, "stop_app")
+            time.sleep(3)
+            cluster.ctl(n, "start_app")
+            cluster.ctl(n, "await_startup", "--timeout", "60")
     elif fault == "db-kill":
         if ferretdb_pid() is None:
             raise SystemExit("db-kill needs the development database (./dev starts it; MONGO_URI is another server)")
@@ -219,7 +259,7 @@ def queued(parked=False):
     """{queue: ready + unacknowledged} of the chaos vhost's work queues that hold
     any; with ``parked``, of its parking queues instead: the dead-letter queues
     and the events no one subscribes to (``lamplight.unrouted``), which stay."""
-    queues = json.loads(mgmt("GET", "/api/queues/" + VHOST))
+    queues = json.loads(BROKER.mgmt("GET", "/api/queues/" + VHOST))
     return {q["name"]: q.get("messages", 0) for q in queues if q.get("messages", 0) and
             (q["name"].endswith(".dlq") or q["name"] == UNROUTED) == parked}
 
@@ -233,7 +273,7 @@ def caught_up(stack, uri, rate):
     if pending is None or pending > max(rate, 1):
         return False
     try:
-        names = [q["name"] for q in json.loads(mgmt("GET", "/api/queues/" + VHOST))
+        names = [q["name"] for q in json.loads(BROKER.mgmt("GET", "/api/queues/" + VHOST))
                  if q.get("durable") and not q.get("exclusive") and not q["name"].endswith(".dlq")
                  and q["name"] != UNROUTED]
         with Connection(uri, connect_timeout=3) as conn:
@@ -260,19 +300,28 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=6, help="needs/s (about half of what a 2-core machine takes)")
     parser.add_argument("--gap", type=float, default=25, help="seconds between faults")
-    parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--faults", default=None, help="default: {} (with --cluster: {})".format(
+        ",".join(FAULTS), ",".join(CLUSTER_FAULTS)))
+    parser.add_argument("--cluster", action="store_true",
+                        help="on a three-node RabbitMQ cluster with quorum queues (lamplight_dev/cluster.py)")
     parser.add_argument("--restart-after", type=float, default=5)
     parser.add_argument("--settle", type=float, default=SETTLE_BOUND_S,
                         help="seconds allowed to reach steady state (the bound the README states)")
     parser.add_argument("--responders", type=int, default=45)
     args = parser.parse_args(argv)
-    faults = [f for f in args.faults.split(",") if f]
+    faults = [f for f in (args.faults or ",".join(CLUSTER_FAULTS if args.cluster else FAULTS)).split(",") if f]
+    global BROKER
+    BROKER = Broker(args.cluster)
+    env = {}
+    if args.cluster:
+        print("the cluster: {}".format(", ".join(cluster.up())), flush=True)
+        env["QUEUE_TYPE"] = "quorum"
 
     run_id = uuid.uuid4().hex[:8]
     prefix = "chaos{}_".format(run_id)
-    uri = fresh_vhost(VHOST)
+    uri = BROKER.vhost(VHOST)
     stack = Stack(ROOT / ".stack" / "chaos", port_base=PORT_BASE, web_port=WEB_PORT, env={
-        "AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": prefix, "LOG_LEVEL": "WARNING"})
+        **env, "AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": prefix, "LOG_LEVEL": "WARNING"})
     for name in SERVICES:
         (stack.log_dir / "{}.log".format(name)).unlink(missing_ok=True)
     print("starting the platform (logs in {})".format(stack.log_dir), flush=True)
@@ -363,7 +412,7 @@ def main(argv=None):
         "{:.1f} s (queues empty, outbox backlog 0, every /readyz 200)".format(steady) if steady is not None
         else "not within {:g} s (queues: {})".format(args.settle, queued_safe())))
     drop_databases(prefix)
-    delete_vhost(VHOST)
+    BROKER.mgmt("DELETE", "/api/vhosts/" + VHOST)
     with load.lock:
         faults_of_ours = Counter(s for _, s in load.answers if isinstance(s, int) and s >= 500 and s != 503)
     if faults_of_ours:
@@ -439,6 +488,8 @@ def check(prefix, load):
     off_balance = [a for a, doc in accounts.items() if doc["seq"] == ends[a] and doc["balance"] != sums[a]]
     behind = [a for a, doc in accounts.items() if doc["seq"] < ends[a]]
     client.close()
+    from lamplight_tools.cli import points_verify  # the kernel's imports are slow and warn; only here
+
     problems, _, _ = points_verify(MONGO_URI, prefix + "points", PARK)
     return {"lost": lost, "duplicated": duplicated, "orphans": orphans, "routed": len(routed),
             "untasked": untasked, "multi_tasked": multi_tasked, "offers": len(offers), "unnoticed": unnoticed,
