@@ -423,7 +423,7 @@ def main(argv=None):
         verdict["routed"], verdict["untasked"], verdict["multi_tasked"]))
     if early:
         print("at steady state {} routed needs were without their task ({}) and {} offers without their notice; "
-              "20 s later {} and {}: steady state was declared early".format(
+              "20 s later {} and {}".format(
                   early["untasked"], ", ".join(early["untasked_needs"][:5]), early["unnoticed"],
                   verdict["untasked"], verdict["unnoticed"]))
     if verdict["untasked_needs"]:

@@ -66,7 +66,7 @@ def test_every_service_serves_probes_and_red_and_event_metrics(stack, api):
         ready = requests.get(stack.probe_url(name, "/readyz"), timeout=5)
         assert ready.status_code == 200, ready.text
         if name != "gateway":
-            assert ready.json()["checks"] == {"mongodb": "ok", "rabbitmq": "ok", "entrypoints": "ok"}
+            assert ready.json()["checks"] == {"mongodb": "ok", "rabbitmq": "ok", "entrypoints": "ok", "workers": "ok"}
         metrics[name] = requests.get(stack.probe_url(name, "/metrics"), timeout=5).text
 
     def sample(name, metric, **labels):
