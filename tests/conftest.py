@@ -7,6 +7,8 @@ the local stack (``./dev test`` starts them): a vhost per test from nameko's
 import json
 import os
 import time
+import urllib.error
+import urllib.request
 import uuid
 from contextlib import contextmanager
 
@@ -28,6 +30,18 @@ def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after {}s waiting for {}".format(timeout, what))
         time.sleep(interval)
+
+
+def readyz(container):
+    """(status, body) of an in-process container's /readyz (its Observability's probe server)."""
+    from lamplight.observability import Observability
+
+    (probe,) = [d for d in container.dependencies if isinstance(d, Observability)]
+    try:
+        with urllib.request.urlopen("http://{}/readyz".format(probe.address), timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
 
 
 @pytest.fixture(scope="session")

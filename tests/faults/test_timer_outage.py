@@ -4,12 +4,9 @@ ticks that fail are logged, the process lives on and says so on /readyz
 back. The entrypoint types' other faults: an RPC's reply (test_rpc_reply_outage),
 an event handler's ack (test_ack_outage), HTTP through the gateway
 (test_broker_outage, and the chaos suite's database faults)."""
-import json
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from nameko.timer import timer
 from lamplight.clock import utcnow
 from lamplight.observability import Observability
 from lamplight.storage import Mongo
-from tests.conftest import wait_for
+from tests.conftest import readyz, wait_for
 
 PID_FILE = Path(__file__).resolve().parents[2] / ".stack" / "ferretdb.pid"
 
@@ -32,14 +29,6 @@ class Ticking:
     def tick(self):
         self.db.unscoped("ticks", reason="the test's own").insert_one({"at": utcnow()})
 
-
-def _readyz(container):
-    (probe,) = [d for d in container.dependencies if isinstance(d, Observability)]
-    try:
-        with urllib.request.urlopen("http://{}/readyz".format(probe.address), timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
 
 
 @pytest.fixture
@@ -75,8 +64,8 @@ def test_a_timer_lives_through_a_database_pause_and_writes_again(container_facto
     pause()
     try:
         time.sleep(1)
-        wait_for(lambda: _readyz(container)[0] == 503, timeout=15, what="/readyz not ready while the database is away")
-        status, body = _readyz(container)
+        wait_for(lambda: readyz(container)[0] == 503, timeout=15, what="/readyz not ready while the database is away")
+        status, body = readyz(container)
         assert body["checks"]["mongodb"] != "ok", body
         time.sleep(4)  # ticks fail meanwhile
         assert not container._died.ready(), "the container died while its database was away"
@@ -84,5 +73,5 @@ def test_a_timer_lives_through_a_database_pause_and_writes_again(container_facto
         resume()
     before = ticks.count_documents({})
     wait_for(lambda: ticks.count_documents({}) >= before + 3, timeout=30, what="the timer writing again")
-    wait_for(lambda: _readyz(container)[0] == 200, timeout=15, what="/readyz ready again")
+    wait_for(lambda: readyz(container)[0] == 200, timeout=15, what="/readyz ready again")
     assert not container._died.ready()

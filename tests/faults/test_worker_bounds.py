@@ -7,9 +7,6 @@ request is answered while every event handler is stuck. (Before, one
 subscription prefetched 128 messages and took all 64 workers: the echo
 wall's merges held 56 of the needs service's 64 while 58 submits waited.)
 A process whose workers are all busy for READY_SATURATED_S says so on /readyz."""
-import json
-import urllib.error
-import urllib.request
 
 import eventlet
 import pytest
@@ -21,7 +18,7 @@ from lamplight.consuming import subscribe
 from lamplight.envelope import new_event
 from lamplight.observability import Observability
 from lamplight.rpc import rpc
-from tests.conftest import wait_for
+from tests.conftest import readyz, wait_for
 
 EVENTS_EACH = 30
 
@@ -78,14 +75,6 @@ def _event(event_type, i):
     return new_event(event_type, source="needs", park_id="xuwei", subject="n{}".format(i), data={"i": i})
 
 
-def _readyz(container):
-    (probe,) = [d for d in container.dependencies if isinstance(d, Observability)]
-    try:
-        with urllib.request.urlopen("http://{}/readyz".format(probe.address), timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
-
 
 def test_stuck_subscriptions_hold_their_share_and_a_request_is_still_answered(stuck, broker):
     for i in range(EVENTS_EACH):
@@ -101,7 +90,7 @@ def test_stuck_subscriptions_hold_their_share_and_a_request_is_still_answered(st
     assert waiting == 2 * EVENTS_EACH - 8, waiting
     with ServiceRpcClient("stuck", timeout=5) as client:
         assert client.ping() == "pong"
-    status, body = _readyz(stuck)
+    status, body = readyz(stuck)
     assert status == 200, body
 
     Stuck.release.send(True)
@@ -117,11 +106,11 @@ def test_a_process_whose_workers_are_all_busy_says_it_cannot_keep_up(stuck):
     proxy = client.start()
     try:
         replies = [proxy.hold.call_async() for _ in range(10)]
-        wait_for(lambda: _readyz(stuck)[0] == 503, timeout=10, what="/readyz not ready")
-        status, body = _readyz(stuck)
+        wait_for(lambda: readyz(stuck)[0] == 503, timeout=10, what="/readyz not ready")
+        status, body = readyz(stuck)
         assert "cannot keep up" in body["checks"]["workers"], body
         Stuck.release.send(True)
         assert [r.result() for r in replies] == ["held"] * 10
-        wait_for(lambda: _readyz(stuck)[0] == 200, timeout=10, what="/readyz ready again")
+        wait_for(lambda: readyz(stuck)[0] == 200, timeout=10, what="/readyz ready again")
     finally:
         client.stop()
