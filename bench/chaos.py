@@ -172,13 +172,7 @@ class Broker:
 
     def vhost(self, name):
         """An empty vhost (deleted first if a run left it); returns its AMQP URI."""
-        try:
-            self.mgmt("DELETE", "/api/vhosts/" + name)
-        except Exception:
-            pass
-        self.mgmt("PUT", "/api/vhosts/" + name)
-        self.mgmt("PUT", "/api/permissions/{}/guest".format(name), {"configure": ".*", "write": ".*", "read": ".*"})
-        return cluster.amqp_uri(name) if self.clustered else common.AMQP + name
+        return common.fresh_vhost(name, api=self.mgmt, uri=cluster.amqp_uri if self.clustered else None)
 
 
 BROKER = Broker(False)
@@ -444,7 +438,7 @@ def main(argv=None):
         "{:.1f} s (queues empty, outbox backlog 0, every /readyz 200)".format(steady) if steady is not None
         else "not within {:g} s (queues: {})".format(args.settle, queued_safe())))
     drop_databases(prefix)
-    BROKER.mgmt("DELETE", "/api/vhosts/" + VHOST)
+    common.delete_vhost(VHOST, api=BROKER.mgmt)
     with load.lock:
         faults_of_ours = Counter(s for _, s in load.answers if isinstance(s, int) and s >= 500 and s != 503)
     if faults_of_ours:

@@ -21,19 +21,22 @@ def mgmt(method, path, body=None):
         return resp.read()
 
 
-def fresh_vhost(name):
-    """An empty vhost (deleted first if a run left it); returns its AMQP URI."""
+def fresh_vhost(name, api=None, uri=None):
+    """An empty vhost (deleted first if a run left it); returns its AMQP URI.
+    ``api`` and ``uri(vhost)`` name another broker (the cluster's); by default
+    the node ./dev starts."""
+    api = api or mgmt
     try:
-        mgmt("DELETE", "/api/vhosts/" + name)
+        api("DELETE", "/api/vhosts/" + name)
     except Exception:
         pass
-    mgmt("PUT", "/api/vhosts/" + name)
-    mgmt("PUT", "/api/permissions/{}/guest".format(name), {"configure": ".*", "write": ".*", "read": ".*"})
-    return AMQP + name
+    api("PUT", "/api/vhosts/" + name)
+    api("PUT", "/api/permissions/{}/guest".format(name), {"configure": ".*", "write": ".*", "read": ".*"})
+    return uri(name) if uri else AMQP + name
 
 
-def delete_vhost(name):
-    mgmt("DELETE", "/api/vhosts/" + name)
+def delete_vhost(name, api=None):
+    (api or mgmt)("DELETE", "/api/vhosts/" + name)
 
 
 def percentile(values, p):
