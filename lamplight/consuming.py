@@ -133,7 +133,7 @@ class Subscribe(EventHandler):
                                             handle_result=handle_result)
             except ContainerBeingKilled:
                 self._free()
-                settle(self.consumer.requeue_message, message, self.container.service_name)
+                self._requeue(message)
             except BaseException:
                 self._free()
                 raise
@@ -144,7 +144,7 @@ class Subscribe(EventHandler):
     def handle_result(self, message: Message, envelope: Envelope, worker_ctx: WorkerContext, result: Any = None,
                       exc_info: ExcInfo | None = None) -> tuple[Any, ExcInfo | None]:
         try:
-            return self._settle(message, envelope, result, exc_info)
+            return self._conclude(message, envelope, result, exc_info)
         finally:
             self._free()
 
@@ -152,12 +152,18 @@ class Subscribe(EventHandler):
         self.busy.dec()
         event_workers(self.container).release()
 
-    def _settle(self, message: Message, envelope: Envelope, result: Any,
-                exc_info: ExcInfo | None) -> tuple[Any, ExcInfo | None]:
+    def _ack(self, message: Message) -> None:
+        settle(self.consumer.ack_message, message, self.container.service_name)
+
+    def _requeue(self, message: Message) -> None:
+        settle(self.consumer.requeue_message, message, self.container.service_name)
+
+    def _conclude(self, message: Message, envelope: Envelope, result: Any,
+                  exc_info: ExcInfo | None) -> tuple[Any, ExcInfo | None]:
         service = self.container.service_name
         if exc_info is None:
             EVENTS_CONSUMED.labels(service, envelope["type"], envelope["parkid"]).inc()
-            settle(self.consumer.ack_message, message, service)
+            self._ack(message)
             return result, exc_info
         EVENTS_FAILED.labels(service, envelope["type"]).inc()
         exc = exc_info[1]
@@ -194,11 +200,11 @@ class Subscribe(EventHandler):
         except Exception as exc:
             self.log.error("event.retry_publish_failed", error=str(exc), event_id=envelope["id"])
             # nothing is lost: try again from the queue
-            settle(self.consumer.requeue_message, message, self.container.service_name)
+            self._requeue(message)
             return
         self.log.warning("event.retrying", event_id=envelope["id"], attempt=attempts,
                          delay_ms=delay, error=reason)
-        settle(self.consumer.ack_message, message, self.container.service_name)
+        self._ack(message)
 
     def _park(self, message: Message, reason: str, event_type: str, attempts: int | None = None) -> None:
         headers = dict(message.headers or {})
@@ -213,12 +219,12 @@ class Subscribe(EventHandler):
             self._republish(message, "", self.dlq.name, headers)
         except Exception as exc:
             self.log.error("event.dead_letter_failed", error=str(exc))
-            settle(self.consumer.requeue_message, message, self.container.service_name)
+            self._requeue(message)
             return
         EVENTS_DEAD_LETTERED.labels(self.container.service_name, event_type).inc()
         self.log.error("event.dead_lettered", dlq=self.dlq.name, error=reason,
                        event_id=(message.properties or {}).get("message_id"))
-        settle(self.consumer.ack_message, message, self.container.service_name)
+        self._ack(message)
 
 
 subscribe = Subscribe.decorator
