@@ -106,6 +106,18 @@ OUTBOX_OLDEST_UNCONFIRMED = Gauge(
     "Age of this process's oldest event not yet confirmed by the broker (0 when none).",
     ["service"],
 )
+OUTBOX_IN_DOUBT = Gauge(
+    "lamplight_outbox_in_doubt",
+    "Events whose write failed with its outcome unknown (the connection was lost with the write sent), "
+    "until the writer finds whether the write took effect.",
+    ["service"],
+)
+OUTBOX_DOUBTS_SETTLED = Counter(
+    "lamplight_outbox_doubts_settled_total",
+    "Events of writes whose outcome was unknown, by what the writer found: written (the event is "
+    "published) or not_written (dropped).",
+    ["service", "outcome"],
+)
 OUTBOX_RELAY_FOUND = Gauge(
     "lamplight_outbox_relay_found",
     "Events the last relay pass found in the outboxes of dead writers.",

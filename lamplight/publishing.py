@@ -37,6 +37,7 @@ from kombu import Connection
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, IndexModel
+from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError, WTimeoutError
 
 from lamplight import failpoints, installed, logs, registry, settings, topology
 from lamplight.clock import utcnow
@@ -47,6 +48,8 @@ from lamplight.metrics import (
     EVENTS_RELAYED,
     EVENTS_UNROUTED,
     OUTBOX_BACKLOG,
+    OUTBOX_DOUBTS_SETTLED,
+    OUTBOX_IN_DOUBT,
     OUTBOX_OLDEST_UNCONFIRMED,
     OUTBOX_RELAY_FOUND,
 )
@@ -189,6 +192,19 @@ class ConfirmPipeline:
 # never written (its write raised): it no longer holds the checkpoint back.
 # pymongo's socket timeout (Mongo provider) bounds a real write well below it.
 STAGED_MAX_AGE = timedelta(minutes=5)
+# A write whose outcome is unknown may still be applied by a server that had
+# it when the connection went: twice pymongo's socket timeout, which bounds
+# how long a server can hold one, is how long the writer keeps looking for it.
+IN_DOUBT_FOR = timedelta(minutes=2)
+
+
+def outcome_unknown(exc: BaseException | None) -> bool:
+    """Whether a write that raised ``exc`` may have taken effect: the
+    connection was lost, or timed out, after the write was sent. A server
+    that was never selected never received it."""
+    if isinstance(exc, ServerSelectionTimeoutError):
+        return False
+    return isinstance(exc, (ConnectionFailure, WTimeoutError))
 
 
 class Events:
@@ -224,7 +240,10 @@ class Events:
         ``staged.appended(outbox)`` for a versioned write, ``staged.update()``
         for update operators); the block sets ``staged.written`` to whether
         the write took effect. On leaving, they are published if it did and
-        discarded if it did not or the block raised."""
+        discarded if it did not or the block raised — unless what it raised
+        leaves the write's outcome unknown (``outcome_unknown``): then the
+        writer finds out from its documents, and publishes them if the write
+        is there."""
         return Staged(self, envelopes)
 
     def change(self, read: Callable[[], Doc], decide: Callable[[Doc], Any], write: Callable[[Doc, Doc], Any], *,
@@ -262,8 +281,8 @@ class Events:
             for doc, envelope in zip(docs, envelopes):
                 doc.update(self._fields([envelope]))
             inserted = insert(docs)
-        except BaseException:
-            self._discard(envelopes)
+        except BaseException as exc:
+            self._settle_failed(envelopes, exc)
             raise
         ids = {d["_id"] for d in inserted}
         self._discard([e for d, e in zip(docs, envelopes) if d["_id"] not in ids])
@@ -308,6 +327,17 @@ class Events:
         """The write carrying these events did not happen (say, a duplicate)."""
         self._provider.unstage(self._provider.expand(envelopes))
 
+    def _settle_failed(self, envelopes: list[Envelope], exc: BaseException | None) -> None:
+        """The write carrying these events raised ``exc``. When it may still
+        have taken effect (the connection went with the write sent), the
+        events are in doubt, not discarded: the writer looks for them in its
+        documents and publishes them if they are there — else the retry that
+        finds the write already made would leave its events unpublished."""
+        if outcome_unknown(exc):
+            self._provider.doubt(self._provider.expand(envelopes))
+        else:
+            self._discard(envelopes)
+
 
 class Change(NamedTuple):
     """What :meth:`Events.change` writes: the fields, their events, and what
@@ -345,9 +375,11 @@ class Staged:
         """Update operators (``$push``/``$set``) that append the events to the document's outbox."""
         return self._stage(self._events._update_ops)
 
-    def close(self) -> None:
+    def close(self, exc: BaseException | None = None) -> None:
         if self._staged:
-            if self.written:
+            if exc is not None:
+                self._events._settle_failed(self.envelopes, exc)
+            elif self.written:
                 self._events._publish(self.envelopes)
             else:
                 self._events._discard(self.envelopes)
@@ -359,7 +391,7 @@ class Staged:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc_type is not None:
             self.written = False
-        self.close()
+        self.close(exc)
 
 
 class EventOutbox(DependencyProvider):
@@ -395,6 +427,8 @@ class EventOutbox(DependencyProvider):
         self._threads: list[Any] = []
         self._staged: dict[str, datetime] = {}  # event id -> time its write was prepared
         self._failed: dict[str, Envelope] = {}  # event id -> envelope the broker did not confirm
+        self._doubtful: dict[str, Envelope] = {}  # event id -> envelope of a write whose outcome is unknown
+        self.in_doubt_for = IN_DOUBT_FOR
         self.writers: Any = None
         self._writer_recorded = False
         self.relay_passes = 0
@@ -417,7 +451,7 @@ class EventOutbox(DependencyProvider):
             for thread in self._threads:
                 thread.kill()
             self.pipeline.close()
-            if not self._staged and not self._failed and self.writers is not None:
+            if not self._staged and not self._failed and not self._doubtful and self.writers is not None:
                 # a clean exit with nothing unconfirmed leaves nothing to relay
                 try:
                     self.writers.delete_one({"_id": self.writer_id})
@@ -467,6 +501,49 @@ class EventOutbox(DependencyProvider):
             self._staged.pop(e["id"], None)
         self._report_backlog()
 
+    def doubt(self, envelopes: Iterable[Envelope]) -> None:
+        """Events of a write whose outcome is unknown. They stay staged, so the
+        checkpoint waits for them (if this process dies, the relay of another
+        finds them in the documents), until :meth:`settle_doubts` finds the
+        write or gives up on it."""
+        envelopes = list(envelopes)
+        for e in envelopes:
+            self._doubtful[e["id"]] = e
+        self.log.warning("outbox.write_in_doubt", events=[e["id"] for e in envelopes])
+        self._report_backlog()
+
+    def settle_doubts(self, now: datetime | None = None) -> tuple[int, int]:
+        """Look for the writes in doubt in this writer's documents: the events
+        of those found are published; those not found once they are older
+        than ``in_doubt_for`` were never written and are dropped. Returns
+        (published, dropped); raises when the database cannot be read (they
+        stay in doubt)."""
+        now = now or utcnow()
+        doubtful = dict(self._doubtful)
+        if not doubtful:
+            return 0, 0
+        since = min(self._staged.get(i, now) for i in doubtful)
+        found: dict[str, Envelope] = {}
+        store = self.mongo.store()
+        for name in self.collections:
+            for _, collection in store.partitions(name, reason="outbox writes in doubt"):
+                for doc in collection.find({"_outbox_by": self.writer_id, "_outbox_at": {"$gte": since},
+                                            "_outbox.id": {"$in": list(doubtful)}}, {"_outbox": 1}):
+                    found.update((e["id"], e) for e in doc.get("_outbox", []) if e["id"] in doubtful)
+        expired = [i for i in doubtful if i not in found and now - self._staged.get(i, now) >= self.in_doubt_for]
+        for i in list(found) + expired:
+            self._doubtful.pop(i, None)
+        if found:
+            self.publish(list(found.values()))  # what the broker does not confirm now is retried as _failed
+            OUTBOX_DOUBTS_SETTLED.labels(self.service, "written").inc(len(found))
+        if expired:
+            self.unstage([doubtful[i] for i in expired])
+            OUTBOX_DOUBTS_SETTLED.labels(self.service, "not_written").inc(len(expired))
+        if found or expired:
+            self.log.info("outbox.doubts_settled", written=list(found), not_written=expired)
+        self._report_backlog()
+        return len(found), len(expired)
+
     def publish(self, envelopes: Iterable[Envelope]) -> bool:
         envelopes = list(envelopes)
         try:
@@ -485,7 +562,9 @@ class EventOutbox(DependencyProvider):
         return True
 
     def _report_backlog(self) -> None:
-        OUTBOX_BACKLOG.labels(self.service).set(len(self._staged))
+        # a write in doubt that did not happen is not work waiting for the broker
+        OUTBOX_BACKLOG.labels(self.service).set(len(self._staged) - len(self._doubtful.keys() & self._staged.keys()))
+        OUTBOX_IN_DOUBT.labels(self.service).set(len(self._doubtful))
 
     # the checkpoint ---------------------------------------------------------------
     def oldest_unconfirmed(self, now: datetime | None = None) -> datetime | None:
@@ -511,6 +590,11 @@ class EventOutbox(DependencyProvider):
             eventlet.sleep(min(1.0, self.relay_grace / 3.0 or 1.0))
             if self._failed:
                 self.publish(list(self._failed.values()))
+            if self._doubtful:
+                try:
+                    self.settle_doubts()
+                except Exception as exc:
+                    self.log.warning("outbox.doubts_unsettled", error=str(exc), events=len(self._doubtful))
             try:
                 self.checkpoint()
             except Exception as exc:

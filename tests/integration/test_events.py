@@ -7,11 +7,12 @@ import pytest
 from nameko import config
 from nameko.events import event_handler
 from nameko.testing.services import entrypoint_hook
+from pymongo.errors import AutoReconnect
 
 from lamplight import topology
 from lamplight.consuming import subscribe
 from lamplight.envelope import new_event
-from lamplight.publishing import EventOutbox, PublishFailed
+from lamplight.publishing import EventOutbox, Events, PublishFailed
 from lamplight.storage import Mongo
 from lamplight_tools import cli
 from services.needs.service import NeedsService
@@ -223,6 +224,52 @@ def test_a_live_writer_retries_what_the_broker_did_not_confirm(slice_services, d
              what="the notice after the writer's own retry")
     wait_for(lambda: db("needs")["_writers"].find_one({"_id": outbox.writer_id})["checkpoint"] > staged_at,
              what="the checkpoint moving past the confirmed event")
+
+
+def lost_after_sending(outbox, db, event, need_id, written):
+    """A write whose connection went after it was sent, as a killed database
+    leaves it: the need inserted (or not), then AutoReconnect."""
+    with pytest.raises(AutoReconnect):
+        with Events(outbox, None).staging([event]) as staged:
+            fields = staged.fields()
+            if written:
+                db("needs").needs.insert_one(dict({"_id": need_id, "park_id": PARK, "status": "triaged"}, **fields))
+            raise AutoReconnect("connection reset by peer")
+
+
+def test_a_write_in_doubt_that_took_effect_has_its_event_published_by_the_live_writer(slice_services, db):
+    # the client's retry with its idempotency key finds the need written and
+    # answers it: no one else would ever publish the event of the first write
+    responder = register(slice_services["volunteers"])
+    outbox = next(d for d in slice_services["needs"].dependencies if isinstance(d, EventOutbox))
+    event = need_triaged("need_in_doubt")
+    lost_after_sending(outbox, db, event, "need_in_doubt", written=True)
+    wait_for(lambda: db("notify")["notices.quanlinan"].find_one({"recipient_id": responder["id"]}),
+             what="the notice of the task made from the event of the write in doubt")
+    assert db("volunteers")["tasks.quanlinan"].count_documents({"need_id": "need_in_doubt"}) == 1
+    wait_for(lambda: db("needs")["_writers"].find_one({"_id": outbox.writer_id})["checkpoint"] > event_time(db, event),
+             what="the checkpoint moving past the event")
+
+
+def event_time(db, event):
+    return db("needs").needs.find_one({"_outbox.id": event["id"]})["_outbox_at"]
+
+
+def test_a_write_in_doubt_that_never_happened_holds_the_checkpoint_until_it_is_given_up(slice_services, db):
+    outbox = next(d for d in slice_services["needs"].dependencies if isinstance(d, EventOutbox))
+    event = need_triaged("need_never_written")
+    lost_after_sending(outbox, db, event, "need_never_written", written=False)
+    staged_at = outbox._staged[event["id"]]
+    outbox.checkpoint()
+    # while a server may still apply it, a crash of this writer must leave it to the relay
+    assert db("needs")["_writers"].find_one({"_id": outbox.writer_id})["checkpoint"] <= staged_at
+    assert outbox.settle_doubts() == (0, 0)
+    outbox.in_doubt_for = timedelta(0)
+    wait_for(lambda: not outbox._doubtful, what="the write given up")
+    assert event["id"] not in outbox._staged
+    wait_for(lambda: db("needs")["_writers"].find_one({"_id": outbox.writer_id})["checkpoint"] > staged_at,
+             what="the checkpoint moving past the event never written")
+    assert db("needs").needs.find_one({"_id": "need_never_written"}) is None
 
 
 class StockSubscriber:

@@ -13,7 +13,7 @@ class RecordingOutbox:
     def __init__(self, service="needs", published=None):
         self.service, self.writer_id = service, service + "-test-1"
         self.registered = None if published is None else {p.type: p for p in published}
-        self.staged, self.published, self.discarded = {}, [], []
+        self.staged, self.published, self.discarded, self.doubtful = {}, [], [], []
 
     def expand(self, envelopes):
         return list(envelopes)
@@ -28,6 +28,11 @@ class RecordingOutbox:
         for e in envelopes:
             self.staged.pop(e["id"])
             self.discarded.append(e)
+
+    def doubt(self, envelopes):
+        for e in envelopes:
+            assert e["id"] in self.staged, "only a staged event can be in doubt"
+            self.doubtful.append(e)
 
     def publish(self, envelopes):
         for e in envelopes:

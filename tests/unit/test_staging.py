@@ -2,6 +2,7 @@
 change, insert_many), against a provider of our own: what is staged is
 published exactly when the write took effect, discarded otherwise."""
 import pytest
+from pymongo.errors import AutoReconnect, DuplicateKeyError, NetworkTimeout, ServerSelectionTimeoutError
 
 from lamplight.errors import Conflict
 from lamplight.publishing import Change
@@ -39,6 +40,37 @@ def test_a_write_that_raises_discards_and_the_error_goes_on():
             staged.written = True
             raise RuntimeError("the database went away")
     assert (ids(outbox.published), ids(outbox.discarded), outbox.staged) == ([], ["e1"], {})
+
+
+@pytest.mark.parametrize("lost", [AutoReconnect("connection reset by peer"), NetworkTimeout("timed out")])
+def test_a_write_whose_connection_went_after_it_was_sent_leaves_its_events_in_doubt_not_discarded(lost):
+    # the server may have applied it: a retry that then finds the document
+    # written would otherwise leave these events unpublished for good
+    events_, outbox = events()
+    with pytest.raises(type(lost)):
+        with events_.staging([ev(1)]) as staged:
+            staged.fields()
+            raise lost
+    assert (ids(outbox.published), ids(outbox.discarded), ids(outbox.doubtful)) == ([], [], ["e1"])
+    assert list(outbox.staged) == ["e1"]  # still holding the checkpoint
+
+
+@pytest.mark.parametrize("refused", [ServerSelectionTimeoutError("no server"), DuplicateKeyError("dup")])
+def test_a_write_that_never_reached_a_server_or_was_refused_discards(refused):
+    events_, outbox = events()
+    with pytest.raises(type(refused)):
+        with events_.staging([ev(1)]) as staged:
+            staged.fields()
+            raise refused
+    assert (ids(outbox.discarded), ids(outbox.doubtful), outbox.staged) == (["e1"], [], {})
+
+
+def test_insert_many_whose_connection_went_leaves_every_event_in_doubt():
+    events_, outbox = events()
+    with pytest.raises(AutoReconnect):
+        events_.insert_many([{"_id": 1}, {"_id": 2}], [ev(1), ev(2)],
+                            lambda docs: (_ for _ in ()).throw(AutoReconnect("reset")))
+    assert (ids(outbox.doubtful), outbox.discarded) == (["e1", "e2"], [])
 
 
 def test_events_are_staged_into_one_write_only():
