@@ -48,6 +48,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -450,7 +451,24 @@ def main(argv=None):
     failed = faults_of_ours or dead or steady is None or (rows and last_caught is None) or any(verdict[k] for k in (
         "lost", "duplicated", "orphans", "untasked", "multi_tasked", "unnoticed", "noticed_twice", "postings_lost",
         "postings_duplicated", "postings_orphans", "off_balance", "chain_problems"))
-    return 1 if failed else 0
+    return keep_logs(stack.log_dir, run_id) if failed else 0
+
+
+def keep_logs(log_dir, run_id, tail=12):
+    """A failed run's service logs, kept beside the next run's (which start
+    empty) and their last lines printed, so a report read elsewhere (CI)
+    says what the services saw. Returns 1, the failed run's exit code."""
+    kept = log_dir.parent / "failed" / run_id
+    shutil.copytree(log_dir, kept, dirs_exist_ok=True)
+    print()
+    print("the services' logs of this run are kept in {}; their last {} lines:".format(kept, tail))
+    for name in SERVICES:
+        path = kept / "{}.log".format(name)
+        lines = path.read_text(errors="replace").splitlines()[-tail:] if path.exists() else []
+        print("-- {} ({} lines shown)".format(name, len(lines)))
+        for line in lines:
+            print("   " + line[:400])
+    return 1
 
 
 def seed_points(headers):
