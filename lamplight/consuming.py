@@ -6,7 +6,9 @@ after a backoff; after ``EVENT_MAX_ATTEMPTS`` it goes to ``<queue>.dlq``. The
 original is acked only once its copy is confirmed, so nothing is lost, and a
 poison message never blocks the queue. Input that can never succeed (an
 invalid envelope, a body that is not JSON, a handler raising BadInput) goes to
-the DLQ at once.
+the DLQ at once. A failure because the database is away spends no attempt: an
+outage is not the message's fault, and it is retried soon (the first delay,
+then the second, again and again) until the database is back.
 
 Each subscription holds at most ``EVENT_CONCURRENCY`` of its process's
 workers (its consumer's prefetch: a message is acked only when handled), and
@@ -30,6 +32,7 @@ from nameko.amqp.publish import get_producer
 from nameko.containers import ContainerBeingKilled, ServiceContainer, WorkerContext
 from nameko.events import EventHandler
 from nameko.messaging import Consumer, decode_from_headers
+from pymongo.errors import ConnectionFailure as DatabaseAway
 
 from lamplight import logs, settings, topology
 from lamplight.clock import now_iso
@@ -44,6 +47,7 @@ _log = logs.get_logger(component="subscriber")
 ERROR_HEADER = "x-lamplight-error"
 QUEUE_HEADER = "x-lamplight-queue"
 FAILED_AT_HEADER = "x-lamplight-failed-at"
+OUTAGES_HEADER = "x-lamplight-outages"  # deliveries that failed because the database was away
 
 
 def event_workers(container: ServiceContainer) -> Semaphore:
@@ -77,8 +81,12 @@ def settle(action: Callable[[Message], None], message: Message, service: str) ->
 
 
 def attempts_of(message: Message) -> int:
+    return _int_header(message, topology.ATTEMPTS_HEADER)
+
+
+def _int_header(message: Message, name: str) -> int:
     try:
-        return int((message.headers or {}).get(topology.ATTEMPTS_HEADER, 0))
+        return int((message.headers or {}).get(name, 0))
     except (TypeError, ValueError):
         return 0
 
@@ -169,7 +177,14 @@ class Subscribe(EventHandler):
         exc = exc_info[1]
         attempts = attempts_of(message) + 1
         reason = "{}: {}".format(type(exc).__name__, exc)[:1000]
-        if isinstance(exc, (LamplightError, DomainError)) or attempts >= self.max_attempts:
+        if isinstance(exc, DatabaseAway):
+            # the database is away: an outage, not a fault of this message; it
+            # is retried soon (the first delay, then the second) and spends no
+            # attempt, so an outage longer than the retry ladder dead-letters nothing
+            outages = _int_header(message, OUTAGES_HEADER) + 1
+            self._retry(message, reason, envelope, attempts - 1,
+                        delay=self.delays[min(outages, 2, len(self.delays)) - 1], extra={OUTAGES_HEADER: outages})
+        elif isinstance(exc, (LamplightError, DomainError)) or attempts >= self.max_attempts:
             self._park(message, reason, envelope["type"], attempts)
         else:
             self._retry(message, reason, envelope, attempts)
@@ -190,11 +205,13 @@ class Subscribe(EventHandler):
                 retry=True, retry_policy={"max_retries": 3},
             )
 
-    def _retry(self, message: Message, reason: str, envelope: Envelope, attempts: int) -> None:
-        delay = self.delays[min(attempts - 1, len(self.delays) - 1)]
+    def _retry(self, message: Message, reason: str, envelope: Envelope, attempts: int, delay: int | None = None,
+               extra: dict[str, Any] | None = None) -> None:
+        if delay is None:
+            delay = self.delays[min(attempts - 1, len(self.delays) - 1)]
         headers = dict(message.headers or {})
         headers.update({topology.ATTEMPTS_HEADER: attempts, topology.DELAY_HEADER: str(delay),
-                        ERROR_HEADER: reason})
+                        ERROR_HEADER: reason}, **(extra or {}))
         try:
             self._republish(message, topology.DELAY_EXCHANGE.name, self.queue.name, headers)
         except Exception as exc:

@@ -306,3 +306,29 @@ def test_a_retry_comes_back_exactly_once(container_factory, service_config, brok
     time.sleep(max(config_delays) * 3 / 1000.0)
     assert len(Flaky.calls) == config["EVENT_MAX_ATTEMPTS"]
     assert broker.depth("flaky--need.submitted.dlq") == 1
+
+
+class Outage:
+    name = "outage"
+    calls: list[int] = []
+    away_for = 0
+
+    @subscribe("needs", "need.submitted")
+    def on_need(self, envelope):
+        Outage.calls.append(1)
+        if len(Outage.calls) <= Outage.away_for:
+            raise AutoReconnect("the database is away")
+
+
+def test_a_database_outage_longer_than_the_retry_ladder_dead_letters_nothing(container_factory, service_config,
+                                                                              broker):
+    """An outage is not the message's fault: failures because the database is
+    away spend no attempt, so the event is handled once the database is back,
+    however many deliveries the outage took (here twice EVENT_MAX_ATTEMPTS)."""
+    Outage.calls, Outage.away_for = [], 2 * config["EVENT_MAX_ATTEMPTS"]
+    container = container_factory(Outage)
+    container.start()
+    broker.publish("needs.events", "need.submitted", need_submitted())
+    wait_for(lambda: len(Outage.calls) == Outage.away_for + 1, timeout=30, what="handled after the outage")
+    wait_for(lambda: broker.depth("outage--need.submitted") == 0, what="the delivery acked")
+    assert broker.depth("outage--need.submitted.dlq") == 0
