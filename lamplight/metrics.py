@@ -106,6 +106,11 @@ OUTBOX_OLDEST_UNCONFIRMED = Gauge(
     "Age of this process's oldest event not yet confirmed by the broker (0 when none).",
     ["service"],
 )
+REPLY_QUEUES_RENEWED = Counter(
+    "lamplight_rpc_reply_queues_renewed_total",
+    "Reply queues of a new name this process consumes from after its connection to the broker was re-established.",
+    ["service"],
+)
 OUTBOX_IN_DOUBT = Gauge(
     "lamplight_outbox_in_doubt",
     "Events whose write failed with its outcome unknown (the connection was lost with the write sent), "

@@ -17,12 +17,14 @@ which rebuilds the method's signature each time; here it is built once.
 """
 import inspect
 import time
+import uuid
 from functools import partial
 from typing import Any
 
 import eventlet
 from amqp.exceptions import ConnectionError as AmqpConnectionError
 from amqp.exceptions import NotFound as AmqpNotFound
+from kombu import Queue
 from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.message import Message
 from nameko import config
@@ -32,14 +34,22 @@ from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY, NON_P
 from nameko.containers import ContainerBeingKilled, WorkerContext
 from nameko.exceptions import IncorrectSignature, MalformedRequest, UnknownService, deserialize_to_instance
 from nameko.messaging import decode_from_headers
-from nameko.rpc import ReplyListener, Responder, RpcConsumer, ServiceRpc, get_rpc_exchange
+from nameko.rpc import (
+    RPC_REPLY_QUEUE_TEMPLATE,
+    RPC_REPLY_QUEUE_TTL,
+    ReplyListener,
+    Responder,
+    RpcConsumer,
+    ServiceRpc,
+    get_rpc_exchange,
+)
 from nameko.rpc import Rpc as NamekoRpc
 from pymongo.errors import ConnectionFailure as DatabaseAway
 
 from lamplight import logs, settings
 from lamplight.consuming import settle
 from lamplight.errors import EXPECTED, DomainError, api_error
-from lamplight.metrics import RPC_EXPIRED, RPC_REPLIES_LOST
+from lamplight.metrics import REPLY_QUEUES_RENEWED, RPC_EXPIRED, RPC_REPLIES_LOST
 
 _log = logs.get_logger(component="rpc")
 
@@ -179,6 +189,8 @@ rpc = Rpc.decorator
 
 
 class NoAckReplyListener(ReplyListener):
+    queue: Queue  # the reply queue consumed now (nameko's setup() makes the first)
+
     def setup(self) -> None:
         super().setup()
         self.consumer.consumer_options["no_ack"] = True
@@ -191,16 +203,58 @@ class NoAckReplyListener(ReplyListener):
         self.queue.durable = False
 
     def check_for_lost_replies(self) -> None:
-        """nameko kills the whole container when its reply consumer
-        (re)connects with calls pending and the reply queue gone — which also
-        happens when the check falls between a call registering for its reply
-        and its request declaring the queue (seen once in the suite: the
-        gateway died on its first request). Here the queue is declared again
-        and a call whose reply was lost ends on its own deadline (503, and the
-        client retries with its idempotency key)."""
+        """Called as the reply consumer (re)connects, before it consumes.
+
+        A reconnect consumes from a reply queue of a new name. On a cluster,
+        the process reconnects to another node within milliseconds of losing
+        its own, before the cluster has dropped the transient queues of the
+        lost node: declaring the old name then finds the dying queue, and
+        once the cluster drops it every reply to this process is routed
+        nowhere — every call it made timed out (503) until its connection
+        happened to be reset again, minutes later. A new name is declared
+        afresh on the node the process is connected to. The old queue is
+        deleted: a reply that reaches it is no one's now (a call waiting on it
+        when the connection went ends on its own deadline, 503, and the client
+        retries with its idempotency key).
+
+        nameko kills the whole container when its reply consumer (re)connects
+        with calls pending and the reply queue gone — which also happens when
+        the check falls between a call registering for its reply and its
+        request declaring the queue (seen once in the suite: the gateway died
+        on its first request). Here the queue is declared instead."""
+        if self.consumer.ready.is_set():  # a reconnect: the first connect keeps the name setup() chose
+            old, self.queue = self.queue, self._new_queue()
+            self.routing_key = self.queue.routing_key
+            self.consumer.queues[:] = [self.queue]
+            REPLY_QUEUES_RENEWED.labels(self.container.service_name).inc()
+            _log.info("rpc.reply_queue_renewed", queue=self.queue.name, pending=len(self.pending))
+            try:
+                with get_connection(self.amqp_uri, config.get(AMQP_SSL_CONFIG_KEY)) as conn:
+                    old.bind(conn).delete()
+            except Exception as exc:  # gone with its node, or the broker went again: it expires unused
+                _log.info("rpc.old_reply_queue_left", queue=old.name, error=str(exc))
         if self.pending:
             with get_connection(self.amqp_uri, config.get(AMQP_SSL_CONFIG_KEY)) as conn:
                 self.queue.bind(conn).declare()
+
+    def _new_queue(self) -> Queue:
+        """A reply queue as nameko's setup() makes it, transient, of a new name."""
+        reply_queue_uuid = str(uuid.uuid4())
+        return Queue(RPC_REPLY_QUEUE_TEMPLATE.format(self.container.service_name, reply_queue_uuid),
+                     exchange=get_rpc_exchange(), routing_key=reply_queue_uuid,
+                     queue_arguments={"x-expires": RPC_REPLY_QUEUE_TTL}, durable=False)
+
+
+class RequestPublisher(Publisher):
+    """Requests that name the caller's reply queue as it is when each is sent
+    (it is renewed on every reconnect, :class:`NoAckReplyListener`), where
+    nameko fixes it when the proxy is set up."""
+
+    listener: NoAckReplyListener
+
+    def publish(self, payload: Any, **kwargs: Any) -> Any:
+        queue = self.listener.queue
+        return super().publish(payload, declare=[queue], reply_to=queue.routing_key, **kwargs)
 
 
 @deserialize_to_instance
@@ -223,15 +277,19 @@ class DeadlineRpc(ServiceRpc):
     """An RPC proxy whose calls give up after ``RPC_TIMEOUT_S``."""
 
     reply_listener = NoAckReplyListener()
+    publisher_cls = RequestPublisher
 
     def setup(self) -> None:
         self.timeout = settings.get_float("RPC_TIMEOUT_S")
         self.publisher_options["expiration"] = self.timeout
         self.publisher_options["delivery_mode"] = NON_PERSISTENT
         super().setup()
-        # nameko declares the reply queue with every request; that is kept:
-        # without it a request sent while the reply consumer (re)connects
-        # finds no queue and nameko kills the container (lost replies)
+        # nameko declares the reply queue with every request; that is kept
+        # (RequestPublisher, with the queue of the moment): without it a
+        # request sent while the reply consumer (re)connects finds no queue
+        # and nameko kills the container (lost replies)
+        self.publisher.declare = []
+        self.publisher.listener = self.reply_listener
 
     def get_dependency(self, worker_ctx: WorkerContext) -> "DeadlineClient":
         client = super().get_dependency(worker_ctx)
