@@ -1,15 +1,18 @@
 """Faults under a steady load, then what the database says.
 
     ./dev chaos [--rate 6] [--gap 25] [--faults kill-volunteers,kill-notify,...] [--restart-after 5]
-    ./dev chaos --cluster    (on a three-node RabbitMQ cluster, quorum queues)
+    ./dev chaos --cluster    (on a three-node RabbitMQ cluster, quorum queues, two replicas of each service)
 
 Starts its own copy of the platform (every service a ``nameko run`` process,
-its own vhost and databases, ports 28100/29200-29204), registers responders
+``--replicas`` of each, its own vhost and databases, ports 28100/29200-29204
+and, for the second replicas, 28101/29210-29214), registers responders
 on duty around the clock, and POSTs needs at ``--rate`` per second from
 clients that retry every 503, timeout or refused connection with the same
 Idempotency-Key (once a second, for up to five minutes, as a careful client
-does); beside every third need, a desk points posting (two to a member,
-within the rule's daily cap), retried the same way. Meanwhile it injects
+does; with replicas, each attempt to the next gateway, as a load balancer
+does, and a refused connection retried on the next at once); beside every
+third need, a desk points posting (two to a member, within the rule's daily
+cap), retried the same way. Meanwhile it injects
 the faults in turn, ``--gap`` seconds apart:
 
 - ``kill-<service>``: SIGKILL, restarted ``--restart-after`` s later as the
@@ -22,7 +25,12 @@ the faults in turn, ``--gap`` seconds apart:
   naming all three, ``QUEUE_TYPE=quorum``): ``node-kill``, the node the
   connections go to first killed (SIGKILL) and started again
   ``--restart-after`` s later; ``rolling-restart``, every node's app
-  stopped for 3 s and started again, one after another, as an upgrade does.
+  stopped for 3 s and started again, one after another, as an upgrade does;
+- with ``--replicas 2`` or more: ``kill-replicas``, one replica of every
+  service (gateway, needs, volunteers, points, notify) SIGKILLed at once
+  and restarted ``--restart-after`` s later, while the others serve: the
+  gateway may answer 503 only within ``RPC_TIMEOUT_S`` of the kill (a call
+  that was in the hands of a killed replica), and the run fails on a later one.
 
 After each fault it measures when the platform serves again (every
 ``/readyz`` 200 and a 2xx) and when it has caught up under the load (what
@@ -75,20 +83,21 @@ VHOST = "lamplight_chaos"
 UNROUTED = "lamplight.unrouted"
 WEB_PORT, PORT_BASE = 28100, 29200
 SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
-CLUSTER_FAULTS = ["kill-volunteers", "kill-needs", "node-kill", "rolling-restart", "db-kill"]
+CLUSTER_FAULTS = ["kill-replicas", "node-kill", "rolling-restart", "db-kill"]
 FAULTS = ["kill-volunteers", "kill-notify", "kill-needs", "kill-points", "kill-gateway", "broker-restart", "db-pause",
           "db-kill"]
 RETRY_WINDOW_S = 300
 STATS_INTERVAL_S = 5  # RabbitMQ's collect_statistics_interval (its default)
 SETTLE_BOUND_S = 60
 POSTING_EVERY, POSTING_RULE = 3, "volunteer-event"
+RPC_TIMEOUT_S = 10  # the platform's default (lamplight.settings): a call in a killed replica's hands ends by then
 
 
 class Load:
     """Needs at a steady rate, each retried with its key until answered 2xx."""
 
-    def __init__(self, rate, headers, run_id):
-        self.rate, self.headers, self.run_id = rate, headers, run_id
+    def __init__(self, rate, headers, run_id, ports=(WEB_PORT,)):
+        self.rate, self.headers, self.run_id, self.ports = rate, headers, run_id, list(ports)
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.first = {}      # key -> time of its first attempt
@@ -134,10 +143,12 @@ class Load:
         first = time.monotonic()
         with self.lock:
             first_of[key] = first
+        attempt = hash(key)
         while time.monotonic() - first < RETRY_WINDOW_S:
             status = None
+            attempt += 1
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", WEB_PORT, timeout=15)
+                conn = http.client.HTTPConnection("127.0.0.1", self.ports[attempt % len(self.ports)], timeout=15)
                 conn.request("POST", "/api/v1/parks/{}/{}".format(PARK, path), payload_out,
                              dict(self.headers, **{"Idempotency-Key": key}))
                 resp = conn.getresponse()
@@ -159,7 +170,8 @@ class Load:
                 with self.lock:
                     self.given_up.append((key, status, payload[:200]))
                 return
-            time.sleep(1)
+            # a refused connection is a gateway that is down: the next one at once
+            time.sleep(0.1 if status == "refused" and len(self.ports) > 1 else 1)
         with self.lock:
             self.given_up.append((key, "window", b""))
 
@@ -179,6 +191,45 @@ class Broker:
 BROKER = Broker(False)
 
 
+class Platform:
+    """``replicas`` copies of every service, as a deployment runs them: one
+    development Stack per replica, on ports of its own, sharing the broker,
+    the databases and the token secret."""
+
+    def __init__(self, replicas, env, name="chaos", web_port=WEB_PORT, port_base=PORT_BASE):
+        self.stacks = []
+        for k in range(replicas):
+            run_dir = ROOT / ".stack" / (name if k == 0 else "{}-{}".format(name, k + 1))
+            self.stacks.append(Stack(run_dir, port_base=port_base + 10 * k, web_port=web_port + k, env=env))
+            env = dict(env, GATEWAY_TOKEN_SECRET=self.stacks[0].env["GATEWAY_TOKEN_SECRET"])
+
+    @property
+    def first(self):
+        return self.stacks[0]
+
+    @property
+    def web_ports(self):
+        return [stack.web_port for stack in self.stacks]
+
+    def processes(self):
+        return [(stack, name) for stack in self.stacks for name in SERVICES]
+
+    def log_dirs(self):
+        return [stack.log_dir for stack in self.stacks]
+
+    def up(self):
+        for stack in self.stacks:
+            for name in SERVICES:
+                (stack.log_dir / "{}.log".format(name)).unlink(missing_ok=True)
+            stack.down()
+        for stack in self.stacks:
+            stack.up()
+
+    def down(self):
+        for stack in reversed(self.stacks):
+            stack.down()
+
+
 def rabbitctl(*args):
     subprocess.run([str(ROOT / "dev"), "rabbitctl", *args], check=True, capture_output=True, timeout=120)
 
@@ -188,13 +239,21 @@ def ferretdb_pid():
     return int(path.read_text()) if path.exists() else None
 
 
-def inject(fault, stack, restart_after):
+def inject(fault, platform, restart_after):
     """Inject ``fault`` and undo it (restart, resume); returns when it is undone."""
-    if fault.startswith("kill-"):
-        name = fault[len("kill-"):]
-        stack.kill(name)
+    if fault == "kill-replicas":
+        if len(platform.stacks) < 2:
+            raise SystemExit("kill-replicas needs --replicas 2 or more")
+        for name in SERVICES:
+            platform.first.kill(name)
         time.sleep(restart_after)
-        stack.start(name)
+        for name in SERVICES:
+            platform.first.start(name)
+    elif fault.startswith("kill-"):
+        name = fault[len("kill-"):]
+        platform.first.kill(name)
+        time.sleep(restart_after)
+        platform.first.start(name)
     elif fault == "broker-restart":
         rabbitctl("stop_app")
         time.sleep(7)
@@ -233,14 +292,14 @@ def inject(fault, stack, restart_after):
         raise SystemExit("unknown fault {}".format(fault))
 
 
-def all_ready(stack):
-    return all(stack.ready(name) for name in SERVICES)
+def all_ready(platform):
+    return all(stack.ready(name) for stack, name in platform.processes())
 
 
-def backlog(stack):
+def backlog(platform):
     """Events staged in outboxes and not yet confirmed, over every service process."""
     total = 0.0
-    for name in SERVICES:
+    for stack, name in platform.processes():
         try:
             with urllib.request.urlopen(stack.probe_url(name, "/metrics"), timeout=3) as resp:
                 for line in resp.read().decode().splitlines():
@@ -260,24 +319,24 @@ def queued(parked=False):
             (q["name"].endswith(".dlq") or q["name"] == UNROUTED) == parked}
 
 
-def caught_up(stack, uri, rate):
+def caught_up(platform, uri, rate):
     """The platform keeps up again: every process ready, and what waits in the
     work queues (exact, over AMQP) and in the outboxes is under one second of load."""
-    if not all_ready(stack):
+    if not all_ready(platform):
         return False
-    pending = backlog(stack)
+    pending = backlog(platform)
     if pending is None or pending > max(rate, 1):
         return False
     ready = ready_messages(uri)
     return ready is not None and ready <= max(rate, 1)
 
 
-def ready_messages(uri):
+def ready_messages(uri, vhost=VHOST):
     """Messages ready in the vhost's work queues, counted exactly over AMQP
     (the management API's counts are up to STATS_INTERVAL_S old); None when
     the broker does not answer."""
     try:
-        names = [q["name"] for q in json.loads(BROKER.mgmt("GET", "/api/queues/" + VHOST))
+        names = [q["name"] for q in json.loads(BROKER.mgmt("GET", "/api/queues/" + vhost))
                  if q.get("durable") and not q.get("exclusive") and not q["name"].endswith(".dlq")
                  and q["name"] != UNROUTED]
         with Connection(uri, connect_timeout=3) as conn:
@@ -287,13 +346,13 @@ def ready_messages(uri):
         return None
 
 
-def wait_served(stack, load, since, timeout=300):
+def wait_served(platform, load, since, timeout=300):
     """Seconds from ``since`` until every service is ready and the gateway answered a 2xx again."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with load.lock:
             served = any(t >= since and s in (200, 201) for t, s in load.answers[-200:])
-        if served and all_ready(stack):
+        if served and all_ready(platform):
             return time.monotonic() - since
         time.sleep(0.2)
     return None
@@ -309,6 +368,8 @@ def main(argv=None):
         ",".join(FAULTS), ",".join(CLUSTER_FAULTS)))
     parser.add_argument("--cluster", action="store_true",
                         help="on a three-node RabbitMQ cluster with quorum queues (lamplight_dev/cluster.py)")
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="processes of each service (default 1; with --cluster, 2)")
     parser.add_argument("--restart-after", type=float, default=5)
     parser.add_argument("--settle", type=float, default=SETTLE_BOUND_S,
                         help="seconds allowed to reach steady state (the bound the README states)")
@@ -325,30 +386,29 @@ def main(argv=None):
     run_id = uuid.uuid4().hex[:8]
     prefix = "chaos{}_".format(run_id)
     uri = BROKER.vhost(VHOST)
-    stack = Stack(ROOT / ".stack" / "chaos", port_base=PORT_BASE, web_port=WEB_PORT, env={
-        **env, "AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": prefix, "LOG_LEVEL": "WARNING"})
-    for name in SERVICES:
-        (stack.log_dir / "{}.log".format(name)).unlink(missing_ok=True)
-    print("starting the platform (logs in {})".format(stack.log_dir), flush=True)
-    stack.down()
-    stack.up()
+    replicas = args.replicas or (2 if args.cluster else 1)
+    platform = Platform(replicas, {**env, "AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": prefix,
+                                   "LOG_LEVEL": "WARNING"})
+    print("starting the platform, {} of each service (logs in {})".format(
+        replicas, ", ".join(str(d) for d in platform.log_dirs())), flush=True)
+    platform.up()
     headers = {"Content-Type": "application/json",
-               "Authorization": "Bearer " + stack.admin_key(rate_limit="10000000/minute")}
+               "Authorization": "Bearer " + platform.first.admin_key(rate_limit="10000000/minute")}
     rows, steady, verdict, parked = [], None, {}, {}
     try:
         seed_demo_park(WEB_PORT, PARK, headers, args.responders)
         seed_points(headers)
 
-        load = Load(args.rate, headers, run_id)
+        load = Load(args.rate, headers, run_id, platform.web_ports)
         clients = load.run()
         print("load: {:g} needs/s; faults every {:g} s: {}".format(args.rate, args.gap, ", ".join(faults)),
               flush=True)
         time.sleep(args.gap)
         for fault in faults:
             started = time.monotonic()
-            inject(fault, stack, args.restart_after)
+            inject(fault, platform, args.restart_after)
             restored = time.monotonic()
-            recovered = wait_served(stack, load, restored)
+            recovered = wait_served(platform, load, restored)
             end = restored + (recovered or 0)
             with load.lock:
                 window = Counter(str(s) for t, s in load.answers if started <= t <= end)
@@ -358,7 +418,7 @@ def main(argv=None):
                                                                             restored + args.settle)
             caught = None
             while time.monotonic() < window_end:
-                if caught_up(stack, uri, args.rate):
+                if caught_up(platform, uri, args.rate):
                     caught = time.monotonic() - restored
                     break
                 time.sleep(0.5)
@@ -374,8 +434,8 @@ def main(argv=None):
             t.join(RETRY_WINDOW_S + 30)
         last, quiet_since = time.monotonic(), None
         while time.monotonic() - last < args.settle + STATS_INTERVAL_S:
-            left, pending = queued(), backlog(stack)
-            if not left and pending == 0 and ready_messages(uri) == 0 and all_ready(stack):
+            left, pending = queued(), backlog(platform)
+            if not left and pending == 0 and ready_messages(uri) == 0 and all_ready(platform):
                 # the management API's counts are up to its statistics interval old
                 # (a retry waiting a second in a delay queue can be missed): steady
                 # once it has held for longer than that
@@ -397,19 +457,10 @@ def main(argv=None):
             verdict = check(prefix, load)
         parked = queued(parked=True)
     finally:
-        stack.down()
+        platform.down()
 
     print()
-    print("{:<16} {:>9} {:>26} {:>5} {:>5} {:>10} {:>12}".format("fault", "window s", "gateway answers", "lost",
-                                                                   "dup", "recover s", "caught up s"))
-    for row in rows:
-        keys = [k for k, t in load.first.items() if row["started"] <= t <= row["end"]]
-        answers = ", ".join("{} {}".format(k, n) for k, n in sorted(row["answers"].items()))
-        print("{:<16} {:>9.1f} {:>26} {:>5} {:>5} {:>10} {:>12}".format(
-            row["fault"], row["end"] - row["started"], answers,
-            sum(1 for k in keys if k in verdict["lost"]), sum(1 for k in keys if k in verdict["duplicated"]),
-            "{:.1f}".format(row["recover_s"]) if row["recover_s"] is not None else "never",
-            "{:.1f}".format(row["caught_s"]) if row["caught_s"] is not None else "-"))
+    late_503 = print_faults(rows, load, verdict)
     print()
     print("needs: {} sent, {} acknowledged, {} lost, {} duplicated, {} written for a key never answered, "
           "{} given up by the client".format(len(load.first), len(load.acked), len(verdict["lost"]),
@@ -448,35 +499,66 @@ def main(argv=None):
     print("caught up after the last fault, under the load: {}".format(
         "{:.1f} s (bound {:g} s)".format(last_caught, args.settle) if last_caught is not None
         else "not within {:g} s".format(args.settle)))
-    failed = faults_of_ours or dead or steady is None or (rows and last_caught is None) or any(verdict[k] for k in (
+    failed = faults_of_ours or late_503 or dead or steady is None or (rows and last_caught is None) or any(
+        verdict[k] for k in (
         "lost", "duplicated", "orphans", "untasked", "multi_tasked", "unnoticed", "noticed_twice", "postings_lost",
         "postings_duplicated", "postings_orphans", "off_balance", "chain_problems"))
-    return keep_logs(stack.log_dir, run_id) if failed else 0
+    return keep_logs(platform.log_dirs(), run_id) if failed else 0
 
 
-def keep_logs(log_dir, run_id, tail=12):
+def print_faults(rows, load, verdict):
+    """The table of faults; returns how late (s after the kill) any 503
+    came that a replica left serving should have prevented."""
+    print("{:<16} {:>9} {:>26} {:>5} {:>5} {:>10} {:>12} {:>11}".format(
+        "fault", "window s", "gateway answers", "lost", "dup", "recover s", "caught up s", "last 503 s"))
+    late_503 = []
+    with load.lock:
+        answers_503 = [t for t, s in load.answers if s == 503]
+    for i, row in enumerate(rows):
+        keys = [k for k, t in load.first.items() if row["started"] <= t <= row["end"]]
+        answers = ", ".join("{} {}".format(k, n) for k, n in sorted(row["answers"].items()))
+        # the last 503 from the fault until the next one, in seconds after the fault
+        until = rows[i + 1]["started"] if i + 1 < len(rows) else float("inf")
+        last_503 = max((t - row["started"] for t in answers_503 if row["started"] <= t < until), default=None)
+        if row["fault"] == "kill-replicas" and last_503 is not None and last_503 > RPC_TIMEOUT_S + 2:
+            late_503.append(last_503)
+        print("{:<16} {:>9.1f} {:>26} {:>5} {:>5} {:>10} {:>12} {:>11}".format(
+            row["fault"], row["end"] - row["started"], answers,
+            sum(1 for k in keys if k in verdict["lost"]), sum(1 for k in keys if k in verdict["duplicated"]),
+            "{:.1f}".format(row["recover_s"]) if row["recover_s"] is not None else "never",
+            "{:.1f}".format(row["caught_s"]) if row["caught_s"] is not None else "-",
+            "{:.1f}".format(last_503) if last_503 is not None else "-"))
+    if late_503:
+        print("with a replica of every service left serving, a 503 came {:.1f} s after the kill: later than "
+              "RPC_TIMEOUT_S ({} s) allows".format(max(late_503), RPC_TIMEOUT_S))
+    return late_503
+
+
+def keep_logs(log_dirs, run_id, tail=12):
     """A failed run's service logs, kept beside the next run's (which start
     empty) and their last lines printed, so a report read elsewhere (CI)
     says what the services saw. Returns 1, the failed run's exit code."""
-    kept = log_dir.parent / "failed" / run_id
-    shutil.copytree(log_dir, kept, dirs_exist_ok=True)
     print()
-    print("the services' logs of this run are kept in {}; their last {} lines:".format(kept, tail))
-    for name in SERVICES:
-        path = kept / "{}.log".format(name)
-        lines = path.read_text(errors="replace").splitlines()[-tail:] if path.exists() else []
-        print("-- {} ({} lines shown)".format(name, len(lines)))
-        for line in lines:
-            print("   " + line[:400])
+    for k, log_dir in enumerate(log_dirs):
+        kept = ROOT / ".stack" / "chaos" / "failed" / run_id / "replica-{}".format(k + 1)
+        shutil.copytree(log_dir, kept, dirs_exist_ok=True)
+        print("replica {}: the services' logs of this run are kept in {}; their last {} lines:".format(
+            k + 1, kept, tail))
+        for name in SERVICES:
+            path = kept / "{}.log".format(name)
+            lines = path.read_text(errors="replace").splitlines()[-tail:] if path.exists() else []
+            print("-- {} ({} lines shown)".format(name, len(lines)))
+            for line in lines:
+                print("   " + line[:400])
     return 1
 
 
-def seed_points(headers):
+def seed_points(headers, port=WEB_PORT):
     """The demo park's points catalogue, so desk postings can be made."""
     from lamplight_tools import parks as park_files
 
     rules = park_files.load()["quanlinan"]["points"]["rules"]
-    conn = http.client.HTTPConnection("127.0.0.1", WEB_PORT, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("PUT", "/api/v1/parks/{}/points/rules".format(PARK), json.dumps({"version": 1, "rules": rules}),
                  headers)
     answer = conn.getresponse()
