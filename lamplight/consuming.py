@@ -102,6 +102,7 @@ class Subscribe(EventHandler):
         self.subscription = topology.Subscription(
             self.container.service_name, self.source_service, self.event_type)
         queue_type = settings.get("QUEUE_TYPE")
+        self.delay_exchange = topology.delay_exchange(queue_type)
         self.queue = topology.subscription_queue(self.subscription, queue_type)
         self.dlq = topology.dead_letter_queue(self.subscription, queue_type)
         self.max_attempts = settings.get_int("EVENT_MAX_ATTEMPTS")
@@ -115,8 +116,8 @@ class Subscribe(EventHandler):
         # its mandatory republish has no route and it would loop
         with Connection(self.amqp_uri, connect_timeout=5) as conn:
             channel = conn.channel()
-            entities: list[Exchange | Queue] = [topology.DELAY_EXCHANGE, topology.REDELIVER_EXCHANGE, self.dlq]
-            topology.declare_on(channel, entities + [topology.delay_queue(d) for d in self.delays])
+            entities: list[Exchange | Queue] = [self.delay_exchange, topology.REDELIVER_EXCHANGE, self.dlq]
+            topology.declare_on(channel, entities + [topology.delay_queue(d, queue_type) for d in self.delays])
             channel.close()
         # skip EventHandler.setup: it would build nameko's own queue name
         Consumer.setup(self)
@@ -213,7 +214,7 @@ class Subscribe(EventHandler):
         headers.update({topology.ATTEMPTS_HEADER: attempts, topology.DELAY_HEADER: str(delay),
                         ERROR_HEADER: reason}, **(extra or {}))
         try:
-            self._republish(message, topology.DELAY_EXCHANGE.name, self.queue.name, headers)
+            self._republish(message, self.delay_exchange.name, self.queue.name, headers)
         except Exception as exc:
             self.log.error("event.retry_publish_failed", error=str(exc), event_id=envelope["id"])
             # nothing is lost: try again from the queue

@@ -16,7 +16,14 @@ Retries: a failed message is published to the headers exchange
 ``lamplight.delay.<ms>`` (TTL = ms) and is dead-lettered to the direct
 exchange ``lamplight.redeliver`` with its original routing key, the name of
 the queue it came from; every subscription queue is bound there by its own
-name. A fixed number of delay queues serves every subscriber.
+name. A fixed number of delay queues serves every subscriber. With
+``QUEUE_TYPE=quorum`` (a cluster) the retries wait in quorum queues of their
+own, ``lamplight.delay-quorum.<ms>`` behind the exchange of the same name,
+replicated like the event queues and dead-lettered at least once: a retry
+waiting on a lost node is neither lost with it nor held until it returns.
+They have names of their own because RabbitMQ cannot turn a classic queue
+into a quorum one: a deployment that ran with classic delay queues keeps
+them until the retries in them have come back, then deletes them.
 """
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +33,7 @@ from kombu import Connection, Exchange, Queue, binding
 from nameko.constants import PERSISTENT
 
 DELAY_EXCHANGE = Exchange("lamplight.delay", type="headers", durable=True)
+QUORUM_DELAY_EXCHANGE = Exchange("lamplight.delay-quorum", type="headers", durable=True)
 REDELIVER_EXCHANGE = Exchange("lamplight.redeliver", type="direct", durable=True)
 UNROUTED_QUEUE_NAME = "lamplight.unrouted"
 # not "x-…": a headers exchange ignores x- arguments when it matches
@@ -91,20 +99,23 @@ def unrouted_queue(queue_type: str = "classic") -> Queue:
     return Queue(UNROUTED_QUEUE_NAME, durable=True, queue_arguments=arguments)
 
 
-def delay_queue(delay_ms: int) -> Queue:
+def delay_exchange(queue_type: str = "classic") -> Exchange:
+    """Where a failed message is published to wait before it comes back."""
+    return QUORUM_DELAY_EXCHANGE if queue_type == "quorum" else DELAY_EXCHANGE
+
+
+def delay_queue(delay_ms: int, queue_type: str = "classic") -> Queue:
+    arguments: dict[str, Any] = {"x-message-ttl": int(delay_ms), "x-dead-letter-exchange": REDELIVER_EXCHANGE.name}
+    if queue_type == "quorum":
+        # at-least-once dead-lettering (RabbitMQ 3.10+) needs reject-publish overflow
+        arguments.update({"x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
+                          "x-overflow": "reject-publish"})
+    exchange = delay_exchange(queue_type)
     return Queue(
-        "lamplight.delay.{}".format(delay_ms),
+        "{}.{}".format(exchange.name, delay_ms),
         durable=True,
-        queue_arguments={
-            "x-message-ttl": int(delay_ms),
-            "x-dead-letter-exchange": REDELIVER_EXCHANGE.name,
-        },
-        bindings=[
-            binding(
-                DELAY_EXCHANGE,
-                arguments={"x-match": "all", DELAY_HEADER: str(int(delay_ms))},
-            )
-        ],
+        queue_arguments=arguments,
+        bindings=[binding(exchange, arguments={"x-match": "all", DELAY_HEADER: str(int(delay_ms))})],
     )
 
 
@@ -112,11 +123,11 @@ def all_entities(subscriptions: Sequence[Subscription], delays_ms: Iterable[int]
                  publishers: Iterable[str] = ()) -> list[Exchange | Queue]:
     """Everything to declare, exchanges first: the events exchange of every
     service that publishes or is subscribed to, then the queues."""
-    entities: list[Exchange | Queue] = [DELAY_EXCHANGE, REDELIVER_EXCHANGE]
+    entities: list[Exchange | Queue] = [delay_exchange(queue_type), REDELIVER_EXCHANGE]
     sources = set(publishers) | {sub.source for sub in subscriptions}
     entities += [events_exchange(s) for s in sorted(sources)]
     entities.append(unrouted_queue(queue_type))
-    entities += [delay_queue(d) for d in sorted(set(delays_ms))]
+    entities += [delay_queue(d, queue_type) for d in sorted(set(delays_ms))]
     for sub in subscriptions:
         entities.append(subscription_queue(sub, queue_type))
         entities.append(dead_letter_queue(sub, queue_type))

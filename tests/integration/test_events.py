@@ -332,3 +332,39 @@ def test_a_database_outage_longer_than_the_retry_ladder_dead_letters_nothing(con
     wait_for(lambda: len(Outage.calls) == Outage.away_for + 1, timeout=30, what="handled after the outage")
     wait_for(lambda: broker.depth("outage--need.submitted") == 0, what="the delivery acked")
     assert broker.depth("outage--need.submitted.dlq") == 0
+
+
+class FailsOnce:
+    name = "fails_once"
+    calls: list[str] = []
+
+    @subscribe("needs", "need.submitted")
+    def on_need(self, envelope):
+        FailsOnce.calls.append(envelope["id"])
+        if len(FailsOnce.calls) == 1:
+            raise RuntimeError("the first delivery fails")
+
+
+def test_with_quorum_queues_a_retry_waits_in_a_quorum_delay_queue_and_comes_back(container_factory, service_config,
+                                                                                  broker, rabbit_manager):
+    """On a cluster a retry waiting in a classic delay queue is lost with
+    its node or held until it returns; with QUEUE_TYPE=quorum it waits in a
+    replicated quorum queue (a single node runs them too)."""
+    FailsOnce.calls = []
+    with config.patch({"QUEUE_TYPE": "quorum"}):
+        container = container_factory(FailsOnce)
+        container.start()
+        event = need_submitted()
+        broker.publish("needs.events", "need.submitted", event)
+        wait_for(lambda: FailsOnce.calls == [event["id"]] * 2, what="the retried delivery")
+    vhost = rabbit_manager_vhost()
+    delay = rabbit_manager.get_queue(vhost, "lamplight.delay-quorum.{}".format(config["EVENT_RETRY_DELAYS_MS"][0]))
+    assert delay["type"] == "quorum"
+    assert rabbit_manager.get_queue(vhost, "fails_once--need.submitted")["type"] == "quorum"
+    wait_for(lambda: broker.depth("fails_once--need.submitted") == 0, what="the retry acked")
+    assert broker.depth("fails_once--need.submitted.dlq") == 0
+
+
+def rabbit_manager_vhost():
+    from urllib.parse import unquote, urlparse
+    return unquote(urlparse(config["AMQP_URI"]).path[1:]) or "/"

@@ -47,6 +47,20 @@ def test_delay_queue_dead_letters_back_after_its_ttl():
     assert bind.arguments[topology.DELAY_HEADER] == "5000"
 
 
+def test_on_a_cluster_retries_wait_in_quorum_queues_of_their_own_dead_lettered_at_least_once():
+    queue = topology.delay_queue(5000, "quorum")
+    assert queue.name == "lamplight.delay-quorum.5000"
+    assert queue.queue_arguments == {"x-message-ttl": 5000, "x-dead-letter-exchange": "lamplight.redeliver",
+                                     "x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
+                                     "x-overflow": "reject-publish"}
+    (bind,) = queue.bindings
+    assert bind.exchange.name == topology.delay_exchange("quorum").name == "lamplight.delay-quorum"
+    assert bind.arguments[topology.DELAY_HEADER] == "5000"
+    names = {getattr(e, "name", None) for e in topology.all_entities([], [5000], "quorum")}
+    assert {"lamplight.delay-quorum", "lamplight.delay-quorum.5000"} <= names
+    assert not {"lamplight.delay", "lamplight.delay.5000"} & names
+
+
 def test_quorum_queues_when_asked():
     sub = installed.subscriptions()[0]
     assert topology.subscription_queue(sub, "quorum").queue_arguments == {"x-queue-type": "quorum"}
