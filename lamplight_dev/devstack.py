@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,20 +210,67 @@ class Stack:
         return out
 
 
+def replicas(run_dir, port_base, web_port, count, env=None):
+    """``count`` Stacks, one per replica of every service: the first in
+    ``run_dir`` on the given ports, replica k in ``<run_dir>-k`` on ports 10
+    (probes) and 1 (HTTP) further on each, sharing the token secret."""
+    run_dir, env = Path(run_dir), dict(env or {})
+    stacks = [Stack(run_dir, port_base, web_port, env)]
+    env["GATEWAY_TOKEN_SECRET"] = stacks[0].env["GATEWAY_TOKEN_SECRET"]
+    for k in range(2, count + 1):
+        stacks.append(Stack(run_dir.parent / "{}-{}".format(run_dir.name, k), port_base + 10 * (k - 1),
+                            web_port + k - 1, env))
+    return stacks
+
+
+def running_replicas(run_dir, port_base, web_port):
+    """The Stacks ``up`` started: the first, and every replica whose run directory is there."""
+    run_dir = Path(run_dir)
+    count = 1
+    while (run_dir.parent / "{}-{}".format(run_dir.name, count + 1)).is_dir():
+        count += 1
+    return replicas(run_dir, port_base, web_port, count)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lamplight_dev.devstack")
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--run-dir", default=str(ROOT / ".stack" / "run"))
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)
     parser.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT)
+    parser.add_argument("--cluster", action="store_true",
+                        help="up: on the three-node RabbitMQ cluster (lamplight_dev/cluster.py) with quorum queues, "
+                             "two replicas of each service unless --replicas says otherwise")
+    parser.add_argument("--replicas", type=int, default=None, help="up: processes of each service")
     args = parser.parse_args(argv)
-    stack = Stack(args.run_dir, args.port_base, args.web_port)
     if args.command == "up":
-        stack.up()
-        stack.admin_key()
-    elif args.command == "down":
-        stack.down()
-    print(json.dumps(stack.status(), indent=2))
+        env = {}
+        if args.cluster:
+            from lamplight_dev import cluster
+
+            cluster.up()
+            env = {"AMQP_URI": cluster.amqp_uri(), "QUEUE_TYPE": "quorum"}
+        for stack in running_replicas(args.run_dir, args.port_base, args.web_port):
+            stack.down()
+            if stack.run_dir != Path(args.run_dir):
+                shutil.rmtree(stack.run_dir, ignore_errors=True)
+        stacks = replicas(args.run_dir, args.port_base, args.web_port, args.replicas or (2 if args.cluster else 1),
+                          env)
+        for stack in stacks:
+            stack.up()
+        stacks[0].admin_key()
+    else:
+        stacks = running_replicas(args.run_dir, args.port_base, args.web_port)
+        if args.command == "down":
+            for stack in reversed(stacks):
+                stack.down()
+            for stack in stacks[1:]:
+                shutil.rmtree(stack.run_dir, ignore_errors=True)
+    status = {}
+    for k, stack in enumerate(stacks):
+        for name, state in stack.status().items():
+            status[name if k == 0 else "{}.{}".format(name, k + 1)] = state
+    print(json.dumps(status, indent=2))
 
 
 if __name__ == "__main__":
