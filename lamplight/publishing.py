@@ -540,7 +540,9 @@ class EventOutbox(DependencyProvider):
             self.unstage([doubtful[i] for i in expired])
             OUTBOX_DOUBTS_SETTLED.labels(self.service, "not_written").inc(len(expired))
         if found or expired:
-            self.log.info("outbox.doubts_settled", written=list(found), not_written=expired)
+            # a warning: rare (after a database fault), and what an operator
+            # looks for when asking whether a fault lost an event
+            self.log.warning("outbox.doubts_settled", written=list(found), not_written=expired)
         self._report_backlog()
         return len(found), len(expired)
 
