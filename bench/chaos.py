@@ -75,8 +75,9 @@ from kombu import Connection  # noqa: E402
 
 from bench import common  # noqa: E402
 from bench.common import MONGO_URI, drop_databases, seed_demo_park  # noqa: E402
+from lamplight import settings  # noqa: E402
 from lamplight_dev import cluster, demo  # noqa: E402
-from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_dev.devstack import replicas  # noqa: E402
 
 PARK = "chaos"
 VHOST = "lamplight_chaos"
@@ -90,7 +91,8 @@ RETRY_WINDOW_S = 300
 STATS_INTERVAL_S = 5  # RabbitMQ's collect_statistics_interval (its default)
 SETTLE_BOUND_S = 60
 POSTING_EVERY, POSTING_RULE = 3, "volunteer-event"
-RPC_TIMEOUT_S = 10  # the platform's default (lamplight.settings): a call in a killed replica's hands ends by then
+# the platform's default: a call in a killed replica's hands ends by then
+RPC_TIMEOUT_S = settings.DEFAULTS["RPC_TIMEOUT_S"]
 
 
 class Load:
@@ -196,12 +198,8 @@ class Platform:
     development Stack per replica, on ports of its own, sharing the broker,
     the databases and the token secret."""
 
-    def __init__(self, replicas, env, name="chaos", web_port=WEB_PORT, port_base=PORT_BASE):
-        self.stacks = []
-        for k in range(replicas):
-            run_dir = ROOT / ".stack" / (name if k == 0 else "{}-{}".format(name, k + 1))
-            self.stacks.append(Stack(run_dir, port_base=port_base + 10 * k, web_port=web_port + k, env=env))
-            env = dict(env, GATEWAY_TOKEN_SECRET=self.stacks[0].env["GATEWAY_TOKEN_SECRET"])
+    def __init__(self, count, env, name="chaos", web_port=WEB_PORT, port_base=PORT_BASE):
+        self.stacks = replicas(ROOT / ".stack" / name, port_base, web_port, count, env)
 
     @property
     def first(self):
