@@ -42,11 +42,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.broadcast import import_recipients, numbers_in, sms_handed  # noqa: E402
-from bench.common import MONGO_URI, Watcher, delete_vhost, drop_databases, fresh_vhost, percentile  # noqa: E402
-from bench.pipeline import DAYS, need_body, need_of_notice  # noqa: E402
-from lamplight_dev import demo  # noqa: E402
+from bench.common import (  # noqa: E402
+    MONGO_URI,
+    Watcher,
+    delete_vhost,
+    drop_databases,
+    fresh_vhost,
+    percentile,
+    seed_demo_park,
+)
+from bench.pipeline import need_body, need_of_notice  # noqa: E402
 from lamplight_dev.devstack import Stack  # noqa: E402
-from lamplight_tools import parks as park_files  # noqa: E402
 from tests.peers import running_peers  # noqa: E402
 
 VHOST = "lamplight_bench_fairness"
@@ -92,28 +98,6 @@ class Client:
                 conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT, timeout=60)
 
 
-def put(conn, headers, path, body, expect=(200, 201)):
-    conn.request("PUT" if path.endswith("config") else "POST", path, json.dumps(body), headers)
-    answer = conn.getresponse()
-    payload = answer.read()
-    if answer.status not in expect:
-        raise SystemExit("{}: {} {}".format(path, answer.status, payload[:300]))
-
-
-def set_up_park(headers, park, responders):
-    conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT, timeout=60)
-    files = park_files.load()["quanlinan"]
-    put(conn, headers, "/api/v1/parks/{}/needs/config".format(park), park_files.needs_config(files, 1))
-    put(conn, headers, "/api/v1/parks/{}/volunteers/config".format(park), park_files.volunteers_config(files, 1))
-    for i, volunteer in enumerate(demo.volunteers()):
-        if i == responders:
-            break
-        # on duty around the clock, so every need is offered at once
-        volunteer = dict(volunteer, roster={"shifts": [{"day": d, "start": "00:00", "end": "00:00", "overnight": True}
-                                                       for d in DAYS]})
-        put(conn, headers, "/api/v1/parks/{}/responders".format(park), volunteer)
-
-
 def latencies(client, watcher, phase):
     return [(watcher.first[n] - t0) * 1000 for n, (t0, p) in client.sent.items() if p == phase and n in watcher.first]
 
@@ -148,7 +132,7 @@ def run(args, peers):
     clients = []
     try:
         for park in parks + [FLOOD]:
-            set_up_park(headers, park, args.responders)
+            seed_demo_park(GATEWAY_PORT, park, headers, args.responders)
         with ClusterRpcClient(uri=uri, timeout=600) as rpc:
             rpc.notify.set_config(FLOOD, {"version": 1, "channels": {"sms": peers.channels("aliyun")["sms"]},
                                           "rate_limits": {"sms": args.sms_rate}})
