@@ -83,7 +83,7 @@ PARK = "chaos"
 VHOST = "lamplight_chaos"
 UNROUTED = "lamplight.unrouted"
 WEB_PORT, PORT_BASE = 28100, 29200
-SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
+SERVICES = common.SERVICES
 CLUSTER_FAULTS = ["kill-replicas", "node-kill", "rolling-restart", "db-kill"]
 FAULTS = ["kill-volunteers", "kill-notify", "kill-needs", "kill-points", "kill-gateway", "broker-restart", "db-pause",
           "db-kill"]

@@ -169,7 +169,8 @@ def _reply_listener_class():
     return KeptReplyListener
 
 
-SERVICES = ("gateway", "needs", "volunteers", "points", "notify")
+# every process of the platform (notify's bulk lane is a process of its own)
+SERVICES = ("gateway", "needs", "volunteers", "points", "notify", "notify-bulk")
 
 
 def _samples(stack, metric, services):

@@ -9,7 +9,7 @@ recipients): ``--parks 10 --trickle-rate 2 --recipients 20000``; on a
 machine of two cores that is the platform's whole capacity before the flood.
 
 Starts its own copy of the platform (every service a ``nameko run`` process,
-its own vhost and databases, ports 28700/29700-29704) and the local channel
+its own vhost and databases, ports 28700/29700-29705) and the local channel
 peers (tests/peers.py: Aliyun SMS, checking every request's signature). Sets
 up ``--parks`` trickle parks and one flood park, each with the demo park's
 needs and volunteers configurations and ``--responders`` volunteers on duty
@@ -51,7 +51,7 @@ from bench.common import (  # noqa: E402
     percentile,
     seed_demo_park,
 )
-from bench.pipeline import need_body, need_of_notice  # noqa: E402
+from bench.pipeline import cpu_seconds, need_body, need_of_notice, process_table  # noqa: E402
 from lamplight_dev.devstack import Stack  # noqa: E402
 from tests.peers import running_peers  # noqa: E402
 
@@ -102,6 +102,25 @@ def latencies(client, watcher, phase):
     return [(watcher.first[n] - t0) * 1000 for n, (t0, p) in client.sent.items() if p == phase and n in watcher.first]
 
 
+def steps(clients, triaged, offered, offers):
+    """The trickle parks' path in its steps, baseline and flood: POST -> need.triaged (gateway and
+    needs), -> task.offered (volunteers), -> notice.sent (notify), each step's p50/p99 in ms."""
+    lines = []
+    for phase in ("baseline", "flood"):
+        spans: dict[str, list[float]] = {"POST->triaged": [], "triaged->offered": [], "offered->notice": []}
+        for c in clients:
+            for need, (t0, p) in c.sent.items():
+                marks = [t0] + [w.first.get(need) for w in (triaged, offered, offers)]
+                if p != phase or None in marks:
+                    continue
+                for name, a, b in zip(spans, marks, marks[1:]):
+                    spans[name].append((b - a) * 1000)
+        lines.append("trickle path, {}: ".format(phase) + "; ".join(
+            "{} p50 {:.0f} ms, p99 {:.0f} ms".format(name, percentile(v, 50), percentile(v, 99))
+            for name, v in spans.items() if v))
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parks", type=int, default=3, help="trickle parks")
@@ -140,10 +159,15 @@ def run(args, peers):
             import_recipients(rpc, FLOOD, args.recipients, sms=True)
         offers = Watcher(uri, "notify.events", "notice.sent", key=need_of_notice)
         offers.start()
+        # the path's steps, to say where a flood's delay is added
+        triaged = Watcher(uri, "needs.events", "need.triaged")
+        offered = Watcher(uri, "volunteers.events", "task.offered", key=lambda e: e["subject"].split(":task:")[0])
+        for watcher in (triaged, offered):
+            watcher.start()
         completed = Watcher(uri, "notify.events", "broadcast.completed")
         completed.start()
-        offers.ready.wait(10)
-        completed.ready.wait(10)
+        for watcher in (offers, completed, triaged, offered):
+            watcher.ready.wait(10)
         # warm-up: connections, caches and lazy imports in every process, for every park
         warm = [Client(park, headers, 5, "warm") for park in parks + [FLOOD]]
         for c in warm:
@@ -156,9 +180,12 @@ def run(args, peers):
         print("baseline: {} parks at {:g} needs/s for {:g} s".format(len(parks), args.trickle_rate, args.baseline),
               flush=True)
         clients = [Client(park, headers, args.trickle_rate, "trickle") for park in parks]
+        pids = dict(process_table(stack), **{"provider peer": peers.proc.pid})
+        cpu = [(time.perf_counter(), {k: cpu_seconds(p) for k, p in pids.items()})]
         for c in clients:
             c.thread.start()
         time.sleep(args.baseline)
+        cpu.append((time.perf_counter(), {k: cpu_seconds(p) for k, p in pids.items()}))
 
         print("flood: a critical broadcast to {} recipients (SMS at {}/s) and {:g} needs/s in {}, for {:g} s".format(
             args.recipients, args.sms_rate, args.flood_rate, FLOOD, args.flood), flush=True)
@@ -173,6 +200,7 @@ def run(args, peers):
                 "title": "紧急通知", "body": "山体滑坡预警：请勿前往后山，低洼处宿舍人员请到服务中心避险。",
                 "critical": True, "actor": "bench"}, idempotency_key="bench-" + run_id)
         time.sleep(max(0.0, flood_started + args.flood - time.perf_counter()))
+        cpu.append((time.perf_counter(), {k: cpu_seconds(p) for k, p in pids.items()}))
         for c in clients + [intake]:
             c.stop.set()
         for c in clients + [intake]:
@@ -187,17 +215,23 @@ def run(args, peers):
                 peers.requests("/aliyun"), flood_epoch, time.time() + 1)[0] < args.recipients:
             time.sleep(2)  # the peer's whole log each time: not too often
         arrived = peers.requests("/aliyun")
-        offers.stop.set()
-        completed.stop.set()
+        for watcher in (offers, completed, triaged, offered):
+            watcher.stop.set()
         rss = stack.rss_mb()
     finally:
         stack.down()
         drop_databases(prefix)
         delete_vhost(VHOST)
+    return report(args, clients, intake, (offers, completed, triaged, offered), accepted, flood_started,
+                  flood_epoch, arrived, rss, cpu)
 
+
+def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch, arrived, rss, cpu):
+    """Print the run's figures, the worst trickle park's p99 ratio last; the exit status."""
+    offers, completed, triaged, offered = watchers
     print()
     print("{} trickle parks at {:g} needs/s each; {} volunteers on duty in each (FerretDB/MongoDB at {})".format(
-        len(parks), args.trickle_rate, args.responders, MONGO_URI))
+        len(clients), args.trickle_rate, args.responders, MONGO_URI))
     worst, lost = None, 0
     for c in clients:
         base, flood = latencies(c, offers, "baseline"), latencies(c, offers, "flood")
@@ -212,6 +246,8 @@ def run(args, peers):
               "needs); flood/baseline p50 {:.2f}, p99 {:.2f}; errors {}".format(
                   c.park, percentile(base, 50), percentile(base, 99), len(base), percentile(flood, 50),
                   percentile(flood, 99), len(flood), ratio50, ratio99, len(c.errors)))
+    for line in steps(clients, triaged, offered, offers):
+        print(line)
     flood_needs = latencies(intake, offers, "flood")
     lost += sum(1 for n in intake.sent if n not in offers.first)
     if flood_needs:
@@ -232,6 +268,9 @@ def run(args, peers):
                                   (handed - numbers_in(ok[0])) / max(ok[-1]["at"] - ok[0]["at"], 1e-9), busiest,
                                   args.sms_rate, sum(1 for r in arrived if r["verdict"] != "ok")))
     print("needs accepted without their notice: {}".format(lost))
+    for (t0, before), (t1, after), phase in zip(cpu, cpu[1:], ("baseline", "flood")):
+        print("CPU, % of a core, {}: ".format(phase) + ", ".join(
+            "{} {:.0f}".format(k, (after[k] - before[k]) * 100 / (t1 - t0)) for k in sorted(after)))
     print("rss MB: " + ", ".join("{} {:.0f}".format(k, v) for k, v in sorted(rss.items())))
     print("worst p99 flood/baseline: {}".format("{:.2f}".format(worst) if worst is not None else "n/a"))
     return 0 if worst is not None and not lost else 1

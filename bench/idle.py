@@ -4,7 +4,7 @@
                      [--entries 100000] [--settle 20] [--seconds 60] [--max-ferretdb 5]
 
 Starts the whole platform (every service its own ``nameko run`` process, its
-own vhost and databases, ports 28700/29700-29704) and seeds one big park the
+own vhost and databases, ports 28700/29700-29705) and seeds one big park the
 way its services write it: ``--needs`` needs with their wall lines and head
 (the needs bench's seeding, dated so that none is due yet), ``--recipients`` recipients imported through
 notify's RPC and one park-wide broadcast to them (a notice and a log line

@@ -3,7 +3,7 @@
     ./dev bench [--needs 2000] [--rate 0] [--concurrency 64] [--responders 45]
 
 Starts its own copy of the platform (every service a ``nameko run`` process,
-its own vhost and databases, ports 28000/29100-29104), registers responders,
+its own vhost and databases, ports 28000/29100-29105), registers responders,
 then POSTs needs to the gateway — as fast as the platform takes them
 (``--rate 0``) or paced at ``--rate`` needs/s — and times each need from its
 POST to the ``notice.sent`` event for it, read from a queue the bench binds to
@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
     MONGO_URI,
+    SERVICES,
     Watcher,
     db_request_lines,
     db_requests,
@@ -66,7 +67,7 @@ def cpu_seconds(pid):
 
 def process_table(stack):
     """pid of every process that does the pipeline's work."""
-    pids = {name: stack.pid(name) for name in ("gateway", "needs", "volunteers", "points", "notify")}
+    pids = {name: stack.pid(name) for name in SERVICES}
     ferret = ROOT / ".stack" / "ferretdb.pid"
     if ferret.exists():
         pids["ferretdb"] = int(ferret.read_text())

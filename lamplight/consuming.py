@@ -34,7 +34,7 @@ from nameko.events import EventHandler
 from nameko.messaging import Consumer, decode_from_headers
 from pymongo.errors import ConnectionFailure as DatabaseAway
 
-from lamplight import logs, settings, topology
+from lamplight import lanes, logs, settings, topology
 from lamplight.clock import now_iso
 from lamplight.envelope import validate_envelope
 from lamplight.errors import DomainError, LamplightError
@@ -95,10 +95,19 @@ class Subscribe(EventHandler):
     """Handle ``event_type`` events published by ``source_service``.
 
     The queue is ``<this service>--<event type>``, declared with the rest of
-    the platform topology (``lamplight.topology``).
+    the platform topology (``lamplight.topology``). ``lane`` (``lamplight.lanes``):
+    a process that does not serve it leaves the queue to the processes that do.
     """
 
+    def __init__(self, source_service: str, event_type: str, lane: str = lanes.MAIN, **kwargs: Any) -> None:
+        self.lane = lanes.check(lane)
+        self.active = False
+        super().__init__(source_service, event_type, **kwargs)
+
     def setup(self) -> None:
+        self.active = lanes.serves(self.lane)
+        if not self.active:
+            return
         self.subscription = topology.Subscription(
             self.container.service_name, self.source_service, self.event_type)
         queue_type = settings.get("QUEUE_TYPE")
@@ -121,6 +130,18 @@ class Subscribe(EventHandler):
             channel.close()
         # skip EventHandler.setup: it would build nameko's own queue name
         Consumer.setup(self)
+
+    def start(self) -> None:
+        if self.active:
+            super().start()
+
+    def stop(self) -> None:
+        if self.active:
+            super().stop()
+
+    def kill(self) -> None:
+        if self.active:
+            super().kill()
 
     # delivery -----------------------------------------------------------------
     def handle_message(self, body: Any, message: Message) -> None:

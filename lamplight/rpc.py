@@ -46,7 +46,7 @@ from nameko.rpc import (
 from nameko.rpc import Rpc as NamekoRpc
 from pymongo.errors import ConnectionFailure as DatabaseAway
 
-from lamplight import logs, settings
+from lamplight import lanes, logs, settings
 from lamplight.consuming import settle
 from lamplight.errors import EXPECTED, DomainError, api_error
 from lamplight.metrics import REPLY_QUEUES_RENEWED, RPC_EXPIRED, RPC_REPLIES_LOST
@@ -83,11 +83,22 @@ class LightResponder(Responder):
 class LightRpcConsumer(RpcConsumer):
     def setup(self) -> None:
         super().setup()
+        self.consuming = False
         if settings.get("QUEUE_TYPE") == "quorum":
             # on a cluster the request queue is replicated like the event
             # queues: a classic one lives on one node, and the service takes
             # no request while that node is down
             self.queue.queue_arguments = dict(self.queue.queue_arguments or {}, **{"x-queue-type": "quorum"})
+
+    def start(self) -> None:
+        # a process that serves no request (LANES without main: lamplight.lanes) takes none
+        if self._providers:
+            self.consuming = True
+            super().start()
+
+    def stop(self) -> None:
+        if self.consuming:
+            super().stop()
 
     def handle_result(self, message: Message, result: Any, exc_info: Any) -> tuple[Any, Any]:
         if exc_info is not None and isinstance(exc_info[1], DomainError):
@@ -151,6 +162,11 @@ class Rpc(CachedSignatureCheck, NamekoRpc):
 
     def __init__(self, expected_exceptions: tuple[type[BaseException], ...] = EXPECTED, **kwargs: Any) -> None:
         super().__init__(expected_exceptions=expected_exceptions, **kwargs)
+
+    def setup(self) -> None:
+        # requests are the main lane (lamplight.lanes): a bulk process leaves them to the others
+        if lanes.serves(lanes.MAIN):
+            super().setup()
 
     def handle_message(self, body: Any, message: Message) -> None:
         try:

@@ -29,6 +29,9 @@ DEFAULTS = {
     "READY_SATURATED_S": 15.0,
     # classic for a single node, quorum for a RabbitMQ cluster
     "QUEUE_TYPE": "classic",
+    # the lanes of entrypoints this process serves, "main", "bulk" or both (empty: both);
+    # see lamplight/lanes.py
+    "LANES": "",
     # how often the relay looks for events a crash left unpublished, and how old
     # an unpublished event must be before the relay takes it over
     "OUTBOX_RELAY_INTERVAL_S": 5.0,

@@ -18,14 +18,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from lamplight_tools.services import SERVICES
+from lamplight_tools.services import PROCESSES
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Subscribers first, so the platform topology exists before anything publishes
-# (every process also declares it at start).
-START_ORDER = ("notify", "volunteers", "points", "needs", "gateway")
-DEFAULT_PORT_BASE = 9100  # probes on 9100-9104
+# (every process also declares it at start); a service's bulk process after it.
+START_ORDER = tuple(name for service in ("notify", "volunteers", "points", "needs", "gateway")
+                    for name in sorted(PROCESSES) if PROCESSES[name].service == service)
+DEFAULT_PORT_BASE = 9100  # probes on 9100-9105
 DEFAULT_WEB_PORT = 8000
 
 
@@ -82,7 +83,7 @@ class Stack:
         return key
 
     def probe_port(self, name):
-        return self.port_base + SERVICES[name][1]
+        return self.port_base + PROCESSES[name].probe_offset
 
     def probe_url(self, name, path):
         return "http://127.0.0.1:{}{}".format(self.probe_port(name), path)
@@ -117,10 +118,15 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
         })
         env.update(extra_env or {})
+        process = PROCESSES[name]
+        for key, value in process.env.items():  # its lanes, unless the stack says otherwise
+            env.setdefault(key, value)
         log = open(self.log_dir / "{}.log".format(name), "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "config.yaml"), SERVICES[name][0]],
+            [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "config.yaml"), process.path],
             cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            # a bulk process at a lower CPU weight than the main lane's processes
+            preexec_fn=(lambda: os.nice(process.nice)) if process.nice else None,
         )
         self.procs[name] = proc
         self._pidfile(name).write_text(str(proc.pid))

@@ -10,7 +10,7 @@
     lamplight parks get PARK
     lamplight keys create --role ROLE [--park P] --name NAME   (straight into the database: the first key)
     lamplight keys list [--park P] | revoke KEY_ID
-    lamplight serve SERVICE [--config PATH]   (exec nameko run: what a container runs)
+    lamplight serve SERVICE [--config PATH]   (exec nameko run: what a container runs; notify-bulk: notify's bulk lane)
 
 The broker is AMQP_URI (environment) or --amqp-uri. Dead-letter queues are
 ``<subscription queue>.dlq``; ``lamplight.unrouted`` holds events that were
@@ -26,7 +26,7 @@ from kombu import Connection
 
 from lamplight import installed, settings, topology
 from lamplight.consuming import ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER
-from lamplight_tools.services import SERVICES
+from lamplight_tools.services import PROCESSES
 
 DEFAULT_LIMIT = 1000
 
@@ -250,16 +250,19 @@ def _parser():
     keys.choices["revoke"].add_argument("key_id")
 
     serve = sub.add_parser("serve", help="become the service's nameko process (exec; SIGTERM reaches nameko)")
-    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("service", choices=sorted(PROCESSES),
+                       help="a service, or the bulk process of one (notify-bulk: broadcasts and the send loop)")
     serve.add_argument("--config", default=os.environ.get("LAMPLIGHT_CONFIG", "config.yaml"))
 
     return parser
 
 
 def _serve(args):
+    process = PROCESSES[args.service]
+    # the lanes it serves (lamplight.lanes), unless the environment says otherwise (LANES=main,bulk: both)
+    env = dict(process.env, **os.environ)
     # exec, not a child: the container's PID 1 is nameko, which drains in-flight workers on SIGTERM
-    os.execvp(sys.executable, [sys.executable, "-m", "nameko", "run", "--config", args.config,
-                               SERVICES[args.service][0]])
+    os.execvpe(sys.executable, [sys.executable, "-m", "nameko", "run", "--config", args.config, process.path], env)
 
 
 def _parks(args):

@@ -7,11 +7,10 @@ evaluation and the three lists.
 """
 import time
 
-from nameko.timer import timer
-
 from lamplight import failpoints, settings
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, code_or_reject, load_or_reject
+from lamplight.lanes import timer
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox

@@ -18,11 +18,11 @@ from datetime import timedelta
 
 from eventlet.greenpool import GreenPool
 from nameko.extensions import DependencyProvider
-from nameko.timer import timer
 
 from lamplight import settings
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, NotFound, load_or_reject
+from lamplight.lanes import BULK, timer
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox
@@ -205,7 +205,7 @@ class NotifyService:
     def get_broadcast(self, park_id, broadcast_id):
         return fanout.broadcast_view(fanout.broadcast_of(self._work(park_id), broadcast_id))
 
-    @subscribe("notify", "broadcast.requested")
+    @subscribe("notify", "broadcast.requested", lane=BULK)
     def on_broadcast_requested(self, envelope):
         work = self._work(envelope["parkid"])
         doc = work.store.broadcast(envelope["subject"])
@@ -213,13 +213,13 @@ class NotifyService:
             raise NotFound("broadcast {} is not stored".format(envelope["subject"]))
         return fanout.fan_out(work, doc)
 
-    @subscribe("volunteers", "emergency.declared")
+    @subscribe("volunteers", "emergency.declared", lane=BULK)
     def on_emergency(self, envelope):
         """A park that goes into emergency mode tells everyone in it at once."""
         return fanout.emergency(self._work(envelope["parkid"]), envelope)
 
     # the send loop ---------------------------------------------------------------------------
-    @timer(interval=0.1)
+    @timer(interval=0.1, lane=BULK)
     def tick(self):
         # once a period of NOTIFY_TICK_S, at its start by the clock: a park's rate limit is per
         # second of the clock, and a pass that starts as a second starts has that second to send in

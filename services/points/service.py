@@ -4,10 +4,10 @@ redemption and awards.
 This class decodes a call, hands it to the service layer (handlers/: ledger,
 postings, rewards, members) with the park's repository, and encodes the answer.
 """
-from nameko.timer import timer
 
 from lamplight.consuming import subscribe
 from lamplight.errors import load_or_reject, time_or_reject
+from lamplight.lanes import timer
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable
 from lamplight.publishing import EventOutbox

@@ -12,11 +12,10 @@ module per subdomain) with the park's repository, and encodes the answer.
 """
 import time
 
-from nameko.timer import timer
-
 from lamplight import settings
 from lamplight.consuming import subscribe
 from lamplight.errors import NotFound, code_or_reject, load_or_reject, time_or_reject
+from lamplight.lanes import timer
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
 from lamplight.publishing import EventOutbox
