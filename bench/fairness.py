@@ -2,7 +2,7 @@
 
     ./dev bench-fairness [--parks 3] [--trickle-rate 1] [--responders 45]
                          [--recipients 5000] [--sms-rate 500] [--flood-rate 5]
-                         [--baseline 20] [--flood 30]
+                         [--baseline 20] [--flood 30] [--together]
 
 The full size of the question (ten trickle parks at 2 needs/s, 20,000
 recipients): ``--parks 10 --trickle-rate 2 --recipients 20000``; on a
@@ -52,7 +52,7 @@ from bench.common import (  # noqa: E402
     seed_demo_park,
 )
 from bench.pipeline import cpu_seconds, need_body, need_of_notice, process_table  # noqa: E402
-from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_dev.devstack import START_ORDER, Stack  # noqa: E402
 from tests.peers import running_peers  # noqa: E402
 
 VHOST = "lamplight_bench_fairness"
@@ -131,6 +131,8 @@ def main(argv=None):
     parser.add_argument("--flood-rate", type=float, default=5.0, help="needs/s POSTed in the flood park")
     parser.add_argument("--baseline", type=float, default=20.0, help="seconds of trickle before the flood")
     parser.add_argument("--flood", type=float, default=30.0, help="seconds of trickle during the flood")
+    parser.add_argument("--together", action="store_true",
+                        help="notify's bulk lane in the notify process, as before the lanes (no notify-bulk)")
     args = parser.parse_args(argv)
     with running_peers() as peers:
         return run(args, peers)
@@ -145,7 +147,11 @@ def run(args, peers):
     parks = ["fair-{:02d}".format(p) for p in range(1, args.parks + 1)]
     print("starting the platform (logs in {})".format(stack.log_dir), flush=True)
     stack.down()
-    stack.up()
+    if args.together:
+        stack.env["LANES"] = ""  # every lane in the notify process
+        stack.up([name for name in START_ORDER if name != "notify-bulk"])
+    else:
+        stack.up()
     headers = {"Content-Type": "application/json",
                "Authorization": "Bearer " + stack.admin_key(rate_limit="10000000/minute")}
     clients = []
@@ -230,8 +236,9 @@ def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch
     """Print the run's figures, the worst trickle park's p99 ratio last; the exit status."""
     offers, completed, triaged, offered = watchers
     print()
-    print("{} trickle parks at {:g} needs/s each; {} volunteers on duty in each (FerretDB/MongoDB at {})".format(
-        len(clients), args.trickle_rate, args.responders, MONGO_URI))
+    print("{} trickle parks at {:g} needs/s each; {} volunteers on duty in each (FerretDB/MongoDB at {}); notify's "
+          "bulk lane {}".format(len(clients), args.trickle_rate, args.responders, MONGO_URI,
+                                "in the notify process (--together)" if args.together else "in notify-bulk"))
     worst, lost = None, 0
     for c in clients:
         base, flood = latencies(c, offers, "baseline"), latencies(c, offers, "flood")

@@ -21,6 +21,7 @@ a relay. The kernel's way is a deterministic ``_id`` (or unique key) on the
 effect, so a second insert fails with DuplicateKeyError and is skipped.
 """
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -35,10 +36,17 @@ from nameko.messaging import Consumer, decode_from_headers
 from pymongo.errors import ConnectionFailure as DatabaseAway
 
 from lamplight import lanes, logs, settings, topology
-from lamplight.clock import now_iso
+from lamplight.clock import now_iso, utcnow
 from lamplight.envelope import validate_envelope
 from lamplight.errors import DomainError, LamplightError
-from lamplight.metrics import ACKS_LOST, EVENT_WORKERS_BUSY, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
+from lamplight.metrics import (
+    ACKS_LOST,
+    EVENT_WAIT,
+    EVENT_WORKERS_BUSY,
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_FAILED,
+)
 from lamplight.shapes import Envelope
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
@@ -78,6 +86,15 @@ def settle(action: Callable[[Message], None], message: Message, service: str) ->
         _log.warning("message.settle_lost", action=getattr(action, "__name__", "settle"),
                      error="{}: {}".format(type(exc).__name__, exc),
                      message_id=(message.properties or {}).get("message_id"))
+
+
+def waited(envelope: Envelope) -> float:
+    """Seconds since the event's time (0 for a time ahead of this clock)."""
+    try:
+        at = datetime.fromisoformat(envelope["time"].replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return 0.0
+    return max(0.0, (utcnow() - at).total_seconds())
 
 
 def attempts_of(message: Message) -> int:
@@ -158,6 +175,9 @@ class Subscribe(EventHandler):
             slots = event_workers(self.container)
             slots.acquire()
             self.busy.inc()
+            if not attempts_of(message):  # a retry's wait is its backoff's, not the park's
+                EVENT_WAIT.labels(self.container.service_name, envelope["parkid"], self.lane).observe(
+                    waited(envelope))
             try:
                 self.container.spawn_worker(self, (envelope,), {}, context_data=context_data,
                                             handle_result=handle_result)

@@ -91,6 +91,13 @@ EVENT_WORKERS_BUSY = Gauge(
     "its backlog waits in the broker.",
     ["service", "queue"],
 )
+EVENT_WAIT = Histogram(
+    "lamplight_event_wait_seconds",
+    "From an event's time to a worker of this service starting on it, first deliveries only: how long a park's "
+    "events wait to be published, in the queue and for a free worker, by the lane that takes them.",
+    ["service", "park", "lane"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
 EVENTS_DEAD_LETTERED = Counter(
     "lamplight_events_dead_lettered_total",
     "Events parked in a dead-letter queue after their last attempt.",
