@@ -2,7 +2,8 @@
 
     ./dev bench-fairness [--parks 3] [--trickle-rate 1] [--responders 45]
                          [--recipients 5000] [--sms-rate 500] [--flood-rate 5]
-                         [--baseline 20] [--flood 30] [--together]
+                         [--baseline 20] [--flood 30] [--sizes LO-HI]
+                         [--min-samples 10] [--together]
 
 The full size of the question (ten trickle parks at 2 needs/s, 20,000
 recipients): ``--parks 10 --trickle-rate 2 --recipients 20000``; on a
@@ -102,6 +103,32 @@ def latencies(client, watcher, phase):
     return [(watcher.first[n] - t0) * 1000 for n, (t0, p) in client.sent.items() if p == phase and n in watcher.first]
 
 
+def seed(args, uri, headers, parks, peers):
+    """Every park configured as the demo park with its volunteers on duty; the flood park's
+    recipients (SMS through the peer at its limit), and the trickle parks' with ``--sizes``."""
+    for park in parks + [FLOOD]:
+        seed_demo_park(GATEWAY_PORT, park, headers, args.responders)
+    with ClusterRpcClient(uri=uri, timeout=600) as rpc:
+        rpc.notify.set_config(FLOOD, {"version": 1, "channels": {"sms": peers.channels("aliyun")["sms"]},
+                                      "rate_limits": {"sms": args.sms_rate}})
+        print("importing {} recipients into {} ...".format(args.recipients, FLOOD), flush=True)
+        import_recipients(rpc, FLOOD, args.recipients, sms=True)
+        sizes = park_sizes(args.sizes, len(parks))
+        if sizes:
+            print("seeding {} trickle parks with {:,} workers in all ({:,} to {:,}) ...".format(
+                len(parks), sum(sizes), min(sizes), max(sizes)), flush=True)
+            for park, size in zip(parks, sizes):
+                import_recipients(rpc, park, size)
+
+
+def park_sizes(spec, count):
+    """``LO-HI`` spread evenly over ``count`` parks (empty: none)."""
+    if not spec:
+        return []
+    lo, hi = (int(part) for part in spec.split("-", 1))
+    return [lo + (hi - lo) * i // max(count - 1, 1) for i in range(count)]
+
+
 def steps(clients, triaged, offered, offers):
     """The trickle parks' path in its steps, baseline and flood: POST -> need.triaged (gateway and
     needs), -> task.offered (volunteers), -> notice.sent (notify), each step's p50/p99 in ms."""
@@ -131,6 +158,11 @@ def main(argv=None):
     parser.add_argument("--flood-rate", type=float, default=5.0, help="needs/s POSTed in the flood park")
     parser.add_argument("--baseline", type=float, default=20.0, help="seconds of trickle before the flood")
     parser.add_argument("--flood", type=float, default=30.0, help="seconds of trickle during the flood")
+    parser.add_argument("--sizes", default="",
+                        help="LO-HI: each trickle park seeded in bulk with workers from LO to HI, spread evenly "
+                             "(the 100-park question: --parks 99 --sizes 200-6000 --recipients 20000)")
+    parser.add_argument("--min-samples", type=int, default=10,
+                        help="a park's p99 ratio counts toward the worst with at least this many needs a phase")
     parser.add_argument("--together", action="store_true",
                         help="notify's bulk lane in the notify process, as before the lanes (no notify-bulk)")
     args = parser.parse_args(argv)
@@ -156,13 +188,7 @@ def run(args, peers):
                "Authorization": "Bearer " + stack.admin_key(rate_limit="10000000/minute")}
     clients = []
     try:
-        for park in parks + [FLOOD]:
-            seed_demo_park(GATEWAY_PORT, park, headers, args.responders)
-        with ClusterRpcClient(uri=uri, timeout=600) as rpc:
-            rpc.notify.set_config(FLOOD, {"version": 1, "channels": {"sms": peers.channels("aliyun")["sms"]},
-                                          "rate_limits": {"sms": args.sms_rate}})
-            print("importing {} recipients into {} ...".format(args.recipients, FLOOD), flush=True)
-            import_recipients(rpc, FLOOD, args.recipients, sms=True)
+        seed(args, uri, headers, parks, peers)
         offers = Watcher(uri, "notify.events", "notice.sent", key=need_of_notice)
         offers.start()
         # the path's steps, to say where a flood's delay is added
@@ -239,7 +265,7 @@ def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch
     print("{} trickle parks at {:g} needs/s each; {} volunteers on duty in each (FerretDB/MongoDB at {}); notify's "
           "bulk lane {}".format(len(clients), args.trickle_rate, args.responders, MONGO_URI,
                                 "in the notify process (--together)" if args.together else "in notify-bulk"))
-    worst, lost = None, 0
+    worst, lost, ratios = None, 0, []
     for c in clients:
         base, flood = latencies(c, offers, "baseline"), latencies(c, offers, "flood")
         lost += sum(1 for n in c.sent if n not in offers.first)
@@ -248,11 +274,28 @@ def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch
                 c.park, len(base), len(flood), c.errors[:2]))
             continue
         ratio50, ratio99 = percentile(flood, 50) / percentile(base, 50), percentile(flood, 99) / percentile(base, 99)
-        worst = max(worst or 0, ratio99)
-        print("park {}: baseline p50 {:.0f} ms, p99 {:.0f} ms ({} needs); flood p50 {:.0f} ms, p99 {:.0f} ms ({} "
-              "needs); flood/baseline p50 {:.2f}, p99 {:.2f}; errors {}".format(
-                  c.park, percentile(base, 50), percentile(base, 99), len(base), percentile(flood, 50),
-                  percentile(flood, 99), len(flood), ratio50, ratio99, len(c.errors)))
+        if min(len(base), len(flood)) >= args.min_samples:
+            worst = max(worst or 0, ratio99)
+            ratios.append(ratio99)
+        if len(clients) <= 12:
+            print("park {}: baseline p50 {:.0f} ms, p99 {:.0f} ms ({} needs); flood p50 {:.0f} ms, p99 {:.0f} ms ({} "
+                  "needs); flood/baseline p50 {:.2f}, p99 {:.2f}; errors {}".format(
+                      c.park, percentile(base, 50), percentile(base, 99), len(base), percentile(flood, 50),
+                      percentile(flood, 99), len(flood), ratio50, ratio99, len(c.errors)))
+    pooled = [latencies(c, offers, phase) for phase in ("baseline", "flood") for c in clients]
+    base = [x for lat in pooled[:len(clients)] for x in lat]
+    flood = [x for lat in pooled[len(clients):] for x in lat]
+    if base and flood:
+        print("all {} trickle parks pooled: baseline p50 {:.0f} ms, p99 {:.0f} ms ({} needs); flood p50 {:.0f} ms, "
+              "p99 {:.0f} ms ({} needs); flood/baseline p50 {:.2f}, p99 {:.2f}".format(
+                  len(clients), percentile(base, 50), percentile(base, 99), len(base), percentile(flood, 50),
+                  percentile(flood, 99), len(flood), percentile(flood, 50) / percentile(base, 50),
+                  percentile(flood, 99) / percentile(base, 99)))
+    if ratios:
+        ratios.sort()
+        print("per-park p99 flood/baseline over the {} parks with {}+ needs a phase: median {:.2f}, within 1.20: {}, "
+              "worst {:.2f}".format(len(ratios), args.min_samples, ratios[len(ratios) // 2],
+                                    sum(1 for r in ratios if r <= 1.2), ratios[-1]))
     for line in steps(clients, triaged, offered, offers):
         print(line)
     flood_needs = latencies(intake, offers, "flood")
