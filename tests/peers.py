@@ -43,7 +43,6 @@ SECRETS = {
 }
 MAINLAND_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 FRESH_S = 900
-SLOW_WEBHOOK_S = 1.2
 
 
 class Peer:
@@ -273,8 +272,6 @@ class Peer:
 
     # webhook receiver ------------------------------------------------------------------------
     def webhook(self, request, body):
-        if "/slow/" in request.path:  # a receiver that takes SLOW_WEBHOOK_S to answer
-            time.sleep(SLOW_WEBHOOK_S)
         stamp = request.headers.get("X-Lamplight-Timestamp", "")
         given = request.headers.get("X-Lamplight-Signature", "")
         key = self.secrets["webhook"]["secret"].encode()

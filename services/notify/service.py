@@ -15,9 +15,7 @@ people, fanout, sending) with the park's repository, and encodes the answer.
 """
 import time
 from datetime import timedelta
-from functools import partial
 
-import eventlet
 from eventlet.greenpool import GreenPool
 from nameko.extensions import DependencyProvider
 
@@ -71,46 +69,6 @@ class Channels(DependencyProvider):
         return self.registry
 
 
-class SendPasses(DependencyProvider):
-    """The send loop's passes: each park's pass of a second in a green thread of its own.
-
-    A pass sends through its second, then writes its last sends' outcomes (a log line and an
-    event each). The next second's pass of the park starts on time beside it rather than
-    after it (sending.send_due leaves the sends another pass holds to that pass): a tick that
-    waited for every pass to end started its second late, lost the start of that second to its
-    reads, and a park limited to 500 SMS a second handed about 285 a second to its provider.
-    At most two passes of a park at once; at stop, the passes running finish."""
-
-    def setup(self):
-        self.pool = GreenPool(2 * settings.get_int("NOTIFY_PARKS_AT_ONCE"))
-        self.running = {}  # park -> its passes' green threads
-
-    def begin(self, park_id, pass_):
-        """Start ``pass_`` for the park, unless two of its passes run already; True if started."""
-        threads = [thread for thread in self.running.get(park_id, ()) if not thread.dead]
-        started = len(threads) < 2
-        if started:
-            threads.append(self.pool.spawn(pass_))
-        self.running[park_id] = threads
-        return started
-
-    def wait(self, timeout):
-        """Until every pass running has ended, or ``timeout`` seconds."""
-        with eventlet.Timeout(timeout, False):
-            self.pool.waitall()
-
-    def stop(self):
-        self.wait(settings.get_float("NOTIFY_SEND_TIMEOUT_S"))
-
-    def kill(self):
-        for threads in self.running.values():
-            for thread in threads:
-                thread.kill()
-
-    def get_dependency(self, worker_ctx):
-        return self
-
-
 class NotifyService:
     name = "notify"
     _last_tick = 0  # the period of the last pass (see tick)
@@ -122,7 +80,6 @@ class NotifyService:
     db = Mongo(indexes=INDEXES, partitioned=PARTITIONED, group_commit=("notices", "deliveries", "pending"))
     events = EventOutbox(collections=("notices", "deliveries", "broadcasts"))
     channels = Channels()
-    passes = SendPasses()
 
     def _work(self, park_id):
         return Work(NotifyStore(self.db, park_id), self.events, self.log, self.channels)
@@ -276,11 +233,10 @@ class NotifyService:
         parks = [park_id for park_id, _ in self.db.partitions(
             "pending", "the send loop visits every park with notices to send") if park_id]
         # every park in a green thread of its own: a park pacing its sends through the second, or
-        # waiting on a slow provider, holds its own thread, not the other parks' turn; and the
-        # tick waits for them only until the next period starts (SendPasses)
-        for park_id in parks:
-            self.passes.begin(park_id, partial(self._tick_park, park_id, housekeeping))
-        self.passes.wait(max(0.0, (period + 1) * settings.get_float("NOTIFY_TICK_S") - time.time()))
+        # waiting on a slow provider, holds its own thread, not the other parks' turn
+        for _ in GreenPool(settings.get_int("NOTIFY_PARKS_AT_ONCE")).imap(
+                lambda park_id: self._tick_park(park_id, housekeeping), parks):
+            pass
 
     def _tick_park(self, park_id, housekeeping):
         try:

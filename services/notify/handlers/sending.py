@@ -21,9 +21,6 @@ from services.notify.store import chunks
 
 # park -> when this process last counted its pending sends (NOTIFY_PENDING_GAUGE_S)
 _PENDING_COUNTED: dict[str, float] = {}
-# park -> the pending sends a pass of this process holds: the next second's pass, which starts
-# while the last one writes its outcomes, leaves them to it
-_HELD: dict[str, set[Any]] = {}
 
 
 class Ready(NamedTuple):
@@ -41,22 +38,11 @@ Job = tuple[list[Doc], float | None, float | None]
 
 def send_due(work: Work) -> Doc:
     """Send what is due in the park now: how many were due, and how many need no more sending."""
-    held = _HELD.setdefault(work.park_id, set())
-    batch = settings.get_int("NOTIFY_SEND_BATCH")
-    due = [p for p in work.store.due(utcnow(), batch + len(held)) if p["_id"] not in held][:batch]
-    ids = {p["_id"] for p in due}
-    held |= ids
-    try:
-        return _send(work, due, held)
-    finally:
-        held -= ids
-
-
-def _send(work: Work, due: list[Doc], held: set[Any]) -> Doc:
     store = work.store
     now = utcnow()
     config = work.config()
     tz = domain.zone(config["timezone"])
+    due = store.due(now, settings.get_int("NOTIFY_SEND_BATCH"))
     if time.monotonic() - _PENDING_COUNTED.get(work.park_id, -1e9) >= settings.get_float("NOTIFY_PENDING_GAUGE_S"):
         # a count reads the park's whole queue (20,000 after a broadcast): not every tick
         _PENDING_COUNTED[work.park_id] = time.monotonic()
@@ -97,8 +83,6 @@ def _send(work: Work, due: list[Doc], held: set[Any]) -> Doc:
                 offset += len(batch)
         else:
             jobs += [(batch, None, None) for batch in batches]
-    # what this pass does not send (past a rate limit, a second another process has) is the next pass's
-    held -= {p["_id"] for p in due} - {p["_id"] for job in jobs for p in job[0]} - {p["_id"] for p in digest}
     # the park's own pool of threads: its sends waiting for their time in the second hold
     # none of another park's
     pool = GreenPool(settings.get_int("NOTIFY_SEND_CONCURRENCY"))
