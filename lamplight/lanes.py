@@ -22,6 +22,7 @@ processes are the same service: one name, one database, one set of queues
 (each subscription has a queue of its own, so a bulk event never waits in
 front of a main one) and one events exchange.
 """
+import inspect
 from typing import Any
 
 from nameko.timer import Timer as NamekoTimer
@@ -60,8 +61,6 @@ def lane_of(entrypoint: Any) -> str:
 
 def lanes_of(cls: type) -> set[str]:
     """The lanes a service class's entrypoints are in."""
-    import inspect
-
     found = set()
     for _, method in inspect.getmembers(cls, inspect.isfunction):
         for entrypoint in getattr(method, "nameko_entrypoints", ()):
