@@ -8,6 +8,8 @@ import time
 import urllib.request
 import uuid
 
+from lamplight_dev.devstack import START_ORDER
+
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 MGMT = "http://127.0.0.1:15672"
 MONGO_URI = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27018/")
@@ -170,7 +172,7 @@ def _reply_listener_class():
 
 
 # every process of the platform (notify's bulk lane is a process of its own)
-SERVICES = ("gateway", "needs", "volunteers", "points", "notify", "notify-bulk")
+SERVICES = START_ORDER
 
 
 def _samples(stack, metric, services):

@@ -213,11 +213,13 @@ def run(args, peers):
               flush=True)
         clients = [Client(park, headers, args.trickle_rate, "trickle") for park in parks]
         pids = dict(process_table(stack), **{"provider peer": peers.proc.pid})
-        cpu = [(time.perf_counter(), {k: cpu_seconds(p) for k, p in pids.items()})]
+        def sample():
+            return time.perf_counter(), {k: cpu_seconds(p) for k, p in pids.items()}
+        cpu = [sample()]
         for c in clients:
             c.thread.start()
         time.sleep(args.baseline)
-        cpu.append((time.perf_counter(), {k: cpu_seconds(p) for k, p in pids.items()}))
+        cpu.append(sample())
 
         print("flood: a critical broadcast to {} recipients (SMS at {}/s) and {:g} needs/s in {}, for {:g} s".format(
             args.recipients, args.sms_rate, args.flood_rate, FLOOD, args.flood), flush=True)
@@ -232,7 +234,7 @@ def run(args, peers):
                 "title": "紧急通知", "body": "山体滑坡预警：请勿前往后山，低洼处宿舍人员请到服务中心避险。",
                 "critical": True, "actor": "bench"}, idempotency_key="bench-" + run_id)
         time.sleep(max(0.0, flood_started + args.flood - time.perf_counter()))
-        cpu.append((time.perf_counter(), {k: cpu_seconds(p) for k, p in pids.items()}))
+        cpu.append(sample())
         for c in clients + [intake]:
             c.stop.set()
         for c in clients + [intake]:
@@ -282,9 +284,8 @@ def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch
                   "needs); flood/baseline p50 {:.2f}, p99 {:.2f}; errors {}".format(
                       c.park, percentile(base, 50), percentile(base, 99), len(base), percentile(flood, 50),
                       percentile(flood, 99), len(flood), ratio50, ratio99, len(c.errors)))
-    pooled = [latencies(c, offers, phase) for phase in ("baseline", "flood") for c in clients]
-    base = [x for lat in pooled[:len(clients)] for x in lat]
-    flood = [x for lat in pooled[len(clients):] for x in lat]
+    base = [x for c in clients for x in latencies(c, offers, "baseline")]
+    flood = [x for c in clients for x in latencies(c, offers, "flood")]
     if base and flood:
         print("all {} trickle parks pooled: baseline p50 {:.0f} ms, p99 {:.0f} ms ({} needs); flood p50 {:.0f} ms, "
               "p99 {:.0f} ms ({} needs); flood/baseline p50 {:.2f}, p99 {:.2f}".format(
