@@ -38,7 +38,7 @@ PARK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # Collections and indexes the kernel itself keeps in every service database.
 # They are platform-wide bookkeeping, not park data, so they are the one
 # exception to "every index starts with park_id".
-KERNEL_COLLECTIONS = frozenset({"_writers"})
+KERNEL_COLLECTIONS = frozenset({"_writers", "_alarms"})
 
 
 class RequestCounter(monitoring.CommandListener):

@@ -20,6 +20,7 @@ from eventlet.greenpool import GreenPool
 from nameko.extensions import DependencyProvider
 
 from lamplight import settings
+from lamplight.alarms import Alarms
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, NotFound, load_or_reject
 from lamplight.lanes import BULK, timer
@@ -43,7 +44,7 @@ from services.notify.schemas import (
     TemplateSchema,
     VolunteerEventSchema,
 )
-from services.notify.store import INDEXES, PARTITIONED, NotifyStore
+from services.notify.store import INDEXES, PARTITIONED, SEND_LOOP, NotifyStore
 
 _config = NotifyConfigSchema()
 _import = RecipientImportSchema()
@@ -73,6 +74,7 @@ class NotifyService:
     name = "notify"
     _last_tick = 0  # the period of the last pass (see tick)
     _last_housekeeping = 0.0
+    _rang_all = False  # this process's first pass rang every park with a send queue
 
     log = Observability()
     configs = ConfigWatch()  # keeps this process's cache of park configurations true
@@ -227,21 +229,34 @@ class NotifyService:
         if period == NotifyService._last_tick:
             return
         NotifyService._last_tick = period
-        housekeeping = time.monotonic() - NotifyService._last_housekeeping > 60
+        housekeeping = time.monotonic() - NotifyService._last_housekeeping > 60 or not NotifyService._rang_all
         if housekeeping:
             NotifyService._last_housekeeping = time.monotonic()
-        parks = [park_id for park_id, _ in self.db.partitions(
-            "pending", "the send loop visits every park with notices to send") if park_id]
+        now = utcnow()
+        alarms = Alarms(self.db, SEND_LOOP)
+        everyone = [park_id for park_id, _ in self.db.partitions(
+            "pending", "the send loop's start and housekeeping visit every park with a send queue")
+            if park_id] if housekeeping else []
+        if not NotifyService._rang_all:
+            # a process's first pass: queues written before their park had an alarm are visited
+            for park_id in everyone:
+                alarms.ring(park_id, now)
+            NotifyService._rang_all = True
+        # only the parks whose alarm rang: a park with nothing due costs no read (lamplight.alarms)
+        rung = alarms.rung(now)
+        parks = sorted(set(rung) | set(everyone))
         # every park in a green thread of its own: a park pacing its sends through the second, or
         # waiting on a slow provider, holds its own thread, not the other parks' turn
         for _ in GreenPool(settings.get_int("NOTIFY_PARKS_AT_ONCE")).imap(
-                lambda park_id: self._tick_park(park_id, housekeeping), parks):
+                lambda park_id: self._tick_park(alarms, park_id, rung.get(park_id), housekeeping), parks):
             pass
 
-    def _tick_park(self, park_id, housekeeping):
+    def _tick_park(self, alarms, park_id, version, housekeeping):
         try:
             work = self._work(park_id)
-            sending.send_due(work)
+            if version is not None:
+                sending.send_due(work)
+                sending.settle(work, alarms, version)
             if housekeeping:
                 work.store.drop_leases(utcnow() - timedelta(minutes=10))
                 fanout.finish_abandoned(work, utcnow())

@@ -13,8 +13,12 @@ two processes never send the same attempt (written when the stock development
 server's conditional updates were not atomic; it holds on every server, and
 the log line is wanted anyway).
 """
+from datetime import datetime, timezone
+
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from lamplight.alarms import INDEXES as ALARM_INDEXES
+from lamplight.alarms import Alarms
 from lamplight.parkconfig import CachedProjection, CachedRecords, ParkConfig
 from services.notify import domain
 
@@ -41,11 +45,17 @@ INDEXES = {
         IndexModel([("park_id", ASCENDING), ("source_id", ASCENDING)], name="park_source"),
         IndexModel([("park_id", ASCENDING), ("notice_id", ASCENDING)], name="park_notice"),
     ],
-    # the send loop's question, one priority at a time: what is due, soonest first
+    # the send loop's question, one priority at a time: what is due, soonest first; and when
+    # the park's next send is due, for its alarm
     "pending": [IndexModel([("park_id", ASCENDING), ("rank", ASCENDING), ("due_at", ASCENDING)],
-                           name="park_rank_due")],
+                           name="park_rank_due"),
+                IndexModel([("park_id", ASCENDING), ("due_at", ASCENDING)], name="park_due")],
     "configs": [],
+    **ALARM_INDEXES,
 }
+# the send loop's alarms (lamplight.alarms): rung by every write to a park's send queue
+SEND_LOOP = "send"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 PROFILE_FIELDS = ("locale", "addresses", "channels", "opted_out", "shifts", "member_id", "building", "teams", "roles")
 CHUNK = 1000
 
@@ -65,6 +75,7 @@ class NotifyStore:
         self._templates = CachedProjection(self.templates, park_id, "templates", self._read_overrides)
         # every notice reads its recipients' profiles: kept in the process, dropped on any change
         self._profiles = CachedRecords(self.recipients, park_id, "recipients")
+        self.alarms = Alarms(store, SEND_LOOP)
 
     # recipients ------------------------------------------------------------------------
     def put_recipient(self, recipient_id, profile, at):
@@ -173,6 +184,8 @@ class NotifyStore:
             self.deliveries.insert_many_once(chunk)
         for chunk in chunks(pending):
             self.pending.insert_many_once(chunk)
+        if pending:  # after the queue's write: the send loop's visit must find it
+            self.alarms.ring(self.park_id, min(p["due_at"] for p in pending))
         return fresh
 
     def notice(self, nid):
@@ -227,10 +240,19 @@ class NotifyStore:
         if failures is not None:
             fields["failures"] = failures
         self.pending.update_one({"_id": nid}, {"$set": fields})
+        self.alarms.ring(self.park_id, due_at)
 
     def done(self, nids):
         if nids:
             self.pending.delete_many({"_id": {"$in": list(nids)}})
+
+    def next_due(self):
+        """When the park's next send or digest is due; None when none is queued.
+        (The range on due_at, which every entry's date is in, lets the development
+        server read the sort in the index's order: ferretdb/patches/0009.)"""
+        for doc in self.pending.find({"due_at": {"$gte": _EPOCH}}, {"due_at": 1}).sort("due_at", ASCENDING).limit(1):
+            return doc["due_at"]
+        return None
 
     def pending_count(self):
         return self.pending.count_documents({})

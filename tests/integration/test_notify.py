@@ -323,6 +323,27 @@ def test_each_park_sends_at_its_own_limit_and_a_critical_notice_elsewhere_is_not
     assert all(w is not None and w >= 12 * 1.0 for w in waited), waited  # twelve at 4/s: about 1.4 s each
 
 
+def test_the_send_loop_reads_no_queue_of_a_park_with_nothing_due(notify, peers, broker):
+    # Eight parks send a notice each and go quiet. Passes of the loop (five a second here) then
+    # read none of their queues: each park's alarm waits for its next send (lamplight.alarms).
+    # Asking every park with a queue on every pass read 3 times per park and pass: 240 in 2 s.
+    parks = [new_park(notify, peers, prefix="q") for _ in range(8)]
+    for park in parks:
+        person(notify, park, "w", ["webhook"], port=peers.http_port)
+        offered(broker, park, "w")
+    for park in parks:
+        wait_status(notify, park, "w", "webhook", "sent")
+    reads = lambda: REGISTRY.get_sample_value("lamplight_db_requests_total", {  # noqa: E731
+        "service": "notify", "command": "find", "collection": "pending"}) or 0.0
+    time.sleep(1.0)  # the passes that send the last of them and settle their alarms
+    before = reads()
+    time.sleep(2.0)
+    assert reads() - before == 0
+    # and a park that goes quiet is woken by its next notice
+    offered(broker, parks[0], "w", subject="s2")
+    wait_status(notify, parks[0], "w", "webhook", "sent", count=2)
+
+
 @pytest.mark.parametrize("sms", ["aliyun", "tencent"])
 def test_a_broadcasts_sms_go_many_numbers_to_a_request_each_once_within_the_limit(notify, peers, broker, sms):
     # 230 recipients, 23 of them reading English: the same text goes to up to 100 (Aliyun) or 200

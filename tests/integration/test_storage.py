@@ -1,5 +1,6 @@
 """The Mongo provider against the real MongoDB-protocol server."""
 import json
+from datetime import datetime, timedelta, timezone
 
 import eventlet
 import pytest
@@ -7,6 +8,8 @@ from nameko import config
 from nameko.rpc import rpc
 from pymongo import ASCENDING, IndexModel
 
+from lamplight.alarms import INDEXES as ALARM_INDEXES
+from lamplight.alarms import NEVER, Alarms
 from lamplight.errors import UnscopedQuery
 from lamplight.metrics import DB_REQUESTS, DB_SCANS
 from lamplight.storage import DuplicateKeyError, Mongo, VersionedDocument
@@ -18,7 +21,7 @@ INDEXES = {"things": [IndexModel([("park_id", ASCENDING), ("kind", ASCENDING)], 
 
 class StorageService:
     name = "storage"
-    db = Mongo(indexes=INDEXES, group_commit=("things",))
+    db = Mongo(indexes=dict(INDEXES, **ALARM_INDEXES), group_commit=("things",))
 
     @rpc
     def noop(self):
@@ -158,6 +161,36 @@ def test_a_versioned_write_and_a_conditional_update_each_have_exactly_one_winner
         stored = docs.find_one({"_id": "p1/c"})
         assert stored["version"] == 2 and history.find_one({"_id": "p1/c@2"})["fields"]["by"] == stored["by"]
         assert race(conditional_update) == 1
+
+
+def test_an_alarm_rings_at_its_soonest_work_and_a_settle_never_hides_work_queued_during_the_visit(store):
+    alarms = Alarms(store, "send")
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    assert alarms.rung(now) == {} and alarms.when("p1") is None
+    alarms.ring("p1", now + timedelta(seconds=60))
+    alarms.ring("p2", now - timedelta(seconds=1))
+    alarms.ring("p1", now + timedelta(seconds=120))  # later: the soonest stays
+    assert alarms.when("p1") == (now + timedelta(seconds=60), 2)
+    assert alarms.rung(now) == {"p2": 1}
+    assert alarms.rung(now + timedelta(seconds=60)) == {"p1": 2, "p2": 1}
+    # a visit read p2 at version 1; work queued during the visit rings it again: the settle
+    # that follows loses, and p2 stays rung for the next round
+    alarms.ring("p2", now + timedelta(seconds=30))
+    assert alarms.settle("p2", 1, now + timedelta(seconds=300)) is False
+    assert alarms.rung(now) == {"p2": 2}
+    # settled at the version it read: asleep until its next work, or for good with none
+    assert alarms.settle("p2", 2, now + timedelta(seconds=300)) is True
+    assert alarms.rung(now) == {} and alarms.when("p2") == (now + timedelta(seconds=300), 2)
+    assert alarms.settle("p1", 2, None) is True and alarms.when("p1") == (NEVER, 2)
+    # another loop's alarms are its own
+    assert Alarms(store, "digest").rung(NEVER) == {}
+
+
+def test_first_rings_of_a_park_racing_to_create_its_alarm_all_count(store):
+    alarms = Alarms(store, "race")
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    list(eventlet.GreenPool(20).imap(lambda n: alarms.ring("p1", now + timedelta(seconds=n)), range(20)))
+    assert alarms.when("p1") == (now, 20)
 
 
 def test_a_projection_keeps_the_newest_version_whatever_the_order(store):

@@ -163,6 +163,9 @@ class InMemoryNotifyStore:
         for nid in nids:
             self.pending.pop(nid, None)
 
+    def next_due(self):
+        return min((p["due_at"] for p in self.pending.values()), default=None)
+
     def pending_count(self):
         return len(self.pending)
 

@@ -11,6 +11,7 @@ import eventlet
 from eventlet.greenpool import GreenPool
 
 from lamplight import settings
+from lamplight.alarms import Alarms
 from lamplight.clock import utcnow
 from lamplight.shapes import Config, Doc, Envelope
 from services.notify import domain
@@ -90,6 +91,19 @@ def send_due(work: Work) -> Doc:
                  for nid in ids]
     store.done(finished)
     return {"due": len(due), "finished": len(finished)}
+
+
+def settle(work: Work, alarms: Alarms, version: int) -> None:
+    """After a pass of the loop over a park whose alarm was at ``version``:
+    the alarm waits for the park's next due send, or for nothing when the
+    queue is empty; left rung while something is due (a rate limit's rest)."""
+    nxt = work.store.next_due()
+    if nxt is not None and nxt <= utcnow():
+        return
+    if alarms.settle(work.park_id, version, nxt):
+        # the park is not visited until then: its gauge is counted as it goes quiet
+        _PENDING_COUNTED[work.park_id] = time.monotonic()
+        NOTICES_PENDING.labels(work.park_id).set(0 if nxt is None else work.store.pending_count())
 
 
 def _batches(work: Work, config: Config, channel: str, items: list[Doc], notices: dict[str, Doc]) -> list[list[Doc]]:
