@@ -57,6 +57,9 @@ DEFAULTS = {
     # every open need; the overdue count is read by each sweep through the due-time index)
     "NEEDS_OPEN_GAUGE_S": 300.0,
     "VOLUNTEERS_SWEEP_INTERVAL_S": 5.0,
+    # a sweep visits only the parks whose alarm rang (lamplight.alarms); every SWEEP_ROUND_S
+    # it rings every park's, in case a ring was lost with the process that was to ring it
+    "SWEEP_ROUND_S": 600.0,
     # notify: how often the send loop visits every park's queue, how many parks
     # it visits at once, how many due notices it takes per park and pass, how
     # many it sends at once in each park, and when an attempt with no

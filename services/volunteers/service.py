@@ -13,6 +13,7 @@ module per subdomain) with the park's repository, and encodes the answer.
 import time
 
 from lamplight import settings
+from lamplight.alarms import Alarms
 from lamplight.consuming import subscribe
 from lamplight.errors import NotFound, code_or_reject, load_or_reject, time_or_reject
 from lamplight.lanes import timer
@@ -42,7 +43,7 @@ from services.volunteers.schemas import (
     VolunteersConfigSchema,
     WishViewSchema,
 )
-from services.volunteers.store import INDEXES, PARTITIONED, VolunteersStore, parks_with, utcnow
+from services.volunteers.store import INDEXES, PARTITIONED, SWEEP_LOOP, VolunteersStore, parks_with, utcnow
 
 SWEEP_BATCH = 500
 _config = VolunteersConfigSchema()
@@ -72,6 +73,7 @@ class VolunteersService:
     events = EventOutbox(collections=("responders", "tasks", "visits", "callout_recipients", "parkstate"))
 
     _last_sweep = time.monotonic()
+    _last_round = -1e9  # when the sweep last rang every park's alarm (SWEEP_ROUND_S)
 
     def _work(self, park_id):
         return Work(VolunteersStore(self.db, park_id), self.events, self.log)
@@ -94,7 +96,9 @@ class VolunteersService:
         next version (the body's ``version`` is the current version + 1)."""
         check_park_id(park_id)
         config = load_or_reject(_config, editable(payload), "the volunteers configuration")
-        version, unchanged = VolunteersStore(self.db, park_id).park_config.install(config)
+        store = VolunteersStore(self.db, park_id)
+        version, unchanged = store.park_config.install(config)
+        store.wake(utcnow())  # the sweep looks again under the new rules
         return {"park_id": park_id, "version": version, "unchanged": unchanged, "teams": len(config["teams"]),
                 "skills": len(config["skills"]), "zones": len(config["zones"])}
 
@@ -182,11 +186,24 @@ class VolunteersService:
         if time.monotonic() - VolunteersService._last_sweep < interval:
             return
         VolunteersService._last_sweep = time.monotonic()
-        for park_id in sorted(set(parks_with(self.db, "tasks")) | set(parks_with(self.db, "households"))):
+        alarms = Alarms(self.db, SWEEP_LOOP)
+        if time.monotonic() - VolunteersService._last_round >= settings.get_float("SWEEP_ROUND_S"):
+            # a process's first sweep, then every SWEEP_ROUND_S: every park's alarm rung now,
+            # for what no alarm was rung for (data from before alarms, a ring lost with its process)
+            VolunteersService._last_round = time.monotonic()
+            for park_id in sorted(set(parks_with(self.db, "tasks")) | set(parks_with(self.db, "households"))):
+                alarms.ring(park_id, utcnow())
+        # only the parks whose alarm rang: a park with nothing due costs no read (lamplight.alarms)
+        for park_id, version in sorted(alarms.rung(utcnow()).items()):
             try:
-                self._sweep(park_id)
+                work = self._work(park_id)
+                self._sweep(park_id, work)
+                config = work.config()
+                tz = rosters.zone(config["timezone"])
+                alarms.settle(park_id, version, min(at for at in (work.store.next_check(), visit_plans.next_due(
+                    work, config, tz)) if at is not None))
             except NotFound:
-                pass  # a park with data but no configuration any more
+                alarms.settle(park_id, version, None)  # a park with data but no configuration any more
             except Exception as exc:  # one park's trouble must not stop the others' sweep
                 self.log.error("volunteers.sweep_failed", park_id=park_id, error=str(exc))
 
@@ -196,8 +213,8 @@ class VolunteersService:
         VOLUNTEERS_SWEEP_INTERVAL_S for every park)."""
         return self._sweep(park_id)
 
-    def _sweep(self, park_id):
-        work = self._work(park_id)
+    def _sweep(self, park_id, work=None):
+        work = work or self._work(park_id)
         config = work.config()
         tz = rosters.zone(config["timezone"])
         done = dispatch.sweep(work, config, tz, SWEEP_BATCH)

@@ -11,8 +11,12 @@ is a set of numbered slot documents ``<responder>#task<n>`` taken by
 insert, so two claims at once cannot both take the last slot.
 """
 
+from datetime import datetime, timezone
+
 from pymongo import ASCENDING, IndexModel
 
+from lamplight.alarms import INDEXES as ALARM_INDEXES
+from lamplight.alarms import Alarms
 from lamplight.parkconfig import ParkConfig
 from lamplight.storage import DuplicateKeyError, VersionedDocument, utcnow  # noqa: F401 (utcnow re-exported)
 
@@ -43,7 +47,12 @@ INDEXES = {
                                       name="park_callout_answer")],
     "configs": [],
     "parkstate": [],
+    **ALARM_INDEXES,
 }
+# the sweep's alarms (lamplight.alarms): rung at a task's next check, a month's visit deadline,
+# a missed visit's next rung
+SWEEP_LOOP = "sweep"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 NO_PII = {"name": 0, "phone": 0, "_outbox": 0}
 # what dispatch reads of a candidate: enough to rule on duty, cap, team, skills and distance
 DISPATCH_FIELDS = {f: 1 for f in ("park_id", "kind", "active", "teams", "skills", "zone", "max_open_tasks",
@@ -67,6 +76,7 @@ class VolunteersStore:
         self.versioned_tasks = VersionedDocument(self.tasks)  # its history is the audit trail
         self.versioned_visits = VersionedDocument(self.visits)
         self.versioned_state = VersionedDocument(self.parkstate, scope["parkstate_versions"])  # mode switches
+        self.alarms = Alarms(store, SWEEP_LOOP)
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)
@@ -153,15 +163,40 @@ class VolunteersStore:
 
     # tasks ------------------------------------------------------------------------------
     def insert_task(self, task):
-        """False when the task exists (a redelivered need event)."""
-        return self.tasks.insert_once(task)
+        """False when the task exists (a redelivered need event). Either way the
+        sweep's alarm rings at its next check (a redelivery rings what a crash missed)."""
+        inserted = self.tasks.insert_once(task)
+        self.wake(task.get("next_check_at"))
+        return inserted
 
     def get_task(self, task_id, internal=False):
         projection = None if internal else {"_outbox": 0, "_outbox_at": 0, "_outbox_by": 0}
         return self.tasks.find_one({"_id": task_id}, projection)
 
     def write_task(self, task, fields):
-        return self.versioned_tasks.write(task, fields)
+        written = self.versioned_tasks.write(task, fields)
+        if written:
+            self.wake(fields.get("next_check_at"))
+        return written
+
+    def wake(self, at):
+        """The sweep is wanted in this park at ``at`` (None: not at all)."""
+        if at is not None:
+            self.alarms.ring(self.park_id, at)
+
+    def alarm_at(self):
+        """When the sweep's alarm rings for this park (None: it never rang)."""
+        found = self.alarms.when(self.park_id)
+        return None if found is None else found[0]
+
+    def next_check(self):
+        """The soonest of the park's tasks' next checks, or None. (The range on the
+        date lets the development server read the sort in the index's order:
+        ferretdb/patches/0009.)"""
+        for task in self.tasks.find({"next_check_at": {"$gte": _EPOCH}}, {"next_check_at": 1}).sort(
+                "next_check_at", ASCENDING).limit(1):
+            return task["next_check_at"]
+        return None
 
     def tasks_due(self, now, limit):
         return list(self.tasks.find({"next_check_at": {"$lte": now}}, {"_outbox": 0}).limit(limit))
@@ -209,6 +244,19 @@ class VolunteersStore:
         """Missed visits told to their lead, whose next rung (the park's supervisors) is still to come."""
         return list(self.visits.find({"status": "missed", "supervision_pending": True}, {"_outbox": 0})
                     .limit(limit))
+
+    def first_planned_month(self):
+        """The earliest month with a visit still planned, or None."""
+        for visit in self.visits.find({"status": "planned"}, {"month": 1}).sort("month", ASCENDING).limit(1):
+            return visit["month"]
+        return None
+
+    def first_to_supervise(self):
+        """The missed visit waiting longest for the supervisors' rung, or None."""
+        for visit in self.visits.find({"status": "missed", "supervision_pending": True}, {"escalations": 1}).sort(
+                "closed_at", ASCENDING).limit(1):
+            return visit
+        return None
 
     def write_visit(self, visit, fields):
         return self.versioned_visits.write(visit, fields)

@@ -117,6 +117,37 @@ def test_fifty_concurrent_claims_on_one_task_have_one_winner_and_fortynine_clear
     assert {d["responder_id"] for t, d in events if t == "task.withdrawn"} == set(ids) - {winner}
 
 
+# the sweep's timer --------------------------------------------------------------------------------
+def test_the_sweep_reads_no_quiet_parks_tasks_and_comes_to_a_park_when_its_offers_expire(
+        container_factory, service_config, broker, task_events):
+    # Six parks with responders and nothing due: once the sweep's first round has seen them,
+    # the sweeps (every second here) read none of their tasks (lamplight.alarms; a sweep that
+    # visits every park reads each park's due tasks each time). A need routed in one of them
+    # rings its alarm at the offers' expiry, and the timer's sweep offers the next two then.
+    from prometheus_client import REGISTRY
+    with config.patch({"VOLUNTEERS_SWEEP_INTERVAL_S": 0.2, "max_workers": 20}):
+        container = container_factory(VolunteersService)
+        container.start()
+        with ClusterRpcClient(uri=config["AMQP_URI"]) as client:
+            volunteers = client.volunteers
+            parks = [new_park(volunteers, offer_k=2, offer_minutes=0.02) for _ in range(6)]
+            for park in parks:
+                for n in range(4):
+                    register(volunteers, park, "O{}".format(n))
+            reads = lambda: REGISTRY.get_sample_value("lamplight_db_requests_total", {  # noqa: E731
+                "service": "volunteers", "command": "find", "collection": "tasks"}) or 0.0
+            eventlet.sleep(1.0)  # the first round, and the visits that setting each configuration rang
+            before = reads()
+            eventlet.sleep(2.0)
+            assert reads() - before == 0
+            task = task_of(volunteers, parks[2], route(broker, parks[2]))
+            first = live(task)
+            swept = wait_for(lambda: (lambda t: len(t["offers"]) == 4 and t)(
+                volunteers.get_task(parks[2], task["task_id"])), timeout=10, what="the next two offered by the timer")
+            assert sorted(live(swept)) != sorted(first) and all(swept["offers"][rid]["status"] == "expired"
+                                                                for rid in first)
+
+
 # expiry → next candidates → lead → night squad --------------------------------------------------
 def test_an_unclaimed_urgent_task_goes_to_the_next_k_then_the_lead_then_pages_the_night_squad(
         volunteers, broker, task_events):

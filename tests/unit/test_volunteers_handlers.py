@@ -203,6 +203,34 @@ def test_a_months_visits_are_planned_once_and_a_proof_closes_one(work):
     assert [v["status"] for v in w.store.visits_of(month)] == ["done", "planned"]
 
 
+def test_the_sweep_is_wanted_at_a_tasks_next_check_and_at_a_planned_months_deadline(work):
+    # the sweep visits a park when its alarm rings (lamplight.alarms): every write that gives a
+    # task its next check rings it then, and the visits' next time is the soonest of a month
+    # beginning, a planned month's deadline and a missed visit's supervisors' rung
+    w, _ = work
+    for n in range(4):
+        register(w, "V{}".format(n))
+    task = dispatch.dispatch(w, routed())
+    same = lambda a, b: abs(a - b) < timedelta(milliseconds=1)  # noqa: E731 (a server keeps milliseconds)
+    assert task["next_check_at"] is not None and same(w.store.alarm_at(), task["next_check_at"])
+    assert same(w.store.next_check(), task["next_check_at"])
+    config = w.config()
+    now = datetime.now(SHANGHAI)
+    next_month = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0,
+                                                                    microsecond=0)
+    assert visits.next_due(w, config, SHANGHAI) == next_month
+    visits.put_household(w, "h1", HouseholdSchema().load({"kind": "elderly_alone", "label": "独居老人",
+                                                           "visitor_ref": "V1"}))
+    w.store.insert_visits([dict(_id="h1:2020-01", visit_id="h1:2020-01", park_id=w.park_id, household="h1",
+                                label="独居老人", kind="elderly_alone", month="2020-01", status="planned",
+                                version=1, team=None, responder_id=None, created_at=now)])
+    deadline = datetime(2020, 2, 1, tzinfo=SHANGHAI) + timedelta(
+        days=config["visit_rules"]["grace_days"])
+    assert visits.next_due(w, config, SHANGHAI) == deadline
+    assert visits.close_months(w, config, SHANGHAI, 100) == 1
+    assert visits.next_due(w, config, SHANGHAI) == next_month  # missed, with nobody's rung to come
+
+
 def test_a_call_out_reaches_on_duty_and_squad_once_each_and_replies_are_counted(work):
     w, outbox = work
     message = CalloutSchema().load({"message": "暴雨预警, 请到中心集合", "actor": "desk-01"})

@@ -39,6 +39,7 @@ class InMemoryVolunteersStore:
         self.park_config = InstalledConfig(config)
         self.responders, self.tasks, self.slots, self.households, self.visits = {}, {}, {}, {}, {}
         self.callouts, self.recipients, self.state = {}, {}, {}
+        self.alarm = None  # when the sweep's alarm rings (the soonest time it was rung at)
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)
@@ -112,10 +113,21 @@ class InMemoryVolunteersStore:
 
     # tasks and visits: a write names the version it read ---------------------------------------
     def insert_task(self, task):
+        self.wake(task.get("next_check_at"))
         if task["_id"] in self.tasks:
             return False
         self.tasks[task["_id"]] = copy.deepcopy(task)
         return True
+
+    def wake(self, at):
+        if at is not None:
+            self.alarm = at if self.alarm is None else min(self.alarm, at)
+
+    def alarm_at(self):
+        return self.alarm
+
+    def next_check(self):
+        return min((t["next_check_at"] for t in self.tasks.values() if t.get("next_check_at")), default=None)
 
     def get_task(self, task_id, internal=False):
         return _without(self.tasks.get(task_id), () if internal else OUTBOX)
@@ -132,7 +144,10 @@ class InMemoryVolunteersStore:
         return True
 
     def write_task(self, task, fields):
-        return self._write(self.tasks, task, fields)
+        written = self._write(self.tasks, task, fields)
+        if written:
+            self.wake(fields.get("next_check_at"))
+        return written
 
     def tasks_due(self, now, limit):
         return [_without(t, ("_outbox",)) for t in self.tasks.values()
@@ -178,6 +193,13 @@ class InMemoryVolunteersStore:
     def missed_to_supervise(self, limit):
         return [_without(v, ("_outbox",)) for v in self.visits.values()
                 if v["status"] == "missed" and v.get("supervision_pending") is True][:limit]
+
+    def first_planned_month(self):
+        return min((v["month"] for v in self.visits.values() if v["status"] == "planned"), default=None)
+
+    def first_to_supervise(self):
+        waiting = [v for v in self.visits.values() if v["status"] == "missed" and v.get("supervision_pending")]
+        return copy.deepcopy(min(waiting, key=lambda v: v["closed_at"])) if waiting else None
 
     def write_visit(self, visit, fields):
         return self._write(self.visits, visit, fields)

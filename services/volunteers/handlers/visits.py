@@ -2,7 +2,7 @@
 proofs, and the visits nobody proved — missed, escalated to the party group's
 lead and then to the park's supervisors."""
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from lamplight.clock import utcnow
@@ -77,6 +77,10 @@ def plan(work: Work, month: str) -> Doc:
         planned.append(visit)
         envelopes.append(_event(work, visit, "visit.scheduled", at))
     fresh = work.events.insert_many(planned, envelopes, store.insert_visits)
+    if planned:  # the sweep misses what is not proved by the month's deadline
+        config = work.config()
+        store.wake(visits.visit_deadline(month, rosters.zone(config["timezone"]),
+                                         visits.visit_rules(config)["grace_days"]))
     return {"park_id": work.park_id, "month": month, "scheduled": len(fresh), "households": len(planned)}
 
 
@@ -152,7 +156,26 @@ def _miss(work: Work, config: Config, visit_id: str) -> Doc:
                 "supervision_pending": bool(leads)}, [("visit.missed", None), ("visit.escalated", rung)]
     visit = _change(work, visit_id, miss)
     VISITS_MISSED.labels(work.park_id, visit["kind"]).inc()
+    if visit.get("supervision_pending"):  # the supervisors' rung, when it is due
+        work.store.wake(visit["escalations"][-1]["at"] + timedelta(
+            days=visits.visit_rules(config)["supervise_after_days"]))
     return visit
+
+
+def next_due(work: Work, config: Config, tz: tzinfo) -> datetime:
+    """When the sweep next has visits to see to in the park: a month's deadline
+    passing with visits still planned, a missed visit's supervisors' rung, or
+    the next month beginning (its visits are planned then)."""
+    store = work.store
+    due = [visits.month_start(visits.month_after(visits.local_month(utcnow(), tz)), tz)]
+    month = store.first_planned_month()
+    if month is not None:
+        due.append(visits.visit_deadline(month, tz, visits.visit_rules(config)["grace_days"]))
+    waiting = store.first_to_supervise()
+    if waiting is not None and waiting.get("escalations"):
+        due.append(waiting["escalations"][-1]["at"] + timedelta(
+            days=visits.visit_rules(config)["supervise_after_days"]))
+    return min(due)
 
 
 def _supervise(work: Work, config: Config, visit_id: str) -> Doc:
