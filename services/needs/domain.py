@@ -380,6 +380,29 @@ def supervision_due(need: Doc, ladder: list[Doc], now: datetime) -> list[tuple[s
     return actions
 
 
+def next_rung_at(need: Doc, ladder: list[Doc], now: datetime) -> datetime | None:
+    """When a late need's next rung of the ladder is due, after ``now``; None
+    at the top of the ladder."""
+    return min((need["due_at"] + timedelta(minutes=rung["after_minutes"]) for rung in ladder[1:]
+                if need["due_at"] + timedelta(minutes=rung["after_minutes"]) > now), default=None)
+
+
+def sweep_wanted(before: Doc | None, after: Doc, now: datetime) -> datetime | None:
+    """When the time-limit sweep should look at a need after a write (None:
+    not for this need): its due time while its clock runs, its evaluation
+    deadline once resolved, and at once when it stops being overdue, so that
+    the park's overdue count is counted again."""
+    times = []
+    if after["status"] in CLOCK_RUNNING and after.get("due_at") is not None:
+        times.append(after["due_at"])
+    if after["status"] == RESOLVED and after.get("evaluation_due") is not None:
+        times.append(after["evaluation_due"])
+    if before is not None and is_overdue(before, now) and not (
+            is_overdue(after, now) and after["due_at"] == before["due_at"]):
+        times.append(now)
+    return min(times, default=None)
+
+
 def evaluation_lapsed(need: Doc, now: datetime) -> bool:
     return need["status"] == RESOLVED and need.get("evaluation_due") is not None and need["evaluation_due"] <= now
 

@@ -8,6 +8,7 @@ evaluation and the three lists.
 import time
 
 from lamplight import failpoints, settings
+from lamplight.alarms import Alarms
 from lamplight.consuming import subscribe
 from lamplight.errors import BadInput, code_or_reject, load_or_reject
 from lamplight.lanes import timer
@@ -35,7 +36,7 @@ from services.needs.schemas import (
     TaskEventSchema,
     WallEntryChangedSchema,
 )
-from services.needs.store import INDEXES, NeedsStore, parks_with_config
+from services.needs.store import INDEXES, SWEEP_LOOP, NeedsStore, parks_with_config, utcnow
 
 SWEEP_BATCH = 500
 _submission = NeedSubmissionSchema()
@@ -62,6 +63,7 @@ class NeedsService:
 
     # one sweep per interval per worker class, the first one interval after start
     _last_sweep = time.monotonic()
+    _last_round = -1e9  # when the sweep last rang every park's alarm
 
     # configuration ------------------------------------------------------------------
     @subscribe("gateway", "park.configured")
@@ -81,9 +83,11 @@ class NeedsService:
         next version (the body's ``version`` is the current version + 1)."""
         check_park_id(park_id)
         config = load_or_reject(_config, editable(payload), "the needs configuration")
-        version, unchanged = NeedsStore(self.db, park_id).park_config.install(config)
+        store = NeedsStore(self.db, park_id)
+        version, unchanged = store.park_config.install(config)
         if unchanged:  # the same configuration again changes nothing
             return {"park_id": park_id, "version": version, "unchanged": True}
+        store.wake(utcnow())  # the sweep looks again under the new ladder
         return {"park_id": park_id, "version": version, "unchanged": False,
                 "categories": len(config["categories"]),
                 "items": sum(len(c["items"]) for c in config["categories"]), "grades": len(config["grades"])}
@@ -176,9 +180,21 @@ class NeedsService:
         if time.monotonic() - NeedsService._last_sweep < interval:
             return
         NeedsService._last_sweep = time.monotonic()
-        for park_id in parks_with_config(self.db):
+        alarms = Alarms(self.db, SWEEP_LOOP)
+        if time.monotonic() - NeedsService._last_round >= min(settings.get_float("SWEEP_ROUND_S"),
+                                                              settings.get_float("NEEDS_OPEN_GAUGE_S")):
+            # a process's first sweep, then every SWEEP_ROUND_S (or NEEDS_OPEN_GAUGE_S, for the open
+            # needs' count): every park's alarm rung now, for what no alarm was rung for (needs
+            # from before alarms, a ring lost with the process that was to ring it)
+            NeedsService._last_round = time.monotonic()
+            for park_id in parks_with_config(self.db):
+                alarms.ring(park_id, utcnow())
+        # only the parks whose alarm rang: a park with nothing due costs no read (lamplight.alarms)
+        for park_id, version in sorted(alarms.rung(utcnow()).items()):
             try:
-                self.sweep(park_id)
+                store = NeedsStore(self.db, park_id)
+                _, wanted = lifecycle.swept(self._work(store), self._taxonomy(store), SWEEP_BATCH)
+                alarms.settle(park_id, version, wanted)
             except Exception as exc:  # one park's trouble must not stop the others' sweep
                 self.log.error("needs.sweep_failed", park_id=park_id, error=str(exc))
 

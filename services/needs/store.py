@@ -11,8 +11,12 @@ from datetime import datetime, timezone
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from lamplight.alarms import INDEXES as ALARM_INDEXES
+from lamplight.alarms import Alarms
+
 # utcnow is millisecond-exact: a timeline replayed from the database computes what was computed before
 from lamplight.parkconfig import ParkConfig
+from services.needs import domain
 from lamplight.storage import DuplicateKeyError, VersionedDocument, utcnow  # noqa: F401 (utcnow re-exported)
 
 INDEXES = {
@@ -40,7 +44,11 @@ INDEXES = {
     "followers": [
         IndexModel([("park_id", ASCENDING), ("need_id", ASCENDING)], name="park_need"),
     ],
+    **ALARM_INDEXES,
 }
+# the sweep's alarms (lamplight.alarms): rung by every write of a need at the time the sweep
+# wants it (services.needs.domain.sweep_wanted)
+SWEEP_LOOP = "sweep"
 # how many of the newest public wall lines the head document of a park lists
 # (need, version, time of change): the first page of the public wall is the
 # head and the lines it names, read by _id. Only those three fields are kept:
@@ -74,6 +82,7 @@ class NeedsStore:
         self.versioned_needs = VersionedDocument(self.needs)  # its timeline is the audit trail
         self.versioned_heads = VersionedDocument(self.wall_heads)
         self.versioned_lines = VersionedDocument(self.wall)
+        self.alarms = Alarms(store, SWEEP_LOOP)
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)
@@ -88,6 +97,7 @@ class NeedsStore:
         the same idempotency key."""
         try:
             self.needs.insert_one(need)
+            self.wake(domain.sweep_wanted(None, need, utcnow()))
             return None
         except DuplicateKeyError:
             existing = self.needs.find_one({"idempotency_key": need["idempotency_key"]})
@@ -104,7 +114,33 @@ class NeedsStore:
         values of the changed fields, the whole timeline and the outbox, in
         one update of that one document. False when another change got there
         first."""
-        return self.versioned_needs.write(need, fields)
+        written = self.versioned_needs.write(need, fields)
+        if written:
+            self.wake(domain.sweep_wanted(need, dict(need, **fields), utcnow()))
+        return written
+
+    def wake(self, at):
+        """The sweep is wanted in this park at ``at`` (None: not at all)."""
+        if at is not None:
+            self.alarms.ring(self.park_id, at)
+
+    def alarm_at(self):
+        """When the sweep's alarm rings for this park (None: it never rang)."""
+        found = self.alarms.when(self.park_id)
+        return None if found is None else found[0]
+
+    def next_due(self, now, running):
+        """The soonest time limit ahead of ``now`` of a need whose clock runs, and
+        the soonest evaluation deadline of a resolved one: a read per status, each
+        the first entry of an index range (read in the index's order)."""
+        due = []
+        for status in running:
+            due += [d["due_at"] for d in self.needs.find({"status": status, "due_at": {"$gt": now}},
+                                                         {"due_at": 1}).sort("due_at", ASCENDING).limit(1)]
+        due += [d["evaluation_due"] for d in self.needs.find(
+            {"status": "resolved", "evaluation_due": {"$gte": datetime(1970, 1, 1, tzinfo=timezone.utc)}},
+            {"evaluation_due": 1}).sort("evaluation_due", ASCENDING).limit(1)]
+        return min(due, default=None)
 
     def due_for_sweep(self, now, running, limit):
         """Needs whose time limit has passed while their clock runs, and

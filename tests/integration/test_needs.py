@@ -226,6 +226,39 @@ def test_waiting_on_the_requester_pauses_the_clock(needs, fast_park, need_events
     assert "need.overdue" not in types(need_events(need["id"]))
 
 
+def test_the_sweep_reads_no_quiet_parks_needs_and_comes_when_a_time_limit_passes(
+        container_factory, service_config, need_events):
+    # Six parks and nothing due: once the sweep's first round has seen them, the sweeps (every
+    # second here) read none of their needs (lamplight.alarms). A need submitted in one rings its
+    # alarm at its time limit: the timer's sweep marks it overdue then, climbs the ladder 2 s
+    # later, and counts the park's overdue needs again as soon as it is resolved.
+    from prometheus_client import REGISTRY
+    with config.patch({"NEEDS_SWEEP_INTERVAL_S": 0.5}):
+        container = container_factory(NeedsService)
+        container.start()
+        with ClusterRpcClient(uri=config["AMQP_URI"]) as client:
+            needs = client.needs
+            parks = ["q" + uuid.uuid4().hex[:8] for _ in range(6)]
+            for park in parks:
+                needs.set_config(park, fast_needs_config())
+            reads = lambda: REGISTRY.get_sample_value("lamplight_db_requests_total", {  # noqa: E731
+                "service": "needs", "command": "find", "collection": "needs"}) or 0.0
+            time.sleep(1.5)  # the first round, and the visits that setting each configuration rang
+            before = reads()
+            time.sleep(2.0)
+            assert reads() - before == 0
+            need = needs.submit(parks[3], WAGES)
+            events = wait_for(lambda: (lambda ev: ev if "need.supervision_raised" in types(ev) else None)(
+                need_events(need["id"])), timeout=15, what="overdue, then the ladder's next rung, by the timer")
+            assert types(events)[-2:] == ["need.overdue", "need.supervision_raised"]
+            category = needs.get(parks[3], need["id"])["category"]
+            assert NEEDS_OVERDUE.labels(parks[3], category)._value.get() == 1
+            needs.act(parks[3], need["id"], "assign", {"actor": "desk-01", "unit": "劳动监察大队"})
+            needs.act(parks[3], need["id"], "resolve", {"actor": "desk-01"})
+            wait_for(lambda: NEEDS_OVERDUE.labels(parks[3], category)._value.get() == 0, timeout=5,
+                     what="the overdue count once it was resolved")
+
+
 def test_overdue_is_published_once_per_crossing_and_the_ladder_climbs(needs, fast_park, need_events):
     need = needs.submit(fast_park, WAGES)
     time.sleep(2.1)

@@ -88,6 +88,30 @@ def test_overdue_is_marked_once_per_crossing_and_the_ladder_climbs():
                                                                     ("supervise", "park_admin")]
 
 
+def test_the_sweep_is_wanted_at_the_time_limit_the_next_rung_the_evaluation_deadline_and_when_overdue_ends():
+    need = Need()
+    assert domain.sweep_wanted(None, need.state, T0) == hours(24)  # submitted: at its time limit
+    before = dict(need.state)
+    need.do("overdue", hours(24), level="supervisor")
+    assert domain.next_rung_at(need.state, LADDER, hours(24)) == hours(25)
+    assert domain.next_rung_at(need.state, LADDER, hours(25)) is None  # the top of the ladder
+    # the sweep's own write of a late need wants one more look, which finds its next rung
+    assert domain.sweep_wanted(before, need.state, hours(24)) == hours(24)
+    need.do("triage", hours(24.5), category="daily_life", item="wage_arrears", grade="urgent", due_minutes=1440,
+            team="orange")  # the same time limit: still overdue
+    need.do("assign", hours(26), responder_id="rsp_1", member_id="M1", task_id="t1")
+    before = dict(need.state)
+    need.do("resolve", hours(27), evaluation_days=7)
+    assert need["status"] == domain.RESOLVED
+    # resolved: no longer overdue, so at once (the park's overdue count), and at its evaluation deadline
+    assert domain.sweep_wanted(before, need.state, hours(27)) == hours(27)
+    assert domain.sweep_wanted(dict(need.state), need.state, hours(27)) == need["evaluation_due"] > hours(27)
+    paused = Need()
+    paused.do("triage", hours(1), category="daily_life", item=None, grade="urgent", due_minutes=1440, team="orange")
+    paused.do("wait", hours(1), reason="问清情况")
+    assert domain.sweep_wanted(None, paused.state, hours(1)) is None  # the clock stopped
+
+
 def test_a_new_due_time_is_a_new_crossing():
     need = Need()
     need.do("overdue", hours(24), level="supervisor")

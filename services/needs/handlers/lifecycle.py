@@ -2,6 +2,7 @@
 events its changes publish."""
 import functools
 import time
+from datetime import datetime
 from typing import Any, Callable
 
 from lamplight import settings
@@ -138,9 +139,18 @@ def from_task(work: Work, taxonomy: domain.Taxonomy, envelope: Envelope, task: D
 def sweep(work: Work, taxonomy: domain.Taxonomy, batch: int) -> dict[str, int]:
     """Every need of the park whose time limit or evaluation window is due:
     supervised up its ladder, or closed unevaluated. How many of each."""
+    return swept(work, taxonomy, batch)[0]
+
+
+def swept(work: Work, taxonomy: domain.Taxonomy, batch: int) -> tuple[dict[str, int], datetime | None]:
+    """The sweep, and when the park next wants one (None: no need's clock runs
+    and none awaits its evaluation): the soonest of a late need's next rung,
+    a time limit and an evaluation deadline ahead."""
     store, now = work.store, utcnow()
     done = {"overdue": 0, "supervise": 0, "close_unevaluated": 0}
-    for need in store.due_for_sweep(now, domain.CLOCK_RUNNING, batch):
+    found = store.due_for_sweep(now, domain.CLOCK_RUNNING, batch)
+    late = [n for n in found if n["status"] in domain.CLOCK_RUNNING]
+    for need in found:
         steps = [("close_unevaluated", None)] if domain.evaluation_lapsed(need, now) else \
             domain.supervision_due(need, taxonomy.ladder, now)
         for action, level in steps:
@@ -158,7 +168,11 @@ def sweep(work: Work, taxonomy: domain.Taxonomy, batch: int) -> dict[str, int]:
         opened = store.open_counts(domain.OPEN)
         for category in taxonomy.categories:
             NEEDS_OPEN.labels(store.park_id, category).set(opened.get(category, 0))
-    return done
+    if len(late) >= batch or len(found) - len(late) >= batch:
+        return done, now  # more than a batch was due: the next sweep goes on at once
+    wanted = [domain.next_rung_at(need, taxonomy.ladder, now) for need in late]
+    return done, min((at for at in wanted + [store.next_due(now, domain.CLOCK_RUNNING)] if at is not None),
+                     default=None)
 
 
 def _sweep_args(need: Doc, action: str, level: Any, taxonomy: domain.Taxonomy, now: Any) -> Doc:
