@@ -13,11 +13,11 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from lamplight.alarms import INDEXES as ALARM_INDEXES
 from lamplight.alarms import Alarms
-
-# utcnow is millisecond-exact: a timeline replayed from the database computes what was computed before
 from lamplight.parkconfig import ParkConfig
-from services.needs import domain
 from lamplight.storage import DuplicateKeyError, VersionedDocument, utcnow  # noqa: F401 (utcnow re-exported)
+from services.needs import domain
+
+# utcnow (above) is millisecond-exact: a timeline replayed from the database computes what was computed before
 
 INDEXES = {
     "needs": [
