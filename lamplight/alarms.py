@@ -72,3 +72,21 @@ class Alarms:
         """(time, version) of a park's alarm; None when it never rang."""
         doc = self._c.find_one({"_id": self._id(park_id)})
         return None if doc is None else (doc["at"], doc["v"])
+
+
+class ParkAlarm:
+    """One park's alarm of one loop, as that park's store rings it."""
+
+    def __init__(self, store: Any, loop: str, park_id: str) -> None:
+        self._alarms = Alarms(store, loop)
+        self.park_id = park_id
+
+    def ring(self, at: datetime | None) -> None:
+        """The loop is wanted in this park at ``at`` (None: not for this write)."""
+        if at is not None:
+            self._alarms.ring(self.park_id, at)
+
+    def at(self) -> datetime | None:
+        """When the alarm rings (None: it never rang)."""
+        found = self._alarms.when(self.park_id)
+        return None if found is None else found[0]

@@ -20,6 +20,19 @@ from nameko import config
 MONGO_URI = os.environ.get("LAMPLIGHT_TEST_MONGO_URI", "mongodb://127.0.0.1:27018/")
 
 
+def finds_during(seconds, service, collection):
+    """How many finds ``service`` (a container in this process) sent to ``collection``
+    in the next ``seconds`` (lamplight_db_requests_total)."""
+    from prometheus_client import REGISTRY
+
+    def count():
+        return REGISTRY.get_sample_value("lamplight_db_requests_total", {
+            "service": service, "command": "find", "collection": collection}) or 0.0
+    before = count()
+    time.sleep(seconds)
+    return count() - before
+
+
 def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
     """Poll until predicate() is truthy; return its value or fail naming what."""
     deadline = time.monotonic() + timeout

@@ -388,19 +388,29 @@ def next_rung_at(need: Doc, ladder: list[Doc], now: datetime) -> datetime | None
 
 
 def sweep_wanted(before: Doc | None, after: Doc, now: datetime) -> datetime | None:
-    """When the time-limit sweep should look at a need after a write (None:
-    not for this need): its due time while its clock runs, its evaluation
-    deadline once resolved, and at once when it stops being overdue, so that
-    the park's overdue count is counted again."""
-    times = []
-    if after["status"] in CLOCK_RUNNING and after.get("due_at") is not None:
-        times.append(after["due_at"])
-    if after["status"] == RESOLVED and after.get("evaluation_due") is not None:
-        times.append(after["evaluation_due"])
-    if before is not None and is_overdue(before, now) and not (
-            is_overdue(after, now) and after["due_at"] == before["due_at"]):
-        times.append(now)
-    return min(times, default=None)
+    """When to ring the time-limit sweep's alarm after a write of a need (None:
+    the write needs no ring): its due time while its clock runs, its
+    evaluation deadline once resolved, and at once when it stops being
+    overdue, so that the park's overdue count is counted again."""
+    wanted = _wanted(after)
+    if before is None:
+        return wanted
+    if is_overdue(before, now):
+        # a late need's alarm follows its ladder, not its due time: ring, and at once if it
+        # stopped being overdue
+        return wanted if is_overdue(after, now) and after["due_at"] == before["due_at"] else now
+    was = _wanted(before)
+    # no sooner than before: the alarm rings by then already (rung for it, and a sweep settles
+    # no later than any need's time limit or evaluation deadline ahead)
+    return wanted if wanted is not None and (was is None or wanted < was) else None
+
+
+def _wanted(need: Doc) -> datetime | None:
+    if need["status"] in CLOCK_RUNNING:
+        return need.get("due_at")
+    if need["status"] == RESOLVED:
+        return need.get("evaluation_due")
+    return None
 
 
 def evaluation_lapsed(need: Doc, now: datetime) -> bool:

@@ -87,7 +87,7 @@ class NeedsService:
         version, unchanged = store.park_config.install(config)
         if unchanged:  # the same configuration again changes nothing
             return {"park_id": park_id, "version": version, "unchanged": True}
-        store.wake(utcnow())  # the sweep looks again under the new ladder
+        store.alarm.ring(utcnow())  # the sweep looks again under the new ladder
         return {"park_id": park_id, "version": version, "unchanged": False,
                 "categories": len(config["categories"]),
                 "items": sum(len(c["items"]) for c in config["categories"]), "grades": len(config["grades"])}

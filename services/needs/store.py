@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from lamplight.alarms import INDEXES as ALARM_INDEXES
-from lamplight.alarms import Alarms
+from lamplight.alarms import ParkAlarm
 from lamplight.parkconfig import ParkConfig
 from lamplight.storage import DuplicateKeyError, VersionedDocument, utcnow  # noqa: F401 (utcnow re-exported)
 from services.needs import domain
@@ -82,7 +82,7 @@ class NeedsStore:
         self.versioned_needs = VersionedDocument(self.needs)  # its timeline is the audit trail
         self.versioned_heads = VersionedDocument(self.wall_heads)
         self.versioned_lines = VersionedDocument(self.wall)
-        self.alarms = Alarms(store, SWEEP_LOOP)
+        self.alarm = ParkAlarm(store, SWEEP_LOOP, park_id)
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)
@@ -97,7 +97,7 @@ class NeedsStore:
         the same idempotency key."""
         try:
             self.needs.insert_one(need)
-            self.wake(domain.sweep_wanted(None, need, utcnow()))
+            self.alarm.ring(domain.sweep_wanted(None, need, utcnow()))
             return None
         except DuplicateKeyError:
             existing = self.needs.find_one({"idempotency_key": need["idempotency_key"]})
@@ -116,18 +116,8 @@ class NeedsStore:
         first."""
         written = self.versioned_needs.write(need, fields)
         if written:
-            self.wake(domain.sweep_wanted(need, dict(need, **fields), utcnow()))
+            self.alarm.ring(domain.sweep_wanted(need, dict(need, **fields), utcnow()))
         return written
-
-    def wake(self, at):
-        """The sweep is wanted in this park at ``at`` (None: not at all)."""
-        if at is not None:
-            self.alarms.ring(self.park_id, at)
-
-    def alarm_at(self):
-        """When the sweep's alarm rings for this park (None: it never rang)."""
-        found = self.alarms.when(self.park_id)
-        return None if found is None else found[0]
 
     def next_due(self, now, running):
         """The soonest time limit ahead of ``now`` of a need whose clock runs, and

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from lamplight.alarms import INDEXES as ALARM_INDEXES
-from lamplight.alarms import Alarms
+from lamplight.alarms import ParkAlarm
 from lamplight.parkconfig import CachedProjection, CachedRecords, ParkConfig
 from services.notify import domain
 
@@ -75,7 +75,7 @@ class NotifyStore:
         self._templates = CachedProjection(self.templates, park_id, "templates", self._read_overrides)
         # every notice reads its recipients' profiles: kept in the process, dropped on any change
         self._profiles = CachedRecords(self.recipients, park_id, "recipients")
-        self.alarms = Alarms(store, SEND_LOOP)
+        self.alarm = ParkAlarm(store, SEND_LOOP, park_id)
 
     # recipients ------------------------------------------------------------------------
     def put_recipient(self, recipient_id, profile, at):
@@ -185,7 +185,7 @@ class NotifyStore:
         for chunk in chunks(pending):
             self.pending.insert_many_once(chunk)
         if pending:  # after the queue's write: the send loop's visit must find it
-            self.alarms.ring(self.park_id, min(p["due_at"] for p in pending))
+            self.alarm.ring(min(p["due_at"] for p in pending))
         return fresh
 
     def notice(self, nid):
@@ -240,7 +240,7 @@ class NotifyStore:
         if failures is not None:
             fields["failures"] = failures
         self.pending.update_one({"_id": nid}, {"$set": fields})
-        self.alarms.ring(self.park_id, due_at)
+        self.alarm.ring(due_at)
 
     def done(self, nids):
         if nids:

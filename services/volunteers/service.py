@@ -98,7 +98,7 @@ class VolunteersService:
         config = load_or_reject(_config, editable(payload), "the volunteers configuration")
         store = VolunteersStore(self.db, park_id)
         version, unchanged = store.park_config.install(config)
-        store.wake(utcnow())  # the sweep looks again under the new rules
+        store.alarm.ring(utcnow())  # the sweep looks again under the new rules
         return {"park_id": park_id, "version": version, "unchanged": unchanged, "teams": len(config["teams"]),
                 "skills": len(config["skills"]), "zones": len(config["zones"])}
 

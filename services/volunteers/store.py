@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 from pymongo import ASCENDING, IndexModel
 
 from lamplight.alarms import INDEXES as ALARM_INDEXES
-from lamplight.alarms import Alarms
+from lamplight.alarms import ParkAlarm
 from lamplight.parkconfig import ParkConfig
 from lamplight.storage import DuplicateKeyError, VersionedDocument, utcnow  # noqa: F401 (utcnow re-exported)
+from services.volunteers.domain.dispatch import check_sooner
 
 PARTITIONED = ("responders", "tasks", "task_versions", "slots", "households", "visits", "visit_versions",
                "callouts", "callout_recipients")
@@ -76,7 +77,7 @@ class VolunteersStore:
         self.versioned_tasks = VersionedDocument(self.tasks)  # its history is the audit trail
         self.versioned_visits = VersionedDocument(self.visits)
         self.versioned_state = VersionedDocument(self.parkstate, scope["parkstate_versions"])  # mode switches
-        self.alarms = Alarms(store, SWEEP_LOOP)
+        self.alarm = ParkAlarm(store, SWEEP_LOOP, park_id)
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)
@@ -166,7 +167,7 @@ class VolunteersStore:
         """False when the task exists (a redelivered need event). Either way the
         sweep's alarm rings at its next check (a redelivery rings what a crash missed)."""
         inserted = self.tasks.insert_once(task)
-        self.wake(task.get("next_check_at"))
+        self.alarm.ring(task.get("next_check_at"))
         return inserted
 
     def get_task(self, task_id, internal=False):
@@ -176,18 +177,8 @@ class VolunteersStore:
     def write_task(self, task, fields):
         written = self.versioned_tasks.write(task, fields)
         if written:
-            self.wake(fields.get("next_check_at"))
+            self.alarm.ring(check_sooner(task, fields))
         return written
-
-    def wake(self, at):
-        """The sweep is wanted in this park at ``at`` (None: not at all)."""
-        if at is not None:
-            self.alarms.ring(self.park_id, at)
-
-    def alarm_at(self):
-        """When the sweep's alarm rings for this park (None: it never rang)."""
-        found = self.alarms.when(self.park_id)
-        return None if found is None else found[0]
 
     def next_check(self):
         """The soonest of the park's tasks' next checks, or None. (The range on the

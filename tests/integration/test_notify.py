@@ -17,7 +17,7 @@ from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict
 from services.notify import domain
 from services.notify.service import NotifyService
-from tests.conftest import wait_for
+from tests.conftest import finds_during, wait_for
 
 
 @pytest.fixture
@@ -333,12 +333,8 @@ def test_the_send_loop_reads_no_queue_of_a_park_with_nothing_due(notify, peers, 
         offered(broker, park, "w")
     for park in parks:
         wait_status(notify, park, "w", "webhook", "sent")
-    reads = lambda: REGISTRY.get_sample_value("lamplight_db_requests_total", {  # noqa: E731
-        "service": "notify", "command": "find", "collection": "pending"}) or 0.0
     time.sleep(1.0)  # the passes that send the last of them and settle their alarms
-    before = reads()
-    time.sleep(2.0)
-    assert reads() - before == 0
+    assert finds_during(2.0, "notify", "pending") == 0
     # and a park that goes quiet is woken by its next notice
     offered(broker, parks[0], "w", subject="s2")
     wait_status(notify, parks[0], "w", "webhook", "sent", count=2)

@@ -15,7 +15,7 @@ from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict, NotFound
 from services.volunteers.domain import dispatch, rosters
 from services.volunteers.service import VolunteersService
-from tests.conftest import wait_for
+from tests.conftest import finds_during, wait_for
 from tests.parks import ALL_WEEK, volunteers_config
 
 SHANGHAI = rosters.zone("Asia/Shanghai")
@@ -124,7 +124,6 @@ def test_the_sweep_reads_no_quiet_parks_tasks_and_comes_to_a_park_when_its_offer
     # the sweeps (every second here) read none of their tasks (lamplight.alarms; a sweep that
     # visits every park reads each park's due tasks each time). A need routed in one of them
     # rings its alarm at the offers' expiry, and the timer's sweep offers the next two then.
-    from prometheus_client import REGISTRY
     with config.patch({"VOLUNTEERS_SWEEP_INTERVAL_S": 0.2, "max_workers": 20}):
         container = container_factory(VolunteersService)
         container.start()
@@ -134,12 +133,8 @@ def test_the_sweep_reads_no_quiet_parks_tasks_and_comes_to_a_park_when_its_offer
             for park in parks:
                 for n in range(4):
                     register(volunteers, park, "O{}".format(n))
-            reads = lambda: REGISTRY.get_sample_value("lamplight_db_requests_total", {  # noqa: E731
-                "service": "volunteers", "command": "find", "collection": "tasks"}) or 0.0
             eventlet.sleep(1.0)  # the first round, and the visits that setting each configuration rang
-            before = reads()
-            eventlet.sleep(2.0)
-            assert reads() - before == 0
+            assert finds_during(2.0, "volunteers", "tasks") == 0
             task = task_of(volunteers, parks[2], route(broker, parks[2]))
             first = live(task)
             swept = wait_for(lambda: (lambda t: len(t["offers"]) == 4 and t)(

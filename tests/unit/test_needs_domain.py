@@ -88,7 +88,7 @@ def test_overdue_is_marked_once_per_crossing_and_the_ladder_climbs():
                                                                     ("supervise", "park_admin")]
 
 
-def test_the_sweep_is_wanted_at_the_time_limit_the_next_rung_the_evaluation_deadline_and_when_overdue_ends():
+def test_the_sweep_is_rung_for_a_sooner_time_limit_rung_or_evaluation_deadline_and_when_overdue_ends():
     need = Need()
     assert domain.sweep_wanted(None, need.state, T0) == hours(24)  # submitted: at its time limit
     before = dict(need.state)
@@ -105,7 +105,10 @@ def test_the_sweep_is_wanted_at_the_time_limit_the_next_rung_the_evaluation_dead
     assert need["status"] == domain.RESOLVED
     # resolved: no longer overdue, so at once (the park's overdue count), and at its evaluation deadline
     assert domain.sweep_wanted(before, need.state, hours(27)) == hours(27)
-    assert domain.sweep_wanted(dict(need.state), need.state, hours(27)) == need["evaluation_due"] > hours(27)
+    # a write that wants the sweep no sooner than the need did rings nothing (it rang for that)
+    assert domain.sweep_wanted(dict(need.state), need.state, hours(27)) is None
+    assert domain.sweep_wanted(dict(need.state, evaluation_due=hours(400)), need.state, hours(27)) == \
+        need["evaluation_due"] > hours(27)
     paused = Need()
     paused.do("triage", hours(1), category="daily_life", item=None, grade="urgent", due_minutes=1440, team="orange")
     paused.do("wait", hours(1), reason="问清情况")

@@ -287,3 +287,13 @@ def test_an_urgent_task_is_paged_to_the_squad_only_in_the_night_window():
     day = local(2026, 11, 23, 11, 0)
     t = dict(offered_task(day), grade="urgent")
     assert "night_page" not in dispatch.sweep_steps(t, day + timedelta(minutes=16), SHANGHAI, CONFIG)
+
+
+def test_a_task_write_rings_the_sweep_only_for_a_sooner_next_check():
+    t0 = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
+    at = lambda minutes: {"next_check_at": None if minutes is None else t0 + timedelta(minutes=minutes)}  # noqa: E731
+    assert dispatch.check_sooner(at(None), at(5)) == t0 + timedelta(minutes=5)  # a first check
+    assert dispatch.check_sooner(at(10), at(5)) == t0 + timedelta(minutes=5)  # sooner
+    assert dispatch.check_sooner(at(5), at(5)) is None  # the alarm rings by then already
+    assert dispatch.check_sooner(at(5), at(60)) is None  # later: the sweep settles by the task itself
+    assert dispatch.check_sooner(at(5), at(None)) is None  # nothing to check

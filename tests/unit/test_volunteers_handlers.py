@@ -212,7 +212,7 @@ def test_the_sweep_is_wanted_at_a_tasks_next_check_and_at_a_planned_months_deadl
         register(w, "V{}".format(n))
     task = dispatch.dispatch(w, routed())
     same = lambda a, b: abs(a - b) < timedelta(milliseconds=1)  # noqa: E731 (a server keeps milliseconds)
-    assert task["next_check_at"] is not None and same(w.store.alarm_at(), task["next_check_at"])
+    assert task["next_check_at"] is not None and same(w.store.alarm.at(), task["next_check_at"])
     assert same(w.store.next_check(), task["next_check_at"])
     config = w.config()
     now = datetime.now(SHANGHAI)

@@ -3,6 +3,7 @@ real VolunteersStore on the MongoDB-protocol server. Both give the same
 answers; the in-memory one is what makes the handler tests take milliseconds."""
 import copy
 
+from services.volunteers.domain.dispatch import check_sooner
 from services.volunteers.schemas import VolunteersConfigSchema
 from tests.parks import volunteers_config
 from tests.unit.installed import InstalledConfig
@@ -28,6 +29,20 @@ def _apply(doc, update):
         doc[name] = (doc.get(name, []) + copy.deepcopy(push["$each"]))[push.get("$slice", 0) or None:]
 
 
+class InMemoryAlarm:
+    """A park's alarm (lamplight.alarms.ParkAlarm): the soonest time it was rung at."""
+
+    def __init__(self):
+        self.rings_at = None
+
+    def ring(self, at):
+        if at is not None:
+            self.rings_at = at if self.rings_at is None else min(self.rings_at, at)
+
+    def at(self):
+        return self.rings_at
+
+
 class InMemoryVolunteersStore:
     """What the volunteers handlers ask of VolunteersStore, kept in dicts: a
     responder per ``_id`` with a unique ref, tasks and visits written
@@ -39,7 +54,7 @@ class InMemoryVolunteersStore:
         self.park_config = InstalledConfig(config)
         self.responders, self.tasks, self.slots, self.households, self.visits = {}, {}, {}, {}, {}
         self.callouts, self.recipients, self.state = {}, {}, {}
-        self.alarm = None  # when the sweep's alarm rings (the soonest time it was rung at)
+        self.alarm = InMemoryAlarm()  # the sweep's
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)
@@ -113,18 +128,11 @@ class InMemoryVolunteersStore:
 
     # tasks and visits: a write names the version it read ---------------------------------------
     def insert_task(self, task):
-        self.wake(task.get("next_check_at"))
+        self.alarm.ring(task.get("next_check_at"))
         if task["_id"] in self.tasks:
             return False
         self.tasks[task["_id"]] = copy.deepcopy(task)
         return True
-
-    def wake(self, at):
-        if at is not None:
-            self.alarm = at if self.alarm is None else min(self.alarm, at)
-
-    def alarm_at(self):
-        return self.alarm
 
     def next_check(self):
         return min((t["next_check_at"] for t in self.tasks.values() if t.get("next_check_at")), default=None)
@@ -146,7 +154,7 @@ class InMemoryVolunteersStore:
     def write_task(self, task, fields):
         written = self._write(self.tasks, task, fields)
         if written:
-            self.wake(fields.get("next_check_at"))
+            self.alarm.ring(check_sooner(task, fields))
         return written
 
     def tasks_due(self, now, limit):

@@ -133,6 +133,15 @@ def live_offers(task: Doc) -> list[str]:
     return [rid for rid, o in task["offers"].items() if o["status"] == OFFER_LIVE]
 
 
+def check_sooner(before: Doc, after: Doc) -> datetime | None:
+    """The time to ring the sweep's alarm at after a task's write, or None when
+    the write needs none: no next check, or one no sooner than the task had (the
+    alarm rings by that one already: it was rung for it, and a sweep settles no
+    later than any task's next check)."""
+    at, was = after.get("next_check_at"), before.get("next_check_at")
+    return at if at is not None and (was is None or at < was) else None
+
+
 def next_check(task: Doc, config: Config) -> datetime | None:
     """When the sweep must look at the task again, or None."""
     times = []

@@ -79,7 +79,7 @@ def plan(work: Work, month: str) -> Doc:
     fresh = work.events.insert_many(planned, envelopes, store.insert_visits)
     if planned:  # the sweep misses what is not proved by the month's deadline
         config = work.config()
-        store.wake(visits.visit_deadline(month, rosters.zone(config["timezone"]),
+        store.alarm.ring(visits.visit_deadline(month, rosters.zone(config["timezone"]),
                                          visits.visit_rules(config)["grace_days"]))
     return {"park_id": work.park_id, "month": month, "scheduled": len(fresh), "households": len(planned)}
 
@@ -157,7 +157,7 @@ def _miss(work: Work, config: Config, visit_id: str) -> Doc:
     visit = _change(work, visit_id, miss)
     VISITS_MISSED.labels(work.park_id, visit["kind"]).inc()
     if visit.get("supervision_pending"):  # the supervisors' rung, when it is due
-        work.store.wake(visit["escalations"][-1]["at"] + timedelta(
+        work.store.alarm.ring(visit["escalations"][-1]["at"] + timedelta(
             days=visits.visit_rules(config)["supervise_after_days"]))
     return visit
 
