@@ -51,19 +51,21 @@ DEFAULTS = {
     # collection's indexes, and count those no index serves beyond their park
     # (lamplight_db_scans_total); off in production
     "DB_CHECK_SCANS": 0,
-    # needs: how often the time-limit sweep visits every park
+    # needs: how often the time-limit sweep reads its alarms and visits the parks whose alarm rang
     "NEEDS_SWEEP_INTERVAL_S": 30.0,
     # needs: how often the sweep also counts a park's open needs by category (a read of
-    # every open need; the overdue count is read by each sweep through the due-time index)
+    # every open need; every park's alarm is rung this often for it; the overdue count is
+    # read by each visit through the due-time index)
     "NEEDS_OPEN_GAUGE_S": 300.0,
+    # volunteers: the same for its sweep (expiry, escalation, stale claims, take-overs, visits)
     "VOLUNTEERS_SWEEP_INTERVAL_S": 5.0,
     # a sweep visits only the parks whose alarm rang (lamplight.alarms); every SWEEP_ROUND_S
     # it rings every park's, in case a ring was lost with the process that was to ring it
     "SWEEP_ROUND_S": 600.0,
-    # notify: how often the send loop visits every park's queue, how many parks
-    # it visits at once, how many due notices it takes per park and pass, how
-    # many it sends at once in each park, and when an attempt with no
-    # outcome counts as lost with its process
+    # notify: how often the send loop reads its alarms and visits the parks whose alarm rang
+    # (each with something due), how many parks it visits at once, how many due notices it
+    # takes per park and pass, how many it sends at once in each park, and when an attempt
+    # with no outcome counts as lost with its process
     "NOTIFY_TICK_S": 1.0,
     "NOTIFY_PARKS_AT_ONCE": 64,
     "NOTIFY_SEND_BATCH": 500,
