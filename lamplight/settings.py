@@ -59,8 +59,8 @@ DEFAULTS = {
     "NEEDS_OPEN_GAUGE_S": 300.0,
     # volunteers: the same for its sweep (expiry, escalation, stale claims, take-overs, visits)
     "VOLUNTEERS_SWEEP_INTERVAL_S": 5.0,
-    # a sweep visits only the parks whose alarm rang (lamplight.alarms); every SWEEP_ROUND_S
-    # it rings every park's, in case a ring was lost with the process that was to ring it
+    # the sweeps and the send loop visit only the parks whose alarm rang (lamplight.alarms);
+    # every SWEEP_ROUND_S each rings every park's, in case a ring was lost with its process
     "SWEEP_ROUND_S": 600.0,
     # notify: how often the send loop reads its alarms and visits the parks whose alarm rang
     # (each with something due), how many parks it visits at once, how many due notices it

@@ -74,7 +74,7 @@ class NotifyService:
     name = "notify"
     _last_tick = 0  # the period of the last pass (see tick)
     _last_housekeeping = 0.0
-    _rang_all = False  # this process's first pass rang every park with a send queue
+    _last_round = -1e9  # when the send loop last rang every park's alarm (SWEEP_ROUND_S)
 
     log = Observability()
     configs = ConfigWatch()  # keeps this process's cache of park configurations true
@@ -229,19 +229,21 @@ class NotifyService:
         if period == NotifyService._last_tick:
             return
         NotifyService._last_tick = period
-        housekeeping = time.monotonic() - NotifyService._last_housekeeping > 60 or not NotifyService._rang_all
+        round_ = time.monotonic() - NotifyService._last_round >= settings.get_float("SWEEP_ROUND_S")
+        housekeeping = time.monotonic() - NotifyService._last_housekeeping > 60 or round_
         if housekeeping:
             NotifyService._last_housekeeping = time.monotonic()
         now = utcnow()
         alarms = Alarms(self.db, SEND_LOOP)
         everyone = [park_id for park_id, _ in self.db.partitions(
-            "pending", "the send loop's start and housekeeping visit every park with a send queue")
+            "pending", "the send loop's rounds and housekeeping visit every park with a send queue")
             if park_id] if housekeeping else []
-        if not NotifyService._rang_all:
-            # a process's first pass: queues written before their park had an alarm are visited
+        if round_:
+            # a process's first pass, then every SWEEP_ROUND_S: every park's alarm rung now, for
+            # what no alarm was rung for (queues from before alarms, a ring lost with its process)
+            NotifyService._last_round = time.monotonic()
             for park_id in everyone:
                 alarms.ring(park_id, now)
-            NotifyService._rang_all = True
         # only the parks whose alarm rang: a park with nothing due costs no read (lamplight.alarms)
         rung = alarms.rung(now)
         parks = sorted(set(rung) | set(everyone))
