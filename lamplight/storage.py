@@ -490,11 +490,21 @@ class Store:
     """What a service worker gets from the Mongo provider."""
 
     def __init__(self, db: Database, committer: Callable[[str, str], GroupCommit | None], log: Any,
-                 partitions: "Partitions | None" = None) -> None:
+                 partitions: "Partitions | None" = None,
+                 collections: "dict[str, Collection] | None" = None) -> None:
         self.db = db
         self._committer = committer  # (physical, name) -> the GroupCommit of that collection, or None
         self._log = log
         self._partitions = partitions
+        # pymongo builds a Collection with its codec options and concerns on
+        # every db[name]; the provider shares one of each for the process
+        self._collections = {} if collections is None else collections
+
+    def _collection(self, physical: str) -> Collection:
+        collection = self._collections.get(physical)
+        if collection is None:
+            collection = self._collections[physical] = self.db[physical]
+        return collection
 
     def _scoped(self, name: str, park_id: str) -> ParkScopedCollection:
         if name in KERNEL_COLLECTIONS:
@@ -502,14 +512,15 @@ class Store:
         check_park_id(park_id)
         if self._partitions is not None and name in self._partitions.names:
             physical = self._partitions.ensure(name, park_id)
-            return ParkScopedCollection(self.db[physical], park_id, self._committer(physical, name), name=name)
-        return ParkScopedCollection(self.db[name], park_id, self._committer(name, name))
+            return ParkScopedCollection(self._collection(physical), park_id, self._committer(physical, name),
+                                        name=name)
+        return ParkScopedCollection(self._collection(name), park_id, self._committer(name, name))
 
     def park(self, park_id: str) -> ParkScope:
         return ParkScope(self, park_id)
 
     def __getitem__(self, name: str) -> GuardedCollection:
-        return GuardedCollection(self.db[name], lambda park: self._scoped(name, park))
+        return GuardedCollection(self._collection(name), lambda park: self._scoped(name, park))
 
     def unscoped(self, name: str, reason: str) -> Collection:
         """A raw collection for a cross-park job; the reason goes to the log."""
@@ -612,6 +623,7 @@ class Mongo(DependencyProvider):
         self.partitions = Partitions(self.db, self.partitioned, self.indexes)
         # physical collection -> GroupCommit; a partition's is made on first use
         self.committers: dict[str, GroupCommit] = {}
+        self.collections: dict[str, Collection] = {}  # shared by every worker's Store
         self.started = False
         for name in self.group_commit:
             if name not in self.partitioned:
@@ -674,7 +686,7 @@ class Mongo(DependencyProvider):
         self.client.close()
 
     def store(self) -> Store:
-        return Store(self.db, self.committer, self.log, self.partitions)
+        return Store(self.db, self.committer, self.log, self.partitions, self.collections)
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Store:
         return self.store()

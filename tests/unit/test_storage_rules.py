@@ -18,3 +18,18 @@ def test_park_ids_are_checked(bad):
 
 def test_good_park_id():
     assert check_park_id("quanlinan-2") == "quanlinan-2"
+
+
+def test_the_stores_of_one_process_share_one_pymongo_collection_per_name():
+    from pymongo import MongoClient
+
+    from lamplight import logs
+    from lamplight.storage import Store
+
+    db = MongoClient("mongodb://127.0.0.1:1", connect=False)["lamplight_unit"]
+    shared: dict = {}
+    first = Store(db, lambda physical, name: None, logs.get_logger(), collections=shared)
+    second = Store(db, lambda physical, name: None, logs.get_logger(), collections=shared)
+    assert first.park("quanlinan")["needs"]._c is second.park("fuyang")["needs"]._c
+    assert first["tasks"]._c is second.park("quanlinan")["tasks"]._c
+    assert set(shared) == {"needs", "tasks"}
