@@ -21,6 +21,7 @@ nobody is quiet while on shift. A push channel that would wake someone
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
 from hashlib import sha256
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -185,6 +186,16 @@ def _when(context: Any, value: Any) -> str:
 # sandboxed: a park admin's template can read the data it is given and nothing else
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 _ENV.filters["when"] = _when
+# compiled templates kept per process: the defaults and every park's saved
+# ones (each park has a handful of kinds and locales)
+TEMPLATES_KEPT = 4096
+
+
+@lru_cache(maxsize=TEMPLATES_KEPT)
+def _compiled(source: str) -> Template:
+    # parsing and compiling a template to Python costs about a millisecond,
+    # more than rendering it; a Template renders safely from many threads
+    return _ENV.from_string(source)
 
 
 def compile_template(title: str, body: str) -> dict[str, Template]:
@@ -192,7 +203,7 @@ def compile_template(title: str, body: str) -> dict[str, Template]:
     compiled: dict[str, Template] = {}
     for part, source in (("title", title), ("body", body)):
         try:
-            compiled[part] = _ENV.from_string(source)
+            compiled[part] = _compiled(source)
         except TemplateError as exc:
             raise NotifyRuleError("the {} does not parse: {}".format(part, exc), {part: [str(exc)]})
     return compiled

@@ -177,6 +177,20 @@ def test_times_render_in_the_parks_zone():
     assert body == "11-21 18:00"
 
 
+def test_a_template_is_compiled_once_per_process_and_each_render_gets_its_own_data():
+    title, body = "{{ summary }}", "{{ due_at | when }} {{ summary }}"
+    first = domain.compile_template(title, body)
+    assert domain.compile_template(title, body)["body"] is first["body"]
+    assert domain.render(title, body, {"summary": "a", "due_at": "2026-11-21T10:00:00+00:00"}, SHANGHAI) == \
+        ("a", "11-21 18:00 a")
+    assert domain.render(title, body, {"summary": "b", "due_at": "2026-11-21T10:00:00+00:00"}) == \
+        ("b", "11-21 10:00 b")
+    with pytest.raises(domain.NotifyRuleError):  # a failing parse is not kept as a success
+        domain.compile_template("{% for x in %}", body)
+    with pytest.raises(domain.NotifyRuleError):
+        domain.compile_template("{% for x in %}", body)
+
+
 def test_a_park_template_overrides_the_default_and_an_unknown_locale_falls_back_to_chinese():
     overrides = {("task.offered", "en"): ("Task!", "{{ summary }}")}
     assert domain.template_for("task.offered", "en", overrides) == ("Task!", "{{ summary }}")

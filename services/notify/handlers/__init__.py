@@ -13,8 +13,10 @@ worker's ``Events`` (lamplight.publishing), a logger and the channel adapters.
 It holds no nameko and no broker: the nameko class (service.py) decodes a
 call, makes the Work, calls the handler and encodes its answer.
 """
+import copy
 from dataclasses import dataclass
 from datetime import tzinfo
+from functools import cache
 from typing import Any
 
 from lamplight.shapes import Config, Doc, Envelope
@@ -24,6 +26,14 @@ from services.notify.schemas import NoticeSentSchema, NotifyConfigSchema
 
 _config = NotifyConfigSchema()
 _notice_event = NoticeSentSchema()
+
+
+@cache
+def _defaults() -> Config:
+    """A park's notify configuration before it saves one (loaded once: a
+    schema load per notice cost more than the notice's own writes)."""
+    defaults: Config = _config.load({"version": 1})
+    return defaults
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ class Work:
         config = self.store.config.cached()
         if config:
             return dict(config, park_id=self.park_id)
-        return dict(_config.load({"version": 1}), park_id=self.park_id, version=0)
+        return dict(copy.deepcopy(_defaults()), park_id=self.park_id, version=0)
 
 
 def render(work: Work, title: str, body: str, data: Doc, tz: tzinfo, key: str, locale: str) -> tuple[str, str]:
