@@ -14,7 +14,6 @@ This class decodes a call, hands it to the service layer (handlers/:
 people, fanout, sending) with the park's repository, and encodes the answer.
 """
 import time
-from datetime import timedelta
 
 from eventlet.greenpool import GreenPool
 from nameko.extensions import DependencyProvider
@@ -73,7 +72,6 @@ class Channels(DependencyProvider):
 class NotifyService:
     name = "notify"
     _last_tick = 0  # the period of the last pass (see tick)
-    _last_housekeeping = 0.0
     _last_round = -1e9  # when the send loop last rang every park's alarm (SWEEP_ROUND_S)
 
     log = Observability()
@@ -230,38 +228,31 @@ class NotifyService:
             return
         NotifyService._last_tick = period
         round_ = time.monotonic() - NotifyService._last_round >= settings.get_float("SWEEP_ROUND_S")
-        housekeeping = time.monotonic() - NotifyService._last_housekeeping > 60 or round_
-        if housekeeping:
-            NotifyService._last_housekeeping = time.monotonic()
         now = utcnow()
         alarms = Alarms(self.db, SEND_LOOP)
-        everyone = [park_id for park_id, _ in self.db.partitions(
-            "pending", "the send loop's rounds and housekeeping visit every park with a send queue")
-            if park_id] if housekeeping else []
         if round_:
             # a process's first pass, then every SWEEP_ROUND_S: every park's alarm rung now, for
-            # what no alarm was rung for (queues from before alarms, a ring lost with its process)
+            # what no alarm was rung for (queues from before alarms, a ring lost with its process),
+            # and every park's housekeeping done
             NotifyService._last_round = time.monotonic()
-            for park_id in everyone:
-                alarms.ring(park_id, now)
+            for park_id, _ in self.db.partitions("pending", "the send loop's round visits every park "
+                                                            "with a send queue"):
+                if park_id:
+                    alarms.ring(park_id, now)
         # only the parks whose alarm rang: a park with nothing due costs no read (lamplight.alarms)
         rung = alarms.rung(now)
-        parks = sorted(set(rung) | set(everyone))
         # every park in a green thread of its own: a park pacing its sends through the second, or
         # waiting on a slow provider, holds its own thread, not the other parks' turn
         for _ in GreenPool(settings.get_int("NOTIFY_PARKS_AT_ONCE")).imap(
-                lambda park_id: self._tick_park(alarms, park_id, rung.get(park_id), housekeeping), parks):
+                lambda park_id: self._tick_park(alarms, park_id, rung[park_id], round_), sorted(rung)):
             pass
 
-    def _tick_park(self, alarms, park_id, version, housekeeping):
+    def _tick_park(self, alarms, park_id, version, round_):
         try:
             work = self._work(park_id)
-            if version is not None:
-                sending.send_due(work)
-                sending.settle(work, alarms, version)
-            if housekeeping:
-                work.store.drop_leases(utcnow() - timedelta(minutes=10))
-                fanout.finish_abandoned(work, utcnow())
+            sending.send_due(work)
+            sending.housekeep(work, utcnow(), every_park=round_)
+            sending.settle(work, alarms, version)
         except Exception as exc:  # one park's trouble must not stop the others' notices
             self.log.error("notify.send_loop_failed", park_id=park_id, error="{}: {}".format(
                 type(exc).__name__, exc))

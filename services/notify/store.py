@@ -13,7 +13,7 @@ two processes never send the same attempt (written when the stock development
 server's conditional updates were not atomic; it holds on every server, and
 the log line is wanted anyway).
 """
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
@@ -50,12 +50,18 @@ INDEXES = {
     "pending": [IndexModel([("park_id", ASCENDING), ("rank", ASCENDING), ("due_at", ASCENDING)],
                            name="park_rank_due"),
                 IndexModel([("park_id", ASCENDING), ("due_at", ASCENDING)], name="park_due")],
+    # the send loop's housekeeping: a fan-out that died with its process, oldest first
+    "broadcasts": [IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("requested_at", ASCENDING)],
+                              name="park_status_requested")],
     "configs": [],
     **ALARM_INDEXES,
 }
 # the send loop's alarms (lamplight.alarms): rung by every write to a park's send queue
 SEND_LOOP = "send"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# a broadcast still fanning out this long after it was asked for lost its process: the send loop
+# finishes it (its alarm is rung for then when the broadcast is stored)
+ABANDONED_AFTER = timedelta(minutes=5)
 PROFILE_FIELDS = ("locale", "addresses", "channels", "opted_out", "shifts", "member_id", "building", "teams", "roles")
 CHUNK = 1000
 
@@ -266,8 +272,12 @@ class NotifyStore:
 
     # broadcasts ------------------------------------------------------------------------
     def add_broadcast(self, doc):
-        """(the broadcast stored, created): the one already under that id if there is one."""
-        return self.broadcasts.insert_or_get(doc)
+        """(the broadcast stored, created): the one already under that id if there is one.
+        The send loop's alarm is rung for when the fan-out would count as abandoned."""
+        stored, created = self.broadcasts.insert_or_get(doc)
+        if created:
+            self.alarm.ring(doc["requested_at"] + ABANDONED_AFTER)
+        return stored, created
 
     def broadcast(self, broadcast_id):
         return self.broadcasts.find_one({"_id": broadcast_id}, {"_outbox": 0})
@@ -276,4 +286,11 @@ class NotifyStore:
         return self.broadcasts.update_one({"_id": broadcast_id}, update).matched_count == 1
 
     def unfinished_broadcasts(self, before):
-        return list(self.broadcasts.find({"status": "fanning_out", "requested_at": {"$lt": before}}))
+        return list(self.broadcasts.find({"status": "fanning_out", "requested_at": {"$gte": _EPOCH, "$lt": before}}))
+
+    def first_unfinished_broadcast(self):
+        """When the oldest broadcast still fanning out was asked for, or None."""
+        for doc in self.broadcasts.find({"status": "fanning_out", "requested_at": {"$gte": _EPOCH}},
+                                        {"requested_at": 1}).sort("requested_at", ASCENDING).limit(1):
+            return doc["requested_at"]
+        return None

@@ -13,11 +13,14 @@ from nameko import config
 from nameko.standalone.rpc import ClusterRpcClient
 from prometheus_client import REGISTRY
 
+from lamplight.clock import utcnow
 from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict
 from services.notify import domain
 from services.notify.service import NotifyService
+from services.notify.store import INDEXES, PARTITIONED, NotifyStore
 from tests.conftest import finds_during, wait_for
+from tests.integration.server_repos import server_store
 
 
 @pytest.fixture
@@ -458,6 +461,28 @@ def test_emergency_mode_alerts_the_whole_park(notify, peers, broker):
     wait_for(lambda: all(notify.inbox(park, rid) for rid in ("w-1", "w-2")), what="the alert in every inbox")
     (notice,) = notify.inbox(park, "w-1")
     assert notice["title"] == "紧急通知" and "暴雨红色预警" in notice["body"] and notice["priority"] == "critical"
+
+
+def test_a_broadcast_whose_fan_out_died_is_finished_by_the_send_loop_when_its_alarm_rings(
+        notify, peers, broker, mongo_client, db_prefix):
+    # A fan-out that died with its process leaves its broadcast "fanning_out". Storing the
+    # broadcast rang the park's send alarm for when it would count as abandoned (5 minutes
+    # after it was asked for; here that time is past), so the loop finishes it on its next
+    # pass, not at its next round of every park (SWEEP_ROUND_S) or housekeeping minute.
+    park = new_park(notify, peers)
+    person(notify, park, "w", ["webhook"], port=peers.http_port)
+    store = NotifyStore(server_store(mongo_client, db_prefix, "notify", INDEXES, PARTITIONED), park)
+    broadcast_id = "bc-died-" + uuid.uuid4().hex[:6]
+    store.add_broadcast({
+        "_id": broadcast_id, "broadcast_id": broadcast_id, "type": "broadcast.requested",
+        "title": "停水通知", "body": "今晚22点起停水两小时。", "audience": {"kind": "park", "value": None},
+        "critical": False, "channels": None, "actor": "desk-1", "fingerprint": "f",
+        "requested_at": utcnow() - timedelta(minutes=6), "status": "fanning_out"})
+    started = time.monotonic()
+    wait_for(lambda: notify.get_broadcast(park, broadcast_id)["status"] == "done", timeout=10.0,
+             what="the abandoned fan-out finished")
+    assert time.monotonic() - started < 10.0
+    assert notify.inbox(park, "w")[0]["title"] == "停水通知"
 
 
 # templates, bad input ----------------------------------------------------------------------------

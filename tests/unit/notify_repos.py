@@ -197,3 +197,7 @@ class InMemoryNotifyStore:
     def unfinished_broadcasts(self, before):
         return _copies([d for d in self.broadcasts.values()
                         if d["status"] == "fanning_out" and d["requested_at"] < before])
+
+    def first_unfinished_broadcast(self):
+        return min((d["requested_at"] for d in self.broadcasts.values() if d["status"] == "fanning_out"),
+                   default=None)

@@ -1,7 +1,7 @@
 """Events and broadcasts become notices: who they concern, on which channels,
 when, with which words; the notices are written with their delivery log and,
 for what shows in the app, their notice.sent events."""
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from lamplight.clock import utcnow
@@ -12,7 +12,7 @@ from services.notify import domain
 from services.notify.handlers import Work, count, notice_event, render
 from services.notify.metrics import NOTIFY_UNRESOLVED
 from services.notify.schemas import BroadcastEventSchema
-from services.notify.store import chunks
+from services.notify.store import ABANDONED_AFTER, chunks
 
 _broadcast_event = BroadcastEventSchema()
 
@@ -159,5 +159,5 @@ def fan_out(work: Work, doc: Doc) -> Doc:
 
 def finish_abandoned(work: Work, now: datetime) -> None:
     """A broadcast whose fan-out died with its process, and whose event is settled: finish it."""
-    for doc in work.store.unfinished_broadcasts(now - timedelta(minutes=5)):
+    for doc in work.store.unfinished_broadcasts(now - ABANDONED_AFTER):
         fan_out(work, doc)

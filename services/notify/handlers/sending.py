@@ -16,12 +16,16 @@ from lamplight.clock import utcnow
 from lamplight.shapes import Config, Doc, Envelope
 from services.notify import domain
 from services.notify.channels import SendFailed, adapter_for
-from services.notify.handlers import Work, notice_event, render
+from services.notify.handlers import Work, fanout, notice_event, render
 from services.notify.metrics import NOTICE_SEND_LAG, NOTICE_SEND_SECONDS, NOTICES, NOTICES_PENDING
-from services.notify.store import chunks
+from services.notify.store import ABANDONED_AFTER, chunks
 
 # park -> when this process last counted its pending sends (NOTIFY_PENDING_GAUGE_S)
 _PENDING_COUNTED: dict[str, float] = {}
+# park -> when this process last did its housekeeping (``housekeep``)
+_HOUSEKEPT: dict[str, float] = {}
+HOUSEKEEPING_S = 60.0
+LEASES_KEPT = timedelta(minutes=10)  # a rate window's or digest's lease, long past its window
 
 
 class Ready(NamedTuple):
@@ -93,13 +97,36 @@ def send_due(work: Work) -> Doc:
     return {"due": len(due), "finished": len(finished)}
 
 
+def housekeep(work: Work, now: datetime, every_park: bool) -> None:
+    """A visited park's leases of past windows dropped, and a broadcast whose
+    fan-out died with its process finished: at most once a minute per park in
+    a process, and for every park in the loop's rounds (SWEEP_ROUND_S). A park
+    the loop does not visit takes no leases and starts no fan-out, so it has
+    nothing to tidy between rounds."""
+    last = _HOUSEKEPT.get(work.park_id)
+    if not every_park and last is not None and time.monotonic() - last < HOUSEKEEPING_S:
+        return
+    _HOUSEKEPT[work.park_id] = time.monotonic()
+    work.store.drop_leases(now - LEASES_KEPT)
+    fanout.finish_abandoned(work, now)
+
+
 def settle(work: Work, alarms: Alarms, version: int) -> None:
     """After a pass of the loop over a park whose alarm was at ``version``:
     the alarm waits for the park's next due send, or for nothing when the
-    queue is empty; left rung while something is due (a rate limit's rest)."""
+    queue is empty; left rung while something is due (a rate limit's rest).
+    A broadcast still fanning out brings the alarm back when it would count
+    as abandoned (and the park's housekeeping is due), for ``housekeep``."""
     nxt = work.store.next_due()
-    if nxt is not None and nxt <= utcnow():
+    now = utcnow()
+    if nxt is not None and nxt <= now:
         return
+    unfinished = work.store.first_unfinished_broadcast()
+    if unfinished is not None:
+        last = _HOUSEKEPT.get(work.park_id, float("-inf"))
+        tidy_in = max(0.0, last + HOUSEKEEPING_S - time.monotonic())
+        check = max(unfinished + ABANDONED_AFTER, now + timedelta(seconds=tidy_in))
+        nxt = check if nxt is None else min(nxt, check)
     if alarms.settle(work.park_id, version, nxt):
         # the park is not visited until then: its gauge is counted as it goes quiet
         _PENDING_COUNTED[work.park_id] = time.monotonic()
