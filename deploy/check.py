@@ -17,6 +17,8 @@
    prod.
 5. `promtool check rules` and `promtool test rules` (a unit test per alert).
 6. Every metric a dashboard or an alert uses is one the code exports (or RabbitMQ's plugin).
+7. A gauge of a whole park's count, which every replica that visits the park sets to the same
+   number, is first aggregated with max, never summed across processes.
 
 Exit 1 with every problem listed, each naming the render, the object and what is wrong.
 """
@@ -45,6 +47,10 @@ SLOWEST_HANDLER_S = 30
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 # metrics RabbitMQ's prometheus plugin exports (/metrics/detailed), used by the alerts
 EXTERNAL_METRICS = {"rabbitmq_detailed_queue_messages", "rabbitmq_detailed_queue_consumers"}
+# gauges of a whole park's count: each replica of the service whose loop visits the park (two needs
+# pods, two notify-bulk pods) counts the park's needs or queue and reports the same number, so a sum
+# across processes counts the park twice; an expression takes max over the processes first
+PARK_COUNT_GAUGES = ("lamplight_needs_open", "lamplight_needs_overdue", "lamplight_notices_pending")
 
 
 def run(cmd, **kwargs):
@@ -435,22 +441,28 @@ def exported_metrics():
     return names
 
 
+def _expressions():
+    """(where, expr) of every dashboard panel and alert rule."""
+    for path in sorted((MONITORING / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                yield "{} panel '{}'".format(path.name, panel["title"]), target["expr"]
+    for group in rule_groups()["groups"]:
+        for rule in group["rules"]:
+            yield "alert {}".format(rule.get("alert") or rule.get("record")), rule["expr"]
+
+
 def used_metrics():
     """{metric: [where]} of every metric name in the dashboards and the alert rules."""
     used = {}
     pattern = re.compile(r"\b((?:lamplight|rabbitmq)_[a-z0-9_]+)")
+    for where, expr in _expressions():
+        for metric in pattern.findall(expr):
+            used.setdefault(metric, []).append(where)
     for path in sorted((MONITORING / "dashboards").glob("*.json")):
-        for panel in json.loads(path.read_text())["panels"]:
-            for target in panel.get("targets", []):
-                for metric in pattern.findall(target["expr"]):
-                    used.setdefault(metric, []).append("{} panel '{}'".format(path.name, panel["title"]))
         for var in json.loads(path.read_text())["templating"]["list"]:
             for metric in pattern.findall(json.dumps(var.get("query", ""))):
                 used.setdefault(metric, []).append("{} variable {}".format(path.name, var["name"]))
-    for group in rule_groups()["groups"]:
-        for rule in group["rules"]:
-            for metric in pattern.findall(rule["expr"]):
-                used.setdefault(metric, []).append("alert {}".format(rule.get("alert") or rule.get("record")))
     return used
 
 
@@ -458,6 +470,18 @@ def metrics_check():
     known = exported_metrics() | EXTERNAL_METRICS
     return ["{} uses {}, which no code exports".format(", ".join(sorted(set(where))), metric)
             for metric, where in sorted(used_metrics().items()) if metric not in known]
+
+
+def park_count_check():
+    problems = []
+    for where, expr in _expressions():
+        for metric in PARK_COUNT_GAUGES:
+            uses = len(re.findall(r"\b{}\b".format(metric), expr))
+            under_max = len(re.findall(r"\bmax(?:\s+by\s*\([^)]*\))?\s*\(\s*{}\b".format(metric), expr))
+            if uses > under_max:
+                problems.append("{} aggregates {} other than with max first: every replica reports the "
+                                "whole park's count ({})".format(where, metric, expr.strip()))
+    return problems
 
 
 def main(argv=None):
@@ -481,6 +505,7 @@ def main(argv=None):
         problems += policies(name, objects)
     problems += promtool()
     problems += metrics_check()
+    problems += park_count_check()
     if args.counts and args.counts in rendered:
         for kind, n in sorted(Counter(o["kind"] for o in rendered[args.counts]).items()):
             print("{:>4}  {}".format(n, kind))
