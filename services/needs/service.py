@@ -64,6 +64,7 @@ class NeedsService:
     # one sweep per interval per worker class, the first one interval after start
     _last_sweep = time.monotonic()
     _last_round = -1e9  # when the sweep last rang every park's alarm
+    _last_count = -1e9  # when the sweep last counted every park's open needs
 
     # configuration ------------------------------------------------------------------
     @subscribe("gateway", "park.configured")
@@ -181,14 +182,24 @@ class NeedsService:
             return
         NeedsService._last_sweep = time.monotonic()
         alarms = Alarms(self.db, SWEEP_LOOP)
-        if time.monotonic() - NeedsService._last_round >= min(settings.get_float("SWEEP_ROUND_S"),
-                                                              settings.get_float("NEEDS_OPEN_GAUGE_S")):
-            # a process's first sweep, then every SWEEP_ROUND_S (or NEEDS_OPEN_GAUGE_S, for the open
-            # needs' count): every park's alarm rung now, for what no alarm was rung for (needs
-            # from before alarms, a ring lost with the process that was to ring it)
-            NeedsService._last_round = time.monotonic()
+        if time.monotonic() - NeedsService._last_round >= settings.get_float("SWEEP_ROUND_S"):
+            # a process's first sweep, then every SWEEP_ROUND_S: every park's alarm rung now, for
+            # what no alarm was rung for (needs from before alarms, a ring lost with the process
+            # that was to ring it)
+            NeedsService._last_round = NeedsService._last_count = time.monotonic()
             for park_id in parks_with_config(self.db):
                 alarms.ring(park_id, utcnow())
+        elif time.monotonic() - NeedsService._last_count >= settings.get_float("NEEDS_OPEN_GAUGE_S"):
+            # between rounds, every NEEDS_OPEN_GAUGE_S: each park's open needs counted, one read,
+            # not a visit of the sweep (its due needs, overdue count and next due times); a need
+            # cancelled or closed rings no alarm, and the count must still follow it
+            NeedsService._last_count = time.monotonic()
+            for park_id in parks_with_config(self.db):
+                try:
+                    store = NeedsStore(self.db, park_id)
+                    lifecycle.count_open(store, self._taxonomy(store))
+                except Exception as exc:  # one park's trouble must not stop the others' counts
+                    self.log.error("needs.count_failed", park_id=park_id, error=str(exc))
         # only the parks whose alarm rang: a park with nothing due costs no read (lamplight.alarms)
         for park_id, version in sorted(alarms.rung(utcnow()).items()):
             try:

@@ -163,16 +163,25 @@ def swept(work: Work, taxonomy: domain.Taxonomy, batch: int) -> tuple[dict[str, 
     overdue = store.overdue_counts(utcnow(), domain.CLOCK_RUNNING)
     for category in taxonomy.categories:
         NEEDS_OVERDUE.labels(store.park_id, category).set(overdue.get(category, 0))
-    if time.monotonic() - _OPEN_COUNTED.get(store.park_id, -1e9) >= settings.get_float("NEEDS_OPEN_GAUGE_S"):
-        _OPEN_COUNTED[store.park_id] = time.monotonic()
-        opened = store.open_counts(domain.OPEN)
-        for category in taxonomy.categories:
-            NEEDS_OPEN.labels(store.park_id, category).set(opened.get(category, 0))
+    count_open(store, taxonomy)
     if len(late) >= batch or len(found) - len(late) >= batch:
         return done, now  # more than a batch was due: the next sweep goes on at once
     wanted = [domain.next_rung_at(need, taxonomy.ladder, now) for need in late]
     return done, min((at for at in wanted + [store.next_due(now, domain.CLOCK_RUNNING)] if at is not None),
                      default=None)
+
+
+def count_open(store: Any, taxonomy: domain.Taxonomy) -> bool:
+    """The park's open needs counted for ``lamplight_needs_open`` (a read of
+    every open need), unless this process counted them within
+    NEEDS_OPEN_GAUGE_S. True when it counted."""
+    if time.monotonic() - _OPEN_COUNTED.get(store.park_id, -1e9) < settings.get_float("NEEDS_OPEN_GAUGE_S"):
+        return False
+    _OPEN_COUNTED[store.park_id] = time.monotonic()
+    opened = store.open_counts(domain.OPEN)
+    for category in taxonomy.categories:
+        NEEDS_OPEN.labels(store.park_id, category).set(opened.get(category, 0))
+    return True
 
 
 def _sweep_args(need: Doc, action: str, level: Any, taxonomy: domain.Taxonomy, now: Any) -> Doc:
