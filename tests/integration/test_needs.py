@@ -2,6 +2,7 @@
 RPC: taxonomy and bad input, idempotency and duplicates, batch intake, the
 lifecycle driven by desks and by dispatch events, the clock, the supervision
 sweep, evaluation, the echo wall, the three lists and statistics."""
+import contextlib
 import json
 import time
 import uuid
@@ -226,32 +227,40 @@ def test_waiting_on_the_requester_pauses_the_clock(needs, fast_park, need_events
     assert "need.overdue" not in types(need_events(need["id"]))
 
 
+@contextlib.contextmanager
+def six_parks_on_the_timer(container_factory, settings, park_config):
+    """A needs service run with ``settings`` (its timer's sweep on), and six new
+    parks configured with ``park_config``: (the service's RPC proxy, the parks)."""
+    with config.patch(settings):
+        container = container_factory(NeedsService)
+        container.start()
+        with ClusterRpcClient(uri=config["AMQP_URI"]) as client:
+            parks = ["q" + uuid.uuid4().hex[:8] for _ in range(6)]
+            for park in parks:
+                client.needs.set_config(park, park_config)
+            yield client.needs, parks
+
+
 def test_the_sweep_reads_no_quiet_parks_needs_and_comes_when_a_time_limit_passes(
         container_factory, service_config, need_events):
     # Six parks and nothing due: once the sweep's first round has seen them, the sweeps (every
     # second here) read none of their needs (lamplight.alarms). A need submitted in one rings its
     # alarm at its time limit: the timer's sweep marks it overdue then, climbs the ladder 2 s
     # later, and counts the park's overdue needs again as soon as it is resolved.
-    with config.patch({"NEEDS_SWEEP_INTERVAL_S": 0.5}):
-        container = container_factory(NeedsService)
-        container.start()
-        with ClusterRpcClient(uri=config["AMQP_URI"]) as client:
-            needs = client.needs
-            parks = ["q" + uuid.uuid4().hex[:8] for _ in range(6)]
-            for park in parks:
-                needs.set_config(park, fast_needs_config())
-            time.sleep(1.5)  # the first round, and the visits that setting each configuration rang
-            assert finds_during(2.0, "needs", "needs") == 0
-            need = needs.submit(parks[3], WAGES)
-            events = wait_for(lambda: (lambda ev: ev if "need.supervision_raised" in types(ev) else None)(
-                need_events(need["id"])), timeout=15, what="overdue, then the ladder's next rung, by the timer")
-            assert types(events)[-2:] == ["need.overdue", "need.supervision_raised"]
-            category = needs.get(parks[3], need["id"])["category"]
-            assert NEEDS_OVERDUE.labels(parks[3], category)._value.get() == 1
-            needs.act(parks[3], need["id"], "assign", {"actor": "desk-01", "unit": "劳动监察大队"})
-            needs.act(parks[3], need["id"], "resolve", {"actor": "desk-01"})
-            wait_for(lambda: NEEDS_OVERDUE.labels(parks[3], category)._value.get() == 0, timeout=5,
-                     what="the overdue count once it was resolved")
+    settings = {"NEEDS_SWEEP_INTERVAL_S": 0.5}
+    with six_parks_on_the_timer(container_factory, settings, fast_needs_config()) as (needs, parks):
+        time.sleep(1.5)  # the first round, and the visits that setting each configuration rang
+        assert finds_during(2.0, "needs", "needs") == 0
+        need = needs.submit(parks[3], WAGES)
+        events = wait_for(lambda: (lambda ev: ev if "need.supervision_raised" in types(ev) else None)(
+            need_events(need["id"])), timeout=15, what="overdue, then the ladder's next rung, by the timer")
+        assert types(events)[-2:] == ["need.overdue", "need.supervision_raised"]
+        category = needs.get(parks[3], need["id"])["category"]
+        assert NEEDS_OVERDUE.labels(parks[3], category)._value.get() == 1
+        needs.act(parks[3], need["id"], "assign", {"actor": "desk-01", "unit": "劳动监察大队"})
+        needs.act(parks[3], need["id"], "resolve", {"actor": "desk-01"})
+        wait_for(lambda: NEEDS_OVERDUE.labels(parks[3], category)._value.get() == 0, timeout=5,
+                 what="the overdue count once it was resolved")
 
 
 def test_quiet_parks_open_needs_are_counted_each_period_with_one_read_not_a_visit_of_the_sweep(
@@ -260,24 +269,18 @@ def test_quiet_parks_open_needs_are_counted_each_period_with_one_read_not_a_visi
     # ringing every park for it made the sweep visit each (due needs, lapsed evaluations, overdue
     # count, next due times): 66 reads in 4 s here. A need cancelled, which rings no alarm, leaves
     # the count within the period.
-    with config.patch({"NEEDS_SWEEP_INTERVAL_S": 0.5, "NEEDS_OPEN_GAUGE_S": 2.0}):
-        container = container_factory(NeedsService)
-        container.start()
-        with ClusterRpcClient(uri=config["AMQP_URI"]) as client:
-            needs = client.needs
-            parks = ["c" + uuid.uuid4().hex[:8] for _ in range(6)]
-            for park in parks:
-                needs.set_config(park, needs_config())
-            need = needs.submit(parks[0], WAGES)
-            category = needs.get(parks[0], need["id"])["category"]
-            wait_for(lambda: NEEDS_OPEN.labels(parks[0], category)._value.get() == 1, timeout=5,
-                     what="the open need counted")
-            time.sleep(1.0)  # the first round's visits, and those that configuring and submitting rang
-            reads = finds_during(4.0, "needs", "needs")
-            assert 0 < reads <= 2 * len(parks) + 2  # two periods: one read a park each, a period's edge
-            needs.act(parks[0], need["id"], "cancel", {"actor": "desk-01", "reason": "重复提交"})
-            wait_for(lambda: NEEDS_OPEN.labels(parks[0], category)._value.get() == 0, timeout=5,
-                     what="the cancelled need out of the count")
+    settings = {"NEEDS_SWEEP_INTERVAL_S": 0.5, "NEEDS_OPEN_GAUGE_S": 2.0}
+    with six_parks_on_the_timer(container_factory, settings, needs_config()) as (needs, parks):
+        need = needs.submit(parks[0], WAGES)
+        category = needs.get(parks[0], need["id"])["category"]
+        wait_for(lambda: NEEDS_OPEN.labels(parks[0], category)._value.get() == 1, timeout=5,
+                 what="the open need counted")
+        time.sleep(1.0)  # the first round's visits, and those that configuring and submitting rang
+        reads = finds_during(4.0, "needs", "needs")
+        assert 0 < reads <= 2 * len(parks) + 2  # two periods: one read a park each, a period's edge
+        needs.act(parks[0], need["id"], "cancel", {"actor": "desk-01", "reason": "重复提交"})
+        wait_for(lambda: NEEDS_OPEN.labels(parks[0], category)._value.get() == 0, timeout=5,
+                 what="the cancelled need out of the count")
 
 
 def test_overdue_is_published_once_per_crossing_and_the_ladder_climbs(needs, fast_park, need_events):
