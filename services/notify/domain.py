@@ -193,8 +193,8 @@ TEMPLATES_KEPT = 4096
 
 @lru_cache(maxsize=TEMPLATES_KEPT)
 def _compiled(source: str) -> Template:
-    # parsing and compiling a template to Python costs about a millisecond,
-    # more than rendering it; a Template renders safely from many threads
+    # parsing and compiling a template again for every notice was a quarter of
+    # notify's busy time under ./dev bench; a Template renders safely from many threads
     return _ENV.from_string(source)
 
 
