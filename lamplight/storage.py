@@ -24,7 +24,7 @@ from pymongo.collection import Collection
 from pymongo.command_cursor import CommandCursor
 from pymongo.cursor import Cursor
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.results import DeleteResult, UpdateResult
 
 from lamplight import logs, settings
@@ -39,6 +39,7 @@ PARK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # They are platform-wide bookkeeping, not park data, so they are the one
 # exception to "every index starts with park_id".
 KERNEL_COLLECTIONS = frozenset({"_writers", "_alarms"})
+INDEX_NOT_FOUND = 27  # the server's code for dropping an index that is not there
 
 
 class RequestCounter(monitoring.CommandListener):
@@ -585,12 +586,16 @@ class Mongo(DependencyProvider):
 
     ``indexes`` maps collection name to IndexModels, created at start;
     ``group_commit`` names collections whose inserts are batched;
-    ``partitioned`` names collections kept per park (see :class:`Partitions`).
+    ``partitioned`` names collections kept per park (see :class:`Partitions`);
+    ``retired`` maps collection name to the names of indexes an earlier
+    release made and nothing reads any more, dropped at start (each costs
+    every write of the collection).
     """
 
     def __init__(self, indexes: dict[str, list[IndexModel]] | None = None, group_commit: Iterable[str] = (),
-                 partitioned: Iterable[str] = ()) -> None:
+                 partitioned: Iterable[str] = (), retired: dict[str, list[str]] | None = None) -> None:
         self.indexes = {name: list(models) for name, models in (indexes or {}).items()}
+        self.retired = {name: list(names) for name, names in (retired or {}).items()}
         self.group_commit = tuple(group_commit)
         self.partitioned = frozenset(partitioned)
         check_indexes(self.indexes)
@@ -642,6 +647,15 @@ class Mongo(DependencyProvider):
                 # connection when one createIndexes re-creates several
                 if model.document["name"] not in existing:
                     self.db[collection].create_indexes([model])
+        for collection, names in self.retired.items():
+            existing = set(self.db[collection].index_information())
+            for name in names:
+                if name in existing:
+                    try:
+                        self.db[collection].drop_index(name)
+                    except OperationFailure as exc:
+                        if exc.code != INDEX_NOT_FOUND:
+                            raise  # else another replica dropped it first
         self.started = True
         for committer in list(self.committers.values()):
             self._run(committer)

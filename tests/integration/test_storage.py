@@ -40,6 +40,25 @@ def test_indexes_are_created_at_start(store, db):
     assert {"park_kind", "park_key"} <= set(db("storage").things.index_information())
 
 
+class RetiringService:
+    name = "storage"
+    db = Mongo(indexes={"things": INDEXES["things"][1:]}, retired={"things": ["park_kind", "never_made"]})
+
+    @rpc
+    def noop(self):
+        pass
+
+
+def test_a_retired_index_is_dropped_at_start_and_one_already_gone_is_no_error(container_factory, service_config, db):
+    container_factory(StorageService).start()
+    assert "park_kind" in db("storage").things.index_information()
+    for _ in range(2):  # the second start finds it gone
+        container = container_factory(RetiringService)
+        container.start()
+        container.stop()
+    assert set(db("storage").things.index_information()) == {"_id_", "park_key"}
+
+
 def test_indexes_are_not_recreated_on_restart(container_factory, service_config, db):
     # FerretDB 1.24 drops the connection on a createIndexes that re-creates several
     for _ in range(2):
