@@ -14,7 +14,7 @@ import difflib
 import hashlib
 import re
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from lamplight.errors import DomainError
@@ -115,8 +115,12 @@ STATE_FIELDS = (
     "paused_seconds", "responder_id", "member_id", "task_id", "resolved_at", "closed_at",
     "evaluation_due", "evaluation", "overdue_for", "overdue_count", "ladder_level", "escalated_to",
     "rejection", "cancel_reason", "duplicate_of", "reopen_count", "reviews", "routing", "public",
-    "public_title", "public_notes",
+    "public_title", "public_notes", "sweep_at",
 )
+# the sweep_at of a need the time-limit sweep has nothing more to do with (it is waiting on its
+# requester, closed, cancelled...): a date, not null, so that a need written before sweep_at
+# existed (null in an index) is told apart from it and filled in (NeedsStore.fill_sweep_at)
+NO_SWEEP = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -135,6 +139,7 @@ def initial_state(args: Doc, at: datetime) -> Doc:
         "escalated_to": None, "rejection": None, "cancel_reason": None, "duplicate_of": None,
         "reopen_count": 0, "reviews": {}, "routing": 0, "public": args.get("public", True),
         "public_title": args["public_title"], "public_notes": [],
+        "sweep_at": at + timedelta(minutes=args["due_minutes"]),
     }
 
 
@@ -152,6 +157,7 @@ def apply(state: Doc, action: str, args: Doc, at: datetime, submitted_at: dateti
         changes["public_notes"] = state["public_notes"] + [
             {"at": at, "status": status, "note": args["public_note"]}]
     changes.update(_CHANGES[action](state, args, at, submitted_at))
+    changes["sweep_at"] = sweep_at(dict(state, **changes))
     return changes
 
 
@@ -403,6 +409,15 @@ def sweep_wanted(before: Doc | None, after: Doc, now: datetime) -> datetime | No
     # no sooner than before: the alarm rings by then already (rung for it, and a sweep settles
     # no later than any need's time limit or evaluation deadline ahead)
     return wanted if wanted is not None and (was is None or wanted < was) else None
+
+
+def sweep_at(need: Doc) -> datetime:
+    """When the time-limit sweep has something to do with ``need``: its due
+    time while its clock runs (and from then on, while it is late), its
+    evaluation deadline once resolved; NO_SWEEP otherwise. Kept on the need,
+    so that a park's sweep reads its due needs, and the next time it is
+    wanted, each as one range of one index."""
+    return _wanted(need) or NO_SWEEP
 
 
 def _wanted(need: Doc) -> datetime | None:

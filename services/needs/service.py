@@ -36,7 +36,7 @@ from services.needs.schemas import (
     TaskEventSchema,
     WallEntryChangedSchema,
 )
-from services.needs.store import INDEXES, SWEEP_LOOP, NeedsStore, parks_with_config, utcnow
+from services.needs.store import INDEXES, RETIRED_INDEXES, SWEEP_LOOP, NeedsStore, parks_with_config, utcnow
 
 SWEEP_BATCH = 500
 _submission = NeedSubmissionSchema()
@@ -58,7 +58,7 @@ class NeedsService:
 
     log = Observability()
     configs = ConfigWatch()  # keeps this process's cache of park configurations true
-    db = Mongo(indexes=INDEXES, group_commit=("needs",))
+    db = Mongo(indexes=INDEXES, group_commit=("needs",), retired=RETIRED_INDEXES)
     events = EventOutbox(collections=("needs", "followers"))
 
     # one sweep per interval per worker class, the first one interval after start

@@ -26,9 +26,9 @@ INDEXES = {
         IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("due_at", ASCENDING)],
                    name="park_status_due"),
         IndexModel([("park_id", ASCENDING), ("item", ASCENDING), ("status", ASCENDING)], name="park_item_status"),
-        # the sweep's second question: resolved needs whose evaluation window has closed
-        IndexModel([("park_id", ASCENDING), ("status", ASCENDING), ("evaluation_due", ASCENDING)],
-                   name="park_status_evaluation_due"),
+        # the time-limit sweep: the needs due (late, or their evaluation window closed) and the
+        # next time one is, each one range of this index (domain.sweep_at)
+        IndexModel([("park_id", ASCENDING), ("sweep_at", ASCENDING)], name="park_sweep_at"),
     ],
     "wall": [
         # a page filtered by status or category reads that status's or category's lines only
@@ -46,6 +46,9 @@ INDEXES = {
     ],
     **ALARM_INDEXES,
 }
+# indexes an earlier release made that nothing reads now (the sweep read resolved needs by
+# evaluation deadline through it, before sweep_at), dropped when a needs process starts
+RETIRED_INDEXES = {"needs": ["park_status_evaluation_due"]}
 # the sweep's alarms (lamplight.alarms): rung by every write of a need at the time the sweep
 # wants it (services.needs.domain.sweep_wanted)
 SWEEP_LOOP = "sweep"
@@ -119,40 +122,45 @@ class NeedsStore:
             self.alarm.ring(domain.sweep_wanted(need, dict(need, **fields), utcnow()))
         return written
 
-    def next_due(self, now, running):
-        """The soonest time limit ahead of ``now`` of a need whose clock runs, and
-        the soonest evaluation deadline of a resolved one: a read per status, each
-        the first entry of an index range (read in the index's order)."""
-        due = []
-        for status in running:
-            due += [d["due_at"] for d in self.needs.find({"status": status, "due_at": {"$gt": now}},
-                                                         {"due_at": 1}).sort("due_at", ASCENDING).limit(1)]
-        due += [d["evaluation_due"] for d in self.needs.find(
-            {"status": "resolved", "evaluation_due": {"$gte": datetime(1970, 1, 1, tzinfo=timezone.utc)}},
-            {"evaluation_due": 1}).sort("evaluation_due", ASCENDING).limit(1)]
-        return min(due, default=None)
+    def next_due(self, now):
+        """The soonest sweep_at ahead of ``now`` (a time limit of a need whose
+        clock runs, or an evaluation deadline): the first entry of an index
+        range. None when no need has one."""
+        for doc in self.needs.find({"sweep_at": {"$gt": now, "$lt": domain.NO_SWEEP}},
+                                   {"_id": 0, "sweep_at": 1}).sort("sweep_at", ASCENDING).limit(1):
+            return doc["sweep_at"]
+        return None
 
-    def due_for_sweep(self, now, running, limit):
+    def due_for_sweep(self, now, limit):
         """Needs whose time limit has passed while their clock runs, and
-        resolved needs whose evaluation window has closed."""
-        late = list(self.needs.find({"status": {"$in": list(running)}, "due_at": {"$lte": now}},
-                                    {"timeline": 0, "_outbox": 0}).limit(limit))
-        lapsed = list(self.needs.find({"status": "resolved", "evaluation_due": {"$lte": now}},
-                                      {"timeline": 0, "_outbox": 0}).limit(limit))
-        return late + lapsed
+        resolved needs whose evaluation window has closed: up to ``limit``,
+        soonest first."""
+        return list(self.needs.find({"sweep_at": {"$lte": now}}, {"timeline": 0, "_outbox": 0})
+                    .sort("sweep_at", ASCENDING).limit(limit))
 
-    def open_counts(self, open_statuses):
-        """category -> how many needs are open (a read of every open need)."""
-        opened = {}
-        for doc in self.needs.find({"status": {"$in": list(open_statuses)}}, {"category": 1}):
-            opened[doc["category"]] = opened.get(doc["category"], 0) + 1
-        return opened
+    def correct_sweep_at(self, need, at):
+        """Set the sweep_at of ``need`` (as read, at its version) that was
+        written without one or left as it was by a process of an earlier
+        release, and ring the alarm for it. False when the need changed
+        meanwhile (its change wrote its own)."""
+        if self.needs.update_one({"_id": need["_id"], "version": need["version"]},
+                                 {"$set": {"sweep_at": at}}).modified_count != 1:
+            return False
+        self.alarm.ring(at if at < domain.NO_SWEEP else None)
+        return True
+
+    def open_needs(self, open_statuses):
+        """Every open need of the park, with what its count and its sweep_at
+        are made of."""
+        return self.needs.find({"status": {"$in": list(open_statuses)}},
+                               {"need_id": 1, "version": 1, "category": 1, "status": 1, "due_at": 1,
+                                "evaluation_due": 1, "sweep_at": 1})
 
     def overdue_counts(self, now, running):
         """category -> how many needs with a running clock are past their due
-        time (read through the (park, status, due time) index)."""
+        time (read through the (park, sweep_at) index)."""
         overdue = {}
-        for doc in self.needs.find({"status": {"$in": list(running)}, "due_at": {"$lte": now}}, {"category": 1}):
+        for doc in self.needs.find({"sweep_at": {"$lte": now}, "status": {"$in": list(running)}}, {"category": 1}):
             overdue[doc["category"]] = overdue.get(doc["category"], 0) + 1
         return overdue
 

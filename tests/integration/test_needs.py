@@ -14,6 +14,7 @@ from nameko.standalone.rpc import ClusterRpcClient
 
 from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict, NotFound
+from services.needs import domain
 from services.needs.metrics import NEEDS_OPEN, NEEDS_OVERDUE
 from services.needs.service import NeedsService
 from tests.conftest import finds_during, wait_for
@@ -305,6 +306,49 @@ def test_overdue_is_published_once_per_crossing_and_the_ladder_climbs(needs, fas
     regraded = needs.act(fast_park, need["id"], "triage", {"actor": "desk-01", "grade": "routine"})
     assert regraded["grade"] == "routine" and regraded["overdue_count"] == 1
     assert needs.sweep(fast_park) == {"overdue": 0, "supervise": 0, "close_unevaluated": 0}
+
+
+def needs_read():
+    """How many finds of ``needs`` the needs containers of this process have sent."""
+    from prometheus_client import REGISTRY
+    return REGISTRY.get_sample_value("lamplight_db_requests_total", {
+        "service": "needs", "command": "find", "collection": "needs"}) or 0.0
+
+
+def test_a_visit_of_the_sweep_reads_the_parks_needs_twice_whatever_their_statuses(needs, fast_park):
+    # The needs due (late, or their evaluation window closed) and the next time one is due are each
+    # one range of sweep_at. Read per status, a visit was ten reads: the late and the lapsed, the
+    # overdue count, and the soonest due time of each of six running statuses and of the resolved.
+    late = needs.submit(fast_park, WAGES)
+    time.sleep(2.1)
+    resolved = needs.submit(fast_park, LIGHT)
+    needs.act(fast_park, resolved["id"], "assign", {"actor": "desk-01", "unit": "物业公司"})
+    needs.act(fast_park, resolved["id"], "resolve", {"actor": "desk-01"})
+    waiting = needs.submit(fast_park, dict(LIGHT, title="食堂窗口太少", requester={
+        "kind": "worker", "name": "赵敏", "phone": "13900003333"}))
+    needs.act(fast_park, waiting["id"], "wait", {"actor": "desk-01", "reason": "问清是哪个食堂"})
+    assert needs.sweep(fast_park)["overdue"] == 1  # and the park's open needs counted, once
+    before = needs_read()
+    assert needs.sweep(fast_park) == {"overdue": 0, "supervise": 0, "close_unevaluated": 0}
+    assert needs_read() - before == 2
+    assert needs.get(fast_park, late["id"])["overdue_count"] == 1
+
+
+def test_a_need_without_sweep_at_or_with_one_an_earlier_release_left_is_swept_when_due(needs, fast_park, db):
+    # Needs written before sweep_at existed have none, and a process of an earlier release (during
+    # a rolling update) changes a need without changing its sweep_at: here, resumed and left at
+    # NO_SWEEP. The sweep would never find either. The count of the park's open needs reads every
+    # open need: it sets theirs right, and the sweep that follows finds them due.
+    legacy = needs.submit(fast_park, WAGES)
+    resumed = needs.submit(fast_park, LIGHT)
+    stored = db("needs").needs
+    stored.update_one({"park_id": fast_park, "need_id": legacy["id"]}, {"$unset": {"sweep_at": ""}})
+    stored.update_one({"park_id": fast_park, "need_id": resumed["id"]}, {"$set": {"sweep_at": domain.NO_SWEEP}})
+    time.sleep(2.1)
+    assert needs.sweep(fast_park)["overdue"] + needs.sweep(fast_park)["overdue"] == 2
+    for need in (legacy, resumed):
+        doc = stored.find_one({"park_id": fast_park, "need_id": need["id"]})
+        assert doc["sweep_at"] == doc["due_at"] and doc["overdue_count"] == 1
 
 
 def test_not_fixed_reopens_to_the_same_team_and_silence_closes_by_default(needs, fast_park, need_events):

@@ -71,6 +71,28 @@ def test_waiting_on_the_requester_pauses_the_clock():
     assert domain.is_overdue(need.state, hours(34))
 
 
+def test_sweep_at_is_the_due_time_while_the_clock_runs_the_evaluation_deadline_once_resolved_else_never():
+    # the sweep reads a park's due needs and the next time one is due as ranges of sweep_at alone
+    need = Need()
+    assert need["sweep_at"] == hours(24)
+    need.do("triage", hours(1), category="daily_life", item=None, grade="routine", due_minutes=120, team="orange")
+    assert need["sweep_at"] == hours(2)  # re-graded: the new time limit
+    need.do("wait", hours(1.5), reason="ask for the contract")
+    assert need["sweep_at"] == domain.NO_SWEEP  # the clock is stopped
+    need.do("resume", hours(2.5))
+    assert need["sweep_at"] == need["due_at"] == hours(3)
+    need.do("overdue", hours(4), level="supervisor")
+    assert need["sweep_at"] == hours(3)  # late: due from then on
+    need.do("assign", hours(5), responder_id="rsp_1", member_id="M1", task_id="t1")
+    need.do("resolve", hours(6), evaluation_days=7)
+    assert need["sweep_at"] == need["evaluation_due"] == hours(6 + 7 * 24)
+    need.do("evaluate", hours(7), rating=2, outcome="not_fixed", due_minutes=60)
+    assert need["status"] == domain.REOPENED and need["sweep_at"] == hours(8)
+    need.do("cancel", hours(7.5), reason="moved away")
+    assert need["sweep_at"] == domain.NO_SWEEP
+    assert domain.replay(need.timeline) == need.state
+
+
 def test_overdue_is_marked_once_per_crossing_and_the_ladder_climbs():
     need = Need()
     assert domain.supervision_due(need.state, LADDER, hours(23)) == []

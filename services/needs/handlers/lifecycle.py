@@ -1,5 +1,6 @@
 """The lifecycle: a command on a need, with optimistic concurrency, and the
 events its changes publish."""
+import collections
 import functools
 import time
 from datetime import datetime
@@ -148,7 +149,14 @@ def swept(work: Work, taxonomy: domain.Taxonomy, batch: int) -> tuple[dict[str, 
     a time limit and an evaluation deadline ahead."""
     store, now = work.store, utcnow()
     done = {"overdue": 0, "supervise": 0, "close_unevaluated": 0}
-    found = store.due_for_sweep(now, domain.CLOCK_RUNNING, batch)
+    read = store.due_for_sweep(now, batch)
+    full = len(read) >= batch
+    for need in read:
+        if need.get("sweep_at") != domain.sweep_at(need):
+            # changed by a process of an earlier release, which left sweep_at as it was: set
+            # right, so that the need is swept when it is due and not read again before
+            store.correct_sweep_at(need, domain.sweep_at(need))
+    found = [n for n in read if domain.sweep_at(n) <= now]
     late = [n for n in found if n["status"] in domain.CLOCK_RUNNING]
     for need in found:
         steps = [("close_unevaluated", None)] if domain.evaluation_lapsed(need, now) else \
@@ -160,25 +168,35 @@ def swept(work: Work, taxonomy: domain.Taxonomy, batch: int) -> tuple[dict[str, 
                 done[action] += 1
             except (Skip, Conflict):
                 pass  # another replica's sweep, or a desk, got there first
-    overdue = store.overdue_counts(utcnow(), domain.CLOCK_RUNNING)
+    # every late need was read above unless a batch was full: counted from them, not read again
+    # (a late need stays late through its ladder; it leaves the count through a write that rings)
+    overdue = store.overdue_counts(utcnow(), domain.CLOCK_RUNNING) if full else \
+        collections.Counter(need["category"] for need in late)
     for category in taxonomy.categories:
         NEEDS_OVERDUE.labels(store.park_id, category).set(overdue.get(category, 0))
     count_open(store, taxonomy)
-    if len(late) >= batch or len(found) - len(late) >= batch:
+    if full:
         return done, now  # more than a batch was due: the next sweep goes on at once
     wanted = [domain.next_rung_at(need, taxonomy.ladder, now) for need in late]
-    return done, min((at for at in wanted + [store.next_due(now, domain.CLOCK_RUNNING)] if at is not None),
-                     default=None)
+    return done, min((at for at in wanted + [store.next_due(now)] if at is not None), default=None)
 
 
 def count_open(store: Any, taxonomy: domain.Taxonomy) -> bool:
     """The park's open needs counted for ``lamplight_needs_open`` (a read of
     every open need), unless this process counted them within
-    NEEDS_OPEN_GAUGE_S. True when it counted."""
+    NEEDS_OPEN_GAUGE_S; and the sweep_at of any of them that does not say
+    what its state does set right. True when it counted."""
     if time.monotonic() - _OPEN_COUNTED.get(store.park_id, -1e9) < settings.get_float("NEEDS_OPEN_GAUGE_S"):
         return False
     _OPEN_COUNTED[store.park_id] = time.monotonic()
-    opened = store.open_counts(domain.OPEN)
+    opened: collections.Counter[str] = collections.Counter()
+    for need in store.open_needs(domain.OPEN):
+        opened[need["category"]] += 1
+        if need.get("sweep_at") != domain.sweep_at(need):
+            # written before sweep_at existed, or changed by a process of an earlier release
+            # during a rolling update, which left it as it was: the sweep would not find the need
+            # when it is due
+            store.correct_sweep_at(need, domain.sweep_at(need))
     for category in taxonomy.categories:
         NEEDS_OPEN.labels(store.park_id, category).set(opened.get(category, 0))
     return True
