@@ -249,10 +249,7 @@ class NotifyService:
 
     def _tick_park(self, alarms, park_id, version, round_):
         try:
-            work = self._work(park_id)
-            sending.send_due(work)
-            sending.housekeep(work, utcnow(), every_park=round_)
-            sending.settle(work, alarms, version)
+            sending.visit(self._work(park_id), alarms, version, every_park=round_)
         except Exception as exc:  # one park's trouble must not stop the others' notices
             self.log.error("notify.send_loop_failed", park_id=park_id, error="{}: {}".format(
                 type(exc).__name__, exc))

@@ -13,12 +13,14 @@ from nameko import config
 from nameko.standalone.rpc import ClusterRpcClient
 from prometheus_client import REGISTRY
 
+from lamplight.alarms import COLLECTION as ALARMS
+from lamplight.alarms import NEVER
 from lamplight.clock import utcnow
 from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict
 from services.notify import domain
 from services.notify.service import NotifyService
-from services.notify.store import INDEXES, PARTITIONED, NotifyStore
+from services.notify.store import INDEXES, PARTITIONED, SEND_LOOP, NotifyStore
 from tests.conftest import finds_during, wait_for
 from tests.integration.server_repos import server_store
 
@@ -326,7 +328,7 @@ def test_each_park_sends_at_its_own_limit_and_a_critical_notice_elsewhere_is_not
     assert all(w is not None and w >= 12 * 1.0 for w in waited), waited  # twelve at 4/s: about 1.4 s each
 
 
-def test_the_send_loop_reads_no_queue_of_a_park_with_nothing_due(notify, peers, broker):
+def test_the_send_loop_reads_no_queue_of_a_park_with_nothing_due(notify, peers, broker, db):
     # Eight parks send a notice each and go quiet. Passes of the loop (five a second here) then
     # read none of their queues: each park's alarm waits for its next send (lamplight.alarms).
     # Asking every park with a queue on every pass read 3 times per park and pass: 240 in 2 s.
@@ -338,6 +340,20 @@ def test_the_send_loop_reads_no_queue_of_a_park_with_nothing_due(notify, peers, 
         wait_status(notify, park, "w", "webhook", "sent")
     time.sleep(1.0)  # the passes that send the last of them and settle their alarms
     assert finds_during(2.0, "notify", "pending") == 0
+    # rung with nothing due (as every park is in the loop's rounds), each park is visited once and
+    # its queue read once: its soonest entry, not one read per priority and the next due time
+    alarms = db("notify")[ALARMS]
+
+    def reads():
+        return REGISTRY.get_sample_value("lamplight_db_requests_total", {
+            "service": "notify", "command": "find", "collection": "pending"}) or 0.0
+    before = reads()
+    for park in parks:
+        alarms.update_one({"_id": "{}:{}".format(SEND_LOOP, park)}, {"$min": {"at": utcnow()}, "$inc": {"v": 1}})
+    wait_for(lambda: alarms.count_documents({"_id": {"$in": ["{}:{}".format(SEND_LOOP, p) for p in parks]},
+                                             "at": {"$lt": NEVER}}) == 0, timeout=5, what="the visits settled")
+    time.sleep(0.5)
+    assert reads() - before == len(parks)
     # and a park that goes quiet is woken by its next notice
     offered(broker, parks[0], "w", subject="s2")
     wait_status(notify, parks[0], "w", "webhook", "sent", count=2)

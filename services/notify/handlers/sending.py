@@ -41,19 +41,40 @@ class Ready(NamedTuple):
 Job = tuple[list[Doc], float | None, float | None]
 
 
+# settle's ``soonest`` when the pass did not read it
+UNREAD = object()
+
+
+def visit(work: Work, alarms: Alarms, version: int, every_park: bool) -> None:
+    """The loop's pass over a park whose alarm rang at ``version``: what is
+    due sent, the housekeeping, the alarm settled."""
+    _, soonest = _send_due(work)
+    housekeep(work, utcnow(), every_park)
+    settle(work, alarms, version, soonest)
+
+
 def send_due(work: Work) -> Doc:
     """Send what is due in the park now: how many were due, and how many need no more sending."""
+    return _send_due(work)[0]
+
+
+def _send_due(work: Work) -> tuple[Doc, Any]:
+    """send_due, and the park's next due send when nothing was (UNREAD otherwise)."""
     store = work.store
     now = utcnow()
     config = work.config()
     tz = domain.zone(config["timezone"])
-    due = store.due(now, settings.get_int("NOTIFY_SEND_BATCH"))
+    # the soonest entry of the queue first: a visit with nothing due (a quiet park's in the
+    # rounds, a pass rung for later work) is this one read, not a read per priority, and the
+    # settle that follows needs no other (a send queued meanwhile rang the alarm: it stays rung)
+    soonest = store.next_due()
+    due = store.due(now, settings.get_int("NOTIFY_SEND_BATCH")) if soonest is not None and soonest <= now else []
     if time.monotonic() - _PENDING_COUNTED.get(work.park_id, -1e9) >= settings.get_float("NOTIFY_PENDING_GAUGE_S"):
         # a count reads the park's whole queue (20,000 after a broadcast): not every tick
         _PENDING_COUNTED[work.park_id] = time.monotonic()
         NOTICES_PENDING.labels(work.park_id).set(store.pending_count())
     if not due:
-        return {"due": 0, "finished": 0}
+        return {"due": 0, "finished": 0}, soonest
     digest = [p for p in due if p["kind"] == "digest"]
     by_channel: dict[str, list[Doc]] = {}
     for p in due:
@@ -94,7 +115,7 @@ def send_due(work: Work) -> Doc:
     finished += [nid for ids in pool.imap(lambda job: _attempt(work, config, tz, job, notices, profiles), jobs)
                  for nid in ids]
     store.done(finished)
-    return {"due": len(due), "finished": len(finished)}
+    return {"due": len(due), "finished": len(finished)}, UNREAD
 
 
 def housekeep(work: Work, now: datetime, every_park: bool) -> None:
@@ -111,13 +132,14 @@ def housekeep(work: Work, now: datetime, every_park: bool) -> None:
     fanout.finish_abandoned(work, now)
 
 
-def settle(work: Work, alarms: Alarms, version: int) -> None:
+def settle(work: Work, alarms: Alarms, version: int, soonest: Any = UNREAD) -> None:
     """After a pass of the loop over a park whose alarm was at ``version``:
-    the alarm waits for the park's next due send, or for nothing when the
+    the alarm waits for the park's next due send (``soonest``, when the pass
+    read it after the alarm and wrote nothing), or for nothing when the
     queue is empty; left rung while something is due (a rate limit's rest).
     A broadcast still fanning out brings the alarm back when it would count
     as abandoned (and the park's housekeeping is due), for ``housekeep``."""
-    nxt = work.store.next_due()
+    nxt = work.store.next_due() if soonest is UNREAD else soonest
     now = utcnow()
     if nxt is not None and nxt <= now:
         return
