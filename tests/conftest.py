@@ -20,17 +20,20 @@ from nameko import config
 MONGO_URI = os.environ.get("LAMPLIGHT_TEST_MONGO_URI", "mongodb://127.0.0.1:27018/")
 
 
+def finds(service, collection):
+    """How many finds ``service`` (its containers in this process) has sent to
+    ``collection`` (lamplight_db_requests_total)."""
+    from prometheus_client import REGISTRY
+    return REGISTRY.get_sample_value("lamplight_db_requests_total", {
+        "service": service, "command": "find", "collection": collection}) or 0.0
+
+
 def finds_during(seconds, service, collection):
     """How many finds ``service`` (a container in this process) sent to ``collection``
-    in the next ``seconds`` (lamplight_db_requests_total)."""
-    from prometheus_client import REGISTRY
-
-    def count():
-        return REGISTRY.get_sample_value("lamplight_db_requests_total", {
-            "service": service, "command": "find", "collection": collection}) or 0.0
-    before = count()
+    in the next ``seconds``."""
+    before = finds(service, collection)
     time.sleep(seconds)
-    return count() - before
+    return finds(service, collection) - before
 
 
 def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):

@@ -197,15 +197,25 @@ class VolunteersService:
         for park_id, version in sorted(alarms.rung(utcnow()).items()):
             try:
                 work = self._work(park_id)
-                self._sweep(park_id, work)
                 config = work.config()
                 tz = rosters.zone(config["timezone"])
-                alarms.settle(park_id, version, min(at for at in (work.store.next_check(), visit_plans.next_due(
-                    work, config, tz)) if at is not None))
+                # the park's next due time first: a visit with nothing due yet (every quiet park in
+                # the rounds) is these reads and no sweep; read after the alarm, it settles the
+                # alarm as it is (work written meanwhile rang it, and its version keeps it rung)
+                wanted = self._next_due(work, config, tz)
+                if wanted <= utcnow() or (park_id, visits.local_month(utcnow(), tz)) not in _SCHEDULED:
+                    self._sweep(park_id, work)
+                    wanted = self._next_due(work, config, tz)
+                alarms.settle(park_id, version, wanted)
             except NotFound:
                 alarms.settle(park_id, version, None)  # a park with data but no configuration any more
             except Exception as exc:  # one park's trouble must not stop the others' sweep
                 self.log.error("volunteers.sweep_failed", park_id=park_id, error=str(exc))
+
+    @staticmethod
+    def _next_due(work, config, tz):
+        """When the park's sweep is next wanted: a task's next check, or its visits' next step."""
+        return min(at for at in (work.store.next_check(), visit_plans.next_due(work, config, tz)) if at is not None)
 
     @rpc
     def sweep(self, park_id):

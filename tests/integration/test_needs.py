@@ -17,7 +17,7 @@ from lamplight.errors import BadInput, Conflict, NotFound
 from services.needs import domain
 from services.needs.metrics import NEEDS_OPEN, NEEDS_OVERDUE
 from services.needs.service import NeedsService
-from tests.conftest import finds_during, wait_for
+from tests.conftest import finds, finds_during, wait_for
 from tests.parks import fast_needs_config, needs_config
 
 WAGES = {"kind": "urgent_matter", "category": "daily_life", "item": "wage_arrears", "channel": "hotline",
@@ -308,13 +308,6 @@ def test_overdue_is_published_once_per_crossing_and_the_ladder_climbs(needs, fas
     assert needs.sweep(fast_park) == {"overdue": 0, "supervise": 0, "close_unevaluated": 0}
 
 
-def needs_read():
-    """How many finds of ``needs`` the needs containers of this process have sent."""
-    from prometheus_client import REGISTRY
-    return REGISTRY.get_sample_value("lamplight_db_requests_total", {
-        "service": "needs", "command": "find", "collection": "needs"}) or 0.0
-
-
 def test_a_visit_of_the_sweep_reads_the_parks_needs_twice_whatever_their_statuses(needs, fast_park):
     # The needs due (late, or their evaluation window closed) and the next time one is due are each
     # one range of sweep_at. Read per status, a visit was ten reads: the late and the lapsed, the
@@ -328,9 +321,9 @@ def test_a_visit_of_the_sweep_reads_the_parks_needs_twice_whatever_their_statuse
         "kind": "worker", "name": "赵敏", "phone": "13900003333"}))
     needs.act(fast_park, waiting["id"], "wait", {"actor": "desk-01", "reason": "问清是哪个食堂"})
     assert needs.sweep(fast_park)["overdue"] == 1  # and the park's open needs counted, once
-    before = needs_read()
+    before = finds("needs", "needs")
     assert needs.sweep(fast_park) == {"overdue": 0, "supervise": 0, "close_unevaluated": 0}
-    assert needs_read() - before == 2
+    assert finds("needs", "needs") - before == 2
     assert needs.get(fast_park, late["id"])["overdue_count"] == 1
 
 

@@ -21,7 +21,7 @@ from lamplight.errors import BadInput, Conflict
 from services.notify import domain
 from services.notify.service import NotifyService
 from services.notify.store import INDEXES, PARTITIONED, SEND_LOOP, NotifyStore
-from tests.conftest import finds_during, wait_for
+from tests.conftest import finds, finds_during, wait_for
 from tests.integration.server_repos import server_store
 
 
@@ -343,17 +343,13 @@ def test_the_send_loop_reads_no_queue_of_a_park_with_nothing_due(notify, peers, 
     # rung with nothing due (as every park is in the loop's rounds), each park is visited once and
     # its queue read once: its soonest entry, not one read per priority and the next due time
     alarms = db("notify")[ALARMS]
-
-    def reads():
-        return REGISTRY.get_sample_value("lamplight_db_requests_total", {
-            "service": "notify", "command": "find", "collection": "pending"}) or 0.0
-    before = reads()
+    before = finds("notify", "pending")
     for park in parks:
         alarms.update_one({"_id": "{}:{}".format(SEND_LOOP, park)}, {"$min": {"at": utcnow()}, "$inc": {"v": 1}})
     wait_for(lambda: alarms.count_documents({"_id": {"$in": ["{}:{}".format(SEND_LOOP, p) for p in parks]},
                                              "at": {"$lt": NEVER}}) == 0, timeout=5, what="the visits settled")
     time.sleep(0.5)
-    assert reads() - before == len(parks)
+    assert finds("notify", "pending") - before == len(parks)
     # and a park that goes quiet is woken by its next notice
     offered(broker, parks[0], "w", subject="s2")
     wait_status(notify, parks[0], "w", "webhook", "sent", count=2)

@@ -11,11 +11,14 @@ import pytest
 from nameko import config
 from nameko.standalone.rpc import ClusterRpcClient
 
+from lamplight.alarms import COLLECTION as ALARMS
+from lamplight.clock import utcnow
 from lamplight.envelope import new_event
 from lamplight.errors import BadInput, Conflict, NotFound
 from services.volunteers.domain import dispatch, rosters
 from services.volunteers.service import VolunteersService
-from tests.conftest import finds_during, wait_for
+from services.volunteers.store import SWEEP_LOOP
+from tests.conftest import finds, finds_during, wait_for
 from tests.parks import ALL_WEEK, volunteers_config
 
 SHANGHAI = rosters.zone("Asia/Shanghai")
@@ -119,7 +122,7 @@ def test_fifty_concurrent_claims_on_one_task_have_one_winner_and_fortynine_clear
 
 # the sweep's timer --------------------------------------------------------------------------------
 def test_the_sweep_reads_no_quiet_parks_tasks_and_comes_to_a_park_when_its_offers_expire(
-        container_factory, service_config, broker, task_events):
+        container_factory, service_config, broker, task_events, db):
     # Six parks with responders and nothing due: once the sweep's first round has seen them,
     # the sweeps (every second here) read none of their tasks (lamplight.alarms; a sweep that
     # visits every park reads each park's due tasks each time). A need routed in one of them
@@ -135,6 +138,18 @@ def test_the_sweep_reads_no_quiet_parks_tasks_and_comes_to_a_park_when_its_offer
                     register(volunteers, park, "O{}".format(n))
             eventlet.sleep(1.0)  # the first round, and the visits that setting each configuration rang
             assert finds_during(2.0, "volunteers", "tasks") == 0
+            # rung with nothing due (as every park is in the rounds): each visit reads the park's
+            # next due time (a task's next check, a planned month, a missed visit's rung) and
+            # sweeps nothing; it read the due tasks and visits first, and the next due time after
+            alarms = db("volunteers")[ALARMS]
+            before = {c: finds("volunteers", c) for c in ("tasks", "visits")}
+            for park in parks:
+                alarms.update_one({"_id": "{}:{}".format(SWEEP_LOOP, park)}, {"$min": {"at": utcnow()},
+                                                                             "$inc": {"v": 1}})
+            wait_for(lambda: alarms.count_documents({"park_id": {"$in": parks}, "at": {"$lte": utcnow()}}) == 0,
+                     timeout=5, what="the visits settled (at the next month's visits, nothing else due)")
+            eventlet.sleep(0.5)
+            assert {c: finds("volunteers", c) - before[c] for c in before} == {"tasks": 6, "visits": 12}
             task = task_of(volunteers, parks[2], route(broker, parks[2]))
             first = live(task)
             swept = wait_for(lambda: (lambda t: len(t["offers"]) == 4 and t)(
