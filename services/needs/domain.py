@@ -118,8 +118,9 @@ STATE_FIELDS = (
     "public_title", "public_notes", "sweep_at",
 )
 # the sweep_at of a need the time-limit sweep has nothing more to do with (it is waiting on its
-# requester, closed, cancelled...): a date, not null, so that a need written before sweep_at
-# existed (null in an index) is told apart from it and filled in (NeedsStore.fill_sweep_at)
+# requester, closed, cancelled...): a date, so that the sweep's ranges of dates never hold it,
+# and a need whose sweep_at is missing or stale is set right when its park's open needs are
+# counted (handlers.lifecycle.count_open)
 NO_SWEEP = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 
