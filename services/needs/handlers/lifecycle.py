@@ -151,12 +151,7 @@ def swept(work: Work, taxonomy: domain.Taxonomy, batch: int) -> tuple[dict[str, 
     done = {"overdue": 0, "supervise": 0, "close_unevaluated": 0}
     read = store.due_for_sweep(now, batch)
     full = len(read) >= batch
-    for need in read:
-        if need.get("sweep_at") != domain.sweep_at(need):
-            # changed by a process of an earlier release, which left sweep_at as it was: set
-            # right, so that the need is swept when it is due and not read again before
-            store.correct_sweep_at(need, domain.sweep_at(need))
-    found = [n for n in read if domain.sweep_at(n) <= now]
+    found = [n for n in read if _kept_sweep_at(store, n) <= now]
     late = [n for n in found if n["status"] in domain.CLOCK_RUNNING]
     for need in found:
         steps = [("close_unevaluated", None)] if domain.evaluation_lapsed(need, now) else \
@@ -192,14 +187,21 @@ def count_open(store: Any, taxonomy: domain.Taxonomy) -> bool:
     opened: collections.Counter[str] = collections.Counter()
     for need in store.open_needs(domain.OPEN):
         opened[need["category"]] += 1
-        if need.get("sweep_at") != domain.sweep_at(need):
-            # written before sweep_at existed, or changed by a process of an earlier release
-            # during a rolling update, which left it as it was: the sweep would not find the need
-            # when it is due
-            store.correct_sweep_at(need, domain.sweep_at(need))
+        _kept_sweep_at(store, need)
     for category in taxonomy.categories:
         NEEDS_OPEN.labels(store.park_id, category).set(opened.get(category, 0))
     return True
+
+
+def _kept_sweep_at(store: Any, need: Doc) -> datetime:
+    """The sweep_at that ``need``'s state says, written where the stored one
+    differs: a need written before sweep_at existed, or changed by a process
+    of an earlier release during a rolling update, which left it as it was
+    (the sweep would not find it when due, or would read it again and again)."""
+    at = domain.sweep_at(need)
+    if need.get("sweep_at") != at:
+        store.correct_sweep_at(need, at)
+    return at
 
 
 def _sweep_args(need: Doc, action: str, level: Any, taxonomy: domain.Taxonomy, now: Any) -> Doc:
