@@ -62,10 +62,13 @@ FLOOD = "flood"
 
 
 class Client:
-    """POSTs needs to one park at a steady rate; records each accepted need's send time."""
+    """POSTs needs to one park at a steady rate; records each accepted need's send time.
 
-    def __init__(self, park, headers, rate, tag):
-        self.park, self.headers, self.rate, self.tag = park, headers, rate, tag
+    ``offset`` (a fraction of the period, 0 to 1) shifts this park's POSTs in time, so that many parks
+    at a low rate arrive as a steady stream rather than all in the same instant every period."""
+
+    def __init__(self, park, headers, rate, tag, offset=0.0):
+        self.park, self.headers, self.rate, self.tag, self.offset = park, headers, rate, tag, offset
         self.sent = {}  # need id -> (perf_counter at POST, phase)
         self.errors = []
         self.phase = "baseline"
@@ -77,7 +80,7 @@ class Client:
         conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT, timeout=60)
         start = time.perf_counter()
         while not self.stop.is_set():
-            delay = start + self.count / self.rate - time.perf_counter()
+            delay = start + (self.count + self.offset) / self.rate - time.perf_counter()
             if delay > 0:
                 self.stop.wait(delay)
                 if self.stop.is_set():
@@ -97,6 +100,13 @@ class Client:
             except Exception as exc:
                 self.errors.append(("exception", repr(exc)))
                 conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT, timeout=60)
+
+
+def settle(watcher, needs, timeout):
+    """Wait (at most ``timeout`` s) until the watcher has seen each of ``needs``."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline and not all(n in watcher.first for n in needs):
+        time.sleep(0.5)
 
 
 def latencies(client, watcher, phase):
@@ -200,18 +210,23 @@ def run(args, peers):
         completed.start()
         for watcher in (offers, completed, triaged, offered):
             watcher.ready.wait(10)
-        # warm-up: connections, caches and lazy imports in every process, for every park
-        warm = [Client(park, headers, 5, "warm") for park in parks + [FLOOD]]
+        # warm-up: connections, caches and lazy imports in every process, for every park; two needs a
+        # park, spread over a few seconds, and the baseline starts once they have all had their notice
+        warm = [Client(park, headers, 0.5, "warm", offset=i / (len(parks) + 1))
+                for i, park in enumerate(parks + [FLOOD])]
         for c in warm:
             c.thread.start()
-        time.sleep(2)
+        time.sleep(4)
         for c in warm:
             c.stop.set()
-        time.sleep(3)
+        for c in warm:
+            c.thread.join(60)
+        settle(offers, [n for c in warm for n in c.sent], 120)
 
         print("baseline: {} parks at {:g} needs/s for {:g} s".format(len(parks), args.trickle_rate, args.baseline),
               flush=True)
-        clients = [Client(park, headers, args.trickle_rate, "trickle") for park in parks]
+        clients = [Client(park, headers, args.trickle_rate, "trickle", offset=i / len(parks))
+                   for i, park in enumerate(parks)]
         pids = dict(process_table(stack), **{"provider peer": peers.proc.pid})
         def sample():
             return time.perf_counter(), {k: cpu_seconds(p) for k, p in pids.items()}
