@@ -11,7 +11,9 @@ What the patches must give, as MongoDB does:
 - a conditional update or findAndModify has exactly one winner;
 - every filter returns exactly the documents the stock server returns;
 - every stored value reads back as it was written, as the stock server
-  reads it (0005 decodes values without a json.Decoder each).
+  reads it (0005 decodes values without a json.Decoder each);
+- a write waits for its turn behind the database's other writers, however
+  long, rather than failing with "database is locked" (0012).
 """
 import os
 import re
@@ -40,12 +42,12 @@ def _free_port():
 
 
 class Server:
-    def __init__(self, binary):
+    def __init__(self, binary, query="", **env_extra):
         self.dir = tempfile.TemporaryDirectory(prefix="ferretdb-test-")
         self.port = _free_port()
-        env = dict(os.environ, FERRETDB_HANDLER="sqlite", FERRETDB_SQLITE_URL="file:{}/".format(self.dir.name),
+        env = dict(os.environ, FERRETDB_HANDLER="sqlite", FERRETDB_SQLITE_URL="file:{}/{}".format(self.dir.name, query),
                    FERRETDB_LISTEN_ADDR="127.0.0.1:{}".format(self.port), FERRETDB_TELEMETRY="disable",
-                   FERRETDB_DEBUG_ADDR="-", FERRETDB_LOG_LEVEL="error", FERRETDB_STATE_DIR=self.dir.name)
+                   FERRETDB_DEBUG_ADDR="-", FERRETDB_LOG_LEVEL="error", FERRETDB_STATE_DIR=self.dir.name, **env_extra)
         self.proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.client = MongoClient("mongodb://127.0.0.1:{}/".format(self.port), serverSelectionTimeoutMS=10000,
                                   tz_aware=True, maxPoolSize=64)
@@ -457,3 +459,50 @@ def test_every_value_reads_back_as_written_and_as_the_stock_server_reads_it(patc
     assert ours["nested"] == VALUES["nested"]
     for key in ("brackets", "keys", "deep_docs"):
         assert ours[key] == VALUES[key], key
+
+
+@pytest.mark.parametrize("turns", ["on", "off"])
+def test_a_write_waits_its_turn_behind_a_long_one_instead_of_failing(turns):
+    """0012: writers to one database queue in the server. The server here gives SQLite's busy
+    handler 50 ms (the default is 10 s) and inserts a batch of 20,000 documents in one
+    transaction, so that writes that come meanwhile wait longer than that. With the writers'
+    turns (the patched server as it runs) every one of them waits and succeeds; with
+    LAMPLIGHT_FERRETDB_WRITE_TURNS=off (as before 0012) some fail with "database is locked",
+    which is what this test would catch without the patch."""
+    server = Server(BIN / "ferretdb", query="?_pragma=busy_timeout(50)", FERRETDB_TEST_BATCH_SIZE="100000",
+                    LAMPLIGHT_FERRETDB_WRITE_TURNS=turns)
+    try:
+        db = server.client.turns
+        db.big.insert_one({"i": -1})
+        db.small.insert_one({"i": -1})
+        written, failures = 0, []
+        for trial in range(3 if turns == "on" else 5):
+            started = threading.Event()
+
+            def big():
+                started.set()
+                db.big.insert_many([{"i": i, "trial": trial, "pad": "p" * 400} for i in range(20000)])
+
+            thread = threading.Thread(target=big)
+            thread.start()
+            started.wait()
+            time.sleep(0.1)
+            while thread.is_alive():
+                try:
+                    db.small.insert_one({"trial": trial})
+                    written += 1
+                except Exception as exc:  # the server's "database is locked", as an OperationFailure
+                    failures.append(str(exc))
+            thread.join()
+            if turns == "off" and failures:
+                break
+        assert written > 0
+        if turns == "on":
+            assert failures == []
+            assert db.small.count_documents({}) == written + 1
+            assert db.big.count_documents({}) == 3 * 20000 + 1
+        else:
+            # the control: the same load without the turns does fail, so the test can tell them apart
+            assert failures and all("database is locked" in f for f in failures), failures[:3]
+    finally:
+        server.close()
