@@ -131,6 +131,20 @@ def seed(args, uri, headers, parks, peers):
                 import_recipients(rpc, park, size)
 
 
+def windows(clients, offers, flood_started, flood_seconds, parts=4):
+    """The trickle parks' submit->notice p50 in ``parts`` windows of the flood (by POST time): is the
+    delay the broadcast's first seconds, or the whole flood?"""
+    width = flood_seconds / parts
+    cells = []
+    for k in range(parts):
+        lo = flood_started + k * width
+        spans = [(offers.first[n] - t0) * 1000 for c in clients for n, (t0, p) in c.sent.items()
+                 if p == "flood" and lo <= t0 < lo + width and n in offers.first]
+        cells.append("{:.0f}-{:.0f} s p50 {} ({})".format(k * width, (k + 1) * width, "{:.0f} ms".format(
+            percentile(spans, 50)) if spans else "-", len(spans)))
+    return "trickle parks in the flood, by when POSTed: " + "; ".join(cells)
+
+
 def park_sizes(spec, count):
     """``LO-HI`` spread evenly over ``count`` parks (empty: none)."""
     if not spec:
@@ -314,6 +328,7 @@ def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch
                                     sum(1 for r in ratios if r <= 1.2), ratios[-1]))
     for line in steps(clients, triaged, offered, offers):
         print(line)
+    print(windows(clients, offers, flood_started, args.flood))
     flood_needs = latencies(intake, offers, "flood")
     lost += sum(1 for n in intake.sent if n not in offers.first)
     if flood_needs:
