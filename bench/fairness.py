@@ -34,10 +34,12 @@ import json
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 from nameko.standalone.rpc import ClusterRpcClient
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,6 +56,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.pipeline import cpu_seconds, need_body, need_of_notice, process_table  # noqa: E402
 from lamplight_dev.devstack import START_ORDER, Stack  # noqa: E402
+from lamplight_tools.services import PROCESSES  # noqa: E402
 from tests.peers import running_peers  # noqa: E402
 
 VHOST = "lamplight_bench_fairness"
@@ -143,6 +146,42 @@ def windows(clients, offers, flood_started, flood_seconds, parts=4):
         cells.append("{:.0f}-{:.0f} s p50 {} ({})".format(k * width, (k + 1) * width, "{:.0f} ms".format(
             percentile(spans, 50)) if spans else "-", len(spans)))
     return "trickle parks in the flood, by when POSTed: " + "; ".join(cells)
+
+
+def handler_times(stack):
+    """Each process's handlers, from its metrics: {(process, what): (seconds, count)}, what being an
+    entrypoint's name or "event wait" (from an event's time to its handler's start, every queue)."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for name in PROCESSES:
+        try:
+            text = urllib.request.urlopen(stack.probe_url(name, "/metrics"), timeout=5).read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name not in ("lamplight_entrypoint_duration_seconds", "lamplight_event_wait_seconds"):
+                continue
+            for sample in family.samples:
+                if not sample.name.endswith(("_sum", "_count")):
+                    continue
+                what = sample.labels.get("entrypoint") or "event wait"
+                cell = totals.setdefault((name, what), [0.0, 0.0])
+                cell[0 if sample.name.endswith("_sum") else 1] += sample.value
+    return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
+def handler_lines(phases):
+    """A line per phase: each process's handlers' mean time in the phase, from ``handler_times``
+    read at the phases' ends (those that ran at least ten times in it)."""
+    lines = []
+    for (label, before, after) in phases:
+        cells = []
+        for key in sorted(after):
+            seconds = after[key][0] - before.get(key, (0.0, 0.0))[0]
+            count = after[key][1] - before.get(key, (0.0, 0.0))[1]
+            if count >= 10:
+                cells.append("{}.{} {:.0f} ms ({:.0f})".format(key[0], key[1], seconds * 1000 / count, count))
+        lines.append("handlers' mean time, {}: {}".format(label, ", ".join(cells) or "-"))
+    return lines
 
 
 def park_sizes(spec, count):
@@ -244,11 +283,13 @@ def run(args, peers):
         pids = dict(process_table(stack), **{"provider peer": peers.proc.pid})
         def sample():
             return time.perf_counter(), {k: cpu_seconds(p) for k, p in pids.items()}
+        handlers = [handler_times(stack)]
         cpu = [sample()]
         for c in clients:
             c.thread.start()
         time.sleep(args.baseline)
         cpu.append(sample())
+        handlers.append(handler_times(stack))
 
         print("flood: a critical broadcast to {} recipients (SMS at {}/s) and {:g} needs/s in {}, for {:g} s".format(
             args.recipients, args.sms_rate, args.flood_rate, FLOOD, args.flood), flush=True)
@@ -264,6 +305,7 @@ def run(args, peers):
                 "critical": True, "actor": "bench"}, idempotency_key="bench-" + run_id)
         time.sleep(max(0.0, flood_started + args.flood - time.perf_counter()))
         cpu.append(sample())
+        handlers.append(handler_times(stack))
         for c in clients + [intake]:
             c.stop.set()
         for c in clients + [intake]:
@@ -286,10 +328,10 @@ def run(args, peers):
         drop_databases(prefix)
         delete_vhost(VHOST)
     return report(args, clients, intake, (offers, completed, triaged, offered), accepted, flood_started,
-                  flood_epoch, arrived, rss, cpu)
+                  flood_epoch, arrived, rss, cpu, handlers)
 
 
-def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch, arrived, rss, cpu):
+def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch, arrived, rss, cpu, handlers):
     """Print the run's figures, the worst trickle park's p99 ratio last; the exit status."""
     offers, completed, triaged, offered = watchers
     print()
@@ -352,6 +394,8 @@ def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch
     for (t0, before), (t1, after), phase in zip(cpu, cpu[1:], ("baseline", "flood")):
         print("CPU, % of a core, {}: ".format(phase) + ", ".join(
             "{} {:.0f}".format(k, (after[k] - before[k]) * 100 / (t1 - t0)) for k in sorted(after)))
+    for line in handler_lines([("baseline", handlers[0], handlers[1]), ("flood", handlers[1], handlers[2])]):
+        print(line)
     print("rss MB: " + ", ".join("{} {:.0f}".format(k, v) for k, v in sorted(rss.items())))
     print("worst p99 flood/baseline: {}".format("{:.2f}".format(worst) if worst is not None else "n/a"))
     return 0 if worst is not None and not lost else 1
