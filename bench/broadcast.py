@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import MONGO_URI, Watcher, delete_vhost, fresh_vhost  # noqa: E402
 from bench.pipeline import raw_broker  # noqa: E402
 from lamplight_dev.devstack import Stack  # noqa: E402
+from lamplight_tools.services import PROCESSES  # noqa: E402
 from tests.peers import running_peers  # noqa: E402
 
 VHOST = "lamplight_bench_broadcast"
@@ -101,6 +102,10 @@ def sms_handed(arrived, start, end):
     return handed, handed / (end - start), max(per_second.values(), default=0), len(ok)
 
 
+# notify's processes: its main lane and its bulk lane, where the fan-out and the send loop run
+NOTIFY = tuple(name for name, process in PROCESSES.items() if process.service == "notify")
+
+
 def run(args, peers):
     prefix = "benchbc{}_".format(uuid.uuid4().hex[:6])
     client = pymongo.MongoClient(MONGO_URI, tz_aware=True)
@@ -109,8 +114,8 @@ def run(args, peers):
     stack = Stack(ROOT / ".stack" / "bench-broadcast", port_base=29600, web_port=28600,
                   env={"AMQP_URI": uri, "MONGO_URI": MONGO_URI, "MONGO_DB_PREFIX": prefix, "LOG_LEVEL": "WARNING"})
     try:
-        stack.down(names=("notify",))
-        stack.up(names=("notify",))
+        stack.down(names=NOTIFY)
+        stack.up(names=NOTIFY)
         with ClusterRpcClient(uri=uri, timeout=600) as rpc:
             config = {"version": 1}
             if peers:
@@ -152,10 +157,10 @@ def run(args, peers):
             refused = [r for r in arrived if r["verdict"] != "ok"]
             handed_at = sorted(r["at"] for r in arrived if r["verdict"] == "ok" and r["at"] >= started_epoch)
         rss = stack.rss_mb()
-        stack.down(names=("notify",))  # the SMS still queued would share the machine with the raw broker
+        stack.down(names=NOTIFY)  # the SMS still queued would share the machine with the raw broker
         raw_rate = raw_broker(uri, args.raw_messages)
     finally:
-        stack.down(names=("notify",))
+        stack.down(names=NOTIFY)
         client.drop_database(prefix + "notify")
         client.close()
         delete_vhost(VHOST)
