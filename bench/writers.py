@@ -14,48 +14,18 @@ goes first. Prints each server's writes/s and latency (p50, p99, the longest)
 and the ratio off/on of each, last the ratio of the p99s on a line of its own.
 """
 import argparse
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-
-from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import percentile  # noqa: E402
+from tests.server.ferretdb import Server  # noqa: E402
 
 BINARY = ROOT / ".stack" / "bin" / "ferretdb"
-
-
-class Server:
-    """One FerretDB process on its own port and data directory."""
-
-    def __init__(self, turns):
-        self.turns = turns
-        self.dir = tempfile.TemporaryDirectory(prefix="bench-writers-")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = dict(os.environ, FERRETDB_HANDLER="sqlite", FERRETDB_SQLITE_URL="file:{}/".format(self.dir.name),
-                   FERRETDB_LISTEN_ADDR="127.0.0.1:{}".format(port), FERRETDB_TELEMETRY="disable",
-                   FERRETDB_DEBUG_ADDR="-", FERRETDB_LOG_LEVEL="error", FERRETDB_STATE_DIR=self.dir.name,
-                   GOGC="400", LAMPLIGHT_FERRETDB_WRITE_TURNS=turns)
-        self.proc = subprocess.Popen([str(BINARY)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.client = MongoClient("mongodb://127.0.0.1:{}/".format(port), serverSelectionTimeoutMS=20000,
-                                  maxPoolSize=256)
-        self.client.admin.command("ping")
-
-    def close(self):
-        self.client.close()
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.dir.cleanup()
 
 
 def load(server, writers, seconds):
@@ -95,7 +65,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds of writing to each server a round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, alternating which server goes first")
     args = parser.parse_args(argv)
-    servers = {"on": Server("on"), "off": Server("off")}
+    servers = {turns: Server(BINARY, pool_size=max(64, 2 * args.writers), GOGC="400",
+                             LAMPLIGHT_FERRETDB_WRITE_TURNS=turns) for turns in ("on", "off")}
     results = {"on": ([], []), "off": ([], [])}
     try:
         for r in range(args.rounds):

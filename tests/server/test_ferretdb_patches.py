@@ -17,10 +17,7 @@ What the patches must give, as MongoDB does:
 """
 import os
 import re
-import socket
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -28,44 +25,13 @@ from pathlib import Path
 
 import pytest
 from bson import ObjectId
-from pymongo import ASCENDING, MongoClient, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
+
+from tests.server.ferretdb import Server
 
 BIN = Path(os.environ.get("FERRETDB_BIN_DIR") or Path(__file__).resolve().parents[2] / ".stack" / "bin")
 # FERRETDB_TEST_LARGE=100000 for the full size; the default keeps CI short
 LARGE = int(os.environ.get("FERRETDB_TEST_LARGE", "30000"))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, binary, query="", **env_extra):
-        self.dir = tempfile.TemporaryDirectory(prefix="ferretdb-test-")
-        self.port = _free_port()
-        env = dict(os.environ, FERRETDB_HANDLER="sqlite", FERRETDB_SQLITE_URL="file:{}/{}".format(self.dir.name, query),
-                   FERRETDB_LISTEN_ADDR="127.0.0.1:{}".format(self.port), FERRETDB_TELEMETRY="disable",
-                   FERRETDB_DEBUG_ADDR="-", FERRETDB_LOG_LEVEL="error", FERRETDB_STATE_DIR=self.dir.name, **env_extra)
-        self.proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.client = MongoClient("mongodb://127.0.0.1:{}/".format(self.port), serverSelectionTimeoutMS=10000,
-                                  tz_aware=True, maxPoolSize=64)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                self.client.admin.command("ping")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def close(self):
-        self.client.close()
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.dir.cleanup()
 
 
 @pytest.fixture(scope="module")
