@@ -91,6 +91,18 @@ EVENT_WORKERS_BUSY = Gauge(
     "its backlog waits in the broker.",
     ["service", "queue"],
 )
+PASSES_DEFERRED = Counter(
+    "lamplight_loop_passes_deferred_total",
+    "Passes of a loop over a park asked for while the park's previous pass still ran (it follows that one): "
+    "a park whose passes outlast the loop's period.",
+    ["service", "loop", "park"],
+)
+PASS_SECONDS = Histogram(
+    "lamplight_loop_pass_seconds",
+    "Time a loop's pass over one park took (a rate-limited park's pass paces its sends through the second).",
+    ["service", "loop"],
+    buckets=LATENCY_BUCKETS,
+)
 EVENT_WAIT = Histogram(
     "lamplight_event_wait_seconds",
     "From an event's time to a worker of this service starting on it, first deliveries only: how long a park's "

@@ -51,6 +51,7 @@ class Peer:
         self.requests = []
         self.mails = []
         self.failures = []  # [prefix, status, times left]
+        self.slow = {}  # prefix -> seconds each request waits before its answer
         self.tokens = set()
         self.nonces = set()
         self.lock = threading.Lock()
@@ -67,6 +68,11 @@ class Peer:
             prefix = request.args.get("prefix", "")
             with self.lock:
                 return _json([r for r in self.requests if r["path"].startswith(prefix)])
+        if path == "/_peer/slow":
+            ask = request.get_json()
+            with self.lock:
+                self.slow[ask["prefix"]] = float(ask["seconds"])
+            return _json({"ok": True})
         if path == "/_peer/mails":
             with self.lock:
                 return _json(self.mails)
@@ -93,7 +99,8 @@ class Peer:
             if path.startswith(prefix):
                 verdict, response, parsed = handler(request, body)
                 entry.update(verdict=verdict, body=parsed)
-                self._keep(entry)
+                self._keep(entry)  # seen as it arrives, answered after any wait asked for
+                time.sleep(self._delay(path))
                 return response
         return Response("no such peer", status=404)
 
@@ -104,6 +111,10 @@ class Peer:
                     failure[2] -= 1
                     return failure[1], failure[3]
         return None
+
+    def _delay(self, path):
+        with self.lock:
+            return max([s for prefix, s in self.slow.items() if path.startswith(prefix)], default=0.0)
 
     def _keep(self, entry):
         with self.lock:
@@ -359,6 +370,10 @@ class Peers:
     def fail(self, prefix, status=500, times=1, body=None):
         requests.post(self.base + "/_peer/fail", json={"prefix": prefix, "status": status, "times": times,
                                                         "body": body}, timeout=5)
+
+    def slow(self, prefix, seconds):
+        """Requests to paths under ``prefix`` answered ``seconds`` after they arrive."""
+        requests.post(self.base + "/_peer/slow", json={"prefix": prefix, "seconds": seconds}, timeout=5)
 
     def up(self):
         try:

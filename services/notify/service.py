@@ -15,7 +15,6 @@ people, fanout, sending) with the park's repository, and encodes the answer.
 """
 import time
 
-from eventlet.greenpool import GreenPool
 from nameko.extensions import DependencyProvider
 
 from lamplight import settings
@@ -25,6 +24,7 @@ from lamplight.errors import BadInput, NotFound, load_or_reject
 from lamplight.lanes import BULK, timer
 from lamplight.observability import Observability
 from lamplight.parkconfig import ConfigWatch, editable, plain
+from lamplight.passes import ParkPasses
 from lamplight.publishing import EventOutbox
 from lamplight.rpc import rpc
 from lamplight.storage import Mongo, check_park_id, utcnow
@@ -80,6 +80,7 @@ class NotifyService:
     db = Mongo(indexes=INDEXES, partitioned=PARTITIONED, group_commit=("notices", "deliveries", "pending"))
     events = EventOutbox(collections=("notices", "deliveries", "broadcasts"))
     channels = Channels()
+    passes = ParkPasses(SEND_LOOP, lambda: settings.get_int("NOTIFY_PARKS_AT_ONCE"))
 
     def _work(self, park_id):
         return Work(NotifyStore(self.db, park_id), self.events, self.log, self.channels)
@@ -241,11 +242,11 @@ class NotifyService:
                     alarms.ring(park_id, now)
         # only the parks whose alarm rang: a park with nothing due costs no read (lamplight.alarms)
         rung = alarms.rung(now)
-        # every park in a green thread of its own: a park pacing its sends through the second, or
-        # waiting on a slow provider, holds its own thread, not the other parks' turn
-        for _ in GreenPool(settings.get_int("NOTIFY_PARKS_AT_ONCE")).imap(
-                lambda park_id: self._tick_park(alarms, park_id, rung[park_id], round_), sorted(rung)):
-            pass
+        # every park's pass in a thread of its own, not waited for: a park pacing its sends
+        # through the second, or waiting on a slow provider, is late for its own next pass and
+        # holds no other park's (lamplight.passes)
+        for park_id in sorted(rung):
+            self.passes.start_pass(park_id, self._tick_park, alarms, park_id, rung[park_id], round_)
 
     def _tick_park(self, alarms, park_id, version, round_):
         try:

@@ -290,6 +290,27 @@ def test_a_park_rate_limit_paces_sends_within_each_second(notify, peers, broker)
     assert all(arrivals[i + 7] - arrivals[i] >= 1.0 for i in range(len(arrivals) - 7)), arrivals
 
 
+def test_a_park_whose_provider_is_slow_holds_no_other_parks_sends(notify, peers, broker):
+    # A park's webhook receiver takes 3 s to answer (inside the channel's 5 s timeout), so that
+    # park's pass of the send loop is 3 s long. Another park's notice, offered while it waits,
+    # reaches its own receiver within 1.5 s: the loop's next second does not wait for the slow
+    # pass (it did when each second's passes were waited for together).
+    peers.slow("/webhook/stuck-", 3.0)
+    stuck = new_park(notify, peers, prefix="s")
+    person(notify, stuck, "stuck-1", ["webhook"], port=peers.http_port)
+    other = new_park(notify, peers, prefix="t")
+    person(notify, other, "meanwhile-1", ["webhook"], port=peers.http_port)
+    offered(broker, stuck, "stuck-1")
+    (held,) = wait_for(lambda: peers.requests("/webhook/stuck-"), timeout=30, what="the slow receiver asked")
+    offered_at = time.time()
+    assert offered_at - held["at"] < 1.0, "the slow receiver was asked too long ago to show anything"
+    offered(broker, other, "meanwhile-1")
+    (arrival,) = wait_for(lambda: peers.requests("/webhook/meanwhile-"), timeout=30, what="the other park's send")
+    assert arrival["at"] - offered_at <= 1.5, arrival["at"] - offered_at
+    assert arrival["at"] < held["at"] + 3.0  # while the slow park's pass still waited
+    wait_status(notify, stuck, "stuck-1", "webhook", "sent")  # and the slow one's is sent all the same
+
+
 def test_each_park_sends_at_its_own_limit_and_a_critical_notice_elsewhere_is_not_held(notify, peers, broker):
     # Three parks each with twelve webhook sends at 4 a second. Each pass of the send loop visits
     # every park at once, so each park sends its own 4 a second whatever the others send (visited
