@@ -185,11 +185,12 @@ def _names_one_park(filter_: Any) -> bool:
     return isinstance(filter_, dict) and isinstance(filter_.get("park_id"), str)
 
 
-class GroupCommit:
-    """Batches concurrent inserts into one insert_many.
+class Batcher:
+    """A thread that writes, in one request, what concurrent callers queued
+    while the last request was out (and for ``wait_s`` after the first).
 
-    Each caller blocks until the batch holding its document is written and gets
-    its own outcome back (a DuplicateKeyError is raised for that caller only).
+    Each caller blocks until the batch holding its item is written and gets
+    its own outcome back. ``_flush`` writes a batch and answers every caller.
     """
 
     def __init__(self, collection: Collection, max_batch: int, wait_s: float) -> None:
@@ -199,18 +200,10 @@ class GroupCommit:
         self.queue = LightQueue()
         self.thread = None
 
-    def insert(self, doc: Doc) -> Any:
-        return self.submit([doc])[0].wait()
-
-    def submit(self, docs: list[Doc]) -> list[Event]:
-        """Queue ``docs`` (they go out in the same batch unless it is full);
-        an Event per document, sent its _id or its own exception."""
-        events = []
-        for doc in docs:
-            done = Event()
-            self.queue.put((doc, done))
-            events.append(done)
-        return events
+    def submit_one(self, item: Any) -> Event:
+        done = Event()
+        self.queue.put((item, done))
+        return done
 
     def run(self) -> None:
         while True:
@@ -224,6 +217,25 @@ class GroupCommit:
                 except Empty:
                     break
             self._flush(batch)
+
+    def _flush(self, batch: list[tuple[Any, Event]]) -> None:
+        raise NotImplementedError
+
+
+class GroupCommit(Batcher):
+    """Batches concurrent inserts into one insert_many.
+
+    Each caller blocks until the batch holding its document is written and gets
+    its own outcome back (a DuplicateKeyError is raised for that caller only).
+    """
+
+    def insert(self, doc: Doc) -> Any:
+        return self.submit([doc])[0].wait()
+
+    def submit(self, docs: list[Doc]) -> list[Event]:
+        """Queue ``docs`` (they go out in the same batch unless it is full);
+        an Event per document, sent its _id or its own exception."""
+        return [self.submit_one(doc) for doc in docs]
 
     def _flush(self, batch: list[tuple[Doc, Event]]) -> None:
         docs = [doc for doc, _ in batch]
@@ -492,9 +504,11 @@ class Store:
 
     def __init__(self, db: Database, committer: Callable[[str, str], GroupCommit | None], log: Any,
                  partitions: "Partitions | None" = None,
-                 collections: "dict[str, Collection] | None" = None) -> None:
+                 collections: "dict[str, Collection] | None" = None,
+                 batchers: "Callable[[str, Callable[..., Batcher]], Batcher] | None" = None) -> None:
         self.db = db
         self._committer = committer  # (physical, name) -> the GroupCommit of that collection, or None
+        self._batchers = batchers  # (collection, kind) -> the process's Batcher of that kind there
         self._log = log
         self._partitions = partitions
         # pymongo builds a Collection with its codec options and concerns on
@@ -522,6 +536,11 @@ class Store:
 
     def __getitem__(self, name: str) -> GuardedCollection:
         return GuardedCollection(self._collection(name), lambda park: self._scoped(name, park))
+
+    def batched(self, name: str, kind: "Callable[..., Batcher]") -> "Batcher | None":
+        """The process's batcher of ``kind`` on kernel collection ``name``
+        (None for a store without a provider: write directly)."""
+        return None if self._batchers is None else self._batchers(name, kind)
 
     def unscoped(self, name: str, reason: str) -> Collection:
         """A raw collection for a cross-park job; the reason goes to the log."""
@@ -628,6 +647,7 @@ class Mongo(DependencyProvider):
         self.partitions = Partitions(self.db, self.partitioned, self.indexes)
         # physical collection -> GroupCommit; a partition's is made on first use
         self.committers: dict[str, GroupCommit] = {}
+        self.batchers: dict[str, Batcher] = {}  # kernel collection -> its Batcher (batcher())
         self.collections: dict[str, Collection] = {}  # shared by every worker's Store
         self.started = False
         for name in self.group_commit:
@@ -657,7 +677,7 @@ class Mongo(DependencyProvider):
                         if exc.code != INDEX_NOT_FOUND:
                             raise  # else another replica dropped it first
         self.started = True
-        for committer in list(self.committers.values()):
+        for committer in list(self.committers.values()) + list(self.batchers.values()):
             self._run(committer)
         if self.scans is not None:
             self.container.spawn_managed_thread(self.scans.run, identifier="scan-finder")
@@ -676,7 +696,19 @@ class Mongo(DependencyProvider):
                 self._run(committer)
         return committer
 
-    def _run(self, committer: GroupCommit) -> None:
+    def batcher(self, name: str, kind: Callable[..., Batcher]) -> Batcher:
+        """The process's batcher of ``kind`` on kernel collection ``name``,
+        made on first use (the writes of the process's workers to it share
+        requests: ``lamplight.alarms.RingCommit``)."""
+        batcher = self.batchers.get(name)
+        if batcher is None:
+            batcher = self.batchers[name] = kind(
+                self.db[name], settings.get_int("STORE_BATCH_MAX"), settings.get_float("STORE_BATCH_WAIT_MS") / 1000.0)
+            if self.started:
+                self._run(batcher)
+        return batcher
+
+    def _run(self, committer: Batcher) -> None:
         committer.thread = self.container.spawn_managed_thread(
             committer.run, identifier="group-commit-{}".format(committer.collection.name))
 
@@ -694,13 +726,13 @@ class Mongo(DependencyProvider):
         self.kill()
 
     def kill(self) -> None:
-        for committer in self.committers.values():
+        for committer in list(self.committers.values()) + list(self.batchers.values()):
             if committer.thread is not None:
                 committer.thread.kill()
         self.client.close()
 
     def store(self) -> Store:
-        return Store(self.db, self.committer, self.log, self.partitions, self.collections)
+        return Store(self.db, self.committer, self.log, self.partitions, self.collections, self.batcher)
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Store:
         return self.store()

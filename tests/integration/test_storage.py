@@ -212,6 +212,34 @@ def test_first_rings_of_a_park_racing_to_create_its_alarm_all_count(store):
     assert alarms.when("p1") == (now, 20)
 
 
+def test_a_process_rings_many_alarms_in_few_requests_each_park_at_its_soonest(store):
+    # 200 rings at once from one process, 40 to each of five parks: they share requests, a
+    # park's merged into one update that keeps the soonest time and counts every ring
+    alarms = Alarms(store, "shared")
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    before = DB_REQUESTS.labels("storage", "update", "_alarms")._value.get()
+    list(eventlet.GreenPool(200).imap(
+        lambda n: alarms.ring("p{}".format(n % 5), now + timedelta(seconds=n)), range(200)))
+    requests = DB_REQUESTS.labels("storage", "update", "_alarms")._value.get() - before
+    assert requests <= 20, requests  # one each would be 200
+    assert {"p{}".format(i): alarms.when("p{}".format(i)) for i in range(5)} == {
+        "p{}".format(i): (now + timedelta(seconds=i), 40) for i in range(5)}
+
+
+def test_first_rings_of_a_park_from_two_processes_racing_to_create_its_alarm_all_count(
+        container_factory, service_config):
+    stores = []
+    for _ in range(2):
+        container = container_factory(StorageService)
+        container.start()
+        stores.append(next(d for d in container.dependencies if isinstance(d, Mongo)).store())
+    rings = [Alarms(s, "race2") for s in stores]
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    for park in ("q1", "q2", "q3"):
+        list(eventlet.GreenPool(40).imap(lambda n: rings[n % 2].ring(park, now + timedelta(seconds=n)), range(40)))
+        assert rings[0].when(park) == (now, 40)
+
+
 def test_a_projection_keeps_the_newest_version_whatever_the_order(store):
     scope = store.park("p1")
     docs = scope["lines"]
