@@ -189,30 +189,39 @@ class NeedsStore:
         when this version was projected already (a redelivery)."""
         return self.versioned_lines.project(self.key(entry["need_id"]), entry)
 
-    def merge_wall_head(self, entry, attempts=50):
+    def merge_wall_head(self, entry, known=None, attempts=50):
         """Keep the park's newest lines in one small document (compare and
-        set on its version: concurrent projections retry)."""
+        set on its version: concurrent projections retry). ``known`` is the
+        head as this process last wrote it: tried without a read, and read
+        again only when another writer moved it. Returns the head as it now
+        stands for this process (None when it must be read next time)."""
         _id = self.key("wall-head")
+        head = known
         for _ in range(attempts):
-            head = self.wall_heads.find_one({"_id": _id})
+            if head is None:
+                head = self.wall_heads.find_one({"_id": _id})
             if head is None:
                 lines = [head_line(entry)] if entry["public"] else []
+                doc = {"_id": _id, "version": 1, "lines": lines, "complete": True}
                 try:
-                    self.wall_heads.insert_one({"_id": _id, "version": 1, "lines": lines, "complete": True})
-                    return
+                    self.wall_heads.insert_one(dict(doc))
+                    return doc
                 except DuplicateKeyError:
                     continue
             current = next((line for line in head["lines"] if line["need_id"] == entry["need_id"]), None)
             if current is not None and current["version"] >= entry["version"]:
-                return
+                # a head known here may be behind the stored one, never ahead: nothing to write
+                return head
             lines = [head_line(line) for line in head["lines"] if line["need_id"] != entry["need_id"]]
             if entry["public"]:
                 lines.append(head_line(entry))
             lines.sort(key=lambda line: (line["updated_at"], line["need_id"]), reverse=True)
             # complete: the head holds every public line of the park (nothing was ever cut off its end)
-            complete = head.get("complete", True) and len(lines) <= WALL_HEAD_SIZE
-            if self.versioned_heads.write(head, {"lines": lines[:WALL_HEAD_SIZE], "complete": complete}):
-                return
+            fields = {"lines": lines[:WALL_HEAD_SIZE],
+                      "complete": head.get("complete", True) and len(lines) <= WALL_HEAD_SIZE}
+            if self.versioned_heads.write(head, fields):
+                return dict(head, version=head["version"] + 1, **fields)
+            head = None  # another writer moved it: read it again
         raise RuntimeError("wall head of {} kept changing".format(self.park_id))
 
     def wall_head(self):

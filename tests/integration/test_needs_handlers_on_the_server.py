@@ -23,3 +23,27 @@ def repo(mongo_client, db_prefix):
     config = {k: v for k, v in configured().items() if k != "park_id"}
     assert store.park_config.install(config) == (1, False)
     return store
+
+
+def test_a_wall_head_this_process_wrote_is_merged_into_without_a_read_and_read_again_once_moved_elsewhere(repo):
+    from datetime import datetime, timedelta, timezone
+    at = datetime(2026, 12, 2, 8, 0, tzinfo=timezone.utc)
+    entry = lambda n, version=1: {"need_id": "n{}".format(n), "version": version,  # noqa: E731
+                                  "updated_at": at + timedelta(seconds=n), "public": True}
+    reads = []
+    find_one = repo.wall_heads.find_one
+    repo.wall_heads.find_one = lambda *a, **kw: reads.append(a) or find_one(*a, **kw)
+    stored = lambda: [line["need_id"] for line in find_one({"_id": repo.key("wall-head")})["lines"]]  # noqa: E731
+
+    first = repo.merge_wall_head(entry(1))
+    assert len(reads) == 1 and first["version"] == 1
+    second = repo.merge_wall_head(entry(2), first)
+    assert len(reads) == 1, "a head this process wrote is not read again"
+    assert second["version"] == 2 and stored() == ["n2", "n1"]
+    assert repo.merge_wall_head(entry(2), second) == second  # a line already there: nothing written
+    # another process moves the head: the known one is behind, its write loses, and it reads
+    repo.merge_wall_head(entry(3))
+    reads.clear()
+    fourth = repo.merge_wall_head(entry(4), second)
+    assert len(reads) == 1 and fourth["version"] == 4
+    assert stored() == ["n4", "n3", "n2", "n1"] == [line["need_id"] for line in fourth["lines"]]

@@ -16,13 +16,24 @@ _followed = NeedFollowedSchema()
 # one merge of a park's head at a time in this process: concurrent workers
 # would only lose the head's compare-and-set to each other and retry
 _HEAD_LOCKS: defaultdict[str, Semaphore] = defaultdict(Semaphore)
+# park -> its head as this process last wrote it: the next merge writes without reading it
+# first, unless another process moved it since (its compare-and-set fails, and it reads)
+_HEADS: dict[str, Doc] = {}
 
 
 def project(work: Work, entry: Doc) -> None:
     """Project the public line; versions make any order of delivery end in the newest line."""
     if work.store.project_wall(entry):
-        with _HEAD_LOCKS[work.store.park_id]:
-            work.store.merge_wall_head(entry)
+        park_id = work.store.park_id
+        with _HEAD_LOCKS[park_id]:
+            head = None
+            try:
+                head = work.store.merge_wall_head(entry, _HEADS.get(park_id))
+            finally:
+                if head is None:
+                    _HEADS.pop(park_id, None)
+                else:
+                    _HEADS[park_id] = head
 
 
 def page(work: Work, taxonomy: domain.Taxonomy, status: str | None, category: str | None, before: str | None,
