@@ -29,6 +29,9 @@ INDEXES = {
         # the time-limit sweep: the needs due (late, or their evaluation window closed) and the
         # next time one is, each one range of this index (domain.sweep_at)
         IndexModel([("park_id", ASCENDING), ("sweep_at", ASCENDING)], name="park_sweep_at"),
+        # a requester's recent needs, for the possible duplicates of a new one (recent_of)
+        IndexModel([("park_id", ASCENDING), ("requester_key", ASCENDING), ("submitted_at", DESCENDING)],
+                   name="park_requester_submitted"),
     ],
     "wall": [
         # a page filtered by status or category reads that status's or category's lines only
@@ -66,7 +69,9 @@ END_OF_TIME = datetime(9999, 12, 31, tzinfo=timezone.utc)
 def head_line(line):
     """What the head keeps of a wall line (or of a head line written whole, before)."""
     return {k: line[k] for k in HEAD_FIELDS}
-# how many recent needs per requester are kept for duplicate detection
+
+
+# how many of a requester's recent needs duplicate detection compares a new one with
 RECENT_PER_REQUESTER = 20
 
 
@@ -79,7 +84,6 @@ class NeedsStore:
         self.wall = scope["wall"]
         self.wall_heads = scope["wall_heads"]
         self.followers = scope["followers"]
-        self.requesters = scope["requesters"]
         self.resources = scope["resources"]
         self.projects = scope["projects"]
         self.versioned_needs = VersionedDocument(self.needs)  # its timeline is the audit trail
@@ -170,18 +174,15 @@ class NeedsStore:
                                     "details": 1})
 
     # duplicates -----------------------------------------------------------------------
-    def recent_of(self, requester_key):
-        doc = self.requesters.find_one({"_id": self.key("requester/" + requester_key)})
-        return doc["recent"] if doc else []
-
-    def remember(self, requester_key, need):
-        self.requesters.update_one(
-            {"_id": self.key("requester/" + requester_key)},
-            {"$push": {"recent": {"$each": [{"need_id": need["need_id"], "item": need["item"],
-                                             "category": need["category"], "title": need["title"],
-                                             "at": need["submitted_at"]}],
-                                  "$slice": -RECENT_PER_REQUESTER}}},
-            upsert=True)
+    def recent_of(self, requester_key, since):
+        """The requester's needs submitted since ``since``, newest first (at
+        most RECENT_PER_REQUESTER): one indexed read of the needs themselves,
+        where a per-requester list was a read and a write for every need."""
+        return [{"need_id": d["need_id"], "item": d["item"], "category": d["category"], "title": d["title"],
+                 "at": d["submitted_at"]}
+                for d in self.needs.find({"requester_key": requester_key, "submitted_at": {"$gte": since}},
+                                         {"need_id": 1, "item": 1, "category": 1, "title": 1, "submitted_at": 1})
+                .sort("submitted_at", DESCENDING).limit(RECENT_PER_REQUESTER)]
 
     # the echo wall --------------------------------------------------------------------
     def project_wall(self, entry):

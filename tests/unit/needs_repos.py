@@ -24,7 +24,6 @@ class InMemoryNeedsStore:
         self.park_id = park_id
         self.park_config = InstalledConfig(config)
         self.needs = {}
-        self.requesters = {}
 
     def key(self, local_id):
         return "{}/{}".format(self.park_id, local_id)
@@ -55,11 +54,9 @@ class InMemoryNeedsStore:
         stored.update(copy.deepcopy(fields), version=need["version"] + 1)
         return True
 
-    def recent_of(self, requester_key):
-        return copy.deepcopy(self.requesters.get(requester_key, []))
-
-    def remember(self, requester_key, need):
-        recent = self.requesters.setdefault(requester_key, [])
-        recent.append({"need_id": need["need_id"], "item": need["item"], "category": need["category"],
-                       "title": need["title"], "at": need["submitted_at"]})
-        del recent[:-RECENT_PER_REQUESTER]
+    def recent_of(self, requester_key, since):
+        recent = sorted((n for n in self.needs.values()
+                         if n.get("requester_key") == requester_key and n["submitted_at"] >= since),
+                        key=lambda n: n["submitted_at"], reverse=True)[:RECENT_PER_REQUESTER]
+        return [{"need_id": n["need_id"], "item": n["item"], "category": n["category"], "title": n["title"],
+                 "at": n["submitted_at"]} for n in copy.deepcopy(recent)]

@@ -1,4 +1,5 @@
 """Intake: a need checked against the park's taxonomy and written with its events."""
+from datetime import timedelta
 from typing import Any, Callable
 
 from marshmallow import ValidationError
@@ -42,8 +43,9 @@ def accept(work: Work, taxonomy: domain.Taxonomy, submission: Doc, idempotency_k
     park_id = store.park_id
     need_id = new_id("need")
     requester_key = domain.requester_key(park_id, submission["requester"])
-    duplicates = domain.possible_duplicates(store.recent_of(requester_key), submission, now,
-                                            taxonomy.config["duplicate_window_hours"])
+    window_hours = taxonomy.config["duplicate_window_hours"]
+    duplicates = domain.possible_duplicates(store.recent_of(requester_key, now - timedelta(hours=window_hours)),
+                                            submission, now, window_hours)
     need, auto = domain.new_need(taxonomy, park_id, need_id, submission, now, idempotency_key, duplicates,
                                  meeting, requester_key)
     envelopes = [work.events.new("need.submitted", park_id=park_id, subject=need_id, data=_submitted.dump({
@@ -63,7 +65,6 @@ def accept(work: Work, taxonomy: domain.Taxonomy, submission: Doc, idempotency_k
             raise Conflict("idempotency key {!r} was already used for another need".format(
                 need["idempotency_key"]), {"idempotency_key": ["reused with a different body"]})
         return existing, False
-    store.remember(requester_key, need)
     NEEDS_SUBMITTED.labels(park_id, need["category"], need["channel"]).inc()
     work.log.info("need.submitted", need_id=need_id, category=need["category"], auto_triaged=bool(auto),
                   possible_duplicates=len(duplicates))
