@@ -16,8 +16,9 @@ wins, asks in between are one), so a slow park is late for its own work and
 for no one else's, and two passes of one park never claim the same sends.
 
 The threads are the container's (nameko's managed threads): a process that
-stops lets the passes running finish, up to ``drain_s``, with the database
-kept open for them, and starts no new one.
+stops lets the passes running finish, up to ``drain_s`` (as long as the
+database is kept open for them: MONGO_CLOSE_WAIT_S unless told), and starts
+no new one.
 """
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,7 @@ from eventlet.event import Event
 from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
 
-from lamplight import logs
+from lamplight import logs, settings
 from lamplight.metrics import PASS_SECONDS, PASSES_DEFERRED
 from lamplight.storage import Mongo
 
@@ -37,7 +38,7 @@ Pass = tuple[Callable[..., Any], tuple[Any, ...]]
 class ParkPasses(DependencyProvider):
     """The passes of loop ``loop``: at most ``limit()`` parks' at once."""
 
-    def __init__(self, loop: str, limit: Callable[[], int], drain_s: float = 30.0) -> None:
+    def __init__(self, loop: str, limit: Callable[[], int], drain_s: float | None = None) -> None:
         self.loop = loop
         self.limit = limit
         self.drain_s = drain_s
@@ -46,6 +47,8 @@ class ParkPasses(DependencyProvider):
         self.service = self.container.service_name
         self.log = logs.get_logger(component="passes", loop=self.loop)
         self._slots = Semaphore(self.limit())
+        if self.drain_s is None:
+            self.drain_s = settings.get_float("MONGO_CLOSE_WAIT_S")
         self._running: dict[str, Any] = {}
         self._again: dict[str, Pass] = {}
         self._stopping = False
