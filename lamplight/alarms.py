@@ -67,24 +67,23 @@ class RingCommit(Batcher):
         ops = [UpdateOne({"_id": _alarm_id(loop, park_id)}, _ring(loop, park_id, *merged[(loop, park_id)]),
                          upsert=True) for loop, park_id in keys]
         failed: dict[tuple[str, str], Exception] = {}
-        raced: list[tuple[str, str]] = []
         try:
             self.collection.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             raced = [keys[e["index"]] for e in errors if e.get("code") == 11000]
-            failed = {keys[e["index"]]: PyMongoError(e.get("errmsg", "ring failed"))
-                      for e in errors if e.get("code") != 11000}
+            failed.update({keys[e["index"]]: PyMongoError(e.get("errmsg", "ring failed"))
+                           for e in errors if e.get("code") != 11000})
+            if raced:
+                # first rings of a park that raced another process to insert: the alarm exists now
+                try:
+                    self.collection.bulk_write([UpdateOne({"_id": _alarm_id(loop, park_id)},
+                                                          _ring(loop, park_id, *merged[(loop, park_id)]))
+                                                for loop, park_id in raced], ordered=False)
+                except Exception as again:  # each caller hears it
+                    failed.update({k: again for k in raced})
         except Exception as exc:  # the whole request failed: every caller hears it
             failed = {k: exc for k in keys}
-        if raced:
-            # first rings of a park that raced another process to insert: the alarm exists now
-            try:
-                self.collection.bulk_write([UpdateOne({"_id": _alarm_id(loop, park_id)},
-                                                      _ring(loop, park_id, *merged[(loop, park_id)]))
-                                            for loop, park_id in raced], ordered=False)
-            except Exception as again:  # each of those callers hears it
-                failed.update({k: again for k in raced})
         for (loop, park_id, _), done in batch:
             problem = failed.get((loop, park_id))
             if problem is None:

@@ -244,10 +244,16 @@ class NotifyService:
         rung = alarms.rung(now)
         # every park's pass in a thread of its own, not waited for: a park pacing its sends
         # through the second, or waiting on a slow provider, is late for its own next pass and
-        # holds no other park's (lamplight.passes, which also logs a pass that fails: one park's
-        # trouble does not stop the others' notices)
+        # holds no other park's (lamplight.passes)
         for park_id in sorted(rung):
-            self.passes.start_pass(park_id, sending.visit, self._work(park_id), alarms, rung[park_id], round_)
+            self.passes.start_pass(park_id, self._tick_park, alarms, park_id, rung[park_id], round_)
+
+    def _tick_park(self, alarms, park_id, version, round_):
+        try:
+            sending.visit(self._work(park_id), alarms, version, every_park=round_)
+        except Exception as exc:  # one park's trouble must not stop the others' notices
+            self.log.error("notify.send_loop_failed", park_id=park_id, error="{}: {}".format(
+                type(exc).__name__, exc))
 
     @rpc
     def send_due(self, park_id):
