@@ -13,10 +13,13 @@ What the patches must give, as MongoDB does:
 - every stored value reads back as it was written, as the stock server
   reads it (0005 decodes values without a json.Decoder each);
 - a write waits for its turn behind the database's other writers, however
-  long, rather than failing with "database is locked" (0012).
+  long, rather than failing with "database is locked" (0012);
+- a document is stored with its fields before its schema, and one stored
+  the other way round (as the stock server does) reads as written (0013).
 """
 import os
 import re
+import sqlite3
 import statistics
 import threading
 import time
@@ -425,6 +428,31 @@ def test_every_value_reads_back_as_written_and_as_the_stock_server_reads_it(patc
     assert ours["nested"] == VALUES["nested"]
     for key in ("brackets", "keys", "deep_docs"):
         assert ours[key] == VALUES[key], key
+
+
+def test_a_document_is_stored_fields_first_and_one_stored_schema_first_reads_as_written(tmp_path):
+    doc = dict(VALUES, _id="values", when=WHEN, oid=OID, flag=False, empty=[], none=None)
+    stock = Server(BIN / "ferretdb-stock", directory=tmp_path)
+    try:
+        stock.client.test.values.insert_one(dict(doc))
+        written = stock.client.test.values.find_one({"_id": "values"})
+    finally:
+        stock.close()
+    ours = Server(BIN / "ferretdb", directory=tmp_path)
+    try:
+        assert ours.client.test.values.find_one({"_id": "values"}) == written
+        ours.client.test.values.insert_one(dict(doc, _id="again"))
+        assert ours.client.test.values.find_one({"_id": "again"}) == dict(written, _id="again")
+    finally:
+        ours.close()
+    db = sqlite3.connect(str(tmp_path / "test.sqlite"))
+    try:
+        (table,) = db.execute("SELECT table_name FROM _ferretdb_collections WHERE name = 'values'").fetchone()
+        rows = [r for (r,) in db.execute('SELECT _ferretdb_sjson FROM "{}"'.format(table))]
+    finally:
+        db.close()
+    # the stock server's row leads with its schema; ours with the _id, the schema last
+    assert sorted(r[:12] for r in rows) == sorted(['{"$s":{"p":{', '{"_id":"agai'])
 
 
 @pytest.mark.parametrize("turns", ["on", "off"])
