@@ -363,11 +363,14 @@ class ParkScopedCollection:
         """Insert what is not there yet (by _id or unique key); returns the
         documents inserted. For idempotent bulk work (a call-out, a month's
         visits, a notice's log lines). Through the group commit when there is
-        one: concurrent workers' documents share one insert."""
+        one and ``docs`` would not fill a batch of it alone: concurrent workers'
+        documents share one insert, and a bulk write (a broadcast's chunk) is
+        its own request, not cut into the committer's batches and queued
+        behind them."""
         docs = [self._doc(d) for d in docs]
         if not docs:
             return []
-        if self._committer is not None:
+        if self._committer is not None and len(docs) < self._committer.max_batch:
             inserted = []
             for doc, done in zip(docs, self._committer.submit(docs)):
                 try:

@@ -313,6 +313,23 @@ def test_a_partition_group_commits_concurrent_inserts_each_caller_hearing_its_ow
     assert store.park("park-h")["logs"].insert_many_once([{"_id": "n3#1"}]) != []
 
 
+def test_a_bulk_insert_as_big_as_a_group_commit_batch_is_one_request_of_its_own(container_factory, service_config,
+                                                                                db):
+    """A broadcast's chunk of 1,000 log lines is one insert, not four of the committer's batches of
+    256 queued behind the others; a duplicate among them is left out as before."""
+    container = container_factory(PartitionedService)
+    container.start()
+    store = next(d for d in container.dependencies if isinstance(d, Mongo)).store()
+    logs = store.park("park-bulk")["logs"]
+    logs.insert_one({"_id": "b7#1"})
+    requests = DB_REQUESTS.labels("partitioned", "insert", "logs")
+    before = requests._value.get()
+    written = logs.insert_many_once([{"_id": "b{}#1".format(n)} for n in range(1000)])
+    assert requests._value.get() - before == 1
+    assert len(written) == 999 and "b7#1" not in {d["_id"] for d in written}
+    assert db("partitioned")["logs.park-bulk"].count_documents({}) == 1000
+
+
 def test_with_scan_checks_each_new_shape_of_query_is_checked_once_and_those_reading_their_park_whole_counted(
         container_factory, service_config, db):
     with config.patch({"DB_CHECK_SCANS": 1}):
