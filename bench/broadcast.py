@@ -13,7 +13,8 @@ SMS rate limit to ``--sms-rate`` sends/s, then measures in the same run:
 - the broadcast: seconds from the RPC that accepts a critical park-wide
   broadcast to its broadcast.completed event, by which time every recipient
   has an in-app notice, an SMS notice queued and their lines in the delivery
-  log (counted after);
+  log (counted after); and, from the broadcast's view, when its last in-app
+  notice was recorded (``shown_at``) and its last notice (``finished_at``);
 - SMS handed to the provider: what the peer accepted while the broadcast
   fanned out and in as long again after it (``--sms-watch`` seconds from
   the acceptance at least), per second and in the busiest second, against
@@ -36,7 +37,7 @@ from nameko.standalone.rpc import ClusterRpcClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import MONGO_URI, Watcher, delete_vhost, fresh_vhost  # noqa: E402
+from bench.common import MONGO_URI, Watcher, broadcast_line, delete_vhost, fresh_vhost  # noqa: E402
 from bench.pipeline import raw_broker  # noqa: E402
 from lamplight_dev.devstack import Stack  # noqa: E402
 from lamplight_tools.services import PROCESSES  # noqa: E402
@@ -170,6 +171,7 @@ def run(args, peers):
     print("park-wide critical broadcast to {} recipients (FerretDB/MongoDB at {})".format(args.recipients, MONGO_URI))
     print("accepted in {:.3f} s; fanned out in {:.2f} s ({:.0f} recipients/s)".format(
         accept_s, fan_out_s, args.recipients / fan_out_s))
+    print(broadcast_line(PARK, report))
     print("broadcast reports {} recipients, {} notices; counted: {} in-app notices, {} SMS notices, "
           "{} 'sent' lines in the log".format(report["recipients"], report["notices"], notices, sms_notices, logged))
     if peers:

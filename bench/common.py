@@ -46,6 +46,21 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
 
 
+def broadcast_line(park, view):
+    """A broadcast's milestones from its view (notify's clock): every in-app
+    notice recorded, and every notice (the fan-out done), after the request."""
+    from datetime import datetime
+
+    def after(key):
+        if not view.get(key):
+            return "not yet"
+        seconds = (datetime.fromisoformat(view[key]) - datetime.fromisoformat(view["requested_at"])).total_seconds()
+        return "{:.2f} s after the request".format(seconds)
+
+    return "park {} broadcast to {} recipients: every in-app notice recorded {}; every notice {}".format(
+        park, view.get("recipients"), after("shown_at"), after("finished_at"))
+
+
 def drop_databases(prefix):
     import pymongo
 

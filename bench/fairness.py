@@ -48,6 +48,7 @@ from bench.broadcast import import_recipients, numbers_in, sms_handed  # noqa: E
 from bench.common import (  # noqa: E402
     MONGO_URI,
     Watcher,
+    broadcast_line,
     delete_vhost,
     drop_databases,
     fresh_vhost,
@@ -320,6 +321,8 @@ def run(args, peers):
                 peers.requests("/aliyun"), flood_epoch, time.time() + 1)[0] < args.recipients:
             time.sleep(2)  # the peer's whole log each time: not too often
         arrived = peers.requests("/aliyun")
+        with ClusterRpcClient(uri=uri, timeout=60) as rpc:
+            broadcast = rpc.notify.get_broadcast(FLOOD, accepted["broadcast_id"])
         for watcher in (offers, completed, triaged, offered):
             watcher.stop.set()
         rss = stack.rss_mb()
@@ -327,11 +330,11 @@ def run(args, peers):
         stack.down()
         drop_databases(prefix)
         delete_vhost(VHOST)
-    return report(args, clients, intake, (offers, completed, triaged, offered), accepted, flood_started,
+    return report(args, clients, intake, (offers, completed, triaged, offered), broadcast, flood_started,
                   flood_epoch, arrived, rss, cpu, handlers)
 
 
-def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch, arrived, rss, cpu, handlers):
+def report(args, clients, intake, watchers, broadcast, flood_started, flood_epoch, arrived, rss, cpu, handlers):
     """Print the run's figures, the worst trickle park's p99 ratio last; the exit status."""
     offers, completed, triaged, offered = watchers
     print()
@@ -377,11 +380,7 @@ def report(args, clients, intake, watchers, accepted, flood_started, flood_epoch
         print("park {} intake: {} needs at {:g}/s, submit->notice p50 {:.0f} ms, p99 {:.0f} ms; errors {}".format(
             FLOOD, len(flood_needs), args.flood_rate, percentile(flood_needs, 50), percentile(flood_needs, 99),
             len(intake.errors)))
-    if accepted["broadcast_id"] in completed.first:
-        print("park {} broadcast: every in-app notice of {} recorded {:.2f} s after the request".format(
-            FLOOD, args.recipients, completed.first[accepted["broadcast_id"]] - flood_started))
-    else:
-        print("park {} broadcast: not completed within the run".format(FLOOD))
+    print(broadcast_line(FLOOD, broadcast))
     ok = sorted((r for r in arrived if r["verdict"] == "ok" and r["at"] >= flood_epoch), key=lambda r: r["at"])
     if ok:
         handed, _, busiest, requests = sms_handed(arrived, flood_epoch, ok[-1]["at"] + 1)

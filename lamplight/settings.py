@@ -71,6 +71,8 @@ DEFAULTS = {
     "NOTIFY_SEND_BATCH": 500,
     "NOTIFY_PENDING_GAUGE_S": 15.0,
     "NOTIFY_SEND_CONCURRENCY": 32,
+    # the chunks of a broadcast's fan-out in flight at once (one planned while another is written)
+    "NOTIFY_FANOUT_CONCURRENCY": 3,
     "NOTIFY_SEND_TIMEOUT_S": 120.0,
     # gateway: the HS256 secret of signed tokens (at least 32 characters; no
     # default: a gateway without it does not start), the default limit of a

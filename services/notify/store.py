@@ -282,6 +282,10 @@ class NotifyStore:
     def broadcast(self, broadcast_id):
         return self.broadcasts.find_one({"_id": broadcast_id}, {"_outbox": 0})
 
+    def broadcast_shown(self, broadcast_id, at):
+        """When every in-app notice of a broadcast was written (the first time, if it is fanned out again)."""
+        self.broadcasts.update_one({"_id": broadcast_id, "shown_at": {"$exists": False}}, {"$set": {"shown_at": at}})
+
     def finish_broadcast(self, broadcast_id, update):
         return self.broadcasts.update_one({"_id": broadcast_id}, update).matched_count == 1
 

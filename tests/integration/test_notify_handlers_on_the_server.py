@@ -12,6 +12,7 @@ from tests.unit.test_notify_handlers import (  # noqa: F401 (the same tests, and
     notify_config,
     providers,
     test_a_broadcast_is_accepted_once_per_key_and_fans_out_once,
+    test_a_broadcast_writes_every_in_app_notice_before_the_sends_past_its_first_chunk,
     test_a_parks_rate_limit_caps_its_sends_in_a_second,
     test_a_provider_that_fails_is_retried_after_its_backoff_and_the_notice_is_sent_once,
     test_a_provider_that_refuses_falls_back_to_the_next_channel_and_the_last_refusal_fails_the_notice,

@@ -187,6 +187,9 @@ class InMemoryNotifyStore:
         found = self.broadcasts.get(broadcast_id)
         return None if found is None else _copies([found])[0]
 
+    def broadcast_shown(self, broadcast_id, at):
+        self.broadcasts[broadcast_id].setdefault("shown_at", at)
+
     def finish_broadcast(self, broadcast_id, update):
         doc = self.broadcasts.get(broadcast_id)
         if doc is None:

@@ -5,6 +5,7 @@ with no nameko, broker, database or network. The same tests run against the
 real repository on the MongoDB-protocol server (tests/integration/
 test_notify_handlers_on_the_server.py): the in-memory one is held to it."""
 import time
+from collections import deque
 from datetime import datetime, timezone
 
 import pytest
@@ -16,6 +17,7 @@ from services.notify import domain
 from services.notify.channels import SendFailed
 from services.notify.handlers import Work, fanout, sending
 from services.notify.schemas import PUBLISHED, BroadcastSchema, RecipientSchema, SourceEventSchema
+from services.notify.store import CHUNK
 from tests.unit.notify_repos import InMemoryNotifyStore, configured
 from tests.unit.outbox import RecordingOutbox, events
 
@@ -139,6 +141,60 @@ def test_a_parks_rate_limit_caps_its_sends_in_a_second(work, providers):
     assert len(providers["webhook"].sent) == 2 and w.store.pending_count() == 3
     if int(time.time()) == second:  # the same second, asked again: its sends were taken
         assert sending.send_due(w)["finished"] == 0 and len(providers["webhook"].sent) == 2
+
+
+@pytest.mark.parametrize("notify_config", [{"rate_limits": {"webhook": 100, "email": 100}}])
+def test_a_broadcast_writes_every_in_app_notice_before_the_sends_past_its_first_chunk(work, monkeypatch):
+    """The sends of the first chunk are queued at once; then everyone's in-app notice; then the
+    other sends, which their channel's rate limit paces anyway (the first chunk's 1,000 are 10 s
+    of sends at 100/s)."""
+    w, _ = work
+    people = ["w{:04d}".format(n) for n in range(CHUNK + 200)]
+    for rid in people:
+        person(w, rid)
+    writes = []
+    write_plan, shown = w.store.write_plan, w.store.broadcast_shown
+    monkeypatch.setattr(w.store, "write_plan", lambda notices, records, pending: (
+        writes.append(({n["channel"] for n in notices}, len(pending))), write_plan(notices, records, pending))[1])
+    monkeypatch.setattr(w.store, "broadcast_shown", lambda *a: (writes.append("shown"), shown(*a))[1])
+    body = BroadcastSchema().load({"title": "撤离通知", "body": "请立即前往广场集合", "actor": "desk-01",
+                                   "audience": {"kind": "park"}, "critical": True})
+    doc, _ = fanout.accept_broadcast(w, body, "key-evacuate")
+    assert fanout.fan_out(w, w.store.broadcast(doc["broadcast_id"])) == {"recipients": len(people),
+                                                                        "notices": 2 * len(people)}
+    assert writes == [({"inapp", "webhook"}, CHUNK), ({"inapp"}, 0), "shown", ({"webhook"}, 200)]
+    stored = fanout.broadcast_view(w.store.broadcast(doc["broadcast_id"]))
+    assert stored["status"] == "done" and stored["shown_at"] <= stored["finished_at"]
+    assert w.store.pending_count() == len(people)
+    inbox = [domain.notice_id(doc["broadcast_id"], rid, domain.INAPP) for rid in people]
+    assert len(w.store.notices_of(inbox)) == len(people)
+
+
+def test_a_fan_out_keeps_its_send_queue_ahead_of_the_rate_limit_while_it_writes_the_in_app_notices():
+    """Chunks of 1,000 at 500 sends/s: the first whole, then in-app chunks, a chunk of sends
+    taken whenever fewer than 3 s of them are left in the queue; with no rate limit, one
+    chunk of sends after each in-app chunk."""
+    parts = [[n] * 1000 for n in range(8)]
+    now = [0.0]
+
+    def taken(pace, step):
+        order, later = [], deque(parts[1:])
+        for chunk, legs in fanout.writes(parts, later, pace, lambda: now[0]):
+            order.append((chunk[0], legs))
+            now[0] += step
+        now[0] = 0.0
+        return order + [(chunk[0], "queued") for chunk in later]
+
+    # each write 0.5 s, in which 250 are sent: a chunk of sends is taken whenever fewer than 1,500
+    # (3 s of them) would be left queued; the in-app notices are all written by the 11th write
+    assert taken(500.0, 0.5) == [(0, "all"), (1, "queued"), (1, "now"), (2, "queued"), (2, "now"), (3, "now"),
+                                 (4, "now"), (3, "queued"), (5, "now"), (6, "now"), (7, "now"), (4, "queued"),
+                                 (5, "queued"), (6, "queued"), (7, "queued")]
+    # writes that take no time: 3 s of sends queued, then every in-app notice before the other sends
+    assert taken(500.0, 0.0)[:9] == [(0, "all"), (1, "queued")] + [(n, "now") for n in range(1, 8)]
+    assert taken(None, 0.0)[:5] == [(0, "all"), (1, "queued"), (1, "now"), (2, "queued"), (2, "now")]
+    assert sorted(taken(None, 0.0)) == sorted(taken(500.0, 0.5))  # every leg of every chunk, once
+    assert list(fanout.writes([], deque(), 500.0, lambda: 0.0)) == []
 
 
 def test_a_broadcast_is_accepted_once_per_key_and_fans_out_once(work):

@@ -1,9 +1,15 @@
 """Events and broadcasts become notices: who they concern, on which channels,
 when, with which words; the notices are written with their delivery log and,
 for what shows in the app, their notice.sent events."""
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from eventlet.greenpool import GreenPool
+
+from lamplight import settings
 from lamplight.clock import utcnow
 from lamplight.errors import Conflict, NotFound
 from lamplight.ids import fingerprint
@@ -54,9 +60,23 @@ def resolve(store: Any, rule: domain.Rule, refs: Doc) -> list[str]:
     raise ValueError(rule.audience)
 
 
-def deliver(work: Work, source: Doc, data: Doc, profiles: list[Doc], announce: bool) -> Doc:
+# how far ahead of its channels' rate limits a fan-out keeps the send queue while it writes the
+# in-app notices first
+QUEUE_LEAD_S = 3.0
+
+
+def deliver(work: Work, source: Doc, data: Doc, profiles: list[Doc], announce: bool,
+            shown: Callable[[], None] | None = None) -> Doc:
     """Plan and write the notices of ``source`` for ``profiles``; with
-    ``announce`` each in-app notice carries its notice.sent event."""
+    ``announce`` each in-app notice carries its notice.sent event.
+
+    In-app notices first, because one written is delivered, while the sends
+    queued for other channels go out at those channels' rate limits anyway
+    (20,000 SMS at 500/s take 40 s): the first chunk of recipients whole, then
+    the in-app notices of the others, with their queued sends taken in between
+    whenever the queue would otherwise run out within QUEUE_LEAD_S at the
+    park's rate limits (``writes``). ``shown`` is called once every notice
+    that needs no sending is written."""
     store = work.store
     config = work.config()
     tz = domain.zone(config["timezone"])
@@ -64,8 +84,13 @@ def deliver(work: Work, source: Doc, data: Doc, profiles: list[Doc], announce: b
     template_key = source["type"] if source["type"] in domain.TEMPLATE_KEYS else domain.BROADCAST
     rendered: dict[str, tuple[str, str]] = {}
     now = utcnow()
-    written = 0
-    for chunk in chunks(profiles):
+    parts = list(chunks(profiles))
+    unshown = [len(parts)]  # chunks whose notices that need no sending are not all written yet
+
+    def write(chunk: list[Doc], legs: str) -> int:
+        """Write the ``legs`` of a chunk's plans ("all"; "now": the notices that need no sending
+        and their log lines; "queued": the others with their places in the send queue); the
+        number of notices inserted."""
         notices, records, pending = [], [], []
         for profile in chunk:
             locale = profile.get("locale", "zh-CN")
@@ -76,13 +101,67 @@ def deliver(work: Work, source: Doc, data: Doc, profiles: list[Doc], announce: b
             notices += n
             records += r
             pending += p
+        if legs != "all":
+            queued = {p["_id"] for p in pending}
+            keep = legs == "queued"
+            notices = [n for n in notices if (n["_id"] in queued) == keep]
+            records = [r for r in records if (r["notice_id"] in queued) == keep]
+            pending = pending if keep else []
         announced = [n for n in notices if announce and n["shown"]]
         events = [notice_event(work, "notice.sent", n) for n in announced]
         # the announced notices are some of those written; their events go with them
         fresh = work.events.insert_many(announced, events, lambda _: store.write_plan(notices, records, pending))
-        written += len(fresh)
         count(work.park_id, records)
+        if legs != "queued":
+            unshown[0] -= 1
+            if unshown[0] == 0 and shown is not None:
+                shown()
+        return len(fresh)
+
+    # a few chunks in flight: one is planned while the database writes another; the queued
+    # sends still left once the in-app notices are written, after them
+    pool = GreenPool(settings.get_int("NOTIFY_FANOUT_CONCURRENCY"))
+    later = deque(parts[1:])
+    written = sum(pool.imap(lambda job: write(*job), writes(parts, later, pace(config, source), time.monotonic)))
+    if not parts and shown is not None:
+        shown()
+    written += sum(pool.imap(lambda chunk: write(chunk, "queued"), later))
     return {"recipients": len(profiles), "notices": written}
+
+
+def pace(config: Doc, source: Doc) -> float | None:
+    """The sends a second the park's configured channels take for ``source``
+    (the fastest one's rate limit), or None when one it may use has none."""
+    channels = [c for c, how in config["channels"].items()
+                if how and (not source.get("channels") or c in source["channels"])]
+    limits = [config["rate_limits"].get(c) for c in channels]
+    if not limits or not all(limits):
+        return None
+    return float(max(limits))
+
+
+def writes(parts: list[list[Doc]], later: deque[list[Doc]], pace_: float | None,
+           clock: Callable[[], float]) -> Iterator[tuple[list[Doc], str]]:
+    """The order of a fan-out's writes (chunk, legs) up to its last in-app
+    notice: the first chunk whole, then each other chunk's in-app legs, with
+    the queued legs of ``later`` (the chunks after the first) taken in turn
+    whenever fewer than QUEUE_LEAD_S of sends at ``pace_`` a second (one a
+    recipient) would be left in the queue; one after each in-app chunk when
+    there is no pace. What is left in ``later`` is written after. Asked for
+    lazily: ``clock`` is read as the writes go."""
+    if not parts:
+        return
+    started = clock()
+    yield parts[0], "all"
+    queued = len(parts[0])
+    for chunk in parts[1:]:
+        while later and (pace_ is None or queued - pace_ * (clock() - started) < pace_ * QUEUE_LEAD_S):
+            taken = later.popleft()
+            queued += len(taken)
+            yield taken, "queued"
+            if pace_ is None:
+                break
+        yield chunk, "now"
 
 
 # broadcasts ----------------------------------------------------------------------------------
@@ -116,7 +195,7 @@ def broadcast_view(doc: Doc) -> Doc:
     keys = ("broadcast_id", "type", "title", "audience", "critical", "channels", "actor", "status",
             "recipients", "notices")
     view = {k: doc.get(k) for k in keys}
-    for k in ("requested_at", "finished_at"):
+    for k in ("requested_at", "shown_at", "finished_at"):
         view[k] = doc[k].isoformat() if doc.get(k) else None
     return view
 
@@ -143,7 +222,8 @@ def fan_out(work: Work, doc: Doc) -> Doc:
               "priority": "critical" if doc["critical"] else "normal", "subject": doc["_id"],
               "channels": doc.get("channels")}
     data = doc.get("data") or {"title": doc["title"], "body": doc["body"]}
-    result = deliver(work, source, data, profiles, announce=False)
+    result = deliver(work, source, data, profiles, announce=False,
+                     shown=lambda: store.broadcast_shown(doc["_id"], utcnow()))
     finished = utcnow()
     event = work.events.new("broadcast.completed", park_id=work.park_id, subject=doc["_id"],
                             data=_broadcast_event.dump(dict(doc, recipients=len(profiles), at=finished)))
