@@ -294,6 +294,22 @@ def all_ready(platform):
     return all(stack.ready(name) for stack, name in platform.processes())
 
 
+def not_ready(platform):
+    """The processes whose /readyz is not 200 now, each with the checks it failed."""
+    found = []
+    for i, (stack, name) in enumerate(platform.processes()):
+        where = "{} (replica {})".format(name, i // len(SERVICES) + 1)
+        try:
+            with urllib.request.urlopen(stack.probe_url(name, "/readyz"), timeout=3):
+                continue
+        except urllib.error.HTTPError as exc:
+            checks = json.loads(exc.read() or b"{}").get("checks", {})
+            found.append("{}: {}".format(where, {k: v for k, v in checks.items() if v != "ok"}))
+        except OSError as exc:
+            found.append("{}: {}".format(where, exc))
+    return found
+
+
 def backlog(platform):
     """Events staged in outboxes and not yet confirmed, over every service process."""
     total = 0.0
@@ -426,6 +442,8 @@ def main(argv=None):
                 fault, restored - started, "{:.1f}".format(recovered) if recovered is not None else "never",
                 "{:.1f} s later".format(caught) if caught is not None else "not before the next fault"),
                 flush=True)
+            if recovered is None:
+                print("    not ready: {}".format("; ".join(not_ready(platform)) or "none now"), flush=True)
             time.sleep(max(0.0, args.gap - (time.monotonic() - started)))
         load.stop.set()
         for t in clients:
@@ -486,7 +504,8 @@ def main(argv=None):
         dead or "empty", parked.get(UNROUTED, 0)))
     print("steady state after the last fault: {}".format(
         "{:.1f} s (queues empty, outbox backlog 0, every /readyz 200)".format(steady) if steady is not None
-        else "not within {:g} s (queues: {})".format(args.settle, queued_safe())))
+        else "not within {:g} s (queues: {}; not ready: {})".format(
+            args.settle, queued_safe(), "; ".join(not_ready(platform)) or "none")))
     drop_databases(prefix)
     common.delete_vhost(VHOST, api=BROKER.mgmt)
     with load.lock:
