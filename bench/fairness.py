@@ -336,7 +336,7 @@ def run(args, peers):
 
 def report(args, clients, intake, watchers, broadcast, flood_started, flood_epoch, arrived, rss, cpu, handlers):
     """Print the run's figures, the worst trickle park's p99 ratio last; the exit status."""
-    offers, completed, triaged, offered = watchers
+    offers, _, triaged, offered = watchers  # the broadcast's milestones come from its view
     print()
     print("{} trickle parks at {:g} needs/s each; {} volunteers on duty in each (FerretDB/MongoDB at {}); notify's "
           "bulk lane {}".format(len(clients), args.trickle_rate, args.responders, MONGO_URI,
